@@ -1,0 +1,265 @@
+//! Field rules of Kong's schemas that do not depend on other entities: names, hosts, paths,
+//! URLs, IPs. Each returns `Err(message)` saying what was expected.
+
+use std::net::IpAddr;
+
+/// Kong's `utf8_name`: letters, digits and `.-_~`.
+pub fn name(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("expected a non-empty name".into());
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '~')))
+    {
+        return Err(format!(
+            "invalid name {s:?}: the character {c:?} is not allowed (use letters, digits, '.', '-', '_', '~')"
+        ));
+    }
+    Ok(())
+}
+
+/// A host name or IP address (no port).
+pub fn hostname(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("expected a host name or IP address, found an empty string".into());
+    }
+    if s.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("invalid IPv6 address {s:?}"));
+    }
+    if s.len() > 253 {
+        return Err(format!("invalid host {s:?}: longer than 253 characters"));
+    }
+    for label in s.split('.') {
+        if label.is_empty()
+            || label.len() > 63
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!("invalid host {s:?}: expected a host name or IP address"));
+        }
+    }
+    Ok(())
+}
+
+/// A route host: `example.com`, `*.example.com`, `example.*`, optionally with `:port`.
+pub fn route_host(s: &str) -> Result<(), String> {
+    let (host, port) = split_host_port(s);
+    if let Some(port) = port {
+        parse_port(port).map_err(|e| format!("invalid host {s:?}: {e}"))?;
+    }
+    let stars = host.matches('*').count();
+    if stars > 1 {
+        return Err(format!(
+            "invalid wildcard host {s:?}: only one wildcard is allowed"
+        ));
+    }
+    if stars == 1 {
+        let rest = if let Some(r) = host.strip_prefix("*.") {
+            r
+        } else if let Some(r) = host.strip_suffix(".*") {
+            r
+        } else {
+            return Err(format!(
+                "invalid wildcard host {s:?}: the wildcard must be the whole leftmost or rightmost label"
+            ));
+        };
+        return hostname(rest).map_err(|_| format!("invalid wildcard host {s:?}"));
+    }
+    hostname(host)
+}
+
+/// Splits `host:port` (IPv6 in brackets); a bare IPv6 address has no port.
+pub fn split_host_port(s: &str) -> (&str, Option<&str>) {
+    if s.starts_with('[') {
+        if let Some(end) = s.find(']') {
+            let rest = &s[end + 1..];
+            return (&s[..=end], rest.strip_prefix(':'));
+        }
+        return (s, None);
+    }
+    match s.rfind(':') {
+        Some(i) if s[..i].contains(':') => (s, None),
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    }
+}
+
+/// A port number 0–65535.
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    s.parse::<u16>()
+        .map_err(|_| format!("invalid port {s:?}: expected an integer between 0 and 65535"))
+}
+
+/// A route path: `/prefix` (no empty segment) or `~/regex` (must compile).
+pub fn route_path(s: &str) -> Result<(), String> {
+    if let Some(re) = s.strip_prefix('~') {
+        if !re.starts_with('/') {
+            return Err(format!(
+                "invalid regex path {s:?}: a regex path starts with \"~/\""
+            ));
+        }
+        return regex::Regex::new(re)
+            .map(|_| ())
+            .map_err(|e| format!("invalid regex path {s:?}: {}", one_line(&e.to_string())));
+    }
+    if !s.starts_with('/') {
+        return Err(format!(
+            "invalid path {s:?}: expected a path starting with \"/\" (prefix) or \"~/\" (regex)"
+        ));
+    }
+    if s.contains("//") {
+        return Err(format!("invalid path {s:?}: must not contain empty segments (\"//\")"));
+    }
+    if s.contains('?') || s.contains('#') {
+        return Err(format!("invalid path {s:?}: must not contain a query or fragment"));
+    }
+    Ok(())
+}
+
+/// A service path: starts with `/`, no query or fragment.
+pub fn service_path(s: &str) -> Result<(), String> {
+    if !s.starts_with('/') {
+        return Err(format!("invalid path {s:?}: should start with \"/\""));
+    }
+    if s.contains('?') || s.contains('#') {
+        return Err(format!("invalid path {s:?}: must not contain a query or fragment"));
+    }
+    if s.contains("//") {
+        return Err(format!("invalid path {s:?}: must not contain empty segments (\"//\")"));
+    }
+    Ok(())
+}
+
+/// The parts of a service `url`.
+#[derive(Debug, PartialEq)]
+pub struct UrlParts {
+    /// Scheme.
+    pub protocol: String,
+    /// Host (IPv6 in brackets).
+    pub host: String,
+    /// Explicit port.
+    pub port: Option<u16>,
+    /// Path, when the URL has one.
+    pub path: Option<String>,
+}
+
+/// Parses a service `url` (`scheme://host[:port][/path]`).
+pub fn service_url(s: &str) -> Result<UrlParts, String> {
+    let (scheme, rest) = s
+        .split_once("://")
+        .ok_or_else(|| format!("invalid url {s:?}: expected scheme://host[:port][/path]"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    if authority.contains('@') {
+        return Err(format!("invalid url {s:?}: credentials in the url are not supported"));
+    }
+    if rest.contains('?') || rest.contains('#') {
+        return Err(format!("invalid url {s:?}: must not contain a query or fragment"));
+    }
+    let (host, port) = split_host_port(authority);
+    hostname(host).map_err(|e| format!("invalid url {s:?}: {e}"))?;
+    let port = match port {
+        Some(p) => Some(parse_port(p).map_err(|e| format!("invalid url {s:?}: {e}"))?),
+        None => None,
+    };
+    Ok(UrlParts {
+        protocol: scheme.to_ascii_lowercase(),
+        host: host.to_string(),
+        port,
+        path: path.map(str::to_string),
+    })
+}
+
+/// An IP or CIDR (`10.0.0.0/8`), as address and prefix length.
+pub fn cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (ip, len) = match s.split_once('/') {
+        Some((ip, len)) => (ip, Some(len)),
+        None => (s, None),
+    };
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("invalid ip or cidr {s:?}"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        Some(l) => l
+            .parse::<u8>()
+            .ok()
+            .filter(|l| *l <= max)
+            .ok_or_else(|| format!("invalid cidr {s:?}: prefix length must be 0–{max}"))?,
+        None => max,
+    };
+    Ok((ip, len))
+}
+
+/// A UUID as Kong's `id` fields require.
+pub fn uuid(s: &str) -> Result<(), String> {
+    uuid::Uuid::parse_str(s)
+        .map(|_| ())
+        .map_err(|_| format!("invalid id {s:?}: expected a UUID"))
+}
+
+/// The first line of a multi-line message (regex errors draw a caret diagram).
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .last()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert!(route_host("example.com").is_ok());
+        assert!(route_host("*.example.com").is_ok());
+        assert!(route_host("example.*").is_ok());
+        assert!(route_host("example.com:8080").is_ok());
+        assert!(route_host("a.*.com").is_err());
+        assert!(route_host("*.*.com").is_err());
+        assert!(route_host("ex ample.com").is_err());
+        assert!(route_host("example.com:99999").is_err());
+    }
+
+    #[test]
+    fn paths() {
+        assert!(route_path("/").is_ok());
+        assert!(route_path("~/users/(?<id>\\d+)$").is_ok());
+        assert!(route_path("users").is_err());
+        assert!(route_path("/a//b").is_err());
+        assert!(route_path("~/(unclosed").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        let u = service_url("https://api.example.com:8443/v1").unwrap();
+        assert_eq!(u.protocol, "https");
+        assert_eq!(u.host, "api.example.com");
+        assert_eq!(u.port, Some(8443));
+        assert_eq!(u.path.as_deref(), Some("/v1"));
+        let u = service_url("http://[::1]").unwrap();
+        assert_eq!(u.host, "[::1]");
+        assert_eq!(u.path, None);
+        assert!(service_url("example.com").is_err());
+    }
+
+    #[test]
+    fn cidrs() {
+        assert_eq!(cidr("10.0.0.0/8").unwrap().1, 8);
+        assert_eq!(cidr("::1").unwrap().1, 128);
+        assert!(cidr("10.0.0.0/33").is_err());
+    }
+}

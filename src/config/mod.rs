@@ -1,0 +1,34 @@
+//! The declarative file: raw serde model, located errors, validation.
+//!
+//! Flow: text → [`yaml::parse`] (tree with positions) → [`load::load`] (entities decoded one by
+//! one into [`raw`] types) → [`validate::validate`] (references, uniqueness, Kong's field rules,
+//! defaults) → [`model::Config`], which `snapshot` compiles into the runtime.
+
+pub mod checks;
+pub mod error;
+pub mod load;
+pub mod model;
+pub mod raw;
+pub mod validate;
+pub mod yaml;
+
+pub use error::{ConfigError, ConfigErrors, LoadError};
+pub use model::Config;
+
+/// Reads and validates a declarative file.
+pub fn from_file(path: &std::path::Path) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    from_str(&text, &path.display().to_string())
+}
+
+/// Validates a declarative text; `source` names it in errors (a file name or `POST /config`).
+pub fn from_str(text: &str, source: &str) -> Result<Config, LoadError> {
+    let mut errs = error::Errors::new(source);
+    let doc = load::load(text, &mut errs);
+    let config = validate::validate(doc, &mut errs);
+    errs.into_result().map_err(LoadError::Invalid)?;
+    Ok(config)
+}

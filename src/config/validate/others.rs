@@ -1,0 +1,439 @@
+//! Validation of upstreams/targets, certificates/SNIs, credentials, plugin instances and
+//! plugin definitions (custom and cloned).
+
+use std::collections::HashMap;
+
+use super::super::checks;
+use super::super::load::{Document, Parent};
+use super::super::model::*;
+use super::super::yaml::PathSeg;
+use super::{Index, Validator};
+
+const ALGORITHMS: &[&str] = &["round-robin", "consistent-hashing", "least-connections", "latency"];
+const HASH_ON: &[&str] = &[
+    "none", "consumer", "ip", "header", "cookie", "path", "query_arg", "uri_capture",
+];
+
+impl Validator<'_> {
+    pub(super) fn upstreams(&mut self, doc: &Document, cfg: &mut Config) {
+        let mut names = HashMap::new();
+        let mut index = Index::default();
+        for (i, item) in doc.upstreams.iter().enumerate() {
+            let r = &item.raw;
+            let natural = r.name.clone().unwrap_or_else(|| item.path.clone());
+            let id = self.id("upstreams", item, &r.id, &natural);
+            let name = match &r.name {
+                Some(n) => {
+                    if let Err(e) = checks::hostname(n) {
+                        self.err(item, &[PathSeg::Key("name")], e);
+                    }
+                    self.unique(&mut names, item, "name", n);
+                    n.clone()
+                }
+                None => {
+                    if !item.broken {
+                        self.err(item, &[], "missing required field `name`");
+                    }
+                    String::new()
+                }
+            };
+            let algorithm = r.algorithm.clone().unwrap_or_else(|| "round-robin".into());
+            if !ALGORITHMS.contains(&algorithm.as_str()) {
+                self.err(
+                    item,
+                    &[PathSeg::Key("algorithm")],
+                    format!("invalid algorithm {algorithm:?}: expected one of {}", ALGORITHMS.join(", ")),
+                );
+            }
+            let hash_on = r.hash_on.clone().unwrap_or_else(|| "none".into());
+            let hash_fallback = r.hash_fallback.clone().unwrap_or_else(|| "none".into());
+            for (field, v) in [("hash_on", &hash_on), ("hash_fallback", &hash_fallback)] {
+                if !HASH_ON.contains(&v.as_str()) {
+                    self.err(
+                        item,
+                        &[PathSeg::Key(field)],
+                        format!("invalid {field} {v:?}: expected one of {}", HASH_ON.join(", ")),
+                    );
+                }
+            }
+            if hash_on == "header" && r.hash_on_header.is_none() {
+                self.err(item, &[PathSeg::Key("hash_on_header")], "required when hash_on is \"header\"");
+            }
+            let slots = self.range(item, "slots", r.slots, 10000, 10, 65536) as u32;
+            index.by_id.insert(id.clone(), i);
+            index.by_name.insert(name.clone(), i);
+            cfg.upstreams.push(Upstream {
+                id,
+                name,
+                algorithm,
+                hash_on,
+                hash_fallback,
+                slots,
+                healthchecks: r.healthchecks.clone(),
+                host_header: r.host_header.clone(),
+                tags: r.tags.clone().unwrap_or_default(),
+                origin: Self::origin(item),
+            });
+        }
+        let mut seen = HashMap::new();
+        for item in &doc.targets {
+            let r = &item.raw;
+            let nested = match item.parent {
+                Some(Parent::Upstream(i)) => Some(i),
+                _ => None,
+            };
+            let upstream = self.owner(item, "upstream", nested, &r.upstream, &index, "upstream");
+            if upstream.is_none() && !item.broken && r.upstream.is_none() {
+                self.err(item, &[], "a target needs an upstream: nest it under `upstreams[].targets` or set `upstream`");
+            }
+            let (host, port) = match &r.target {
+                Some(t) => {
+                    let (h, p) = checks::split_host_port(t);
+                    if let Err(e) = checks::hostname(h) {
+                        self.err(item, &[PathSeg::Key("target")], e);
+                    }
+                    let port = match p.map(checks::parse_port) {
+                        None => 8000,
+                        Some(Ok(p)) => p,
+                        Some(Err(e)) => {
+                            self.err(item, &[PathSeg::Key("target")], e);
+                            8000
+                        }
+                    };
+                    (h.to_string(), port)
+                }
+                None => {
+                    if !item.broken {
+                        self.err(item, &[], "missing required field `target`");
+                    }
+                    (String::new(), 0)
+                }
+            };
+            let weight = self.range(item, "weight", r.weight, 100, 0, 65535) as u32;
+            if let Some(u) = upstream {
+                let key = format!("{u}/{host}:{port}");
+                if let Some(first) = seen.insert(key, item.path.clone()) {
+                    self.err(item, &[PathSeg::Key("target")], format!("duplicate target {host}:{port} in this upstream: already defined by {first}"));
+                }
+            }
+            let natural = format!("{}:{host}:{port}", upstream.map_or(String::new(), |u| cfg.upstreams[u].id.clone()));
+            let id = self.id("targets", item, &r.id, &natural);
+            cfg.targets.push(Target {
+                id,
+                upstream: upstream.unwrap_or(usize::MAX),
+                host,
+                port,
+                weight,
+                tags: r.tags.clone().unwrap_or_default(),
+                origin: Self::origin(item),
+            });
+        }
+    }
+
+    pub(super) fn certificates(&mut self, doc: &Document, cfg: &mut Config) {
+        let mut index = Index::default();
+        for (i, item) in doc.certificates.iter().enumerate() {
+            let r = &item.raw;
+            let id = self.id("certificates", item, &r.id, &item.path);
+            for field in ["cert", "key"] {
+                let v = if field == "cert" { &r.cert } else { &r.key };
+                match v {
+                    None if !item.broken => self.err(item, &[], format!("missing required field `{field}`")),
+                    Some(pem) if !pem.contains("-----BEGIN") => {
+                        self.err(item, &[PathSeg::Key(field)], "expected a PEM block (-----BEGIN ...)")
+                    }
+                    _ => {}
+                }
+            }
+            if r.cert_alt.is_some() != r.key_alt.is_some() {
+                self.err(item, &[], "`cert_alt` and `key_alt` must be set together");
+            }
+            index.by_id.insert(id.clone(), i);
+            cfg.certificates.push(Certificate {
+                id,
+                cert: r.cert.clone().unwrap_or_default(),
+                key: r.key.clone().unwrap_or_default(),
+                cert_alt: r.cert_alt.clone(),
+                key_alt: r.key_alt.clone(),
+                tags: r.tags.clone().unwrap_or_default(),
+                origin: Self::origin(item),
+            });
+        }
+        let mut names = HashMap::new();
+        for item in &doc.snis {
+            let r = &item.raw;
+            let nested = match item.parent {
+                Some(Parent::Certificate(i)) => Some(i),
+                _ => None,
+            };
+            let certificate = self.owner(item, "certificate", nested, &r.certificate, &index, "certificate");
+            let name = r.name.clone().unwrap_or_default();
+            if r.name.is_none() && !item.broken {
+                self.err(item, &[], "missing required field `name`");
+            } else if let Err(e) = checks::route_host(&name) {
+                self.err(item, &[PathSeg::Key("name")], e);
+            }
+            self.unique(&mut names, item, "name", &name);
+            let id = self.id("snis", item, &r.id, &name);
+            if let Some(certificate) = certificate {
+                cfg.snis.push(Sni { id, name, certificate, origin: Self::origin(item) });
+            } else if r.certificate.is_none() && !item.broken {
+                self.err(item, &[], "an SNI needs a certificate: nest it under `certificates[].snis` or set `certificate`");
+            }
+        }
+        for item in &doc.ca_certificates {
+            let r = &item.raw;
+            let id = self.id("ca_certificates", item, &r.id, &item.path);
+            match &r.cert {
+                None if !item.broken => self.err(item, &[], "missing required field `cert`"),
+                Some(pem) if !pem.contains("-----BEGIN") => {
+                    self.err(item, &[PathSeg::Key("cert")], "expected a PEM block (-----BEGIN ...)")
+                }
+                _ => {}
+            }
+            cfg.ca_certificates.push(CaCertificate {
+                id,
+                cert: r.cert.clone().unwrap_or_default(),
+                origin: Self::origin(item),
+            });
+        }
+    }
+
+    fn consumer_index(cfg: &Config) -> Index {
+        let mut idx = Index::default();
+        for (i, c) in cfg.consumers.iter().enumerate() {
+            idx.by_id.insert(c.id.clone(), i);
+            if let Some(u) = &c.username {
+                idx.by_name.insert(u.clone(), i);
+            }
+        }
+        idx
+    }
+
+    pub(super) fn credentials(&mut self, doc: &Document, cfg: &mut Config) {
+        let consumers = Self::consumer_index(cfg);
+        let mut keys = HashMap::new();
+        let mut usernames = HashMap::new();
+        macro_rules! each {
+            ($list:expr, $kind:literal, |$item:ident, $r:ident| $build:expr) => {
+                for $item in &$list {
+                    let $r = &$item.raw;
+                    let nested = match $item.parent {
+                        Some(Parent::Consumer(i)) => Some(i),
+                        _ => None,
+                    };
+                    let consumer = self.owner($item, "consumer", nested, &$r.consumer, &consumers, "consumer");
+                    if consumer.is_none() && $r.consumer.is_none() && !$item.broken {
+                        self.err($item, &[], "a credential needs a consumer: nest it under `consumers[]` or set `consumer`");
+                    }
+                    let credential = $build;
+                    let id = self.id($kind, $item, &$r.id, &$item.path);
+                    if let (Some(consumer), Some(credential)) = (consumer, credential) {
+                        cfg.credentials.push(ConsumerCredential {
+                            id,
+                            consumer,
+                            credential,
+                            tags: $r.tags.clone().unwrap_or_default(),
+                            origin: Self::origin($item),
+                        });
+                    }
+                }
+            };
+        }
+        each!(doc.keyauth_credentials, "keyauth_credentials", |item, r| match &r.key {
+            Some(key) => {
+                self.unique(&mut keys, item, "key", key);
+                Some(Credential::KeyAuth { key: key.clone(), ttl: r.ttl })
+            }
+            None => {
+                if !item.broken {
+                    self.err(item, &[], "missing required field `key` (a generated key would change on every reload)");
+                }
+                None
+            }
+        });
+        each!(doc.basicauth_credentials, "basicauth_credentials", |item, r| match (&r.username, &r.password) {
+            (Some(u), Some(p)) => {
+                self.unique(&mut usernames, item, "username", u);
+                Some(Credential::BasicAuth { username: u.clone(), password: p.clone() })
+            }
+            _ => {
+                if !item.broken {
+                    self.err(item, &[], "missing required fields `username` and `password`");
+                }
+                None
+            }
+        });
+        each!(doc.acls, "acls", |item, r| match &r.group {
+            Some(g) => Some(Credential::Acl { group: g.clone() }),
+            None => {
+                if !item.broken {
+                    self.err(item, &[], "missing required field `group`");
+                }
+                None
+            }
+        });
+        each!(doc.jwt_secrets, "jwt_secrets", |item, r| {
+            let algorithm = r.algorithm.clone().unwrap_or_else(|| "HS256".into());
+            match &r.key {
+                Some(k) => Some(Credential::Jwt {
+                    key: k.clone(),
+                    secret: r.secret.clone(),
+                    algorithm,
+                    rsa_public_key: r.rsa_public_key.clone(),
+                }),
+                None => {
+                    if !item.broken {
+                        self.err(item, &[], "missing required field `key`");
+                    }
+                    None
+                }
+            }
+        });
+    }
+
+    pub(super) fn plugins(&mut self, doc: &Document, cfg: &mut Config) {
+        let services = Self::service_index(cfg);
+        let consumers = Self::consumer_index(cfg);
+        let mut routes = Index::default();
+        for (i, r) in cfg.routes.iter().enumerate() {
+            routes.by_id.insert(r.id.clone(), i);
+            if let Some(n) = &r.name {
+                routes.by_name.insert(n.clone(), i);
+            }
+        }
+        let mut scopes: HashMap<String, String> = HashMap::new();
+        let mut instance_names = HashMap::new();
+        for item in &doc.plugins {
+            let r = &item.raw;
+            let (ns, nr, nc) = match item.parent {
+                Some(Parent::Service(i)) => (Some(i), None, None),
+                Some(Parent::Route(i)) => (None, Some(i), None),
+                Some(Parent::Consumer(i)) => (None, None, Some(i)),
+                _ => (None, None, None),
+            };
+            let service = self.owner(item, "service", ns, &r.service, &services, "service");
+            let route = self.owner(item, "route", nr, &r.route, &routes, "route");
+            let consumer = self.owner(item, "consumer", nc, &r.consumer, &consumers, "consumer");
+            let Some(name) = r.name.clone() else {
+                if !item.broken {
+                    self.err(item, &[], "missing required field `name`");
+                }
+                continue;
+            };
+            let mut scope = Vec::new();
+            if let Some(i) = route {
+                let rt = &cfg.routes[i];
+                scope.push(format!("route {:?}", rt.name.clone().unwrap_or_else(|| rt.id.clone())));
+            }
+            if let Some(i) = service {
+                let s = &cfg.services[i];
+                scope.push(format!("service {:?}", s.name.clone().unwrap_or_else(|| s.id.clone())));
+            }
+            if let Some(i) = consumer {
+                let c = &cfg.consumers[i];
+                scope.push(format!("consumer {:?}", c.username.clone().unwrap_or_else(|| c.id.clone())));
+            }
+            let label = if scope.is_empty() {
+                format!("{} ({name}, global)", item.path)
+            } else {
+                format!("{} ({name} on {})", item.path, scope.join(", "))
+            };
+            let ids = |i: Option<usize>, f: &dyn Fn(usize) -> String| i.map_or_else(String::new, f);
+            let scope_key = format!(
+                "{name}|{}|{}|{}",
+                ids(route, &|i| cfg.routes[i].id.clone()),
+                ids(service, &|i| cfg.services[i].id.clone()),
+                ids(consumer, &|i| cfg.consumers[i].id.clone()),
+            );
+            if let Some(first) = scopes.insert(scope_key.clone(), item.path.clone()) {
+                self.err(
+                    item,
+                    &[PathSeg::Key("name")],
+                    format!("{label}: a {name} plugin is already configured for this scope by {first} (one instance per plugin, route, service and consumer)"),
+                );
+            }
+            if let Some(n) = &r.instance_name {
+                self.unique(&mut instance_names, item, "instance_name", n);
+            }
+            let config = match &r.config {
+                None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+                Some(serde_json::Value::Object(m)) => m.clone(),
+                Some(_) => {
+                    self.err(item, &[PathSeg::Key("config")], format!("{label}: `config` must be a map"));
+                    serde_json::Map::new()
+                }
+            };
+            let mut protocols = Vec::new();
+            for (i, p) in r.protocols.clone().unwrap_or_default().iter().enumerate() {
+                match Protocol::parse(p) {
+                    Some(p) => protocols.push(p),
+                    None => self.err(item, &[PathSeg::Key("protocols"), PathSeg::Index(i)], format!("invalid protocol {p:?}")),
+                }
+            }
+            if protocols.is_empty() {
+                protocols = vec![Protocol::Grpc, Protocol::Grpcs, Protocol::Http, Protocol::Https];
+            }
+            if let Some(c) = &r.condition {
+                if c.len() > 1024 {
+                    self.err(item, &[PathSeg::Key("condition")], format!("{label}: condition is {} characters long: at most 1024 allowed", c.len()));
+                }
+            }
+            let id = self.id("plugins", item, &r.id, &scope_key);
+            cfg.plugins.push(Plugin {
+                id,
+                name,
+                instance_name: r.instance_name.clone(),
+                config,
+                config_node: item.node.get("config").cloned(),
+                enabled: r.enabled.unwrap_or(true),
+                protocols,
+                route,
+                service,
+                consumer,
+                condition: r.condition.clone(),
+                tags: r.tags.clone().unwrap_or_default(),
+                origin: Self::origin(item),
+                label,
+            });
+        }
+    }
+
+    pub(super) fn plugin_definitions(&mut self, doc: &Document, cfg: &mut Config) {
+        let mut names = HashMap::new();
+        for item in &doc.custom_plugins {
+            let r = &item.raw;
+            let (Some(name), Some(handler), Some(schema)) = (&r.name, &r.handler, &r.schema) else {
+                if !item.broken {
+                    self.err(item, &[], "a custom plugin needs `name`, `handler` and `schema`");
+                }
+                continue;
+            };
+            self.unique(&mut names, item, "name", name);
+            cfg.custom_plugins.push(CustomPlugin {
+                name: name.clone(),
+                handler: handler.clone(),
+                schema: schema.clone(),
+                tags: r.tags.clone().unwrap_or_default(),
+                origin: Self::origin(item),
+            });
+        }
+        for item in &doc.cloned_plugins {
+            let r = &item.raw;
+            let (Some(name), Some(reference)) = (&r.name, &r.reference) else {
+                if !item.broken {
+                    self.err(item, &[], "a cloned plugin needs `name` and `ref`");
+                }
+                continue;
+            };
+            self.unique(&mut names, item, "name", name);
+            cfg.cloned_plugins.push(ClonedPlugin {
+                name: name.clone(),
+                reference: reference.clone(),
+                priority: r.priority,
+                tags: r.tags.clone().unwrap_or_default(),
+                origin: Self::origin(item),
+            });
+        }
+    }
+}

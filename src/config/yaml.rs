@@ -1,0 +1,383 @@
+//! A YAML (and JSON) document as a tree whose every node knows its line and column.
+//!
+//! serde's YAML deserializers stop at the first error and forget positions; the loader needs
+//! both positions for every entity and field and all errors at once, so the file is read into
+//! this tree first (with yaml-rust2's event parser) and decoded entity by entity.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// A position in the source file (1-based line and column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Loc {
+    /// Line, starting at 1.
+    pub line: usize,
+    /// Column, starting at 1.
+    pub col: usize,
+}
+
+/// One node of the document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Where the node starts.
+    pub loc: Loc,
+    /// The node's value.
+    pub value: Value,
+}
+
+/// A node's value, typed as YAML 1.2's core schema types it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `null`, `~` or an empty value.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A floating point number.
+    Float(f64),
+    /// A string (quoted scalars are always strings).
+    Str(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping with string keys, in document order.
+    Map(Vec<Entry>),
+}
+
+/// One key/value pair of a mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// Where the key is written.
+    pub key_loc: Loc,
+    /// The value.
+    pub value: Node,
+}
+
+/// A YAML syntax error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SyntaxError {
+    /// Where the parser gave up.
+    pub loc: Loc,
+    /// What it found.
+    pub message: String,
+}
+
+impl Node {
+    /// The value under `key` when this node is a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries.iter().find(|e| e.key == key).map(|e| &e.value),
+            _ => None,
+        }
+    }
+
+    /// The location of the key `key` in a mapping (the node's own location if absent).
+    pub fn key_loc(&self, key: &str) -> Loc {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|e| e.key == key)
+                .map_or(self.loc, |e| e.key_loc),
+            _ => self.loc,
+        }
+    }
+
+    /// The value as a string slice when it is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A short name of the node's type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "an array",
+            Value::Map(_) => "a map",
+        }
+    }
+
+    /// Converts the tree to JSON (positions are dropped).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Str(s) => J::String(s.clone()),
+            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Follows a path of map keys / sequence indexes and returns the deepest node reached.
+    pub fn locate<'a, I: IntoIterator<Item = PathSeg<'a>>>(&self, path: I) -> &Node {
+        let mut node = self;
+        for seg in path {
+            let next = match (seg, &node.value) {
+                (PathSeg::Key(k), Value::Map(entries)) => {
+                    entries.iter().find(|e| e.key == k).map(|e| &e.value)
+                }
+                (PathSeg::Index(i), Value::Seq(items)) => items.get(i),
+                _ => None,
+            };
+            match next {
+                Some(n) => node = n,
+                None => break,
+            }
+        }
+        node
+    }
+
+}
+
+/// One step of a path into the tree.
+#[derive(Debug, Clone, Copy)]
+pub enum PathSeg<'a> {
+    /// A mapping key.
+    Key(&'a str),
+    /// A sequence index.
+    Index(usize),
+}
+
+/// Parses a YAML or JSON text into a tree. An empty document is `Null`.
+pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let mut builder = Builder::default();
+    let mut parser = Parser::new_from_str(text);
+    parser.load(&mut builder, false).map_err(|e| SyntaxError {
+        loc: loc(*e.marker()),
+        message: e.info().to_string(),
+    })?;
+    if let Some(err) = builder.error {
+        return Err(err);
+    }
+    Ok(builder.root.unwrap_or(Node {
+        loc: Loc { line: 1, col: 1 },
+        value: Value::Null,
+    }))
+}
+
+fn loc(m: Marker) -> Loc {
+    // yaml-rust2 reports 1-based lines and 0-based columns.
+    Loc {
+        line: m.line(),
+        col: m.col() + 1,
+    }
+}
+
+/// An open collection while events stream in.
+enum Open {
+    Seq(Node, usize),
+    Map(Node, usize, Option<(String, Loc)>),
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Open>,
+    root: Option<Node>,
+    anchors: HashMap<usize, Node>,
+    error: Option<SyntaxError>,
+}
+
+impl Builder {
+    fn fail(&mut self, loc: Loc, message: String) {
+        if self.error.is_none() {
+            self.error = Some(SyntaxError { loc, message });
+        }
+    }
+
+    /// Attaches a finished node to its parent (or makes it the root).
+    fn push(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => self.root = Some(node),
+            Some(Open::Seq(seq, _)) => {
+                if let Value::Seq(items) = &mut seq.value {
+                    items.push(node);
+                }
+            }
+            Some(Open::Map(map, _, pending)) => match pending.take() {
+                None => {
+                    let key = match &node.value {
+                        Value::Str(s) => s.clone(),
+                        Value::Int(i) => i.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Float(f) => f.to_string(),
+                        Value::Null => "null".to_string(),
+                        _ => {
+                            let at = node.loc;
+                            self.fail(at, "a map key must be a scalar".into());
+                            return;
+                        }
+                    };
+                    *pending = Some((key, node.loc));
+                }
+                Some((key, key_loc)) => {
+                    if let Value::Map(entries) = &mut map.value {
+                        if entries.iter().any(|e| e.key == key) {
+                            let msg = format!("duplicate key \"{key}\"");
+                            self.fail(key_loc, msg);
+                            return;
+                        }
+                        entries.push(Entry {
+                            key,
+                            key_loc,
+                            value: node,
+                        });
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let at = loc(mark);
+        match ev {
+            Event::Scalar(text, style, anchor, tag) => {
+                let value = scalar(text, style, tag.as_ref());
+                self.push(Node { loc: at, value }, anchor);
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Open::Seq(
+                Node {
+                    loc: at,
+                    value: Value::Seq(Vec::new()),
+                },
+                anchor,
+            )),
+            Event::MappingStart(anchor, _) => self.stack.push(Open::Map(
+                Node {
+                    loc: at,
+                    value: Value::Map(Vec::new()),
+                },
+                anchor,
+                None,
+            )),
+            Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
+                Some(Open::Seq(node, anchor)) | Some(Open::Map(node, anchor, _)) => {
+                    self.push(node, anchor)
+                }
+                None => {}
+            },
+            Event::Alias(id) => match self.anchors.get(&id).cloned() {
+                Some(mut node) => {
+                    node.loc = at;
+                    self.push(node, 0);
+                }
+                None => self.fail(at, "unknown alias".into()),
+            },
+            _ => {}
+        }
+    }
+}
+
+/// Types a scalar by YAML 1.2's core schema; quoted scalars and explicit `!!str` stay strings.
+fn scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Value {
+    if let Some(tag) = tag {
+        if tag.suffix == "str" {
+            return Value::Str(text);
+        }
+    }
+    if style != TScalarStyle::Plain {
+        return Value::Str(text);
+    }
+    match text.as_str() {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    if let Some(i) = parse_int(&text) {
+        return Value::Int(i);
+    }
+    let looks_numeric = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
+    if looks_numeric && text.bytes().any(|b| b.is_ascii_digit()) {
+        if let Ok(f) = text.parse::<f64>() {
+            return Value::Float(f);
+        }
+    }
+    match text.as_str() {
+        ".inf" | ".Inf" | ".INF" | "+.inf" => Value::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => Value::Float(f64::NAN),
+        _ => Value::Str(text),
+    }
+}
+
+fn parse_int(text: &str) -> Option<i64> {
+    let (neg, digits) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let value = if let Some(hex) = digits.strip_prefix("0x") {
+        i64::from_str_radix(hex, 16).ok()?
+    } else if let Some(oct) = digits.strip_prefix("0o") {
+        i64::from_str_radix(oct, 8).ok()?
+    } else if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse().ok()?
+    } else {
+        return None;
+    };
+    Some(if neg { -value } else { value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_and_locations() {
+        let doc = parse("a: 1\nb: \"2\"\nc:\n  - x\n  - true\nd: 1.5\ne:\n").unwrap();
+        assert_eq!(doc.get("a").unwrap().value, Value::Int(1));
+        assert_eq!(doc.get("b").unwrap().value, Value::Str("2".into()));
+        let c = doc.get("c").unwrap();
+        assert_eq!(c.loc.line, 4);
+        assert_eq!(c.loc.col, 3);
+        assert_eq!(doc.get("d").unwrap().value, Value::Float(1.5));
+        assert_eq!(doc.get("e").unwrap().value, Value::Null);
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let err = parse("a: 1\na: 2\n").unwrap_err();
+        assert_eq!(err.loc.line, 2);
+        assert!(err.message.contains("duplicate key"));
+    }
+
+    #[test]
+    fn json_and_aliases() {
+        let doc = parse(r#"{"x": [1, 2], "y": {"z": null}}"#).unwrap();
+        assert_eq!(doc.to_json(), serde_json::json!({"x": [1, 2], "y": {"z": null}}));
+        let doc = parse("a: &t {k: v}\nb: *t\n").unwrap();
+        assert_eq!(doc.get("b").unwrap().to_json(), serde_json::json!({"k": "v"}));
+    }
+
+    #[test]
+    fn syntax_error_has_location() {
+        let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert!(err.loc.line >= 1);
+    }
+}

@@ -1,0 +1,8 @@
+//! sluice: a Kong-compatible, DB-less API gateway on Pingora.
+//!
+//! Data flow, one module per stage: [`config`] (declarative file → validated model) →
+//! [`snapshot`] (immutable runtime) → [`router`] / [`plugins`] → [`proxy`] (Pingora) →
+//! [`server`] (CLI-facing wiring, reload).
+
+pub mod config;
+pub mod router;
