@@ -4,5 +4,11 @@
 //! [`snapshot`] (immutable runtime) → [`router`] / [`plugins`] → [`proxy`] (Pingora) →
 //! [`server`] (CLI-facing wiring, reload).
 
+pub mod admin;
 pub mod config;
+pub mod metrics;
+pub mod plugins;
+pub mod proxy;
+pub mod reload;
 pub mod router;
+pub mod snapshot;

@@ -1,1 +1,238 @@
-fn main() {}
+//! `proxy`: the command line. Everything else lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand, ValueEnum};
+use pingora::proxy::http_proxy_service;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+
+use pingora::server::RunArgs;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use sluice::admin::Admin;
+use sluice::config::LoadError;
+use sluice::metrics::Metrics;
+use sluice::proxy::Gateway;
+use sluice::reload::watch::{FileWatcher, Signals};
+use sluice::reload::Reloader;
+use sluice::snapshot;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A Kong-compatible, DB-less API gateway on Pingora.
+#[derive(Parser, Debug)]
+#[command(name = "proxy", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The declarative configuration (Kong decK format, `_format_version: "3.0"`).
+    #[arg(long, short = 'c', env = "PROXY_CONFIG", default_value = "kong.yaml")]
+    config: PathBuf,
+    /// Address to serve HTTP on; repeat for several.
+    #[arg(
+        long,
+        env = "PROXY_LISTEN",
+        default_value = "0.0.0.0:8000",
+        value_delimiter = ','
+    )]
+    listen: Vec<String>,
+    /// Worker threads, each with its own runtime (default: number of cores).
+    #[arg(long, env = "PROXY_WORKERS")]
+    workers: Option<usize>,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PROXY_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log filter (tracing's syntax, e.g. `info` or `sluice=debug`); RUST_LOG overrides it.
+    #[arg(long, default_value = "info", env = "PROXY_LOG_LEVEL")]
+    log_level: String,
+    /// Admin API address (Kong's default port; loopback only unless you say otherwise), or `off`.
+    #[arg(long, env = "PROXY_ADMIN_LISTEN", default_value = "127.0.0.1:8001")]
+    admin_listen: String,
+    /// Require `Authorization: Bearer <token>` on the admin API.
+    #[arg(long, env = "PROXY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Do not watch the config file for changes (SIGHUP and POST /config still reload).
+    #[arg(long)]
+    no_watch: bool,
+    /// Do not log one line per request.
+    #[arg(long)]
+    no_access_log: bool,
+    /// Seconds to wait after SIGTERM before closing the listeners (lets a load balancer drain).
+    #[arg(long, default_value_t = 0)]
+    shutdown_delay: u64,
+    /// Seconds in-flight requests get to finish after the listeners close.
+    #[arg(long, default_value_t = 10)]
+    shutdown_timeout: u64,
+    /// Run in the background (Pingora daemon mode; logs still go to stderr).
+    #[arg(long)]
+    daemon: bool,
+    /// Take over the listening sockets of a running instance (zero-downtime binary upgrade).
+    #[arg(long)]
+    upgrade: bool,
+    /// Pingora server settings file (YAML), kept apart from the declarative config.
+    #[arg(long)]
+    pingora_conf: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a declarative file: print every error with its location, exit non-zero if any.
+    Check {
+        /// The file to check.
+        path: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn print_load_error(e: &LoadError) {
+    match e {
+        LoadError::Invalid(errs) => {
+            for err in &errs.0 {
+                eprintln!("{err}");
+            }
+            let n = errs.0.len();
+            eprintln!("{n} error{}", if n == 1 { "" } else { "s" });
+        }
+        other => eprintln!("{other}"),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match snapshot::load_file(path, 0) {
+        Ok(snap) => {
+            let c = &snap.config;
+            println!(
+                "{}: OK: {} services, {} routes, {} plugins, {} consumers, {} upstreams",
+                path.display(),
+                c.services.len(),
+                c.routes.len(),
+                c.plugins.len(),
+                c.consumers.len(),
+                c.upstreams.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            print_load_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
+    init_logging(cli.log_format, &cli.log_level);
+    let snap = match snapshot::load_file(&cli.config, 1) {
+        Ok(s) => s,
+        Err(e) => {
+            print_load_error(&e);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    tracing::info!(
+        config = %cli.config.display(),
+        hash = %&snap.hash[..12],
+        services = snap.config.services.len(),
+        routes = snap.config.routes.len(),
+        plugins = snap.config.plugins.len(),
+        "configuration loaded"
+    );
+    let state = Arc::new(ArcSwap::from_pointee(snap));
+    let metrics = Arc::new(Metrics::new());
+    let reloader = Arc::new(Reloader::new(
+        cli.config.clone(),
+        state.clone(),
+        metrics.clone(),
+    ));
+
+    let workers = cli
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let opt = Opt {
+        upgrade: cli.upgrade,
+        daemon: cli.daemon,
+        nocapture: false,
+        test: false,
+        conf: cli.pingora_conf.clone(),
+    };
+    let mut conf = match &cli.pingora_conf {
+        Some(path) => {
+            ServerConf::load_from_yaml(path).map_err(|e| anyhow::anyhow!("{path}: {e}"))?
+        }
+        None => ServerConf::default(),
+    };
+    // One runtime per worker thread and no work stealing: a request stays on the thread that
+    // accepted it, which the per-worker Lua VMs rely on.
+    conf.threads = workers;
+    conf.work_stealing = false;
+    conf.daemon = cli.daemon;
+    conf.grace_period_seconds = Some(cli.shutdown_delay);
+    conf.graceful_shutdown_timeout_seconds = Some(cli.shutdown_timeout);
+    conf.max_retries = 32767;
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut service = http_proxy_service(
+        &server.configuration,
+        Gateway::new(state, metrics.clone(), !cli.no_access_log),
+    );
+    for addr in &cli.listen {
+        service.add_tcp(addr);
+    }
+    tracing::info!(listen = ?cli.listen, workers, "serving");
+    server.add_service(service);
+
+    if cli.admin_listen != "off" {
+        let admin = Admin::new(reloader.clone(), metrics, cli.admin_token.clone());
+        let mut admin_service = Service::new("admin API".to_string(), admin);
+        admin_service.add_tcp(&cli.admin_listen);
+        admin_service.threads = Some(1);
+        tracing::info!(listen = %cli.admin_listen, "admin API");
+        server.add_service(admin_service);
+    }
+    if !cli.no_watch {
+        server.add_service(background_service(
+            "config watcher",
+            FileWatcher::new(reloader.clone()),
+        ));
+    }
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals::new(reloader)),
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::Check { path }) => Ok(check(path)),
+        None => serve(cli).context("proxy failed"),
+    }
+}

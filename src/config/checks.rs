@@ -43,7 +43,9 @@ pub fn hostname(s: &str) -> Result<(), String> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(format!("invalid host {s:?}: expected a host name or IP address"));
+            return Err(format!(
+                "invalid host {s:?}: expected a host name or IP address"
+            ));
         }
     }
     Ok(())
@@ -116,10 +118,14 @@ pub fn route_path(s: &str) -> Result<(), String> {
         ));
     }
     if s.contains("//") {
-        return Err(format!("invalid path {s:?}: must not contain empty segments (\"//\")"));
+        return Err(format!(
+            "invalid path {s:?}: must not contain empty segments (\"//\")"
+        ));
     }
     if s.contains('?') || s.contains('#') {
-        return Err(format!("invalid path {s:?}: must not contain a query or fragment"));
+        return Err(format!(
+            "invalid path {s:?}: must not contain a query or fragment"
+        ));
     }
     Ok(())
 }
@@ -130,10 +136,14 @@ pub fn service_path(s: &str) -> Result<(), String> {
         return Err(format!("invalid path {s:?}: should start with \"/\""));
     }
     if s.contains('?') || s.contains('#') {
-        return Err(format!("invalid path {s:?}: must not contain a query or fragment"));
+        return Err(format!(
+            "invalid path {s:?}: must not contain a query or fragment"
+        ));
     }
     if s.contains("//") {
-        return Err(format!("invalid path {s:?}: must not contain empty segments (\"//\")"));
+        return Err(format!(
+            "invalid path {s:?}: must not contain empty segments (\"//\")"
+        ));
     }
     Ok(())
 }
@@ -161,10 +171,14 @@ pub fn service_url(s: &str) -> Result<UrlParts, String> {
         None => (rest, None),
     };
     if authority.contains('@') {
-        return Err(format!("invalid url {s:?}: credentials in the url are not supported"));
+        return Err(format!(
+            "invalid url {s:?}: credentials in the url are not supported"
+        ));
     }
     if rest.contains('?') || rest.contains('#') {
-        return Err(format!("invalid url {s:?}: must not contain a query or fragment"));
+        return Err(format!(
+            "invalid url {s:?}: must not contain a query or fragment"
+        ));
     }
     let (host, port) = split_host_port(authority);
     hostname(host).map_err(|e| format!("invalid url {s:?}: {e}"))?;
@@ -212,8 +226,7 @@ pub fn uuid(s: &str) -> Result<(), String> {
 fn one_line(s: &str) -> String {
     s.lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .last()
+        .rfind(|l| !l.is_empty())
         .unwrap_or("")
         .to_string()
 }

@@ -263,21 +263,21 @@ impl Loader<'_> {
             }
             "snis" => {
                 // Nested under a certificate, an SNI may be written as a bare name.
-                let item = if let (Some(Parent::Certificate(_)), Some(name)) = (parent, node.as_str())
-                {
-                    Item {
-                        raw: RawSni {
-                            name: Some(name.to_string()),
-                            ..RawSni::default()
-                        },
-                        path,
-                        node: node.clone(),
-                        parent,
-                        broken: false,
-                    }
-                } else {
-                    self.decode(node, path, parent, &[])
-                };
+                let item =
+                    if let (Some(Parent::Certificate(_)), Some(name)) = (parent, node.as_str()) {
+                        Item {
+                            raw: RawSni {
+                                name: Some(name.to_string()),
+                                ..RawSni::default()
+                            },
+                            path,
+                            node: node.clone(),
+                            parent,
+                            broken: false,
+                        }
+                    } else {
+                        self.decode(node, path, parent, &[])
+                    };
                 self.doc.snis.push(item);
             }
             "ca_certificates" => {
@@ -358,54 +358,82 @@ impl Loader<'_> {
                 .map(|e| (e.key.clone(), e.value.to_json()))
                 .collect(),
         );
-        let mut unknown: Vec<String> = Vec::new();
-        let mut on_ignored = |p: serde_ignored::Path| unknown.push(p.to_string());
-        let result: Result<T, _> = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
-            json,
-            &mut on_ignored,
-        ));
-        for field in unknown {
-            let segs = parse_dotted(&field);
-            let loc = match segs.split_last() {
-                Some((PathSeg::Key(k), parent_segs)) => {
-                    node.locate(parent_segs.iter().copied()).key_loc(k)
-                }
-                _ => node.locate(segs.iter().copied()).loc,
+        let (raw, problems) = decode_value::<T>(node, json);
+        for p in problems {
+            let path = if p.field.is_empty() {
+                item.path.clone()
+            } else {
+                format!("{}.{}", item.path, p.field)
             };
-            let shown = field.rsplit('.').next().unwrap_or(&field).to_string();
-            self.errs.at(
-                loc,
-                format!("{}.{}", item.path, dotted_to_path(&field)),
-                format!("unknown field `{shown}`"),
-            );
+            self.errs.at(p.loc, path, p.message);
         }
-        match result {
-            Ok(raw) => {
-                item.raw = raw;
-                item.broken = false;
-            }
-            Err(e) => {
-                let segs: Vec<PathSeg<'_>> = e
-                    .path()
-                    .iter()
-                    .filter_map(|s| match s {
-                        serde_path_to_error::Segment::Seq { index } => Some(PathSeg::Index(*index)),
-                        serde_path_to_error::Segment::Map { key } => Some(PathSeg::Key(key)),
-                        _ => None,
-                    })
-                    .collect();
-                let loc = node.locate(segs.iter().copied()).loc;
-                let field = e.path().to_string();
-                let path = if field == "." {
-                    item.path.clone()
-                } else {
-                    format!("{}.{}", item.path, field)
-                };
-                self.errs.at(loc, path, friendly(&e.inner().to_string()));
-                item.broken = true;
-            }
+        if let Some(raw) = raw {
+            item.raw = raw;
+            item.broken = false;
         }
         item
+    }
+}
+
+/// A problem found while decoding a value into a serde type.
+#[derive(Debug, Clone)]
+pub struct FieldProblem {
+    /// Where in the file.
+    pub loc: Loc,
+    /// Field path inside the value, e.g. `paths[1]` (empty for the value itself).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Decodes `json` (the JSON form of `node`, possibly with some keys removed) into `T`,
+/// reporting every unknown field and the first type error with their positions in `node`.
+/// Returns `None` when the value could not be decoded.
+pub fn decode_value<T: DeserializeOwned>(
+    node: &Node,
+    json: serde_json::Value,
+) -> (Option<T>, Vec<FieldProblem>) {
+    let mut problems = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
+    let mut on_ignored = |p: serde_ignored::Path| unknown.push(p.to_string());
+    let result: Result<T, _> =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(json, &mut on_ignored));
+    for field in unknown {
+        let segs = parse_dotted(&field);
+        let loc = match segs.split_last() {
+            Some((PathSeg::Key(k), parent_segs)) => {
+                node.locate(parent_segs.iter().copied()).key_loc(k)
+            }
+            _ => node.locate(segs.iter().copied()).loc,
+        };
+        let shown = field.rsplit('.').next().unwrap_or(&field).to_string();
+        problems.push(FieldProblem {
+            loc,
+            field: dotted_to_path(&field),
+            message: format!("unknown field `{shown}`"),
+        });
+    }
+    match result {
+        Ok(v) => (Some(v), problems),
+        Err(e) => {
+            let segs: Vec<PathSeg<'_>> = e
+                .path()
+                .iter()
+                .filter_map(|s| match s {
+                    serde_path_to_error::Segment::Seq { index } => Some(PathSeg::Index(*index)),
+                    serde_path_to_error::Segment::Map { key } => Some(PathSeg::Key(key)),
+                    _ => None,
+                })
+                .collect();
+            let loc = node.locate(segs.iter().copied()).loc;
+            let field = e.path().to_string();
+            problems.push(FieldProblem {
+                loc,
+                field: if field == "." { String::new() } else { field },
+                message: friendly(&e.inner().to_string()),
+            });
+            (None, problems)
+        }
     }
 }
 

@@ -26,9 +26,18 @@ pub fn from_file(path: &std::path::Path) -> Result<Config, LoadError> {
 
 /// Validates a declarative text; `source` names it in errors (a file name or `POST /config`).
 pub fn from_str(text: &str, source: &str) -> Result<Config, LoadError> {
-    let mut errs = error::Errors::new(source);
-    let doc = load::load(text, &mut errs);
-    let config = validate::validate(doc, &mut errs);
+    let (config, errs) = validate_str(text, source);
     errs.into_result().map_err(LoadError::Invalid)?;
     Ok(config)
+}
+
+/// Validates a declarative text and returns the config with the errors found so far, so that
+/// later stages (plugin schemas) can add theirs and a file reports all its errors at once.
+/// The config is only usable when there are no errors.
+pub fn validate_str(text: &str, source: &str) -> (Config, error::Errors) {
+    let mut errs = error::Errors::new(source);
+    let doc = load::load(text, &mut errs);
+    let mut config = validate::validate(doc, &mut errs);
+    config.source = source.to_string();
+    (config, errs)
 }

@@ -145,7 +145,6 @@ impl Node {
         }
         node
     }
-
 }
 
 /// One step of a path into the tree.
@@ -229,6 +228,12 @@ impl Builder {
                             return;
                         }
                     };
+                    // yaml-rust2 marks a block mapping where its first key ends; the entity
+                    // starts at its first key.
+                    let first = matches!(&map.value, Value::Map(e) if e.is_empty());
+                    if first && (node.loc.line, node.loc.col) < (map.loc.line, map.loc.col) {
+                        map.loc = node.loc;
+                    }
                     *pending = Some((key, node.loc));
                 }
                 Some((key, key_loc)) => {
@@ -370,9 +375,15 @@ mod tests {
     #[test]
     fn json_and_aliases() {
         let doc = parse(r#"{"x": [1, 2], "y": {"z": null}}"#).unwrap();
-        assert_eq!(doc.to_json(), serde_json::json!({"x": [1, 2], "y": {"z": null}}));
+        assert_eq!(
+            doc.to_json(),
+            serde_json::json!({"x": [1, 2], "y": {"z": null}})
+        );
         let doc = parse("a: &t {k: v}\nb: *t\n").unwrap();
-        assert_eq!(doc.get("b").unwrap().to_json(), serde_json::json!({"k": "v"}));
+        assert_eq!(
+            doc.get("b").unwrap().to_json(),
+            serde_json::json!({"k": "v"})
+        );
     }
 
     #[test]

@@ -97,7 +97,13 @@ impl Validator<'_> {
     }
 
     /// The entity's id: validated if given, else derived from `natural` (stable across reloads).
-    fn id<T>(&mut self, kind: &'static str, item: &Item<T>, id: &Option<String>, natural: &str) -> String {
+    fn id<T>(
+        &mut self,
+        kind: &'static str,
+        item: &Item<T>,
+        id: &Option<String>,
+        natural: &str,
+    ) -> String {
         let id = match id {
             Some(id) => {
                 if let Err(e) = checks::uuid(id) {
@@ -105,8 +111,11 @@ impl Validator<'_> {
                 }
                 id.clone()
             }
-            None => uuid::Uuid::new_v5(&ID_NAMESPACE, format!("{kind}:{natural}").as_bytes())
-                .to_string(),
+            // A derived id repeats only when the natural key does, which is reported already.
+            None => {
+                return uuid::Uuid::new_v5(&ID_NAMESPACE, format!("{kind}:{natural}").as_bytes())
+                    .to_string()
+            }
         };
         if let Some(first) = self.ids.insert((kind, id.clone()), item.path.clone()) {
             self.err(
@@ -134,7 +143,15 @@ impl Validator<'_> {
         }
     }
 
-    fn range<T>(&mut self, item: &Item<T>, field: &'static str, v: Option<i64>, default: i64, lo: i64, hi: i64) -> i64 {
+    fn range<T>(
+        &mut self,
+        item: &Item<T>,
+        field: &'static str,
+        v: Option<i64>,
+        default: i64,
+        lo: i64,
+        hi: i64,
+    ) -> i64 {
         match v {
             None => default,
             Some(x) if (lo..=hi).contains(&x) => x,
@@ -166,7 +183,8 @@ impl Validator<'_> {
             let mut port = r.port;
             let mut path = r.path.clone();
             if let Some(url) = &r.url {
-                if r.protocol.is_some() || r.host.is_some() || r.port.is_some() || r.path.is_some() {
+                if r.protocol.is_some() || r.host.is_some() || r.port.is_some() || r.path.is_some()
+                {
                     self.err(
                         item,
                         &[PathSeg::Key("url")],
@@ -232,12 +250,24 @@ impl Validator<'_> {
             }
             let retries = self.range(item, "retries", r.retries, 5, 0, 32767) as u16;
             let max_timeout = i64::from(i32::MAX) - 1;
-            let connect_timeout =
-                self.range(item, "connect_timeout", r.connect_timeout, 60000, 1, max_timeout) as u64;
+            let connect_timeout = self.range(
+                item,
+                "connect_timeout",
+                r.connect_timeout,
+                60000,
+                1,
+                max_timeout,
+            ) as u64;
             let read_timeout =
                 self.range(item, "read_timeout", r.read_timeout, 60000, 1, max_timeout) as u64;
-            let write_timeout =
-                self.range(item, "write_timeout", r.write_timeout, 60000, 1, max_timeout) as u64;
+            let write_timeout = self.range(
+                item,
+                "write_timeout",
+                r.write_timeout,
+                60000,
+                1,
+                max_timeout,
+            ) as u64;
             let tls_verify_depth = r
                 .tls_verify_depth
                 .map(|d| self.range(item, "tls_verify_depth", Some(d), 1, 0, 64) as u8);
@@ -290,7 +320,10 @@ impl Validator<'_> {
                 self.err(
                     item,
                     &[PathSeg::Key(field)],
-                    format!("{field} {} does not exist: no {kind} has that name or id", describe(r)),
+                    format!(
+                        "{field} {} does not exist: no {kind} has that name or id",
+                        describe(r)
+                    ),
                 );
                 None
             }
@@ -345,12 +378,18 @@ impl Validator<'_> {
                 }
             }
             if r.protocols.as_ref().is_some_and(|p| p.is_empty()) {
-                self.err(item, &[PathSeg::Key("protocols")], "expected at least one protocol");
+                self.err(
+                    item,
+                    &[PathSeg::Key("protocols")],
+                    "expected at least one protocol",
+                );
             }
             if protocols.is_empty() {
                 protocols = vec![Protocol::Http, Protocol::Https];
             }
-            let grpc = protocols.iter().any(|p| matches!(p, Protocol::Grpc | Protocol::Grpcs));
+            let grpc = protocols
+                .iter()
+                .any(|p| matches!(p, Protocol::Grpc | Protocol::Grpcs));
 
             let methods = r.methods.clone().unwrap_or_default();
             for (i, m) in methods.iter().enumerate() {
@@ -358,7 +397,9 @@ impl Validator<'_> {
                     self.err(
                         item,
                         &[PathSeg::Key("methods"), PathSeg::Index(i)],
-                        format!("invalid method {m:?}: expected an upper-case HTTP method such as GET"),
+                        format!(
+                            "invalid method {m:?}: expected an upper-case HTTP method such as GET"
+                        ),
                     );
                 }
             }
@@ -378,7 +419,11 @@ impl Validator<'_> {
             for (name, values) in r.headers.clone().unwrap_or_default() {
                 let at = [PathSeg::Key("headers"), PathSeg::Key(&name)];
                 if name.eq_ignore_ascii_case("host") {
-                    self.err(item, &at, "cannot match on the `host` header: use `hosts` instead");
+                    self.err(
+                        item,
+                        &at,
+                        "cannot match on the `host` header: use `hosts` instead",
+                    );
                 } else if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                     self.err(item, &at, format!("invalid header name {name:?}"));
                 }
@@ -405,7 +450,11 @@ impl Validator<'_> {
                 );
             }
             for field in ["sources", "destinations"] {
-                let set = if field == "sources" { &r.sources } else { &r.destinations };
+                let set = if field == "sources" {
+                    &r.sources
+                } else {
+                    &r.destinations
+                };
                 if set.as_ref().is_some_and(|s| !s.is_empty()) {
                     self.err(
                         item,
@@ -414,7 +463,13 @@ impl Validator<'_> {
                     );
                 }
             }
-            if !item.broken && methods.is_empty() && hosts.is_empty() && paths.is_empty() && headers.is_empty() && snis.is_empty() {
+            if !item.broken
+                && methods.is_empty()
+                && hosts.is_empty()
+                && paths.is_empty()
+                && headers.is_empty()
+                && snis.is_empty()
+            {
                 self.err(
                     item,
                     &[],
@@ -423,10 +478,18 @@ impl Validator<'_> {
             }
             let strip_path = r.strip_path.unwrap_or(!grpc);
             if grpc && r.strip_path == Some(true) {
-                self.err(item, &[PathSeg::Key("strip_path")], "`strip_path` cannot be true for grpc/grpcs routes");
+                self.err(
+                    item,
+                    &[PathSeg::Key("strip_path")],
+                    "`strip_path` cannot be true for grpc/grpcs routes",
+                );
             }
             if grpc && !methods.is_empty() {
-                self.err(item, &[PathSeg::Key("methods")], "`methods` cannot be set for grpc/grpcs routes");
+                self.err(
+                    item,
+                    &[PathSeg::Key("methods")],
+                    "`methods` cannot be set for grpc/grpcs routes",
+                );
             }
             let path_handling_v1 = match r.path_handling.as_deref() {
                 None | Some("v0") => false,
@@ -496,7 +559,11 @@ impl Validator<'_> {
                 self.unique(&mut custom_ids, item, "custom_id", c);
             }
             if !item.broken && r.username.is_none() && r.custom_id.is_none() {
-                self.err(item, &[], "a consumer needs at least one of `username` or `custom_id`");
+                self.err(
+                    item,
+                    &[],
+                    "a consumer needs at least one of `username` or `custom_id`",
+                );
             }
             cfg.consumers.push(Consumer {
                 id,

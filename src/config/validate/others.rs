@@ -9,9 +9,21 @@ use super::super::model::*;
 use super::super::yaml::PathSeg;
 use super::{Index, Validator};
 
-const ALGORITHMS: &[&str] = &["round-robin", "consistent-hashing", "least-connections", "latency"];
+const ALGORITHMS: &[&str] = &[
+    "round-robin",
+    "consistent-hashing",
+    "least-connections",
+    "latency",
+];
 const HASH_ON: &[&str] = &[
-    "none", "consumer", "ip", "header", "cookie", "path", "query_arg", "uri_capture",
+    "none",
+    "consumer",
+    "ip",
+    "header",
+    "cookie",
+    "path",
+    "query_arg",
+    "uri_capture",
 ];
 
 impl Validator<'_> {
@@ -42,7 +54,10 @@ impl Validator<'_> {
                 self.err(
                     item,
                     &[PathSeg::Key("algorithm")],
-                    format!("invalid algorithm {algorithm:?}: expected one of {}", ALGORITHMS.join(", ")),
+                    format!(
+                        "invalid algorithm {algorithm:?}: expected one of {}",
+                        ALGORITHMS.join(", ")
+                    ),
                 );
             }
             let hash_on = r.hash_on.clone().unwrap_or_else(|| "none".into());
@@ -52,12 +67,19 @@ impl Validator<'_> {
                     self.err(
                         item,
                         &[PathSeg::Key(field)],
-                        format!("invalid {field} {v:?}: expected one of {}", HASH_ON.join(", ")),
+                        format!(
+                            "invalid {field} {v:?}: expected one of {}",
+                            HASH_ON.join(", ")
+                        ),
                     );
                 }
             }
             if hash_on == "header" && r.hash_on_header.is_none() {
-                self.err(item, &[PathSeg::Key("hash_on_header")], "required when hash_on is \"header\"");
+                self.err(
+                    item,
+                    &[PathSeg::Key("hash_on_header")],
+                    "required when hash_on is \"header\"",
+                );
             }
             let slots = self.range(item, "slots", r.slots, 10000, 10, 65536) as u32;
             index.by_id.insert(id.clone(), i);
@@ -116,7 +138,10 @@ impl Validator<'_> {
                     self.err(item, &[PathSeg::Key("target")], format!("duplicate target {host}:{port} in this upstream: already defined by {first}"));
                 }
             }
-            let natural = format!("{}:{host}:{port}", upstream.map_or(String::new(), |u| cfg.upstreams[u].id.clone()));
+            let natural = format!(
+                "{}:{host}:{port}",
+                upstream.map_or(String::new(), |u| cfg.upstreams[u].id.clone())
+            );
             let id = self.id("targets", item, &r.id, &natural);
             cfg.targets.push(Target {
                 id,
@@ -138,10 +163,14 @@ impl Validator<'_> {
             for field in ["cert", "key"] {
                 let v = if field == "cert" { &r.cert } else { &r.key };
                 match v {
-                    None if !item.broken => self.err(item, &[], format!("missing required field `{field}`")),
-                    Some(pem) if !pem.contains("-----BEGIN") => {
-                        self.err(item, &[PathSeg::Key(field)], "expected a PEM block (-----BEGIN ...)")
+                    None if !item.broken => {
+                        self.err(item, &[], format!("missing required field `{field}`"))
                     }
+                    Some(pem) if !pem.contains("-----BEGIN") => self.err(
+                        item,
+                        &[PathSeg::Key(field)],
+                        "expected a PEM block (-----BEGIN ...)",
+                    ),
                     _ => {}
                 }
             }
@@ -166,7 +195,14 @@ impl Validator<'_> {
                 Some(Parent::Certificate(i)) => Some(i),
                 _ => None,
             };
-            let certificate = self.owner(item, "certificate", nested, &r.certificate, &index, "certificate");
+            let certificate = self.owner(
+                item,
+                "certificate",
+                nested,
+                &r.certificate,
+                &index,
+                "certificate",
+            );
             let name = r.name.clone().unwrap_or_default();
             if r.name.is_none() && !item.broken {
                 self.err(item, &[], "missing required field `name`");
@@ -176,7 +212,12 @@ impl Validator<'_> {
             self.unique(&mut names, item, "name", &name);
             let id = self.id("snis", item, &r.id, &name);
             if let Some(certificate) = certificate {
-                cfg.snis.push(Sni { id, name, certificate, origin: Self::origin(item) });
+                cfg.snis.push(Sni {
+                    id,
+                    name,
+                    certificate,
+                    origin: Self::origin(item),
+                });
             } else if r.certificate.is_none() && !item.broken {
                 self.err(item, &[], "an SNI needs a certificate: nest it under `certificates[].snis` or set `certificate`");
             }
@@ -186,9 +227,11 @@ impl Validator<'_> {
             let id = self.id("ca_certificates", item, &r.id, &item.path);
             match &r.cert {
                 None if !item.broken => self.err(item, &[], "missing required field `cert`"),
-                Some(pem) if !pem.contains("-----BEGIN") => {
-                    self.err(item, &[PathSeg::Key("cert")], "expected a PEM block (-----BEGIN ...)")
-                }
+                Some(pem) if !pem.contains("-----BEGIN") => self.err(
+                    item,
+                    &[PathSeg::Key("cert")],
+                    "expected a PEM block (-----BEGIN ...)",
+                ),
                 _ => {}
             }
             cfg.ca_certificates.push(CaCertificate {
@@ -240,30 +283,48 @@ impl Validator<'_> {
                 }
             };
         }
-        each!(doc.keyauth_credentials, "keyauth_credentials", |item, r| match &r.key {
-            Some(key) => {
-                self.unique(&mut keys, item, "key", key);
-                Some(Credential::KeyAuth { key: key.clone(), ttl: r.ttl })
-            }
-            None => {
-                if !item.broken {
-                    self.err(item, &[], "missing required field `key` (a generated key would change on every reload)");
+        each!(
+            doc.keyauth_credentials,
+            "keyauth_credentials",
+            |item, r| match &r.key {
+                Some(key) => {
+                    self.unique(&mut keys, item, "key", key);
+                    Some(Credential::KeyAuth {
+                        key: key.clone(),
+                        ttl: r.ttl,
+                    })
                 }
-                None
-            }
-        });
-        each!(doc.basicauth_credentials, "basicauth_credentials", |item, r| match (&r.username, &r.password) {
-            (Some(u), Some(p)) => {
-                self.unique(&mut usernames, item, "username", u);
-                Some(Credential::BasicAuth { username: u.clone(), password: p.clone() })
-            }
-            _ => {
-                if !item.broken {
-                    self.err(item, &[], "missing required fields `username` and `password`");
+                None => {
+                    if !item.broken {
+                        self.err(item, &[], "missing required field `key` (a generated key would change on every reload)");
+                    }
+                    None
                 }
-                None
             }
-        });
+        );
+        each!(
+            doc.basicauth_credentials,
+            "basicauth_credentials",
+            |item, r| match (&r.username, &r.password) {
+                (Some(u), Some(p)) => {
+                    self.unique(&mut usernames, item, "username", u);
+                    Some(Credential::BasicAuth {
+                        username: u.clone(),
+                        password: p.clone(),
+                    })
+                }
+                _ => {
+                    if !item.broken {
+                        self.err(
+                            item,
+                            &[],
+                            "missing required fields `username` and `password`",
+                        );
+                    }
+                    None
+                }
+            }
+        );
         each!(doc.acls, "acls", |item, r| match &r.group {
             Some(g) => Some(Credential::Acl { group: g.clone() }),
             None => {
@@ -324,15 +385,24 @@ impl Validator<'_> {
             let mut scope = Vec::new();
             if let Some(i) = route {
                 let rt = &cfg.routes[i];
-                scope.push(format!("route {:?}", rt.name.clone().unwrap_or_else(|| rt.id.clone())));
+                scope.push(format!(
+                    "route {:?}",
+                    rt.name.clone().unwrap_or_else(|| rt.id.clone())
+                ));
             }
             if let Some(i) = service {
                 let s = &cfg.services[i];
-                scope.push(format!("service {:?}", s.name.clone().unwrap_or_else(|| s.id.clone())));
+                scope.push(format!(
+                    "service {:?}",
+                    s.name.clone().unwrap_or_else(|| s.id.clone())
+                ));
             }
             if let Some(i) = consumer {
                 let c = &cfg.consumers[i];
-                scope.push(format!("consumer {:?}", c.username.clone().unwrap_or_else(|| c.id.clone())));
+                scope.push(format!(
+                    "consumer {:?}",
+                    c.username.clone().unwrap_or_else(|| c.id.clone())
+                ));
             }
             let label = if scope.is_empty() {
                 format!("{} ({name}, global)", item.path)
@@ -360,7 +430,11 @@ impl Validator<'_> {
                 None | Some(serde_json::Value::Null) => serde_json::Map::new(),
                 Some(serde_json::Value::Object(m)) => m.clone(),
                 Some(_) => {
-                    self.err(item, &[PathSeg::Key("config")], format!("{label}: `config` must be a map"));
+                    self.err(
+                        item,
+                        &[PathSeg::Key("config")],
+                        format!("{label}: `config` must be a map"),
+                    );
                     serde_json::Map::new()
                 }
             };
@@ -368,15 +442,31 @@ impl Validator<'_> {
             for (i, p) in r.protocols.clone().unwrap_or_default().iter().enumerate() {
                 match Protocol::parse(p) {
                     Some(p) => protocols.push(p),
-                    None => self.err(item, &[PathSeg::Key("protocols"), PathSeg::Index(i)], format!("invalid protocol {p:?}")),
+                    None => self.err(
+                        item,
+                        &[PathSeg::Key("protocols"), PathSeg::Index(i)],
+                        format!("invalid protocol {p:?}"),
+                    ),
                 }
             }
             if protocols.is_empty() {
-                protocols = vec![Protocol::Grpc, Protocol::Grpcs, Protocol::Http, Protocol::Https];
+                protocols = vec![
+                    Protocol::Grpc,
+                    Protocol::Grpcs,
+                    Protocol::Http,
+                    Protocol::Https,
+                ];
             }
             if let Some(c) = &r.condition {
                 if c.len() > 1024 {
-                    self.err(item, &[PathSeg::Key("condition")], format!("{label}: condition is {} characters long: at most 1024 allowed", c.len()));
+                    self.err(
+                        item,
+                        &[PathSeg::Key("condition")],
+                        format!(
+                            "{label}: condition is {} characters long: at most 1024 allowed",
+                            c.len()
+                        ),
+                    );
                 }
             }
             let id = self.id("plugins", item, &r.id, &scope_key);
@@ -405,7 +495,11 @@ impl Validator<'_> {
             let r = &item.raw;
             let (Some(name), Some(handler), Some(schema)) = (&r.name, &r.handler, &r.schema) else {
                 if !item.broken {
-                    self.err(item, &[], "a custom plugin needs `name`, `handler` and `schema`");
+                    self.err(
+                        item,
+                        &[],
+                        "a custom plugin needs `name`, `handler` and `schema`",
+                    );
                 }
                 continue;
             };

@@ -1,0 +1,319 @@
+//! The admin API, on its own listener (default 127.0.0.1:8001, like Kong's), compatible with
+//! Kong's DB-less admin API where they overlap: `GET /`, `GET /status`, `GET /status/ready`,
+//! `POST /config`, `GET /config`, read-only collections (`/services`, `/routes`, `/plugins`,
+//! `/consumers`, `/custom_plugins`, `/cloned_plugins`, and `/{collection}/{id or name}`),
+//! `GET /metrics`.
+//!
+//! `POST /config` replaces the configuration in memory only: the next change of the config file
+//! (or SIGHUP) replaces it again with the file's content.
+
+mod entities;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::{json, Value};
+
+use crate::config::LoadError;
+use crate::metrics::Metrics;
+use crate::reload::{Attempt, Outcome, Reloader};
+
+/// Largest configuration accepted by `POST /config`.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// The admin API application.
+pub struct Admin {
+    reloader: Arc<Reloader>,
+    metrics: Arc<Metrics>,
+    token: Option<String>,
+    node_id: String,
+}
+
+impl Admin {
+    /// An admin API over `reloader`; with `token`, every request must carry
+    /// `Authorization: Bearer <token>` (or `Kong-Admin-Token: <token>`).
+    pub fn new(reloader: Arc<Reloader>, metrics: Arc<Metrics>, token: Option<String>) -> Self {
+        Admin {
+            reloader,
+            metrics,
+            token,
+            node_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn attempt_json(a: &Option<Attempt>) -> Value {
+    match a {
+        None => Value::Null,
+        Some(a) => json!({
+            "at": unix(a.at), "trigger": a.trigger, "hash": a.hash, "ok": a.errors.is_empty(),
+            "errors": a.errors, "duration_ms": a.duration_ms, "generation": a.generation,
+        }),
+    }
+}
+
+fn reply(status: u16, body: Value) -> Response<Vec<u8>> {
+    reply_raw(
+        status,
+        "application/json; charset=utf-8",
+        body.to_string().into_bytes(),
+    )
+}
+
+fn reply_raw(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("server", crate::proxy::respond::PRODUCT)
+        .body(body)
+        .unwrap_or_default()
+}
+
+fn message(status: u16, msg: &str) -> Response<Vec<u8>> {
+    reply(status, json!({ "message": msg }))
+}
+
+/// Kong's shape for an invalid declarative config.
+fn invalid_config(err: &LoadError) -> Response<Vec<u8>> {
+    let mut fields = serde_json::Map::new();
+    let mut lines = Vec::new();
+    for e in err.errors() {
+        lines.push(e.to_string());
+        let entry = fields
+            .entry(if e.path.is_empty() {
+                "@entity".to_string()
+            } else {
+                e.path.clone()
+            })
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = entry {
+            list.push(Value::String(e.message.clone()));
+        }
+    }
+    if lines.is_empty() {
+        lines.push(err.to_string());
+    }
+    reply(
+        400,
+        json!({
+            "name": "invalid declarative configuration",
+            "code": 14,
+            "message": format!("declarative config is invalid: {}", lines.join("; ")),
+            "fields": fields,
+            "errors": lines,
+        }),
+    )
+}
+
+/// Extracts the config text from a POST /config body (raw YAML/JSON, a JSON object with a
+/// `config` string, or a form with a `config` field, as Kong accepts).
+fn config_text(content_type: &str, body: &[u8]) -> Result<String, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_string())?;
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        for pair in text.split('&') {
+            if let Some(v) = pair.strip_prefix("config=") {
+                let v = v.replace('+', " ");
+                return percent_decode(&v).ok_or_else(|| "bad form encoding".to_string());
+            }
+        }
+        return Err("the form has no `config` field".into());
+    }
+    if content_type.starts_with("application/json") {
+        if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) {
+            if let Some(Value::String(c)) = m.get("config") {
+                return Ok(c.clone());
+            }
+        }
+    }
+    Ok(text.to_string())
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl Admin {
+    fn authorized(&self, session: &ServerSession) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let headers = &session.req_header().headers;
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let kong = headers
+            .get("kong-admin-token")
+            .and_then(|v| v.to_str().ok());
+        bearer == Some(token.as_str()) || kong == Some(token.as_str())
+    }
+
+    fn node_info(&self) -> Value {
+        let snap = self.reloader.state().load();
+        let mut plugins: Vec<String> = crate::plugins::native::definitions()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        plugins.sort();
+        json!({
+            "tagline": "Welcome to sluice",
+            "version": env!("CARGO_PKG_VERSION"),
+            "node_id": self.node_id,
+            "hostname": std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
+            "configuration": { "database": "off", "config": self.reloader.path().display().to_string() },
+            "plugins": {
+                "available_on_server": plugins,
+                "enabled_in_cluster": snap.config.plugins.iter().map(|p| p.name.clone()).collect::<std::collections::BTreeSet<_>>(),
+            },
+        })
+    }
+
+    fn status(&self) -> Value {
+        let snap = self.reloader.state().load();
+        json!({
+            "database": { "reachable": true },
+            "configuration_hash": snap.hash,
+            "config": {
+                "generation": snap.generation,
+                "hash": snap.hash,
+                "loaded_at": unix(snap.loaded_at),
+                "services": snap.config.services.len(),
+                "routes": snap.config.routes.len(),
+                "plugins": snap.config.plugins.len(),
+                "last_attempt": attempt_json(&self.reloader.last_attempt()),
+                "last_failure": attempt_json(&self.reloader.last_failure()),
+            },
+        })
+    }
+
+    async fn post_config(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BODY {
+                        return message(413, "Request size limit exceeded");
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => return message(400, &format!("cannot read the body: {e}")),
+            }
+        }
+        let req = session.req_header();
+        let content_type = req
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let check_hash = req.uri.query().is_some_and(|q| {
+            q.split('&')
+                .any(|kv| kv == "check_hash=1" || kv == "check_hash=true")
+        });
+        let text = match config_text(&content_type, &body) {
+            Ok(t) => t,
+            Err(e) => return message(400, &e),
+        };
+        let reloader = self.reloader.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            reloader.apply_text(&text, "POST /config", "POST /config", !check_hash)
+        })
+        .await;
+        match result {
+            Ok(Ok(Outcome::Unchanged)) => reply_raw(304, "application/json", Vec::new()),
+            Ok(Ok(Outcome::Applied { generation })) => {
+                let snap = self.reloader.state().load();
+                reply(
+                    201,
+                    json!({ "generation": generation, "hash": snap.hash, "message": "configuration applied (in memory: the next change of the config file replaces it)" }),
+                )
+            }
+            Ok(Err(e)) => invalid_config(&e),
+            Err(e) => message(500, &format!("reload task failed: {e}")),
+        }
+    }
+
+    fn collection(&self, kind: &str, key: Option<&str>) -> Response<Vec<u8>> {
+        let snap = self.reloader.state().load();
+        let Some(items) = entities::collection(&snap.config, kind) else {
+            return message(404, "Not found");
+        };
+        match key {
+            None => reply(
+                200,
+                json!({ "data": items.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), "next": null }),
+            ),
+            Some(key) => match items
+                .into_iter()
+                .find(|(keys, _)| keys.iter().any(|k| k == key))
+            {
+                Some((_, v)) => reply(200, v),
+                None => message(404, "Not found"),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        self.metrics.admin_requests.inc();
+        if !self.authorized(session) {
+            return message(401, "Unauthorized");
+        }
+        let method = session.req_header().method.clone();
+        let path = session
+            .req_header()
+            .uri
+            .path()
+            .trim_end_matches('/')
+            .to_string();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        match (&method, segments.as_slice()) {
+            (&Method::GET, []) => reply(200, self.node_info()),
+            (&Method::GET, ["status"]) => reply(200, self.status()),
+            (&Method::GET, ["status", "ready"]) => reply(200, json!({ "message": "ready" })),
+            (&Method::GET, ["metrics"]) => reply_raw(
+                200,
+                "text/plain; version=0.0.4",
+                self.metrics.render().into_bytes(),
+            ),
+            (&Method::GET, ["config"]) => {
+                let snap = self.reloader.state().load();
+                reply(200, json!({ "config": &*snap.text, "hash": snap.hash, "generation": snap.generation }))
+            }
+            (&Method::POST, ["config"]) => self.post_config(session).await,
+            (&Method::GET, [kind]) => self.collection(kind, None),
+            (&Method::GET, [kind, key]) => self.collection(kind, Some(key)),
+            (_, [kind, ..]) if entities::collection(&Default::default(), kind).is_some() => message(
+                405,
+                "Method not allowed: the configuration is declarative (edit the file or POST /config)",
+            ),
+            _ => message(404, "Not found"),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Prometheus metrics. Request metrics use the names and labels of Kong's prometheus plugin so
+//! existing dashboards work; the gateway's own metrics are prefixed `sluice_`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Kong's default latency buckets (milliseconds).
+const LATENCY_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0, 500.0, 750.0, 1000.0,
+    2000.0, 5000.0, 10000.0, 30000.0, 60000.0,
+];
+
+/// All metrics of one process.
+pub struct Metrics {
+    registry: Registry,
+    /// `kong_http_requests_total{service,route,code,source,workspace,consumer}`
+    pub requests: IntCounterVec,
+    /// `kong_request_latency_ms{service,route,workspace}`
+    pub request_latency: HistogramVec,
+    /// `kong_upstream_latency_ms{service,route,workspace}`
+    pub upstream_latency: HistogramVec,
+    /// `kong_kong_latency_ms{service,route,workspace}`
+    pub kong_latency: HistogramVec,
+    /// `kong_bandwidth_bytes{service,route,direction,workspace,consumer}`
+    pub bandwidth: IntCounterVec,
+    /// `sluice_config_generation`
+    pub config_generation: IntGauge,
+    /// `sluice_config_reloads_total{result}` (result: success, failure)
+    pub reloads: IntCounterVec,
+    /// `sluice_config_reload_duration_seconds`
+    pub reload_duration: Histogram,
+    /// `sluice_config_last_reload_success_timestamp_seconds`
+    pub last_reload_success: IntGauge,
+    /// `sluice_plugin_phase_latency_ms{plugin,phase}`
+    pub plugin_latency: HistogramVec,
+    /// `sluice_plugin_errors_total{plugin,phase}`
+    pub plugin_errors: IntCounterVec,
+    /// `sluice_lua_memory_bytes` (all workers' VMs)
+    pub lua_memory: IntGauge,
+    /// `sluice_admin_requests_total`
+    pub admin_requests: IntCounter,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let hist = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid histogram");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid gauge");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let route_labels = ["service", "route", "workspace"];
+        let reload_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "sluice_config_reload_duration_seconds",
+                "Time to parse, validate and compile a configuration",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("valid histogram");
+        registry
+            .register(Box::new(reload_duration.clone()))
+            .expect("unique metric");
+        let admin_requests = IntCounter::new("sluice_admin_requests_total", "Admin API requests")
+            .expect("valid counter");
+        registry
+            .register(Box::new(admin_requests.clone()))
+            .expect("unique metric");
+        Metrics {
+            requests: counter(
+                "kong_http_requests_total",
+                "HTTP status codes per consumer/service/route in Kong",
+                &[
+                    "service",
+                    "route",
+                    "code",
+                    "source",
+                    "workspace",
+                    "consumer",
+                ],
+            ),
+            request_latency: hist(
+                "kong_request_latency_ms",
+                "Total latency incurred during requests for each service/route in Kong",
+                &route_labels,
+            ),
+            upstream_latency: hist(
+                "kong_upstream_latency_ms",
+                "Latency added by upstream response for each service/route in Kong",
+                &route_labels,
+            ),
+            kong_latency: hist(
+                "kong_kong_latency_ms",
+                "Latency added by Kong and enabled plugins for each service/route in Kong",
+                &route_labels,
+            ),
+            bandwidth: counter(
+                "kong_bandwidth_bytes",
+                "Total bandwidth (ingress/egress) throughput in bytes",
+                &["service", "route", "direction", "workspace", "consumer"],
+            ),
+            config_generation: gauge(
+                "sluice_config_generation",
+                "Generation of the configuration being served",
+            ),
+            reloads: counter(
+                "sluice_config_reloads_total",
+                "Configuration reloads by result",
+                &["result"],
+            ),
+            reload_duration,
+            last_reload_success: gauge(
+                "sluice_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last configuration applied",
+            ),
+            plugin_latency: hist(
+                "sluice_plugin_phase_latency_ms",
+                "Time spent in a plugin phase",
+                &["plugin", "phase"],
+            ),
+            plugin_errors: counter(
+                "sluice_plugin_errors_total",
+                "Plugin phase failures (the request got a 500)",
+                &["plugin", "phase"],
+            ),
+            lua_memory: gauge("sluice_lua_memory_bytes", "Memory used by the Lua VMs"),
+            admin_requests,
+            registry,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "could not encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

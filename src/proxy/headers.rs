@@ -1,0 +1,100 @@
+//! What Kong changes on the request it sends upstream: URI, Host, X-Forwarded-*, X-Real-IP.
+
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+
+use super::respond::messages;
+use crate::plugins::Exit;
+use crate::router::RouteMatch;
+use crate::snapshot::{RouteRt, ServiceRt};
+
+/// Rewrites `upstream` for `service` after `route` matched.
+pub fn upstream(
+    session: &Session,
+    upstream: &mut RequestHeader,
+    route: &RouteRt,
+    service: &ServiceRt,
+    matched: &RouteMatch,
+) -> pingora::Result<()> {
+    let downstream = session.req_header();
+    // The router's path is normalized and unescaped (as Kong's); escape it for the request
+    // line, then add the query string exactly as the client sent it.
+    let mut uri = crate::router::escape_path(&matched.upstream_path).into_owned();
+    if let Some(q) = downstream.uri.query() {
+        uri.push('?');
+        uri.push_str(q);
+    }
+    upstream.set_raw_path(uri.as_bytes())?;
+
+    let client_host = downstream
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let host = match &matched.upstream_host {
+        Some(h) => h.clone(),
+        None => service.host_header(),
+    };
+    upstream.insert_header(http::header::HOST, host)?;
+
+    let client_ip = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let xff = match downstream
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {client_ip}"),
+        _ => client_ip.clone(),
+    };
+    upstream.insert_header("x-forwarded-for", xff)?;
+    upstream.insert_header("x-real-ip", client_ip)?;
+    upstream.insert_header("x-forwarded-proto", super::scheme(session))?;
+    let forwarded_host = crate::config::checks::split_host_port(&client_host)
+        .0
+        .to_string();
+    upstream.insert_header("x-forwarded-host", forwarded_host)?;
+    let port = session
+        .server_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.port().to_string())
+        .unwrap_or_default();
+    upstream.insert_header("x-forwarded-port", port)?;
+    upstream.insert_header("x-forwarded-path", downstream.uri.path())?;
+    match matched.prefix.as_deref() {
+        Some(prefix) if route.strip_path && !prefix.is_empty() && prefix != "/" => {
+            upstream.insert_header("x-forwarded-prefix", prefix)?;
+        }
+        _ => {
+            upstream.remove_header("x-forwarded-prefix");
+        }
+    }
+    Ok(())
+}
+
+/// The response for an http request on a route that accepts only https.
+pub fn https_redirect(session: &Session, status: u16) -> Exit {
+    if status == 426 {
+        let mut exit = Exit::message(426, messages::USE_HTTPS);
+        exit.headers.push(("connection".into(), "Upgrade".into()));
+        exit.headers
+            .push(("upgrade".into(), "TLS/1.2, HTTP/1.1".into()));
+        return exit;
+    }
+    let req = session.req_header();
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let host = crate::config::checks::split_host_port(host).0;
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut exit = Exit::message(status, "Moved");
+    exit.headers
+        .push(("location".into(), format!("https://{host}{target}")));
+    exit
+}

@@ -1,0 +1,64 @@
+//! Responses the gateway writes itself: Kong's JSON errors and plugin exits.
+
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use crate::plugins::Exit;
+
+/// `Via` and `Server` token of this product.
+pub const PRODUCT: &str = concat!("sluice/", env!("CARGO_PKG_VERSION"));
+/// The `Via` header value added to proxied and generated responses.
+pub const VIA: &str = concat!("1.1 sluice/", env!("CARGO_PKG_VERSION"));
+
+/// Kong's messages for the errors the gateway produces itself.
+pub mod messages {
+    /// 404, no route matched.
+    pub const NO_ROUTE: &str = "no Route matched with those values";
+    /// 503, route without service.
+    pub const NO_SERVICE: &str = "no Service found with those values";
+    /// 502, upstream connection failure or bad response.
+    pub const BAD_GATEWAY: &str = "An invalid response was received from the upstream server";
+    /// 504, upstream timeout.
+    pub const TIMEOUT: &str = "The upstream server is timed out";
+    /// 503, no target.
+    pub const NO_PEER: &str = "failure to get a peer from the ring-balancer";
+    /// 500, plugin or internal error.
+    pub const UNEXPECTED: &str = "An unexpected error occurred";
+    /// 426, https-only route over http.
+    pub const USE_HTTPS: &str = "Please use HTTPS protocol";
+}
+
+/// Writes `exit` as the whole response. `latency_ms` goes into `X-Kong-Response-Latency`.
+pub async fn write_exit(
+    session: &mut Session,
+    exit: &Exit,
+    latency_ms: u128,
+    header_filter: impl FnOnce(&mut ResponseHeader),
+) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(exit.status, Some(exit.headers.len() + 4))?;
+    for (name, value) in &exit.headers {
+        resp.append_header(name.clone(), value.as_str())?;
+    }
+    resp.insert_header("content-length", exit.body.len().to_string())?;
+    resp.insert_header("server", PRODUCT)?;
+    resp.insert_header("x-kong-response-latency", latency_ms.to_string())?;
+    header_filter(&mut resp);
+    let head_only = session.req_header().method == http::Method::HEAD || exit.body.is_empty();
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session
+            .write_response_body(Some(exit.body.clone()), true)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Kong's `{"message": ...}` error response.
+pub async fn write_error(session: &mut Session, status: u16, message: &str, latency_ms: u128) {
+    let exit = Exit::message(status, message);
+    if let Err(e) = write_exit(session, &exit, latency_ms, |_| {}).await {
+        tracing::debug!(error = %e, "could not write the error response");
+    }
+}

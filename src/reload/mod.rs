@@ -1,0 +1,199 @@
+//! Applying a new configuration: all or nothing. The text is parsed, validated and compiled
+//! into a complete snapshot, which then replaces the running one in one atomic store. On any
+//! error the running snapshot keeps serving and the error is logged, counted and kept for the
+//! status API. In-flight requests finish on the snapshot they started with.
+
+pub mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use crate::config::LoadError;
+use crate::metrics::Metrics;
+use crate::snapshot::{self, hash_text, Snapshot};
+
+/// The result of one reload attempt.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// When it happened.
+    pub at: SystemTime,
+    /// What triggered it: `file change`, `SIGHUP`, `POST /config`, `startup`.
+    pub trigger: String,
+    /// Hash of the text that was tried (empty when unreadable).
+    pub hash: String,
+    /// Errors (empty on success).
+    pub errors: Vec<String>,
+    /// How long parse + validate + compile took.
+    pub duration_ms: f64,
+    /// Generation applied, on success.
+    pub generation: Option<u64>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new snapshot is serving.
+    Applied {
+        /// Its generation.
+        generation: u64,
+    },
+    /// The text is the one already serving; nothing changed.
+    Unchanged,
+}
+
+/// Owns the snapshot pointer and every way of replacing it.
+pub struct Reloader {
+    path: PathBuf,
+    state: Arc<ArcSwap<Snapshot>>,
+    metrics: Arc<Metrics>,
+    /// Serializes reloads (file watcher, signal and admin API may race).
+    busy: Mutex<()>,
+    last: Mutex<Option<Attempt>>,
+    last_failure: Mutex<Option<Attempt>>,
+}
+
+impl Reloader {
+    /// A reloader for the snapshot in `state`, which was loaded from `path`.
+    pub fn new(path: PathBuf, state: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) -> Self {
+        metrics
+            .config_generation
+            .set(state.load().generation as i64);
+        Reloader {
+            path,
+            state,
+            metrics,
+            busy: Mutex::new(()),
+            last: Mutex::new(None),
+            last_failure: Mutex::new(None),
+        }
+    }
+
+    /// The config file being served.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The snapshot pointer.
+    pub fn state(&self) -> &Arc<ArcSwap<Snapshot>> {
+        &self.state
+    }
+
+    /// The last attempt, successful or not.
+    pub fn last_attempt(&self) -> Option<Attempt> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// The last failed attempt.
+    pub fn last_failure(&self) -> Option<Attempt> {
+        self.last_failure.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Re-reads the config file and applies it if its content changed.
+    pub fn reload_file(&self, trigger: &str) -> Result<Outcome, LoadError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(source) => {
+                let err = LoadError::Io {
+                    path: self.path.display().to_string(),
+                    source,
+                };
+                self.record_failure(trigger, String::new(), &err, 0.0);
+                return Err(err);
+            }
+        };
+        let source = self.path.display().to_string();
+        self.apply_text(&text, &source, trigger, false)
+    }
+
+    /// Applies a configuration text. Unless `force`, a text identical to the running one is a
+    /// no-op.
+    pub fn apply_text(
+        &self,
+        text: &str,
+        source: &str,
+        trigger: &str,
+        force: bool,
+    ) -> Result<Outcome, LoadError> {
+        let _guard = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let hash = hash_text(text);
+        let current = self.state.load();
+        if !force && current.hash == hash {
+            tracing::debug!(trigger, "configuration unchanged");
+            return Ok(Outcome::Unchanged);
+        }
+        let generation = current.generation + 1;
+        drop(current);
+        let started = Instant::now();
+        let result = snapshot::load_str(text, source, generation);
+        let elapsed = started.elapsed();
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        self.metrics.reload_duration.observe(elapsed.as_secs_f64());
+        match result {
+            Ok(snap) => {
+                self.state.store(Arc::new(snap));
+                self.metrics.config_generation.set(generation as i64);
+                self.metrics.reloads.with_label_values(&["success"]).inc();
+                let now = SystemTime::now();
+                let unix = now
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                self.metrics.last_reload_success.set(unix as i64);
+                tracing::info!(
+                    trigger,
+                    generation,
+                    hash = %&hash[..12],
+                    duration_ms = format!("{ms:.1}"),
+                    "configuration applied"
+                );
+                if let Ok(mut last) = self.last.lock() {
+                    *last = Some(Attempt {
+                        at: now,
+                        trigger: trigger.to_string(),
+                        hash,
+                        errors: Vec::new(),
+                        duration_ms: ms,
+                        generation: Some(generation),
+                    });
+                }
+                Ok(Outcome::Applied { generation })
+            }
+            Err(err) => {
+                self.record_failure(trigger, hash, &err, ms);
+                Err(err)
+            }
+        }
+    }
+
+    fn record_failure(&self, trigger: &str, hash: String, err: &LoadError, ms: f64) {
+        self.metrics.reloads.with_label_values(&["failure"]).inc();
+        let errors: Vec<String> = match err {
+            LoadError::Invalid(list) => list.0.iter().map(|e| e.to_string()).collect(),
+            other => vec![other.to_string()],
+        };
+        tracing::error!(
+            trigger,
+            errors = errors.len(),
+            "configuration rejected; the running configuration keeps serving"
+        );
+        for e in &errors {
+            tracing::error!(trigger, "{e}");
+        }
+        let attempt = Attempt {
+            at: SystemTime::now(),
+            trigger: trigger.to_string(),
+            hash,
+            errors,
+            duration_ms: ms,
+            generation: None,
+        };
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(attempt.clone());
+        }
+        if let Ok(mut f) = self.last_failure.lock() {
+            *f = Some(attempt);
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Reload triggers that run in the background: the config file changing on disk and signals.
+//!
+//! The watcher watches the file's directory, not the file: editors write a temporary file and
+//! rename it over the original, and a Kubernetes ConfigMap mount swaps its `..data` symlink to a
+//! new timestamped directory; neither changes the inode a file watch would follow. Any event in
+//! the directory wakes the watcher; a burst of events is debounced into one reload, and a reload
+//! whose text is unchanged is a no-op.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use notify::{RecursiveMode, Watcher};
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::BackgroundService;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use super::Reloader;
+
+/// Quiet time that ends a burst of file events.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Longest a burst may delay a reload.
+const MAX_DELAY: Duration = Duration::from_secs(2);
+
+/// The file watcher, run as a Pingora background service.
+pub struct FileWatcher {
+    reloader: Arc<Reloader>,
+}
+
+impl FileWatcher {
+    /// Watches the reloader's config file.
+    pub fn new(reloader: Arc<Reloader>) -> Self {
+        FileWatcher { reloader }
+    }
+}
+
+/// Directories to watch: the file's own, and that of the file it links to, if elsewhere.
+fn watch_dirs(path: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    let parent = |p: &Path| {
+        p.parent().map(|d| {
+            if d.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                d.to_path_buf()
+            }
+        })
+    };
+    if let Some(d) = parent(path) {
+        dirs.push(d);
+    }
+    if let Ok(real) = std::fs::canonicalize(path) {
+        if let Some(d) = parent(&real) {
+            if !dirs
+                .iter()
+                .any(|x| std::fs::canonicalize(x).ok().as_deref() == Some(&d))
+            {
+                dirs.push(d);
+            }
+        }
+    }
+    dirs
+}
+
+#[async_trait]
+impl BackgroundService for FileWatcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.is_ok() {
+                let _ = tx.send(());
+            }
+        });
+        let mut watcher = match watcher {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the config file; use SIGHUP or POST /config to reload");
+                return;
+            }
+        };
+        for dir in watch_dirs(self.reloader.path()) {
+            match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    tracing::info!(dir = %dir.display(), "watching for configuration changes")
+                }
+                Err(e) => {
+                    tracing::error!(dir = %dir.display(), error = %e, "cannot watch directory")
+                }
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                ev = rx.recv() => if ev.is_none() { return },
+            }
+            // Debounce: wait until the directory has been quiet for DEBOUNCE (at most MAX_DELAY).
+            let deadline = tokio::time::Instant::now() + MAX_DELAY;
+            while let Ok(Some(())) = tokio::time::timeout_at(
+                (tokio::time::Instant::now() + DEBOUNCE).min(deadline),
+                rx.recv(),
+            )
+            .await
+            {}
+            let reloader = self.reloader.clone();
+            // Compiling a large config is CPU work: keep it off the async workers.
+            let _ = tokio::task::spawn_blocking(move || reloader.reload_file("file change")).await;
+        }
+    }
+}
+
+/// Pingora's shutdown signal watch, extended: SIGTERM and SIGINT drain gracefully, SIGQUIT
+/// hands the sockets to a new binary (`--upgrade`), SIGHUP reloads the config file.
+pub struct Signals {
+    reloader: Arc<Reloader>,
+}
+
+impl Signals {
+    /// Signal handling that reloads through `reloader`.
+    pub fn new(reloader: Arc<Reloader>) -> Self {
+        Signals { reloader }
+    }
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: draining in-flight requests, then exiting");
+                    return ShutdownSignal::GracefulTerminate;
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: draining in-flight requests, then exiting");
+                    return ShutdownSignal::GracefulTerminate;
+                }
+                _ = quit.recv() => {
+                    tracing::info!("SIGQUIT: handing the listeners to the new process");
+                    return ShutdownSignal::GracefulUpgrade;
+                }
+                _ = hup.recv() => {
+                    let reloader = self.reloader.clone();
+                    let _ = tokio::task::spawn_blocking(move || reloader.reload_file("SIGHUP")).await;
+                }
+            }
+        }
+    }
+}

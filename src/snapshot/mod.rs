@@ -1,0 +1,390 @@
+//! The only producer of [`Snapshot`]: compiles a validated [`Config`] into the immutable
+//! runtime that serves requests (router, upstream targets, plugin instances and chains).
+//! A snapshot is built completely before it is published; any error rejects it whole.
+
+mod upstream;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::error::Errors;
+use crate::config::model::{Config, Protocol};
+use crate::config::{ConfigErrors, LoadError};
+use crate::plugins::chain::{self, Entry, Link, Scope};
+use crate::plugins::{native, Definition, Instance};
+use crate::router::{self, RouteInput, Router};
+
+pub use upstream::Balancer;
+
+/// Upstream connection settings of a service.
+#[derive(Debug, Clone)]
+pub struct ServiceRt {
+    /// Service id.
+    pub id: String,
+    /// Service name.
+    pub name: Option<String>,
+    /// Protocol (TLS or not, h1/h2 later).
+    pub protocol: Protocol,
+    /// Host name (TLS SNI and default Host header).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Read timeout (between two reads).
+    pub read_timeout: Duration,
+    /// Write timeout.
+    pub write_timeout: Duration,
+    /// Connection attempts after the first that may be made on connect failure.
+    pub retries: u16,
+    /// Verify the upstream's certificate.
+    pub tls_verify: bool,
+    /// Index into [`Snapshot::balancers`] when `host` names an upstream.
+    pub balancer: Option<usize>,
+}
+
+impl ServiceRt {
+    /// The Host header sent upstream when the route does not preserve the client's:
+    /// the service host, with the port when it is not the scheme's default.
+    pub fn host_header(&self) -> String {
+        let default = if self.protocol.is_tls() { 443 } else { 80 };
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Per-route runtime data the proxy needs after a match.
+#[derive(Debug, Clone)]
+pub struct RouteRt {
+    /// Route id.
+    pub id: String,
+    /// Route name.
+    pub name: Option<String>,
+    /// Index into [`Snapshot::services`].
+    pub service: Option<usize>,
+    /// Protocols the route accepts.
+    pub protocols: Vec<Protocol>,
+    /// Status for http requests on an https-only route.
+    pub https_redirect_status_code: u16,
+    /// strip_path (for X-Forwarded-Prefix).
+    pub strip_path: bool,
+    /// The plugins that may run on this route, in order.
+    pub chain: Vec<Link>,
+}
+
+/// One immutable configuration generation.
+pub struct Snapshot {
+    /// Increases by one with every applied configuration.
+    pub generation: u64,
+    /// SHA-256 of the configuration text (hex).
+    pub hash: String,
+    /// The configuration text (for `GET /config`).
+    pub text: Arc<str>,
+    /// When it was compiled.
+    pub loaded_at: SystemTime,
+    /// The validated configuration it was compiled from (for the status/admin API).
+    pub config: Config,
+    /// Services, indexed as in the config.
+    pub services: Vec<ServiceRt>,
+    /// Routes, indexed as in the config.
+    pub routes: Vec<RouteRt>,
+    /// The router; its route indexes map through `router_routes`.
+    pub router: Router,
+    /// Router route index → config route index.
+    pub router_routes: Vec<usize>,
+    /// Plugin instances, indexed as `config.plugins` (None: disabled).
+    pub instances: Vec<Option<Arc<dyn Instance>>>,
+    /// Global plugins, for requests that matched no route.
+    pub global_chain: Vec<Link>,
+    /// Load balancers of `upstreams`.
+    pub balancers: Vec<Balancer>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("generation", &self.generation)
+            .field("hash", &self.hash)
+            .field("services", &self.services.len())
+            .field("routes", &self.routes.len())
+            .field("plugins", &self.instances.len())
+            .finish()
+    }
+}
+
+/// SHA-256 of a text, hex-encoded.
+pub fn hash_text(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads, validates and compiles a file.
+pub fn load_file(path: &std::path::Path, generation: u64) -> Result<Snapshot, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    load_str(&text, &path.display().to_string(), generation)
+}
+
+/// Validates and compiles a declarative text. Plugin configs are checked even when the file has
+/// other errors, so that every error is reported in one go.
+pub fn load_str(text: &str, source: &str, generation: u64) -> Result<Snapshot, LoadError> {
+    let (config, errs) = crate::config::validate_str(text, source);
+    compile_with(config, Arc::from(text), generation, errs).map_err(LoadError::Invalid)
+}
+
+/// The plugin definitions available to a config: bundled plugins plus its clones.
+fn definitions(config: &Config, errs: &mut Errors) -> HashMap<String, Definition> {
+    let mut defs: HashMap<String, Definition> = native::definitions()
+        .into_iter()
+        .map(|d| (d.name.clone(), d))
+        .collect();
+    for c in &config.custom_plugins {
+        errs.at(
+            c.origin.loc,
+            c.origin.path.clone(),
+            format!(
+                "custom plugin {:?}: streamed Lua plugins are not supported by this build yet",
+                c.name
+            ),
+        );
+    }
+    let mut clones_per_ref: HashMap<&str, usize> = HashMap::new();
+    for c in &config.cloned_plugins {
+        let at = |errs: &mut Errors, msg: String| errs.at(c.origin.loc, c.origin.path.clone(), msg);
+        if defs.contains_key(&c.name) {
+            at(
+                errs,
+                format!(
+                    "cloned plugin name {:?} clashes with an existing plugin",
+                    c.name
+                ),
+            );
+            continue;
+        }
+        let Some(source) = defs.get(&c.reference).cloned() else {
+            at(
+                errs,
+                format!("ref {:?}: no such plugin to clone", c.reference),
+            );
+            continue;
+        };
+        let n = clones_per_ref.entry(c.reference.as_str()).or_default();
+        *n += 1;
+        if *n > 5 {
+            at(
+                errs,
+                format!("at most 5 clones of {:?} are allowed", c.reference),
+            );
+        }
+        defs.insert(
+            c.name.clone(),
+            Definition {
+                name: c.name.clone(),
+                priority: c.priority.unwrap_or(source.priority),
+                build: source.build,
+            },
+        );
+    }
+    defs
+}
+
+/// Compiles a validated config; `text` is the source it was read from.
+pub fn compile(config: Config, text: Arc<str>, generation: u64) -> Result<Snapshot, ConfigErrors> {
+    let errs = Errors::new(&config.source);
+    compile_with(config, text, generation, errs)
+}
+
+/// Compiles a config whose validation produced `errs`; fails if there are any errors.
+fn compile_with(
+    config: Config,
+    text: Arc<str>,
+    generation: u64,
+    mut errs: Errors,
+) -> Result<Snapshot, ConfigErrors> {
+    let defs = definitions(&config, &mut errs);
+
+    let balancers: Vec<Balancer> = (0..config.upstreams.len())
+        .map(|i| Balancer::new(&config, i))
+        .collect();
+    let upstream_by_name: HashMap<&str, usize> = config
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.name.as_str(), i))
+        .collect();
+
+    let services: Vec<ServiceRt> = config
+        .services
+        .iter()
+        .map(|s| ServiceRt {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            protocol: s.protocol,
+            host: s.host.clone(),
+            port: s.port,
+            connect_timeout: Duration::from_millis(s.connect_timeout),
+            read_timeout: Duration::from_millis(s.read_timeout),
+            write_timeout: Duration::from_millis(s.write_timeout),
+            retries: s.retries,
+            tls_verify: s.tls_verify.unwrap_or(false),
+            balancer: upstream_by_name.get(s.host.as_str()).copied(),
+        })
+        .collect();
+
+    // Plugin instances.
+    let mut instances = Vec::with_capacity(config.plugins.len());
+    let mut entries = Vec::new();
+    for p in &config.plugins {
+        let Some(def) = defs.get(&p.name) else {
+            let mut known: Vec<&str> = defs.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            errs.at(
+                p.origin.loc,
+                p.label.clone(),
+                format!(
+                    "plugin {:?} is not available (plugins in this config: {})",
+                    p.name,
+                    known.join(", ")
+                ),
+            );
+            instances.push(None);
+            continue;
+        };
+        match (def.build)(&p.config, p.config_node.as_ref()) {
+            Ok(instance) if p.enabled => {
+                entries.push((instances.len(), def.priority));
+                instances.push(Some(instance));
+            }
+            Ok(_) => instances.push(None),
+            Err(problems) => {
+                for pr in problems {
+                    let field = if pr.field.is_empty() {
+                        "config".to_string()
+                    } else {
+                        format!("config.{}", pr.field)
+                    };
+                    let loc = if pr.loc == Default::default() {
+                        p.origin.loc
+                    } else {
+                        pr.loc
+                    };
+                    errs.at(loc, p.label.clone(), format!("{field}: {}", pr.message));
+                }
+                instances.push(None);
+            }
+        }
+    }
+    let chain_entries: Vec<Entry<'_>> = entries
+        .iter()
+        .map(|&(i, priority)| {
+            let p = &config.plugins[i];
+            Entry {
+                name: &p.name,
+                priority,
+                scope: Scope {
+                    route: p.route,
+                    service: p.service,
+                    consumer: p.consumer,
+                },
+            }
+        })
+        .collect();
+    // Chain links refer to positions in `entries`; map them back to plugin indexes.
+    let remap = |mut links: Vec<Link>| {
+        for l in &mut links {
+            for c in &mut l.candidates {
+                c.0 = entries[c.0].0;
+            }
+        }
+        links
+    };
+
+    let mut routes = Vec::with_capacity(config.routes.len());
+    let mut inputs = Vec::new();
+    let mut router_routes = Vec::new();
+    for (i, r) in config.routes.iter().enumerate() {
+        routes.push(RouteRt {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            service: r.service,
+            protocols: r.protocols.clone(),
+            https_redirect_status_code: r.https_redirect_status_code,
+            strip_path: r.strip_path,
+            chain: remap(chain::build(&chain_entries, Some(i), r.service)),
+        });
+        // Kong leaves routes of disabled services out of the router.
+        if r.service.is_some_and(|s| !config.services[s].enabled) {
+            continue;
+        }
+        let svc = r.service.map(|s| &config.services[s]);
+        router_routes.push(i);
+        inputs.push(RouteInput {
+            id: r.id.clone(),
+            protocols: r.protocols.iter().map(|p| p.as_str().to_string()).collect(),
+            methods: r.methods.clone(),
+            hosts: r.hosts.clone(),
+            paths: r.paths.clone(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            snis: r.snis.clone(),
+            sources: Vec::new(),
+            destinations: Vec::new(),
+            regex_priority: r.regex_priority,
+            strip_path: r.strip_path,
+            preserve_host: r.preserve_host,
+            // Kong's traditional_compatible router applies v0 whatever the route says.
+            path_handling: router::PathHandling::V0,
+            service: svc.map(|s| router::ServiceTarget {
+                protocol: s.protocol.as_str().to_string(),
+                host: s.host.clone(),
+                port: s.port,
+                path: s.path.clone(),
+            }),
+        });
+    }
+    let global_chain = remap(chain::build(&chain_entries, None, None));
+
+    // The router is only built from a config without errors (references may dangle otherwise).
+    if !errs.is_empty() {
+        return Err(errs.into_result().err().unwrap_or(ConfigErrors(Vec::new())));
+    }
+    let router = match Router::new(inputs) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let route = router_routes.get(e.route).map(|&i| &config.routes[i]);
+            let (loc, path) = route.map_or((None, String::new()), |r| {
+                (Some(r.origin.loc), format!("{}.{}", r.origin.path, e.field))
+            });
+            errs.push(loc, path, e.message);
+            None
+        }
+    };
+    errs.into_result()?;
+    let Some(router) = router else {
+        unreachable!("a router error is recorded in errs");
+    };
+    Ok(Snapshot {
+        generation,
+        hash: hash_text(&text),
+        text,
+        loaded_at: SystemTime::now(),
+        config,
+        services,
+        routes,
+        router,
+        router_routes,
+        instances,
+        global_chain,
+        balancers,
+    })
+}

@@ -1,0 +1,395 @@
+//! Test harness: a real echo upstream on loopback, the real `proxy` binary on an ephemeral
+//! port, and a plain HTTP/1.1 client that sends paths and headers exactly as given.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query as received on the wire.
+    pub uri: String,
+    /// Lower-case header name → values in order.
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub body: Bytes,
+}
+
+impl Seen {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+}
+
+/// A loopback HTTP server that records every request and answers 200 with a JSON echo.
+/// `/delay/<ms>` waits before answering (to exercise timeouts); `/status/<code>` answers that code.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        Self::start_named("upstream").await
+    }
+
+    /// An upstream whose echo carries `name` in the `x-upstream-name` response header.
+    pub async fn start_named(name: &'static str) -> Upstream {
+        Self::start_inner(name, None).await
+    }
+
+    /// The echo upstream behind TLS, with a self-signed certificate made for the test.
+    pub async fn start_tls() -> Upstream {
+        Self::start_inner("tls-upstream", Some(self_signed_acceptor())).await
+    }
+
+    async fn start_inner(name: &'static str, tls: Option<openssl::ssl::SslAcceptor>) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let log = seen.clone();
+        let tls = tls.map(Arc::new);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let log = log.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let log = log.clone();
+                        async move { Ok::<_, hyper::Error>(echo(req, log, name).await) }
+                    });
+                    match tls {
+                        None => {
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
+                                return;
+                            };
+                            let Ok(mut stream) = tokio_openssl::SslStream::new(ssl, stream) else {
+                                return;
+                            };
+                            if std::pin::Pin::new(&mut stream).accept().await.is_err() {
+                                return;
+                            }
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        Upstream { addr, seen, task }
+    }
+
+    /// Requests received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("seen lock").clone()
+    }
+
+    /// The last request received.
+    pub fn last(&self) -> Seen {
+        self.seen().pop().expect("the upstream received no request")
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A TLS acceptor with a fresh self-signed certificate for `localhost`.
+fn self_signed_acceptor() -> openssl::ssl::SslAcceptor {
+    use openssl::asn1::Asn1Time;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::ssl::{SslAcceptor, SslMethod};
+    use openssl::x509::{X509NameBuilder, X509};
+    let key = PKey::from_rsa(Rsa::generate(2048).expect("rsa")).expect("pkey");
+    let mut name = X509NameBuilder::new().expect("name");
+    name.append_entry_by_text("CN", "localhost").expect("cn");
+    let name = name.build();
+    let mut cert = X509::builder().expect("x509");
+    cert.set_version(2).expect("version");
+    cert.set_subject_name(&name).expect("subject");
+    cert.set_issuer_name(&name).expect("issuer");
+    cert.set_pubkey(&key).expect("pubkey");
+    cert.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+        .expect("nb");
+    cert.set_not_after(&Asn1Time::days_from_now(1).expect("time"))
+        .expect("na");
+    cert.sign(&key, MessageDigest::sha256()).expect("sign");
+    let cert = cert.build();
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
+    acceptor.set_private_key(&key).expect("key");
+    acceptor.set_certificate(&cert).expect("cert");
+    acceptor.build()
+}
+
+async fn echo(
+    req: Request<Incoming>,
+    log: Arc<Mutex<Vec<Seen>>>,
+    name: &str,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in &parts.headers {
+        headers
+            .entry(k.as_str().to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    let uri = parts.uri.to_string();
+    let seen = Seen {
+        method: parts.method.to_string(),
+        uri: uri.clone(),
+        headers: headers.clone(),
+        body: body.clone(),
+    };
+    log.lock().expect("seen lock").push(seen);
+    let path = parts.uri.path();
+    if let Some(ms) = path
+        .strip_prefix("/delay/")
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let status = path
+        .strip_prefix("/status/")
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(200);
+    let json = serde_json::json!({
+        "method": parts.method.as_str(),
+        "uri": uri,
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-upstream-name", name)
+        .body(Full::new(Bytes::from(json.to_string())))
+        .expect("echo response")
+}
+
+/// A response as the client received it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// The `proxy` binary running a config.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    child: Child,
+    pub dir: tempfile::TempDir,
+    stderr_path: std::path::PathBuf,
+}
+
+/// The built binary.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_proxy")
+}
+
+/// Replaces `{upstream}` (and `{upstream2}`, ...) placeholders with addresses.
+pub fn render(template: &str, upstreams: &[&Upstream]) -> String {
+    let mut out = template.to_string();
+    for (i, u) in upstreams.iter().enumerate() {
+        let key = if i == 0 {
+            "{upstream}".to_string()
+        } else {
+            format!("{{upstream{}}}", i + 1)
+        };
+        out = out.replace(&key, &u.addr.to_string());
+    }
+    out
+}
+
+impl Proxy {
+    /// Starts the proxy on `config` and waits (bounded) until it accepts connections.
+    pub async fn start(config: &str) -> Proxy {
+        Self::start_with(config, &[]).await
+    }
+
+    pub async fn start_with(config: &str, extra_args: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kong.yaml");
+        std::fs::write(&path, config).expect("write config");
+        let mut last_err = String::new();
+        // A port picked this way can be taken by someone else before the proxy binds it:
+        // try a few ports, each attempt bounded in time.
+        for _ in 0..5 {
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").expect("pick port");
+                l.local_addr().expect("addr").port()
+            };
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+            let stderr_path = dir.path().join(format!("stderr-{port}.log"));
+            let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+            let mut child = Command::new(binary())
+                .arg("--config")
+                .arg(&path)
+                .arg("--listen")
+                .arg(addr.to_string())
+                .arg("--workers")
+                .arg("2")
+                .args(extra_args)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .expect("spawn proxy");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    last_err = format!(
+                        "proxy exited with {status}: {}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                    break;
+                }
+                if TcpStream::connect(addr).await.is_ok() {
+                    return Proxy {
+                        addr,
+                        child,
+                        dir,
+                        stderr_path,
+                    };
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "proxy did not listen within 20s: {}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        panic!("proxy could not start: {last_err}");
+    }
+
+    /// What the proxy wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends a request; `target` is written on the request line as is.
+    pub async fn request(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request_body(method, target, headers, Bytes::new())
+            .await
+    }
+
+    pub async fn get(&self, target: &str, headers: &[(&str, &str)]) -> Reply {
+        self.request("GET", target, headers).await
+    }
+
+    pub async fn request_body(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Reply {
+        send(self.addr, method, target, headers, body).await
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a new connection, bounded by a 30 s timeout.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
+    let fut = async {
+        let stream = TcpStream::connect(addr).await.expect("connect to proxy");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let mut req = Request::builder().method(method).uri(target);
+        let has_host = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host"));
+        if !has_host {
+            req = req.header("host", "localhost");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(body)).expect("request");
+        let resp = sender.send_request(req).await.expect("send request");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("read body").to_bytes();
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), fut)
+        .await
+        .expect("request timed out after 30s")
+}
