@@ -64,12 +64,35 @@ fn watch_dirs(path: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// File names whose events matter: the config file's and its symlink target's. Names starting
+/// with `..` (a ConfigMap's `..data` and timestamped directories) always matter.
+fn relevant_names(path: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for p in [Some(path.to_path_buf()), std::fs::canonicalize(path).ok()].into_iter().flatten() {
+        if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
+            names.push(n.to_string());
+        }
+    }
+    names
+}
+
 #[async_trait]
 impl BackgroundService for FileWatcher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let names = relevant_names(self.reloader.path());
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
+            let Ok(event) = res else {
+                return;
+            };
+            // Only events about the config file (or the link it resolves through) count:
+            // other files in the directory, such as logs, must not delay or trigger reloads.
+            let relevant = event.paths.iter().any(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    names.iter().any(|x| x == n) || n.starts_with("..")
+                })
+            });
+            if relevant {
                 let _ = tx.send(());
             }
         });

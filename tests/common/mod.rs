@@ -235,9 +235,18 @@ impl Reply {
 /// The `proxy` binary running a config.
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// The admin API, when started with one.
+    pub admin: Option<SocketAddr>,
     child: Child,
     pub dir: tempfile::TempDir,
+    /// The config file the proxy serves (edit it to reload).
+    pub config_path: std::path::PathBuf,
     stderr_path: std::path::PathBuf,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("pick port");
+    l.local_addr().expect("addr").port()
 }
 
 /// The built binary.
@@ -269,15 +278,34 @@ impl Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("kong.yaml");
         std::fs::write(&path, config).expect("write config");
+        Self::start_in(dir, path, false, extra_args).await
+    }
+
+    /// Starts with the admin API on its own ephemeral port.
+    pub async fn start_with_admin(config: &str, extra_args: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kong.yaml");
+        std::fs::write(&path, config).expect("write config");
+        Self::start_in(dir, path, true, extra_args).await
+    }
+
+    /// Starts on a config file prepared by the caller in `dir` (e.g. a ConfigMap layout).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        admin: bool,
+        extra_args: &[&str],
+    ) -> Proxy {
         let mut last_err = String::new();
         // A port picked this way can be taken by someone else before the proxy binds it:
         // try a few ports, each attempt bounded in time.
         for _ in 0..5 {
-            let port = {
-                let l = std::net::TcpListener::bind("127.0.0.1:0").expect("pick port");
-                l.local_addr().expect("addr").port()
-            };
+            let port = free_port();
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+            let admin_addr: Option<SocketAddr> = admin.then(|| {
+                format!("127.0.0.1:{}", free_port()).parse().expect("addr")
+            });
+            let admin_arg = admin_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
             let stderr_path = dir.path().join(format!("stderr-{port}.log"));
             let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
             let mut child = Command::new(binary())
@@ -287,6 +315,8 @@ impl Proxy {
                 .arg(addr.to_string())
                 .arg("--workers")
                 .arg("2")
+                .arg("--admin-listen")
+                .arg(&admin_arg)
                 .args(extra_args)
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
@@ -302,11 +332,17 @@ impl Proxy {
                     );
                     break;
                 }
-                if TcpStream::connect(addr).await.is_ok() {
+                let admin_up = match admin_addr {
+                    Some(a) => TcpStream::connect(a).await.is_ok(),
+                    None => true,
+                };
+                if admin_up && TcpStream::connect(addr).await.is_ok() {
                     return Proxy {
                         addr,
+                        admin: admin_addr,
                         child,
                         dir,
+                        config_path: path.clone(),
                         stderr_path,
                     };
                 }
@@ -337,6 +373,36 @@ impl Proxy {
 
     pub async fn get(&self, target: &str, headers: &[(&str, &str)]) -> Reply {
         self.request("GET", target, headers).await
+    }
+
+    /// A request to the admin API.
+    pub async fn admin(&self, method: &str, target: &str, body: &str) -> Reply {
+        let addr = self.admin.expect("proxy started without the admin API");
+        send(addr, method, target, &[("content-type", "application/yaml")], Bytes::from(body.to_string())).await
+    }
+
+    /// The proxy's process id (to send signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (bounded) until the admin API reports an attempt on the text with `hash`;
+    /// returns whether it was applied.
+    pub async fn wait_for_attempt(&self, hash: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.admin("GET", "/status", "").await.json();
+            let last = &status["config"]["last_attempt"];
+            if last["hash"] == hash {
+                return last["ok"] == true;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload of {hash} within 20s; status: {status}\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn request_body(
