@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -19,7 +20,7 @@ use sluice::admin::Admin;
 use sluice::config::LoadError;
 use sluice::metrics::Metrics;
 use sluice::proxy::Gateway;
-use sluice::reload::watch::{FileWatcher, Signals};
+use sluice::reload::watch::{Drain, FileWatcher, Signals};
 use sluice::reload::Reloader;
 use sluice::snapshot;
 
@@ -64,10 +65,12 @@ struct Cli {
     /// Do not log one line per request.
     #[arg(long)]
     no_access_log: bool,
-    /// Seconds to wait after SIGTERM before closing the listeners (lets a load balancer drain).
+    /// Seconds to keep accepting after SIGTERM before closing the listeners (lets a load
+    /// balancer stop sending traffic first).
     #[arg(long, default_value_t = 0)]
     shutdown_delay: u64,
-    /// Seconds in-flight requests get to finish after the listeners close.
+    /// Seconds in-flight requests get to finish after the listeners close (the process exits as
+    /// soon as none is left).
     #[arg(long, default_value_t = 10)]
     shutdown_timeout: u64,
     /// Run in the background (Pingora daemon mode; logs still go to stderr).
@@ -193,16 +196,24 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
     conf.threads = workers;
     conf.work_stealing = false;
     conf.daemon = cli.daemon;
-    conf.grace_period_seconds = Some(cli.shutdown_delay);
-    conf.graceful_shutdown_timeout_seconds = Some(cli.shutdown_timeout);
+    // Pingora stops accepting, then sleeps the grace period before stopping its runtimes (which
+    // drops unfinished requests): the grace period is the drain timeout, and `Drain` exits
+    // earlier once nothing is in flight.
+    conf.grace_period_seconds = Some(cli.shutdown_timeout);
+    conf.graceful_shutdown_timeout_seconds = Some(1);
     conf.max_retries = 32767;
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut service = http_proxy_service(
-        &server.configuration,
-        Gateway::new(state, metrics.clone(), !cli.no_access_log),
-    );
+    let gateway = Gateway::new(state, metrics.clone(), !cli.no_access_log);
+    server.add_service(background_service(
+        "drain",
+        Drain::new(
+            gateway.inflight(),
+            Duration::from_secs(cli.shutdown_timeout),
+        ),
+    ));
+    let mut service = http_proxy_service(&server.configuration, gateway);
     for addr in &cli.listen {
         service.add_tcp(addr);
     }
@@ -224,7 +235,10 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
         ));
     }
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals::new(reloader)),
+        shutdown_signal: Box::new(Signals::new(
+            reloader,
+            Duration::from_secs(cli.shutdown_delay),
+        )),
     });
     Ok(ExitCode::SUCCESS)
 }

@@ -113,10 +113,16 @@ async fn invalid_edit_is_rejected_and_the_old_config_keeps_serving() {
     let failure = &status["config"]["last_failure"];
     assert_eq!(failure["hash"], hash_text(INVALID));
     let errors = failure["errors"].to_string();
-    assert!(errors.contains("kong.yaml:4:10: services[0].url"), "{errors}");
+    assert!(
+        errors.contains("kong.yaml:4:10: services[0].url"),
+        "{errors}"
+    );
     assert_eq!(status["config"]["generation"], 1);
     let metrics = proxy.admin("GET", "/metrics", "").await.text();
-    assert!(metrics.contains("sluice_config_reloads_total{result=\"failure\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("sluice_config_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -143,14 +149,19 @@ async fn post_config_applies_and_rejects() {
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(version(&proxy).await, "v3");
     // Same text with check_hash: nothing to do.
-    let r = proxy.admin("POST", "/config?check_hash=1", &config(3, &up)).await;
+    let r = proxy
+        .admin("POST", "/config?check_hash=1", &config(3, &up))
+        .await;
     assert_eq!(r.status, 304);
 
     let r = proxy.admin("POST", "/config", INVALID).await;
     assert_eq!(r.status, 400);
     let body = r.json();
     assert_eq!(body["name"], "invalid declarative configuration");
-    assert!(body["message"].as_str().unwrap().starts_with("declarative config is invalid: "));
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("declarative config is invalid: "));
     assert!(body["fields"]["services[0].url"].is_array(), "{body}");
     assert_eq!(version(&proxy).await, "v3");
 
@@ -170,7 +181,14 @@ async fn admin_token_is_enforced() {
     let r = proxy.admin("GET", "/status", "").await;
     assert_eq!(r.status, 401);
     let addr = proxy.admin.unwrap();
-    let r = common::send(addr, "GET", "/status", &[("authorization", "Bearer s3cret")], Default::default()).await;
+    let r = common::send(
+        addr,
+        "GET",
+        "/status",
+        &[("authorization", "Bearer s3cret")],
+        Default::default(),
+    )
+    .await;
     assert_eq!(r.status, 200);
 }
 
@@ -187,7 +205,12 @@ async fn reloads_under_load_lose_no_request_and_never_mix_configs() {
             let deadline = Instant::now() + Duration::from_secs(120);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
                 let r = common::send(addr, "GET", "/version", &[], Default::default()).await;
-                assert_eq!(r.status, 200, "a request failed during reloads: {}", r.text());
+                assert_eq!(
+                    r.status,
+                    200,
+                    "a request failed during reloads: {}",
+                    r.text()
+                );
                 seen.push(r.text());
             }
             seen
@@ -204,11 +227,19 @@ async fn reloads_under_load_lose_no_request_and_never_mix_configs() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let seen = client.await.unwrap();
-    assert!(seen.len() > 20, "the client made too few requests: {}", seen.len());
+    assert!(
+        seen.len() > 20,
+        "the client made too few requests: {}",
+        seen.len()
+    );
     // Each answer names one whole config, and a sequential client never goes back in time.
     let versions: Vec<u32> = seen
         .iter()
-        .map(|v| v.strip_prefix('v').and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("bad answer {v}")))
+        .map(|v| {
+            v.strip_prefix('v')
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("bad answer {v}"))
+        })
         .collect();
     assert!(versions.windows(2).all(|w| w[0] <= w[1]), "{versions:?}");
     assert_eq!(*versions.last().unwrap(), 10);
@@ -217,7 +248,7 @@ async fn reloads_under_load_lose_no_request_and_never_mix_configs() {
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests() {
     let up = Upstream::start().await;
-    let proxy = Proxy::start_with_admin(&config(1, &up), &[]).await;
+    let mut proxy = Proxy::start_with_admin(&config(1, &up), &[]).await;
     let addr = proxy.addr;
     let slow = tokio::spawn(async move {
         common::send(addr, "GET", "/p/delay/700", &[], Default::default()).await
@@ -225,7 +256,10 @@ async fn sigterm_drains_in_flight_requests() {
     // Signal once the upstream has the request, so it is truly in flight.
     let deadline = Instant::now() + Duration::from_secs(10);
     while up.seen().is_empty() {
-        assert!(Instant::now() < deadline, "the request never reached the upstream");
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let status = std::process::Command::new("kill")
@@ -234,5 +268,19 @@ async fn sigterm_drains_in_flight_requests() {
         .unwrap();
     assert!(status.success());
     let r = slow.await.unwrap();
-    assert_eq!(r.status, 200, "the in-flight request completes: {}", r.text());
+    assert_eq!(
+        r.status,
+        200,
+        "the in-flight request completes: {}",
+        r.text()
+    );
+    // Then the process exits promptly (it does not wait out the whole drain timeout).
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !proxy.exited() {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy did not exit after draining"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -282,7 +282,9 @@ impl Admin {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         self.metrics.admin_requests.inc();
-        if !self.authorized(session) {
+        // The readiness probe stays open so that probes need no credentials.
+        let is_probe = session.req_header().uri.path() == "/status/ready";
+        if !is_probe && !self.authorized(session) {
             return message(401, "Unauthorized");
         }
         let method = session.req_header().method.clone();

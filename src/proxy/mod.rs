@@ -13,6 +13,7 @@ mod headers;
 mod resolve;
 pub mod respond;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,7 @@ pub struct Gateway {
     resolver: resolve::Resolver,
     metrics: Arc<Metrics>,
     access_log: bool,
+    inflight: Arc<AtomicUsize>,
 }
 
 impl Gateway {
@@ -46,7 +48,29 @@ impl Gateway {
             resolver: resolve::Resolver::default(),
             metrics,
             access_log,
+            inflight: Arc::default(),
         }
+    }
+
+    /// The number of requests being served, for draining at shutdown.
+    pub fn inflight(&self) -> Arc<AtomicUsize> {
+        self.inflight.clone()
+    }
+}
+
+/// Counts a request as in flight for as long as its context lives.
+pub struct InflightGuard(Arc<AtomicUsize>);
+
+impl InflightGuard {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(counter.clone())
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -68,6 +92,7 @@ pub struct Ctx {
     own_status: Option<u16>,
     /// Kong's response source: `service`, `exit` (a plugin or the gateway answered) or `error`.
     source: &'static str,
+    _inflight: InflightGuard,
 }
 
 impl Ctx {
@@ -182,7 +207,13 @@ impl Gateway {
                 route: Some((route.id.as_str(), route.name.as_deref())),
                 service: service.map(|s| (s.id.as_str(), s.name.as_deref())),
             };
-            match instance.access(&mut actx) {
+            let started = Instant::now();
+            let result = instance.access(&mut actx);
+            self.metrics
+                .plugin_latency
+                .with_label_values(&[link.name.as_str(), "access"])
+                .observe(started.elapsed().as_secs_f64() * 1000.0);
+            match result {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Exit(exit)) => return Ok(Some(exit)),
                 Err(e) => {
@@ -215,6 +246,7 @@ impl ProxyHttp for Gateway {
             upstream_latency: None,
             own_status: None,
             source: "exit",
+            _inflight: InflightGuard::new(&self.inflight),
         }
     }
 

@@ -7,6 +7,7 @@
 //! whose text is unchanged is a no-op.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,7 +69,10 @@ fn watch_dirs(path: &Path) -> Vec<PathBuf> {
 /// with `..` (a ConfigMap's `..data` and timestamped directories) always matter.
 fn relevant_names(path: &Path) -> Vec<String> {
     let mut names = Vec::new();
-    for p in [Some(path.to_path_buf()), std::fs::canonicalize(path).ok()].into_iter().flatten() {
+    for p in [Some(path.to_path_buf()), std::fs::canonicalize(path).ok()]
+        .into_iter()
+        .flatten()
+    {
         if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
             names.push(n.to_string());
         }
@@ -88,9 +92,9 @@ impl BackgroundService for FileWatcher {
             // Only events about the config file (or the link it resolves through) count:
             // other files in the directory, such as logs, must not delay or trigger reloads.
             let relevant = event.paths.iter().any(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                    names.iter().any(|x| x == n) || n.starts_with("..")
-                })
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| names.iter().any(|x| x == n) || n.starts_with(".."))
             });
             if relevant {
                 let _ = tx.send(());
@@ -137,12 +141,50 @@ impl BackgroundService for FileWatcher {
 /// hands the sockets to a new binary (`--upgrade`), SIGHUP reloads the config file.
 pub struct Signals {
     reloader: Arc<Reloader>,
+    delay: Duration,
 }
 
 impl Signals {
-    /// Signal handling that reloads through `reloader`.
-    pub fn new(reloader: Arc<Reloader>) -> Self {
-        Signals { reloader }
+    /// Signal handling that reloads through `reloader`; after SIGTERM the listeners keep
+    /// accepting for `delay` (so a load balancer can stop sending traffic first).
+    pub fn new(reloader: Arc<Reloader>, delay: Duration) -> Self {
+        Signals { reloader, delay }
+    }
+}
+
+/// Ends the process once in-flight requests are done after a graceful shutdown started, rather
+/// than waiting out Pingora's whole grace period (which is the drain timeout).
+pub struct Drain {
+    inflight: Arc<AtomicUsize>,
+    timeout: Duration,
+}
+
+impl Drain {
+    /// Drains the requests counted by `inflight`, for at most `timeout`.
+    pub fn new(inflight: Arc<AtomicUsize>, timeout: Duration) -> Self {
+        Drain { inflight, timeout }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let n = self.inflight.load(Ordering::Relaxed);
+            if n == 0 {
+                tracing::info!("all in-flight requests are done; exiting");
+                std::process::exit(0);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(inflight = n, "drain timeout reached; exiting");
+                std::process::exit(0);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -161,7 +203,8 @@ impl ShutdownSignalWatch for Signals {
         loop {
             tokio::select! {
                 _ = term.recv() => {
-                    tracing::info!("SIGTERM: draining in-flight requests, then exiting");
+                    tracing::info!(delay = ?self.delay, "SIGTERM: draining in-flight requests, then exiting");
+                    tokio::time::sleep(self.delay).await;
                     return ShutdownSignal::GracefulTerminate;
                 }
                 _ = int.recv() => {

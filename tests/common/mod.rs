@@ -39,7 +39,8 @@ impl Seen {
 }
 
 /// A loopback HTTP server that records every request and answers 200 with a JSON echo.
-/// `/delay/<ms>` waits before answering (to exercise timeouts); `/status/<code>` answers that code.
+/// `/delay/<ms>` waits before answering (to exercise timeouts); `/status/<code>` answers that code
+/// (both anywhere in the path).
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -181,15 +182,17 @@ async fn echo(
     };
     log.lock().expect("seen lock").push(seen);
     let path = parts.uri.path();
-    if let Some(ms) = path
-        .strip_prefix("/delay/")
-        .and_then(|s| s.parse::<u64>().ok())
-    {
+    // `/delay/<ms>` and `/status/<code>` count anywhere in the path (after a service path).
+    let after = |key: &str| {
+        path.split_once(key)
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    if let Some(ms) = after("/delay/") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let status = path
-        .strip_prefix("/status/")
-        .and_then(|s| s.parse::<u16>().ok())
+    let status = after("/status/")
+        .and_then(|s| u16::try_from(s).ok())
         .unwrap_or(200);
     let json = serde_json::json!({
         "method": parts.method.as_str(),
@@ -302,9 +305,8 @@ impl Proxy {
         for _ in 0..5 {
             let port = free_port();
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-            let admin_addr: Option<SocketAddr> = admin.then(|| {
-                format!("127.0.0.1:{}", free_port()).parse().expect("addr")
-            });
+            let admin_addr: Option<SocketAddr> =
+                admin.then(|| format!("127.0.0.1:{}", free_port()).parse().expect("addr"));
             let admin_arg = admin_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
             let stderr_path = dir.path().join(format!("stderr-{port}.log"));
             let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
@@ -378,7 +380,19 @@ impl Proxy {
     /// A request to the admin API.
     pub async fn admin(&self, method: &str, target: &str, body: &str) -> Reply {
         let addr = self.admin.expect("proxy started without the admin API");
-        send(addr, method, target, &[("content-type", "application/yaml")], Bytes::from(body.to_string())).await
+        send(
+            addr,
+            method,
+            target,
+            &[("content-type", "application/yaml")],
+            Bytes::from(body.to_string()),
+        )
+        .await
+    }
+
+    /// Whether the proxy process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// The proxy's process id (to send signals).

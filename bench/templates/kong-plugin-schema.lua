@@ -1,0 +1,1 @@
+return { name = "@NAME@", fields = { { config = { type = "record", fields = {} } } } }
