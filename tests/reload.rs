@@ -93,13 +93,9 @@ async fn configmap_symlink_swap_is_applied() {
     std::fs::write(second.join("kong.yaml"), &next).unwrap();
     std::os::unix::fs::symlink("..2026_11_22_02", root.join("..data_tmp")).unwrap();
     std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
-    std::fs::remove_dir_all(&first_dir(&root)).unwrap();
+    std::fs::remove_dir_all(root.join("..2026_11_22_01")).unwrap();
     assert!(proxy.wait_for_attempt(&hash_text(&next)).await);
     assert_eq!(version(&proxy).await, "v2");
-}
-
-fn first_dir(root: &Path) -> std::path::PathBuf {
-    root.join("..2026_11_22_01")
 }
 
 #[tokio::test]
