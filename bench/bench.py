@@ -11,7 +11,6 @@ per-round ratios as a markdown table, also written to bench/RESULTS.md.
 import argparse
 import datetime
 import http.client
-import json
 import os
 import platform
 import re
@@ -279,14 +278,13 @@ class Contender:
     """One server (or one mode of a shared server) measured in turn with the others of its group."""
 
     def __init__(self, key, label, kind, config="", port=None, plugins=0, requests=None,
-                 admin=False, reload_texts=None, shares=None):
+                 admin=False, reload_texts=None):
         self.key, self.label, self.kind, self.port = key, label, kind, port
         self.config = config  # text of the proxy's YAML or nginx's conf
         self.plugins = plugins
         self.requests = requests  # path of a "HOST PATH" list, for the wrk script
         self.admin = admin
         self.reload_texts = reload_texts  # configs POSTed alternately during each run
-        self.shares = shares  # key of the contender whose process this one measures
         self.admin_port = None
         self.proc = None
         self.status = "ok"  # or "not supported yet" / "failed: ..."
@@ -335,31 +333,37 @@ def make_groups(ctx, only):
                   configs.kong_routes(up, ROUTES), requests=req_file),
             proxy("proxy-1route", "sluice, 1 route", configs.kong_plain(up), requests=req_file),
         ]),
+        bundled_group(ctx),
         reload_group(ctx, req_file),
     ]
-    return [g for g in groups if not only or g.name in only]
+    return [g for g in groups if g and (not only or g.name in only)]
 
 
 def reload_group(ctx, req_file):
-    """Scenario 5 (reload under load): one gateway with the 10,000-route config and its admin API;
-    measured alternately as it is and while the bench POSTs /config once a second (the same
-    config, route r0 given an extra path in every other POST, so every POST applies)."""
+    """Scenario 5 (reload under load): two gateways with the 10,000-route config, measured
+    alternately: one left alone, one with its admin API, to which the bench POSTs /config once a
+    second during each of its runs (the same config, route r0 given an extra path in every other
+    POST, so every POST applies). Two processes, so the steady one never carries the effects of
+    earlier reloads (memory, cold caches of a new snapshot)."""
     up = ctx.upstream_port
     base = configs.kong_routes(up, ROUTES)
     variant = configs.kong_routes(up, ROUTES, variant=1)
-    return Group("reload", "scenario 5: reload under load (POST /config every %gs)"
-                 % ctx.args.reload_interval, [
+    every = ctx.args.reload_interval
+    return Group("reload", "scenario 5: reload under load (POST /config every %gs)" % every, [
         Contender("proxy-steady", "sluice, %s routes, no reload" % fmt_int(ROUTES), "proxy",
-                  base, port=free_port(), requests=req_file, admin=True),
+                  base, port=free_port(), requests=req_file),
         Contender("proxy-reload", "sluice, %s routes, POST /config every %gs"
-                  % (fmt_int(ROUTES), ctx.args.reload_interval), "proxy",
-                  base, requests=req_file, reload_texts=[variant, base], shares="proxy-steady"),
+                  % (fmt_int(ROUTES), every), "proxy", base, port=free_port(),
+                  requests=req_file, admin=True, reload_texts=[variant, base]),
     ])
 
 
-# Later scenarios (bundled plugins, ...): add a Group in make_groups with its contenders (a
-# proxy config from configs.py and, where a peer exists, the nginx config), a Comparison below
-# and, if it has one, a Target. A config the gateway rejects is reported as "not supported yet".
+def bundled_group(ctx):
+    """Scenario 5, bundled plugins: the hook for the issues that add them. Return a Group of
+    contenders (the gateway's config from configs.py and, where a fair peer exists, the nginx
+    config), add a Comparison below and, if the issue sets one, a line in targets_table. A config
+    the gateway rejects is reported as "not supported yet"."""
+    return None
 
 
 class Comparison:
@@ -394,6 +398,8 @@ class Ctx:
     def record(self, what, argv, env=None):
         line = " ".join(a if "$" in a else shlex.quote(a) for a in argv).replace(self.tmp, "$TMP")
         line = line.replace(ROOT + "/", "")
+        line = re.sub(r"--listen 127\.0\.0\.1:\d+", "--listen 127.0.0.1:$PORT", line)
+        line = re.sub(r"--admin-listen 127\.0\.0\.1:\d+", "--admin-listen 127.0.0.1:$ADMIN_PORT", line)
         if env:
             line = " ".join("%s=%s" % kv for kv in env.items()).replace(self.tmp, "$TMP") + " " + line
         if (what, line) not in self.commands:
@@ -433,13 +439,7 @@ def proxy_check(ctx, path):
     return "failed: config rejected", "`proxy check`: " + first
 
 
-def start_contender(ctx, c, by_key):
-    if c.shares:
-        other = by_key[c.shares]
-        c.proc, c.port, c.admin_port, c.argv = other.proc, other.port, other.admin_port, other.argv
-        if not other.ok:
-            c.status, c.detail = other.status, other.detail
-        return
+def start_contender(ctx, c):
     if c.kind == "proxy":
         path = write(os.path.join(ctx.tmp, c.key + ".yaml"), c.config)
         problem = proxy_check(ctx, path)
@@ -577,6 +577,12 @@ def measure(ctx, c, duration, rnd):
     t0 = time.monotonic()
     loop = None
     if c.reload_texts:
+        variant = write(os.path.join(ctx.tmp, c.key + "-variant.yaml"), c.reload_texts[0])
+        ctx.record("scenario 5: during the reloading runs, bench.py POSTs the variant and the "
+                   "original config alternately, every %gs; each POST is equivalent to"
+                   % ctx.args.reload_interval,
+                   ["curl", "-X", "POST", "-H", "Content-Type: text/yaml", "--data-binary",
+                    "@" + variant, "http://127.0.0.1:$ADMIN_PORT/config"])
         loop = ReloadLoop(c, ctx.args.reload_interval)
         loop.start()
     try:
@@ -618,15 +624,13 @@ def measure(ctx, c, duration, rnd):
 
 def run_group(ctx, g):
     log("group %s: starting %d contenders" % (g.name, len(g.contenders)))
-    by_key = {c.key: c for c in g.contenders}
     for c in g.contenders:
-        start_contender(ctx, c, by_key)
+        start_contender(ctx, c)
     live = [c for c in g.contenders if c.ok]
     try:
         for c in live:
-            if c.ok and not c.shares:
-                log("warm-up %s (%ds)" % (c.key, ctx.args.warmup))
-                run_wrk(ctx, c, ctx.args.warmup, record=False)
+            log("warm-up %s (%ds)" % (c.key, ctx.args.warmup))
+            run_wrk(ctx, c, ctx.args.warmup, record=False)
         for rnd in range(1, ctx.args.rounds + 1):
             # alternate; each round starts one further along, so no contender always goes first
             k = (rnd - 1) % max(len(live), 1)
@@ -643,7 +647,7 @@ def run_group(ctx, g):
                     "  reloads %d" % len(run.get("reloads", [])) if c.reload_texts else ""))
     finally:
         for c in g.contenders:
-            if c.proc and not c.shares:
+            if c.proc:
                 PROCS.stop(c.proc)
 
 
@@ -795,7 +799,10 @@ def derived(cs, args):
             parts.append("each further plugin %s µs CPU/req ((%d plugins − 1) / %d)"
                          % (fmt_num(paired_delta(g(ten), g(one), "cpu_us_per_req", LUA_MANY - 1), 2),
                             LUA_MANY, LUA_MANY - 1))
-        out.append("- %s: %s" % (side, "; ".join(parts) if parts else "not measurable (see above)"))
+        if not parts:
+            why = [g(k).status for k in (one, ten) if g(k) and not g(k).runs]
+            parts.append(why[0] if why else "not measured")
+        out.append("- %s: %s" % (side, "; ".join(parts)))
     r, s = g("proxy-reload"), g("proxy-steady")
     if r and r.reloads:
         ok = [t for st, t in r.reloads if isinstance(st, int) and 200 <= st < 300]
@@ -843,8 +850,8 @@ def conditions(cs, args):
     if saturated:
         who = sorted({c.key for c in cs.values() for r in c.runs if r["load_pct"] > 90})
         lines.append("- **the load side was saturated** (over 90%% of its core) in %d run(s) (%s): "
-                     "there the server was not the bottleneck, its req/s is a lower bound"
-                     % (len(saturated), ", ".join(who)))
+                     "those contenders' req/s are lower bounds (and ratios against them upper "
+                     "bounds); CPU / req does not depend on it" % (len(saturated), ", ".join(who)))
     foreign = [b - s for b, s in zip(busy, server)]
     if foreign and med(foreign) > 10:
         lines.append("- **other processes ran on the server core** (median %s%% of it): the "
@@ -893,8 +900,11 @@ def machine():
     return [
         "- cores: %d (%s), %s memory" % (os.cpu_count(), model, mem),
         "- kernel: %s %s" % (platform.system(), platform.release()),
-        "- gateway: %s, commit %s%s, release build" % (
-            sh([ARGS.proxy, "--version"]) or "?", rev or "?", " + uncommitted changes" if dirty else ""),
+        "- gateway: %s, release build of %s (built %s UTC); work tree at commit %s%s" % (
+            sh([ARGS.proxy, "--version"]) or "?", ARGS.proxy.replace(ROOT + "/", ""),
+            datetime.datetime.fromtimestamp(os.path.getmtime(ARGS.proxy), datetime.timezone.utc)
+            .strftime("%Y-%m-%d %H:%M"), rev or "?",
+            " with uncommitted changes in src/ or Cargo.*" if dirty else ""),
         "- peers: %s; lua-nginx-module %s (Debian packages); %s" % (
             sh(["nginx", "-v"]).replace("nginx version: ", ""),
             sh(["dpkg-query", "-W", "-f=${Version}", "libnginx-mod-http-lua"]) or "?",
@@ -913,7 +923,7 @@ def report(ctx, cs, started, elapsed):
                   "(`bench/run`) on a quiet machine." % (a.rounds, a.duration), ""]
     parts += [
         "Generated by `%s` on %s (UTC), %s mode: %d round(s) of %d s per contender (+ %d s "
-        "warm-up), %d connections, wrk 1 thread; took %d s."
+        "warm-up), %d connections, wrk 1 thread; took %d s (after the build)."
         % (cmd, started.strftime("%Y-%m-%d %H:%M"), mode, a.rounds, a.duration, a.warmup,
            a.connections, elapsed),
         "",
@@ -956,7 +966,7 @@ def report(ctx, cs, started, elapsed):
     parts += ["# %s\n%s" % (what, line) for what, line in ctx.commands]
     parts += ["```", "", "## Every run", "", raw_table(cs), ""]
     notes = ctx.notes + ["%s: %s: %s" % (c.key, c.status, c.detail) for c in cs.values()
-                         if not c.ok and not c.shares]
+                         if not c.ok]
     if notes:
         parts += ["## Notes", ""] + ["- " + n.replace("|", "\\|") for n in notes] + [""]
     return "\n".join(parts)
