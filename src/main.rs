@@ -62,6 +62,13 @@ struct Cli {
     /// Do not watch the config file for changes (SIGHUP and POST /config still reload).
     #[arg(long)]
     no_watch: bool,
+    /// CPU (wall) time one phase call of one Lua plugin may take, in milliseconds; past it the
+    /// request fails with a 500.
+    #[arg(long, env = "PROXY_LUA_CPU_BUDGET_MS", default_value_t = 100)]
+    lua_cpu_budget_ms: u64,
+    /// Memory each worker's Lua VM may use, in MiB; an allocation past it fails the request.
+    #[arg(long, env = "PROXY_LUA_MEMORY_MB", default_value_t = 256)]
+    lua_memory_mb: usize,
     /// Do not log one line per request.
     #[arg(long)]
     no_access_log: bool,
@@ -90,6 +97,27 @@ enum Command {
     Check {
         /// The file to check.
         path: PathBuf,
+    },
+    /// Work with streamed (custom) Lua plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginCommand {
+    /// Print a plugin directory (handler.lua + schema.lua) as a `custom_plugins` entry:
+    /// `proxy plugin embed plugins/foo >> kong.yaml`.
+    Embed {
+        /// The plugin directory.
+        dir: PathBuf,
+        /// The plugin's name (default: the directory's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Print only the list item, to add under an existing `custom_plugins:` key.
+        #[arg(long)]
+        entry: bool,
     },
 }
 
@@ -245,8 +273,19 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    sluice::plugins::lua::sandbox::set_limits(sluice::plugins::lua::sandbox::Limits {
+        cpu_budget: Duration::from_millis(cli.lua_cpu_budget_ms.max(1)),
+        memory: cli.lua_memory_mb.max(1) << 20,
+    });
     match &cli.command {
         Some(Command::Check { path }) => Ok(check(path)),
+        Some(Command::Plugin {
+            command: PluginCommand::Embed { dir, name, entry },
+        }) => {
+            let yaml = sluice::plugins::lua::embed::embed_dir(dir, name.as_deref(), !entry)?;
+            print!("{yaml}");
+            Ok(ExitCode::SUCCESS)
+        }
         None => serve(cli).context("proxy failed"),
     }
 }

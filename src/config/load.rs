@@ -437,6 +437,29 @@ pub fn decode_value<T: DeserializeOwned>(
     }
 }
 
+/// `a.b[2].c` (an entity path) → segments.
+pub fn path_segments(path: &str) -> Vec<PathSeg<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            if i > 0 {
+                out.push(PathSeg::Key(&rest[..i]));
+            }
+            rest = &rest[i..];
+            while let Some(end) = rest.find(']') {
+                if let Ok(n) = rest[1..end].parse() {
+                    out.push(PathSeg::Index(n));
+                }
+                rest = &rest[end + 1..];
+            }
+        } else {
+            out.push(PathSeg::Key(rest));
+        }
+    }
+    out
+}
+
 /// `a.0.b` (serde_ignored's path) → segments.
 fn parse_dotted(path: &str) -> Vec<PathSeg<'_>> {
     path.split('.')

@@ -2,6 +2,7 @@
 //! scope precedence. Native (Rust) plugins live in [`native`].
 
 pub mod chain;
+pub mod lua;
 pub mod native;
 
 use std::net::IpAddr;
@@ -57,27 +58,223 @@ pub enum Flow {
 #[error("{0}")]
 pub struct PluginError(pub String);
 
-/// What the access phase can see and change.
-pub struct AccessCtx<'a> {
-    /// The request as it will be sent upstream (headers may be changed).
-    pub req: &'a mut RequestHeader,
-    /// The client's address.
-    pub client_ip: Option<IpAddr>,
-    /// The matched route's id and name.
-    pub route: Option<(&'a str, Option<&'a str>)>,
-    /// The matched service's id and name.
-    pub service: Option<(&'a str, Option<&'a str>)>,
+/// Kong's plugin phases that run per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Before routing; global instances only.
+    Rewrite,
+    /// After routing, before proxying.
+    Access,
+    /// On the response header.
+    HeaderFilter,
+    /// On each response body chunk.
+    BodyFilter,
+    /// After the response was sent.
+    Log,
 }
 
-/// A configured plugin instance, ready to run. Instances are shared by all workers.
+impl Phase {
+    /// Kong's name of the phase (the handler method name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Rewrite => "rewrite",
+            Phase::Access => "access",
+            Phase::HeaderFilter => "header_filter",
+            Phase::BodyFilter => "body_filter",
+            Phase::Log => "log",
+        }
+    }
+}
+
+/// What a plugin asked to change in the request sent upstream (applied by the proxy).
+#[derive(Debug, Default, Clone)]
+pub struct UpstreamChanges {
+    /// `kong.service.request.set_path`
+    pub path: Option<String>,
+    /// `kong.service.request.set_raw_query` / `set_query`
+    pub query: Option<String>,
+    /// `kong.service.request.set_method`
+    pub method: Option<http::Method>,
+    /// `kong.service.request.set_scheme`
+    pub scheme: Option<String>,
+    /// `kong.service.set_target(host, port)`
+    pub target: Option<(String, u16)>,
+    /// `kong.service.set_upstream(name)`: index of the balancer.
+    pub balancer: Option<usize>,
+    /// `kong.service.request.set_raw_body` / `set_body`: replaces the request body.
+    pub body: Option<Bytes>,
+}
+
+/// A change to response headers requested before the response exists (rewrite/access).
+#[derive(Debug, Clone)]
+pub enum HeaderOp {
+    /// Replace all values.
+    Set(String, String),
+    /// Add a value.
+    Add(String, String),
+    /// Remove all values.
+    Clear(String),
+}
+
+impl HeaderOp {
+    /// Applies the change to a response header.
+    pub fn apply(&self, resp: &mut ResponseHeader) {
+        let _ = match self {
+            HeaderOp::Set(n, v) => resp.insert_header(n.clone(), v.as_str()).map(|_| ()),
+            HeaderOp::Add(n, v) => resp.append_header(n.clone(), v.as_str()).map(|_| ()),
+            HeaderOp::Clear(n) => {
+                resp.remove_header(n.as_str());
+                Ok(())
+            }
+        };
+    }
+}
+
+/// Per-request state every plugin phase can read and change. Owned by the proxy's per-request
+/// context; plain Rust data (the Lua side keeps its per-request tables in the worker's VM,
+/// keyed by [`RequestState::id`]).
+#[derive(Debug)]
+pub struct RequestState {
+    /// Unique per process; keys the request's Lua tables (kong.ctx.*, ngx.ctx).
+    pub id: u64,
+    /// When the request started.
+    pub started: std::time::SystemTime,
+    /// Client address.
+    pub client: Option<std::net::SocketAddr>,
+    /// Local address the request came in on.
+    pub server: Option<std::net::SocketAddr>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Config index of the matched route.
+    pub route: Option<usize>,
+    /// Config index of the route's service.
+    pub service: Option<usize>,
+    /// Config index of the authenticated consumer.
+    pub consumer: Option<usize>,
+    /// The credential used to authenticate (as JSON, for `kong.client.get_credential`).
+    pub credential: Option<serde_json::Value>,
+    /// Regex captures of the matched route path.
+    pub captures: Option<crate::router::UriCaptures>,
+    /// Changes to the upstream request.
+    pub upstream: UpstreamChanges,
+    /// A response a plugin asked for (`kong.response.exit`), until the proxy sends it.
+    pub exit: Option<Exit>,
+    /// Response header changes asked for before the response existed.
+    pub response_headers: Vec<HeaderOp>,
+    /// Response status as seen by plugins (header_filter and later).
+    pub status: u16,
+    /// Whether the response came from the service (`service`), a plugin/gateway exit
+    /// (`exit`) or an error (`error`): `kong.response.get_source()`.
+    pub source: &'static str,
+    /// The request body, when it was read for plugins.
+    pub body: Option<bytes::Bytes>,
+    /// Response body buffered by `kong.response.get_raw_body` (body_filter).
+    pub response_body: Option<bytes::BytesMut>,
+    /// The Lua worker holds per-request tables for this request.
+    pub lua_tables: bool,
+    /// Generation of the snapshot the request runs on.
+    pub generation: u64,
+}
+
+impl RequestState {
+    /// A fresh state for request `id` on snapshot `generation`.
+    pub fn new(id: u64, generation: u64) -> Self {
+        RequestState {
+            id,
+            started: std::time::SystemTime::now(),
+            client: None,
+            server: None,
+            scheme: "http",
+            route: None,
+            service: None,
+            consumer: None,
+            credential: None,
+            captures: None,
+            upstream: UpstreamChanges::default(),
+            exit: None,
+            response_headers: Vec::new(),
+            status: 0,
+            source: "exit",
+            body: None,
+            response_body: None,
+            lua_tables: false,
+            generation,
+        }
+    }
+}
+
+/// Everything a phase handler can see and change.
+pub struct PhaseCtx<'a> {
+    /// The phase being run.
+    pub phase: Phase,
+    /// The snapshot serving the request.
+    pub snap: &'a crate::snapshot::Snapshot,
+    /// The request's state.
+    pub state: &'a mut RequestState,
+    /// The client's request (changes made in rewrite/access go upstream).
+    pub req: &'a mut RequestHeader,
+    /// The response header (header_filter).
+    pub resp: Option<&'a mut ResponseHeader>,
+    /// The current body chunk and whether it is the last (body_filter).
+    pub chunk: Option<(&'a mut Option<Bytes>, bool)>,
+}
+
+impl PhaseCtx<'_> {
+    /// The client's IP address.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.state.client.map(|a| a.ip())
+    }
+
+    /// `(id, name)` of the matched route.
+    pub fn route(&self) -> Option<(&str, Option<&str>)> {
+        self.state
+            .route
+            .map(|i| &self.snap.routes[i])
+            .map(|r| (r.id.as_str(), r.name.as_deref()))
+    }
+
+    /// `(id, name)` of the matched service.
+    pub fn service(&self) -> Option<(&str, Option<&str>)> {
+        self.state
+            .service
+            .map(|i| &self.snap.services[i])
+            .map(|s| (s.id.as_str(), s.name.as_deref()))
+    }
+}
+
+/// A configured plugin instance, ready to run. Instances are shared by all workers; a phase
+/// that is not overridden does nothing.
 pub trait Instance: Send + Sync {
+    /// Which phases the instance implements (others are skipped without a call).
+    fn phases(&self) -> &[Phase];
+
+    /// Whether the request phases may read the request body (it is then read beforehand).
+    fn may_read_body(&self) -> bool {
+        false
+    }
+
+    /// Kong's `rewrite` phase (global instances, before routing).
+    fn rewrite(&self, _ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
+        Ok(Flow::Continue)
+    }
+
     /// Kong's `access` phase.
-    fn access(&self, _ctx: &mut AccessCtx<'_>) -> Result<Flow, PluginError> {
+    fn access(&self, _ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
         Ok(Flow::Continue)
     }
 
     /// Kong's `header_filter` phase.
-    fn header_filter(&self, _resp: &mut ResponseHeader) -> Result<(), PluginError> {
+    fn header_filter(&self, _ctx: &mut PhaseCtx<'_>) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// Kong's `body_filter` phase, once per chunk.
+    fn body_filter(&self, _ctx: &mut PhaseCtx<'_>) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// Kong's `log` phase.
+    fn log(&self, _ctx: &mut PhaseCtx<'_>) -> Result<(), PluginError> {
         Ok(())
     }
 }
@@ -89,6 +286,15 @@ pub type BuildFn = fn(
     Option<&Node>,
 ) -> Result<Arc<dyn Instance>, Vec<FieldProblem>>;
 
+/// How a plugin's instances are built.
+#[derive(Clone)]
+pub enum Kind {
+    /// A bundled plugin in Rust: validates a config and builds an instance.
+    Native(BuildFn),
+    /// A streamed Lua plugin (its handler and schema).
+    Lua(Arc<lua::LuaPlugin>),
+}
+
 /// A plugin that instances can name.
 #[derive(Clone)]
 pub struct Definition {
@@ -96,8 +302,8 @@ pub struct Definition {
     pub name: String,
     /// Kong's PRIORITY: higher runs first.
     pub priority: i64,
-    /// Validates a config and builds an instance.
-    pub build: BuildFn,
+    /// Native or Lua.
+    pub kind: Kind,
 }
 
 impl std::fmt::Debug for Definition {

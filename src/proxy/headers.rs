@@ -4,7 +4,7 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
 use super::respond::messages;
-use crate::plugins::Exit;
+use crate::plugins::{Exit, UpstreamChanges};
 use crate::router::RouteMatch;
 use crate::snapshot::{RouteRt, ServiceRt};
 
@@ -13,18 +13,31 @@ pub fn upstream(
     session: &Session,
     upstream: &mut RequestHeader,
     route: &RouteRt,
-    service: &ServiceRt,
+    service: Option<&ServiceRt>,
     matched: &RouteMatch,
+    changes: &UpstreamChanges,
 ) -> pingora::Result<()> {
     let downstream = session.req_header();
     // The router's path is normalized and unescaped (as Kong's); escape it for the request
-    // line, then add the query string exactly as the client sent it.
-    let mut uri = crate::router::escape_path(&matched.upstream_path).into_owned();
-    if let Some(q) = downstream.uri.query() {
+    // line, then add the query string exactly as the client sent it (unless a plugin set
+    // another path or query).
+    let mut uri = match &changes.path {
+        Some(p) => p.clone(),
+        None => crate::router::escape_path(&matched.upstream_path).into_owned(),
+    };
+    let query = changes.query.as_deref().or(downstream.uri.query());
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
         uri.push('?');
         uri.push_str(q);
     }
     upstream.set_raw_path(uri.as_bytes())?;
+    if let Some(m) = &changes.method {
+        upstream.set_method(m.clone());
+    }
+    if let Some(body) = &changes.body {
+        upstream.remove_header(&http::header::TRANSFER_ENCODING);
+        upstream.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    }
 
     let client_host = downstream
         .headers
@@ -32,9 +45,11 @@ pub fn upstream(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let host = match &matched.upstream_host {
-        Some(h) => h.clone(),
-        None => service.host_header(),
+    let host = match (&matched.upstream_host, service, &changes.target) {
+        (Some(h), _, _) => h.clone(),
+        (None, _, Some((h, p))) => format!("{h}:{p}"),
+        (None, Some(s), None) => s.host_header(),
+        (None, None, None) => client_host.clone(),
     };
     upstream.insert_header(http::header::HOST, host)?;
 

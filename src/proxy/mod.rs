@@ -10,10 +10,11 @@
 //! | `logging`                | `log`                                 |
 
 mod headers;
+mod phases;
 mod resolve;
 pub mod respond;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,9 +27,10 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::metrics::Metrics;
-use crate::plugins::{AccessCtx, Exit, Flow};
+use crate::plugins::{Exit, Phase, RequestState};
 use crate::router::{normalize_path, RequestInfo, RouteMatch};
 use crate::snapshot::Snapshot;
+use phases::Outcome;
 use respond::{messages, write_error, write_exit, VIA};
 
 /// The gateway: the current snapshot and what outlives snapshots.
@@ -79,20 +81,28 @@ impl Drop for InflightGuard {
 pub struct Ctx {
     snap: Arc<Snapshot>,
     started: Instant,
-    /// Config index of the matched route.
-    route: Option<usize>,
+    /// What plugins see and change (route, consumer, upstream changes, exit, ...).
+    state: RequestState,
     matched: Option<RouteMatch>,
-    /// Instances whose access phase ran (their header_filter runs on the response).
+    /// Instances selected for this request (their response phases run too).
     ran: Vec<usize>,
     tries: u16,
     upstream_started: Option<Instant>,
     proxy_latency: Option<Duration>,
     upstream_latency: Option<Duration>,
-    /// Status of a response the gateway wrote itself.
-    own_status: Option<u16>,
-    /// Kong's response source: `service`, `exit` (a plugin or the gateway answered) or `error`.
-    source: &'static str,
+    /// body_filter plugins run on this response.
+    filter_body: bool,
+    /// The replacement request body was sent.
+    body_sent: bool,
     _inflight: InflightGuard,
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if self.state.lua_tables {
+            crate::plugins::lua::runtime::release(self.state.id, self.state.generation);
+        }
+    }
 }
 
 impl Ctx {
@@ -100,6 +110,14 @@ impl Ctx {
         self.started.elapsed().as_millis()
     }
 }
+
+/// Request ids, unique in the process.
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Largest request body read for plugins (it must also fit Pingora's retry buffer, which
+/// replays it upstream); larger bodies stream through and `get_raw_body` returns nil, as Kong
+/// does for bodies buffered to disk.
+const MAX_PLUGIN_BODY: usize = 64 * 1024;
 
 fn scheme(session: &Session) -> &'static str {
     if session
@@ -118,7 +136,7 @@ impl Gateway {
     /// Kong's prometheus-plugin request metrics.
     fn record_metrics(&self, session: &Session, ctx: &Ctx, status: u16) {
         let snap = &ctx.snap;
-        let route = ctx.route.map(|r| &snap.routes[r]);
+        let route = ctx.state.route.map(|r| &snap.routes[r]);
         let route_name = route.map_or("", |r| r.name.as_deref().unwrap_or(&r.id));
         let service_name = route.and_then(|r| r.service).map_or("", |s| {
             snap.services[s]
@@ -128,8 +146,19 @@ impl Gateway {
         });
         let m = &self.metrics;
         let code = status.to_string();
+        let consumer = ctx.state.consumer.map_or(String::new(), |c| {
+            let c = &snap.config.consumers[c];
+            c.username.clone().unwrap_or_else(|| c.id.clone())
+        });
         m.requests
-            .with_label_values(&[service_name, route_name, &code, ctx.source, "default", ""])
+            .with_label_values(&[
+                service_name,
+                route_name,
+                &code,
+                ctx.state.source,
+                "default",
+                &consumer,
+            ])
             .inc();
         let total = ctx.started.elapsed().as_secs_f64() * 1000.0;
         let labels = [service_name, route_name, "default"];
@@ -153,79 +182,78 @@ impl Gateway {
             .inc_by(egress);
     }
 
-    /// Runs the route's header_filter phase on a response header.
-    fn header_filter(ctx: &Ctx, resp: &mut ResponseHeader) {
-        for &i in &ctx.ran {
-            if let Some(instance) = &ctx.snap.instances[i] {
-                if let Err(e) = instance.header_filter(resp) {
-                    let name = &ctx.snap.config.plugins[i].name;
-                    tracing::error!(plugin = %name, phase = "header_filter", error = %e, "plugin failed");
-                }
-            }
-        }
-    }
-
     /// Writes a response produced by the gateway or a plugin, with header_filter applied.
     async fn exit(&self, session: &mut Session, ctx: &mut Ctx, exit: &Exit) -> Result<bool> {
-        ctx.own_status = Some(exit.status);
+        ctx.state.status = exit.status;
+        ctx.state.source = "exit";
         let ms = ctx.elapsed_ms();
-        write_exit(session, exit, ms, |resp| {
-            let _ = resp.insert_header("via", VIA);
-            Self::header_filter(ctx, resp);
-        })
-        .await?;
+        let mut resp = respond::exit_header(exit, ms)?;
+        resp.insert_header("via", VIA)?;
+        if !self.run_header_filter(session, ctx, &mut resp) {
+            let failed = Exit::message(500, messages::UNEXPECTED);
+            ctx.state.status = 500;
+            write_exit(session, &failed, ms, |resp| {
+                let _ = resp.insert_header("via", VIA);
+            })
+            .await?;
+            return Ok(true);
+        }
+        let head_only = session.req_header().method == http::Method::HEAD || exit.body.is_empty();
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
+        if !head_only {
+            let mut body = Some(exit.body.clone());
+            if Self::has_body_filter(ctx) {
+                self.run_body_filter(session, ctx, &mut body, true);
+            }
+            session.write_response_body(body, true).await?;
+        }
         Ok(true)
     }
 
-    /// Runs the access phase of the route's chain. `Ok(Some(exit))` stops the request.
-    fn access(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-    ) -> std::result::Result<Option<Exit>, String> {
-        let snap = ctx.snap.clone();
-        let Some(route_idx) = ctx.route else {
-            return Ok(None);
-        };
-        let route = &snap.routes[route_idx];
-        let service = route.service.map(|s| &snap.services[s]);
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        for link in &route.chain {
-            let Some(i) = link.select(None) else {
-                continue;
-            };
-            let Some(instance) = &snap.instances[i] else {
-                continue;
-            };
-            ctx.ran.push(i);
-            let mut actx = AccessCtx {
-                req: session.req_header_mut(),
-                client_ip,
-                route: Some((route.id.as_str(), route.name.as_deref())),
-                service: service.map(|s| (s.id.as_str(), s.name.as_deref())),
-            };
-            let started = Instant::now();
-            let result = instance.access(&mut actx);
-            self.metrics
-                .plugin_latency
-                .with_label_values(&[link.name.as_str(), "access"])
-                .observe(started.elapsed().as_secs_f64() * 1000.0);
-            match result {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::Exit(exit)) => return Ok(Some(exit)),
-                Err(e) => {
-                    self.metrics
-                        .plugin_errors
-                        .with_label_values(&[link.name.as_str(), "access"])
-                        .inc();
-                    return Err(format!("plugin {} failed in access: {e}", link.name));
+    /// Reads a small request body for plugins that may ask for it (Kong's get_raw_body).
+    async fn read_body_for_plugins(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let len = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        match len {
+            Some(0) => ctx.state.body = Some(bytes::Bytes::new()),
+            Some(n) if n <= MAX_PLUGIN_BODY => {
+                session.enable_retry_buffering();
+                let mut buf = bytes::BytesMut::with_capacity(n);
+                while let Some(chunk) = session.read_request_body().await? {
+                    buf.extend_from_slice(&chunk);
+                    if buf.len() > MAX_PLUGIN_BODY {
+                        break;
+                    }
                 }
+                ctx.state.body = Some(buf.freeze());
             }
+            None if !session
+                .req_header()
+                .headers
+                .contains_key(http::header::TRANSFER_ENCODING) =>
+            {
+                ctx.state.body = Some(bytes::Bytes::new());
+            }
+            _ => {}
         }
-        Ok(None)
+        Ok(())
+    }
+
+    /// Whether an instance in the chain may read the request body.
+    fn wants_body(snap: &Snapshot, chain: &[crate::plugins::chain::Link]) -> bool {
+        chain.iter().any(|l| {
+            l.candidates.iter().any(|(i, _)| {
+                snap.instances[*i]
+                    .as_ref()
+                    .is_some_and(|inst| inst.may_read_body())
+            })
+        })
     }
 }
 
@@ -234,28 +262,48 @@ impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
+        let snap = self.state.load_full();
+        let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
+        let generation = snap.generation;
         Ctx {
-            snap: self.state.load_full(),
+            snap,
             started: Instant::now(),
-            route: None,
+            state: RequestState::new(id, generation),
             matched: None,
             ran: Vec::new(),
             tries: 0,
             upstream_started: None,
             proxy_latency: None,
             upstream_latency: None,
-            own_status: None,
-            source: "exit",
+            filter_body: false,
+            body_sent: false,
             _inflight: InflightGuard::new(&self.inflight),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let scheme = scheme(session);
+        ctx.state.scheme = scheme;
+        ctx.state.client = session.client_addr().and_then(|a| a.as_inet()).copied();
+        ctx.state.server = session.server_addr().and_then(|a| a.as_inet()).copied();
+        let snap = ctx.snap.clone();
+
+        // Kong's rewrite phase: global instances, before routing.
+        if !snap.global_chain.is_empty() {
+            match self.run_request_phase(session, ctx, Phase::Rewrite, &snap.global_chain) {
+                Outcome::Continue => {}
+                Outcome::Exit(exit) => return self.exit(session, ctx, &exit).await,
+                Outcome::Failed => {
+                    return self
+                        .exit(session, ctx, &Exit::message(500, messages::UNEXPECTED))
+                        .await
+                }
+            }
+        }
+
         let matched = {
             let req = session.req_header();
-            let raw_path = req.uri.path();
-            let path = normalize_path(raw_path);
+            let path = normalize_path(req.uri.path());
             let host = req
                 .headers
                 .get(http::header::HOST)
@@ -269,36 +317,40 @@ impl ProxyHttp for Gateway {
                 headers: &req.headers,
                 scheme,
                 sni: None,
-                src: session.client_addr().and_then(|a| a.as_inet()).copied(),
-                dst: session.server_addr().and_then(|a| a.as_inet()).copied(),
+                src: ctx.state.client,
+                dst: ctx.state.server,
             };
-            ctx.snap.router.select(&info)
+            snap.router.select(&info)
         };
         let Some(matched) = matched else {
+            ctx.state.status = 404;
             write_error(session, 404, messages::NO_ROUTE, ctx.elapsed_ms()).await;
-            ctx.own_status = Some(404);
             return Ok(true);
         };
-        let route_idx = ctx.snap.router_routes[matched.route];
-        ctx.route = Some(route_idx);
-        ctx.matched = Some(matched);
-        let snap = ctx.snap.clone();
+        let route_idx = snap.router_routes[matched.route];
         let route = &snap.routes[route_idx];
+        ctx.state.route = Some(route_idx);
+        ctx.state.service = route.service;
+        ctx.state.captures = matched.uri_captures.clone();
+        ctx.matched = Some(matched);
 
         if !route.protocols.iter().any(|p| p.as_str() == scheme) {
             let exit = headers::https_redirect(session, route.https_redirect_status_code);
             return self.exit(session, ctx, &exit).await;
         }
-        match self.access(session, ctx) {
-            Ok(None) => {}
-            Ok(Some(exit)) => return self.exit(session, ctx, &exit).await,
-            Err(e) => {
-                tracing::error!(route = %route.id, error = %e, "plugin error");
-                let exit = Exit::message(500, messages::UNEXPECTED);
-                return self.exit(session, ctx, &exit).await;
+        if Self::wants_body(&snap, &route.chain) {
+            self.read_body_for_plugins(session, ctx).await?;
+        }
+        match self.run_request_phase(session, ctx, Phase::Access, &route.chain) {
+            Outcome::Continue => {}
+            Outcome::Exit(exit) => return self.exit(session, ctx, &exit).await,
+            Outcome::Failed => {
+                return self
+                    .exit(session, ctx, &Exit::message(500, messages::UNEXPECTED))
+                    .await
             }
         }
-        if route.service.is_none() {
+        if route.service.is_none() && ctx.state.upstream.target.is_none() {
             let exit = Exit::message(503, messages::NO_SERVICE);
             return self.exit(session, ctx, &exit).await;
         }
@@ -307,13 +359,12 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let snap = &ctx.snap;
-        let service = ctx
-            .route
-            .and_then(|r| snap.routes[r].service)
-            .map(|s| &snap.services[s])
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no service"))?;
-        let (host, port) = match service.balancer {
-            Some(b) => match snap.balancers[b].next() {
+        let service = ctx.state.service.map(|s| &snap.services[s]);
+        let changes = &ctx.state.upstream;
+        let balancer = changes.balancer.or(service.and_then(|s| s.balancer));
+        let (host, port) = match (&changes.target, balancer) {
+            (Some((h, p)), _) => (h.clone(), *p),
+            (None, Some(b)) => match snap.balancers[b].next() {
                 Some((h, p)) => (h.to_string(), p),
                 None => {
                     return Err(Error::explain(
@@ -322,25 +373,33 @@ impl ProxyHttp for Gateway {
                     ))
                 }
             },
-            None => (service.host.clone(), service.port),
+            (None, None) => match service {
+                Some(s) => (s.host.clone(), s.port),
+                None => return Err(Error::explain(ErrorType::InternalError, "no service")),
+            },
         };
         let addrs = self.resolver.resolve(&host, port).await.map_err(|e| {
             Error::because(ErrorType::ConnectNoRoute, format!("resolving {host}"), e)
         })?;
         let addr = addrs[usize::from(ctx.tries) % addrs.len()];
-        let tls = service.protocol.is_tls();
+        let tls = match changes.scheme.as_deref() {
+            Some(s) => s == "https",
+            None => service.is_some_and(|s| s.protocol.is_tls()),
+        };
         let sni = if tls {
-            service.host.clone()
+            service.map_or_else(|| host.clone(), |s| s.host.clone())
         } else {
             String::new()
         };
         let mut peer = HttpPeer::new(addr, tls, sni);
         let opts = &mut peer.options;
-        opts.connection_timeout = Some(service.connect_timeout);
-        opts.read_timeout = Some(service.read_timeout);
-        opts.write_timeout = Some(service.write_timeout);
-        opts.verify_cert = service.tls_verify;
-        opts.verify_hostname = service.tls_verify;
+        let default = Duration::from_secs(60);
+        opts.connection_timeout = Some(service.map_or(default, |s| s.connect_timeout));
+        opts.read_timeout = Some(service.map_or(default, |s| s.read_timeout));
+        opts.write_timeout = Some(service.map_or(default, |s| s.write_timeout));
+        let verify = service.is_some_and(|s| s.tls_verify);
+        opts.verify_cert = verify;
+        opts.verify_hostname = verify;
         if ctx.upstream_started.is_none() {
             ctx.proxy_latency = Some(ctx.started.elapsed());
         }
@@ -356,8 +415,8 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         let retries = ctx
-            .route
-            .and_then(|r| ctx.snap.routes[r].service)
+            .state
+            .service
             .map_or(0, |s| ctx.snap.services[s].retries);
         if ctx.tries < retries {
             ctx.tries += 1;
@@ -374,14 +433,38 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let snap = &ctx.snap;
-        let (Some(route_idx), Some(matched)) = (ctx.route, ctx.matched.as_ref()) else {
+        let (Some(route_idx), Some(matched)) = (ctx.state.route, ctx.matched.as_ref()) else {
             return Ok(());
         };
         let route = &snap.routes[route_idx];
-        let Some(service) = route.service.map(|s| &snap.services[s]) else {
-            return Ok(());
-        };
-        headers::upstream(session, upstream, route, service, matched)
+        let service = ctx.state.service.map(|s| &snap.services[s]);
+        headers::upstream(
+            session,
+            upstream,
+            route,
+            service,
+            matched,
+            &ctx.state.upstream,
+        )
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // A plugin replaced the body: send the replacement once, drop what the client sent.
+        if let Some(replacement) = &ctx.state.upstream.body {
+            *body = if ctx.body_sent {
+                None
+            } else {
+                ctx.body_sent = true;
+                Some(replacement.clone())
+            };
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(
@@ -393,13 +476,13 @@ impl ProxyHttp for Gateway {
         if let Some(at) = ctx.upstream_started {
             ctx.upstream_latency = Some(at.elapsed());
         }
-        ctx.source = "service";
+        ctx.state.source = "service";
         Ok(())
     }
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -408,8 +491,36 @@ impl ProxyHttp for Gateway {
         resp.append_header("via", VIA)?;
         resp.insert_header("x-kong-upstream-latency", upstream_ms.to_string())?;
         resp.insert_header("x-kong-proxy-latency", proxy_ms.to_string())?;
-        Self::header_filter(ctx, resp);
+        if !self.run_header_filter(session, ctx, resp) {
+            // Headers are not sent yet: turn the response into Kong's 500.
+            ctx.state.source = "error";
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(500),
+                "header_filter failed",
+            ));
+        }
+        if Self::has_body_filter(ctx) {
+            // body_filter may change the body's length.
+            ctx.filter_body = true;
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+        }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if ctx.filter_body && !self.run_body_filter(session, ctx, body, end_of_stream) {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "body_filter failed",
+            ));
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy
@@ -418,6 +529,7 @@ impl ProxyHttp for Gateway {
     {
         let (code, message) = match (e.esource(), e.etype()) {
             (_, ErrorType::HTTPStatus(code)) => (*code, messages::UNEXPECTED),
+            (_, ErrorType::InternalError) => (500, messages::UNEXPECTED),
             (_, ErrorType::CustomCode(_, 503)) => (503, messages::NO_PEER),
             (
                 ErrorSource::Downstream,
@@ -442,8 +554,10 @@ impl ProxyHttp for Gateway {
                 tracing::debug!(error = %err, "could not write the error response");
             }
         }
-        ctx.own_status = Some(code);
-        ctx.source = "error";
+        if code > 0 {
+            ctx.state.status = code;
+        }
+        ctx.state.source = "error";
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,
@@ -455,14 +569,17 @@ impl ProxyHttp for Gateway {
             .as_downstream()
             .response_written()
             .map(|r| r.status.as_u16())
-            .or(ctx.own_status)
-            .unwrap_or(0);
+            .unwrap_or(ctx.state.status);
+        ctx.state.status = status;
+        if !ctx.ran.is_empty() {
+            self.run_log(session, ctx);
+        }
         self.record_metrics(session, ctx, status);
         if !self.access_log {
             return;
         }
         let req = session.req_header();
-        let route = ctx.route.map(|r| {
+        let route = ctx.state.route.map(|r| {
             ctx.snap.routes[r]
                 .name
                 .as_deref()

@@ -28,13 +28,8 @@ pub mod messages {
     pub const USE_HTTPS: &str = "Please use HTTPS protocol";
 }
 
-/// Writes `exit` as the whole response. `latency_ms` goes into `X-Kong-Response-Latency`.
-pub async fn write_exit(
-    session: &mut Session,
-    exit: &Exit,
-    latency_ms: u128,
-    header_filter: impl FnOnce(&mut ResponseHeader),
-) -> pingora::Result<()> {
+/// The response header of an exit: its headers, content-length, server and latency.
+pub fn exit_header(exit: &Exit, latency_ms: u128) -> pingora::Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(exit.status, Some(exit.headers.len() + 4))?;
     for (name, value) in &exit.headers {
         resp.append_header(name.clone(), value.as_str())?;
@@ -42,6 +37,17 @@ pub async fn write_exit(
     resp.insert_header("content-length", exit.body.len().to_string())?;
     resp.insert_header("server", PRODUCT)?;
     resp.insert_header("x-kong-response-latency", latency_ms.to_string())?;
+    Ok(resp)
+}
+
+/// Writes `exit` as the whole response. `latency_ms` goes into `X-Kong-Response-Latency`.
+pub async fn write_exit(
+    session: &mut Session,
+    exit: &Exit,
+    latency_ms: u128,
+    header_filter: impl FnOnce(&mut ResponseHeader),
+) -> pingora::Result<()> {
+    let mut resp = exit_header(exit, latency_ms)?;
     header_filter(&mut resp);
     let head_only = session.req_header().method == http::Method::HEAD || exit.body.is_empty();
     session

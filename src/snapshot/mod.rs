@@ -2,6 +2,7 @@
 //! runtime that serves requests (router, upstream targets, plugin instances and chains).
 //! A snapshot is built completely before it is published; any error rejects it whole.
 
+mod instances;
 mod upstream;
 
 use std::collections::HashMap;
@@ -12,8 +13,9 @@ use crate::config::error::Errors;
 use crate::config::model::{Config, Protocol};
 use crate::config::{ConfigErrors, LoadError};
 use crate::plugins::chain::{self, Entry, Link, Scope};
-use crate::plugins::{native, Definition, Instance};
+use crate::plugins::Instance;
 use crate::router::{self, RouteInput, Router};
+use instances::{build_instance, definitions};
 
 pub use upstream::Balancer;
 
@@ -139,62 +141,6 @@ pub fn load_str(text: &str, source: &str, generation: u64) -> Result<Snapshot, L
     compile_with(config, Arc::from(text), generation, errs).map_err(LoadError::Invalid)
 }
 
-/// The plugin definitions available to a config: bundled plugins plus its clones.
-fn definitions(config: &Config, errs: &mut Errors) -> HashMap<String, Definition> {
-    let mut defs: HashMap<String, Definition> = native::definitions()
-        .into_iter()
-        .map(|d| (d.name.clone(), d))
-        .collect();
-    for c in &config.custom_plugins {
-        errs.at(
-            c.origin.loc,
-            c.origin.path.clone(),
-            format!(
-                "custom plugin {:?}: streamed Lua plugins are not supported by this build yet",
-                c.name
-            ),
-        );
-    }
-    let mut clones_per_ref: HashMap<&str, usize> = HashMap::new();
-    for c in &config.cloned_plugins {
-        let at = |errs: &mut Errors, msg: String| errs.at(c.origin.loc, c.origin.path.clone(), msg);
-        if defs.contains_key(&c.name) {
-            at(
-                errs,
-                format!(
-                    "cloned plugin name {:?} clashes with an existing plugin",
-                    c.name
-                ),
-            );
-            continue;
-        }
-        let Some(source) = defs.get(&c.reference).cloned() else {
-            at(
-                errs,
-                format!("ref {:?}: no such plugin to clone", c.reference),
-            );
-            continue;
-        };
-        let n = clones_per_ref.entry(c.reference.as_str()).or_default();
-        *n += 1;
-        if *n > 5 {
-            at(
-                errs,
-                format!("at most 5 clones of {:?} are allowed", c.reference),
-            );
-        }
-        defs.insert(
-            c.name.clone(),
-            Definition {
-                name: c.name.clone(),
-                priority: c.priority.unwrap_or(source.priority),
-                build: source.build,
-            },
-        );
-    }
-    defs
-}
-
 /// Compiles a validated config; `text` is the source it was read from.
 pub fn compile(config: Config, text: Arc<str>, generation: u64) -> Result<Snapshot, ConfigErrors> {
     let errs = Errors::new(&config.source);
@@ -208,7 +154,7 @@ fn compile_with(
     generation: u64,
     mut errs: Errors,
 ) -> Result<Snapshot, ConfigErrors> {
-    let defs = definitions(&config, &mut errs);
+    let (defs, loader, broken) = definitions(&config, &mut errs);
 
     let balancers: Vec<Balancer> = (0..config.upstreams.len())
         .map(|i| Balancer::new(&config, i))
@@ -243,6 +189,10 @@ fn compile_with(
     let mut entries = Vec::new();
     for p in &config.plugins {
         let Some(def) = defs.get(&p.name) else {
+            if broken.contains(&p.name) {
+                instances.push(None);
+                continue;
+            }
             let mut known: Vec<&str> = defs.keys().map(String::as_str).collect();
             known.sort_unstable();
             errs.at(
@@ -257,30 +207,16 @@ fn compile_with(
             instances.push(None);
             continue;
         };
-        match (def.build)(&p.config, p.config_node.as_ref()) {
-            Ok(instance) if p.enabled => {
-                entries.push((instances.len(), def.priority));
+        let index = instances.len();
+        match build_instance(&config, index, def, loader.as_ref(), generation, &mut errs) {
+            Some(instance) if p.enabled => {
+                entries.push((index, def.priority));
                 instances.push(Some(instance));
             }
-            Ok(_) => instances.push(None),
-            Err(problems) => {
-                for pr in problems {
-                    let field = if pr.field.is_empty() {
-                        "config".to_string()
-                    } else {
-                        format!("config.{}", pr.field)
-                    };
-                    let loc = if pr.loc == Default::default() {
-                        p.origin.loc
-                    } else {
-                        pr.loc
-                    };
-                    errs.at(loc, p.label.clone(), format!("{field}: {}", pr.message));
-                }
-                instances.push(None);
-            }
+            _ => instances.push(None),
         }
     }
+    drop(loader);
     let chain_entries: Vec<Entry<'_>> = entries
         .iter()
         .map(|&(i, priority)| {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::config::load::{decode_value, FieldProblem};
 use crate::config::yaml::{Loc, Node};
-use crate::plugins::{AccessCtx, Definition, Exit, Flow, Instance, PluginError};
+use crate::plugins::{Definition, Exit, Flow, Instance, Kind, Phase, PhaseCtx, PluginError};
 
 /// Kong's PRIORITY for request-termination.
 const PRIORITY: i64 = 2;
@@ -45,7 +45,7 @@ pub(super) fn definition() -> Definition {
     Definition {
         name: "request-termination".into(),
         priority: PRIORITY,
-        build,
+        kind: Kind::Native(build),
     }
 }
 
@@ -101,7 +101,11 @@ fn default_message(status: u16) -> String {
 }
 
 impl Instance for RequestTermination {
-    fn access(&self, ctx: &mut AccessCtx<'_>) -> Result<Flow, PluginError> {
+    fn phases(&self) -> &[Phase] {
+        &[Phase::Access]
+    }
+
+    fn access(&self, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
         let c = &self.conf;
         if let Some(trigger) = &c.trigger {
             let in_header = ctx.req.headers.contains_key(trigger.as_str());
@@ -127,10 +131,10 @@ impl Instance for RequestTermination {
                 })
                 .collect();
             let route = ctx
-                .route
+                .route()
                 .map(|(id, name)| serde_json::json!({"id": id, "name": name}));
             let service = ctx
-                .service
+                .service()
                 .map(|(id, name)| serde_json::json!({"id": id, "name": name}));
             let body = serde_json::json!({
                 "message": c.message.clone().unwrap_or_else(|| default_message(status)),

@@ -1,0 +1,277 @@
+//! Streamed Lua plugins (`custom_plugins`): loading and checking handlers and schemas when a
+//! configuration is compiled, instances that run on the per-worker runtime, and the PDK.
+
+pub mod embed;
+pub mod pdk;
+pub mod runtime;
+pub mod sandbox;
+pub mod schema;
+pub mod util;
+
+use std::sync::Arc;
+
+use mlua::{Lua, Table, Value};
+
+use super::{Flow, Instance, Phase, PhaseCtx, PluginError};
+
+/// A custom plugin's code, checked.
+#[derive(Debug)]
+pub struct LuaPlugin {
+    /// The custom plugin's name (clones share it: `kong.ctx.plugin` is shared with clones).
+    pub name: String,
+    /// handler.lua
+    pub handler: Arc<str>,
+    /// schema.lua
+    pub schema: Arc<str>,
+    /// Hash of the handler source: handlers are reused across reloads while it is unchanged.
+    pub hash: String,
+    /// The handler's PRIORITY.
+    pub priority: i64,
+    /// The handler's VERSION.
+    pub version: String,
+    /// Phases the handler implements.
+    pub phases: Vec<Phase>,
+}
+
+/// A configured instance of a Lua plugin in one snapshot generation.
+pub struct LuaInstance {
+    /// The plugin (possibly run under a clone's name).
+    pub plugin: Arc<LuaPlugin>,
+    /// The name it runs under (the clone's name for a clone).
+    pub name: String,
+    /// Snapshot generation.
+    pub generation: u64,
+    /// Index of the instance in the config's plugins.
+    pub index: usize,
+    /// The validated conf with defaults and Kong's extra fields (route_id, ...).
+    pub conf: serde_json::Value,
+}
+
+impl Instance for LuaInstance {
+    fn phases(&self) -> &[Phase] {
+        &self.plugin.phases
+    }
+
+    fn may_read_body(&self) -> bool {
+        self.plugin
+            .phases
+            .iter()
+            .any(|p| matches!(p, Phase::Rewrite | Phase::Access))
+    }
+
+    fn rewrite(&self, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
+        runtime::call(self, ctx)
+    }
+
+    fn access(&self, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
+        runtime::call(self, ctx)
+    }
+
+    fn header_filter(&self, ctx: &mut PhaseCtx<'_>) -> Result<(), PluginError> {
+        runtime::call(self, ctx).map(|_| ())
+    }
+
+    fn body_filter(&self, ctx: &mut PhaseCtx<'_>) -> Result<(), PluginError> {
+        runtime::call(self, ctx).map(|_| ())
+    }
+
+    fn log(&self, ctx: &mut PhaseCtx<'_>) -> Result<(), PluginError> {
+        runtime::call(self, ctx).map(|_| ())
+    }
+}
+
+/// Checks custom plugins and validates their instances' configs while a snapshot compiles.
+/// It owns a sandboxed VM of its own (the reload thread's), dropped with it.
+pub struct Loader {
+    lua: Lua,
+    globals: Vec<(&'static str, Value)>,
+    schemas: Vec<(String, schema::Schema)>,
+}
+
+/// Names of the handler methods Kong knows.
+const PHASE_METHODS: &[(&str, Option<Phase>)] = &[
+    ("rewrite", Some(Phase::Rewrite)),
+    ("access", Some(Phase::Access)),
+    ("header_filter", Some(Phase::HeaderFilter)),
+    ("body_filter", Some(Phase::BodyFilter)),
+    ("log", Some(Phase::Log)),
+    ("response", None),
+    ("init_worker", None),
+    ("configure", None),
+    ("certificate", None),
+];
+
+impl Loader {
+    /// A loader with a fresh VM.
+    pub fn new() -> Result<Loader, String> {
+        let lua = sandbox::new_vm().map_err(|e| format!("cannot start the Lua VM: {e}"))?;
+        let globals = pdk::install(&lua).map_err(|e| format!("cannot install the PDK: {e}"))?;
+        Ok(Loader {
+            lua,
+            globals,
+            schemas: Vec::new(),
+        })
+    }
+
+    /// Loads and checks a custom plugin's handler and schema. Errors are messages that name
+    /// the part (handler/schema) and, for Lua errors, the line.
+    pub fn define(
+        &mut self,
+        name: &str,
+        handler: &str,
+        schema_src: &str,
+    ) -> Result<Arc<LuaPlugin>, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut plugin = LuaPlugin {
+            name: name.to_string(),
+            handler: Arc::from(handler),
+            schema: Arc::from(schema_src),
+            hash: crate::snapshot::hash_text(handler),
+            priority: 0,
+            version: String::new(),
+            phases: Vec::new(),
+        };
+        match runtime::load_handler(&self.lua, &plugin, &self.globals) {
+            Ok(table) => self.check_handler(&table, &mut plugin, &mut errors),
+            Err(e) => errors.push(format!("handler: {}", lua_error(&e))),
+        }
+        match self.load_schema(name, schema_src) {
+            Ok(schema) => self.schemas.push((name.to_string(), schema)),
+            Err(e) => errors.push(format!("schema: {e}")),
+        }
+        if errors.is_empty() {
+            Ok(Arc::new(plugin))
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn check_handler(&self, table: &Table, plugin: &mut LuaPlugin, errors: &mut Vec<String>) {
+        match table.get::<Value>("PRIORITY") {
+            Ok(Value::Integer(p)) => plugin.priority = p,
+            Ok(Value::Number(n)) if n.fract() == 0.0 && n.abs() < 2f64.powi(53) => {
+                plugin.priority = n as i64
+            }
+            Ok(v) => errors.push(format!(
+                "handler: PRIORITY must be an integer, got {}",
+                describe_value(&v)
+            )),
+            Err(e) => errors.push(format!("handler: PRIORITY: {e}")),
+        }
+        match table.get::<Value>("VERSION") {
+            Ok(Value::String(s)) => {
+                let v = s.to_string_lossy();
+                let ok = v.split('.').count() == 3
+                    && v.split('.')
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+                if ok {
+                    plugin.version = v;
+                } else {
+                    errors.push(format!("handler: VERSION must be \"x.y.z\", got {v:?}"));
+                }
+            }
+            Ok(v) => errors.push(format!(
+                "handler: VERSION must be a string \"x.y.z\", got {}",
+                describe_value(&v)
+            )),
+            Err(e) => errors.push(format!("handler: VERSION: {e}")),
+        }
+        let has = |m: &str| matches!(table.get::<Value>(m), Ok(Value::Function(_)));
+        if has("init_worker") {
+            errors.push("handler: streamed plugins may not define init_worker".into());
+        }
+        if has("response") && (has("header_filter") || has("body_filter")) {
+            errors.push(
+                "handler: `response` cannot be combined with `header_filter` or `body_filter`"
+                    .into(),
+            );
+        } else if has("response") {
+            errors.push("handler: the buffered `response` phase is not supported yet; use header_filter/body_filter".into());
+        }
+        plugin.phases = PHASE_METHODS
+            .iter()
+            .filter(|(m, _)| has(m))
+            .filter_map(|(_, p)| *p)
+            .collect();
+    }
+
+    fn load_schema(&self, name: &str, source: &str) -> Result<schema::Schema, String> {
+        let env = sandbox::plugin_env(&self.lua, &self.globals).map_err(|e| e.to_string())?;
+        let module = format!("kong.plugins.{name}.schema");
+        let chunk = format!("{name}/schema.lua");
+        let value = sandbox::run_chunk(&self.lua, source, &chunk, env, &module)
+            .map_err(|e| lua_error(&e))?;
+        let Value::Table(table) = value else {
+            return Err(format!(
+                "schema.lua must return a table, got {}",
+                describe_value(&value)
+            ));
+        };
+        let schema = schema::Schema::from_lua(&self.lua, &table)?;
+        if schema.name() != name {
+            return Err(format!(
+                "the schema's name {:?} does not match the plugin's name {name:?}",
+                schema.name()
+            ));
+        }
+        Ok(schema)
+    }
+
+    /// Validates an instance's config against the plugin's schema (defaults filled in).
+    /// `scope` lists the instance's bindings ("route", "service", "consumer") for the schema's
+    /// `no_route`/`no_service`/`no_consumer` restrictions.
+    pub fn validate(
+        &self,
+        plugin: &str,
+        config: &serde_json::Value,
+        scope: &[&str],
+    ) -> Result<serde_json::Value, Vec<schema::Problem>> {
+        let Some((_, schema)) = self.schemas.iter().find(|(n, _)| n == plugin) else {
+            return Err(vec![schema::Problem {
+                field: String::new(),
+                message: format!("plugin {plugin:?} has no schema"),
+            }]);
+        };
+        let mut problems = Vec::new();
+        for s in scope {
+            if schema.forbids(s) {
+                problems.push(schema::Problem {
+                    field: (*s).to_string(),
+                    message: format!(
+                        "value must be null (the {plugin} plugin cannot be applied to a {s})"
+                    ),
+                });
+            }
+        }
+        // Custom validators and entity checks are plugin code: they run under the budget.
+        match sandbox::with_budget(|| schema.validate(&self.lua, config)) {
+            Ok(v) if problems.is_empty() => Ok(v),
+            Ok(_) => Err(problems),
+            Err(mut more) => {
+                problems.append(&mut more);
+                Err(problems)
+            }
+        }
+    }
+}
+
+/// A Lua error as one line with its `chunk:line:` prefix.
+pub fn lua_error(e: &mlua::Error) -> String {
+    let s = match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => cause.to_string(),
+        other => other.to_string(),
+    };
+    s.lines().next().unwrap_or("").trim().to_string()
+}
+
+fn describe_value(v: &Value) -> String {
+    match v {
+        Value::Nil => "nil".into(),
+        Value::String(s) => format!("{:?}", s.to_string_lossy()),
+        Value::Integer(i) => i.to_string(),
+        Value::Number(n) => n.to_string(),
+        other => other.type_name().to_string(),
+    }
+}

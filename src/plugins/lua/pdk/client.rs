@@ -1,0 +1,290 @@
+//! `kong.client`, `kong.ctx`, `kong.log`, `kong.router`, `kong.ip`, `kong.nginx` and
+//! `kong.configuration`.
+
+use mlua::{Function, Lua, MultiValue, Table, Value};
+
+use super::{cur, set_fn};
+use crate::config::model::Config;
+
+fn consumer_table(lua: &Lua, cfg: &Config, i: usize) -> mlua::Result<Table> {
+    let c = &cfg.consumers[i];
+    let t = lua.create_table()?;
+    t.set("id", c.id.as_str())?;
+    t.set("username", c.username.as_deref())?;
+    t.set("custom_id", c.custom_id.as_deref())?;
+    t.set(
+        "tags",
+        lua.create_sequence_from(c.tags.iter().map(String::as_str))?,
+    )?;
+    Ok(t)
+}
+
+/// Joins log arguments as Kong does (no separator), with Lua's tostring.
+fn message(tostring: &Function, args: MultiValue) -> mlua::Result<String> {
+    let mut out = String::new();
+    for v in args {
+        match v {
+            Value::String(s) => out.push_str(&s.to_string_lossy()),
+            other => out.push_str(&tostring.call::<String>(other)?),
+        }
+    }
+    Ok(out)
+}
+
+fn log_at(level: &'static str, plugin: &str, msg: &str) {
+    match level {
+        "debug" => tracing::debug!(target: "lua", plugin, "{msg}"),
+        "info" | "notice" => tracing::info!(target: "lua", plugin, "{msg}"),
+        "warn" => tracing::warn!(target: "lua", plugin, "{msg}"),
+        _ => tracing::error!(target: "lua", plugin, level, "{msg}"),
+    }
+}
+
+/// A log function for `level` (also used for `ngx.log`).
+pub(super) fn logger(lua: &Lua, level: &'static str) -> mlua::Result<Function> {
+    let tostring: Function = lua.globals().get("tostring")?;
+    lua.create_function(move |_, args: MultiValue| {
+        let msg = message(&tostring, args)?;
+        let plugin = cur(|_, inst, _| Ok(inst.name.clone())).unwrap_or_else(|_| "-".into());
+        log_at(level, &plugin, &msg);
+        Ok(())
+    })
+}
+
+pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
+    // kong.client
+    let client = lua.create_table()?;
+    set_fn(lua, &client, "get_ip", |_, ()| {
+        cur(|c, _, _| Ok(c.client_ip().map(|i| i.to_string())))
+    })?;
+    set_fn(lua, &client, "get_forwarded_ip", |_, ()| {
+        cur(|c, _, _| Ok(c.client_ip().map(|i| i.to_string())))
+    })?;
+    set_fn(lua, &client, "get_port", |_, ()| {
+        cur(|c, _, _| Ok(c.state.client.map(|a| a.port())))
+    })?;
+    set_fn(lua, &client, "get_forwarded_port", |_, ()| {
+        cur(|c, _, _| Ok(c.state.client.map(|a| a.port())))
+    })?;
+    set_fn(lua, &client, "get_protocol", |_, ()| {
+        cur(|c, _, _| Ok(c.state.scheme))
+    })?;
+    set_fn(lua, &client, "get_consumer", |lua, ()| {
+        cur(|c, _, _| match c.state.consumer {
+            Some(i) => Ok(Value::Table(consumer_table(lua, &c.snap.config, i)?)),
+            None => Ok(Value::Nil),
+        })
+    })?;
+    set_fn(lua, &client, "get_credential", |lua, ()| {
+        cur(|c, _, _| match &c.state.credential {
+            Some(j) => super::super::util::json_to_lua(lua, j),
+            None => Ok(Value::Nil),
+        })
+    })?;
+    set_fn(
+        lua,
+        &client,
+        "load_consumer",
+        |lua, (id, by_username): (String, Option<bool>)| {
+            cur(|c, _, _| {
+                let cfg = &c.snap.config;
+                let found = cfg.consumers.iter().position(|x| {
+                    x.id == id
+                        || (by_username == Some(true) && x.username.as_deref() == Some(id.as_str()))
+                });
+                match found {
+                    Some(i) => Ok(Value::Table(consumer_table(lua, cfg, i)?)),
+                    None => Ok(Value::Nil),
+                }
+            })
+        },
+    )?;
+    set_fn(
+        lua,
+        &client,
+        "authenticate",
+        |_, (consumer, credential): (Option<Table>, Value)| {
+            cur(|c, _, _| {
+                if consumer.is_none() && credential.is_nil() {
+                    return Err(mlua::Error::runtime(
+                        "either credential or consumer must be provided",
+                    ));
+                }
+                if let Some(t) = consumer {
+                    let id: String = t.get("id")?;
+                    c.state.consumer = c.snap.config.consumers.iter().position(|x| x.id == id);
+                    if c.state.consumer.is_none() {
+                        return Err(mlua::Error::runtime(format!(
+                            "consumer {id} does not exist"
+                        )));
+                    }
+                }
+                c.state.credential = match credential {
+                    Value::Nil => None,
+                    v => Some(super::super::util::lua_to_json(&v).map_err(mlua::Error::runtime)?),
+                };
+                Ok(())
+            })
+        },
+    )?;
+    kong.set("client", client)?;
+
+    // kong.ctx.shared / kong.ctx.plugin: per-request tables (plugin: per plugin, shared with
+    // its clones).
+    let ctx = lua.create_table()?;
+    let mt = lua.create_table()?;
+    set_fn(lua, &mt, "__index", |lua, (_t, key): (Table, String)| {
+        cur(|_, inst, tables| match key.as_str() {
+            "shared" => tables.get::<Value>("shared"),
+            "plugin" => {
+                let plugins: Table = tables.get("plugin")?;
+                let name = inst.plugin.name.as_str();
+                match plugins.get::<Value>(name)? {
+                    Value::Table(t) => Ok(Value::Table(t)),
+                    _ => {
+                        let t = lua.create_table()?;
+                        plugins.set(name, t.clone())?;
+                        Ok(Value::Table(t))
+                    }
+                }
+            }
+            _ => Ok(Value::Nil),
+        })
+    })?;
+    ctx.set_metatable(Some(mt))?;
+    kong.set("ctx", ctx)?;
+
+    // kong.log
+    let log = lua.create_table()?;
+    for level in [
+        "debug", "info", "notice", "warn", "err", "crit", "alert", "emerg",
+    ] {
+        log.set(level, logger(lua, level)?)?;
+    }
+    let inspect = logger(lua, "debug")?;
+    log.set("inspect", inspect)?;
+    set_fn(
+        lua,
+        &log,
+        "set_serialize_value",
+        |_, (_k, _v): (String, Value)| Ok(()),
+    )?;
+    set_fn(lua, &log, "serialize", |lua, ()| {
+        cur(|c, _, _| {
+            let t = lua.create_table()?;
+            let req = lua.create_table()?;
+            req.set("method", c.req.method.as_str())?;
+            req.set("uri", c.req.uri.to_string())?;
+            t.set("request", req)?;
+            t.set("client_ip", c.client_ip().map(|i| i.to_string()))?;
+            let resp = lua.create_table()?;
+            resp.set("status", c.state.status)?;
+            t.set("response", resp)?;
+            if let Some((id, name)) = c.route() {
+                let r = lua.create_table()?;
+                r.set("id", id)?;
+                r.set("name", name)?;
+                t.set("route", r)?;
+            }
+            if let Some((id, name)) = c.service() {
+                let s = lua.create_table()?;
+                s.set("id", id)?;
+                s.set("name", name)?;
+                t.set("service", s)?;
+            }
+            Ok(t)
+        })
+    })?;
+    let log_mt = lua.create_table()?;
+    let default = logger(lua, "notice")?;
+    log_mt.set(
+        "__call",
+        lua.create_function(move |_, args: MultiValue| {
+            let mut args = args.into_iter();
+            args.next(); // the table itself
+            default.call::<()>(MultiValue::from_iter(args))
+        })?,
+    )?;
+    log.set_metatable(Some(log_mt))?;
+    kong.set("log", log)?;
+
+    // kong.router
+    let router = lua.create_table()?;
+    set_fn(lua, &router, "get_route", |lua, ()| {
+        cur(|c, _, _| {
+            let Some(i) = c.state.route else {
+                return Ok(Value::Nil);
+            };
+            let r = &c.snap.config.routes[i];
+            let t = lua.create_table()?;
+            t.set("id", r.id.as_str())?;
+            t.set("name", r.name.as_deref())?;
+            t.set(
+                "paths",
+                lua.create_sequence_from(r.paths.iter().map(String::as_str))?,
+            )?;
+            t.set(
+                "hosts",
+                lua.create_sequence_from(r.hosts.iter().map(String::as_str))?,
+            )?;
+            t.set(
+                "methods",
+                lua.create_sequence_from(r.methods.iter().map(String::as_str))?,
+            )?;
+            t.set(
+                "protocols",
+                lua.create_sequence_from(r.protocols.iter().map(|p| p.as_str()))?,
+            )?;
+            t.set("strip_path", r.strip_path)?;
+            t.set("preserve_host", r.preserve_host)?;
+            t.set(
+                "tags",
+                lua.create_sequence_from(r.tags.iter().map(String::as_str))?,
+            )?;
+            if let Some(s) = r.service {
+                let st = lua.create_table()?;
+                st.set("id", c.snap.config.services[s].id.as_str())?;
+                t.set("service", st)?;
+            }
+            Ok(Value::Table(t))
+        })
+    })?;
+    set_fn(lua, &router, "get_service", |lua, ()| {
+        cur(|c, _, _| {
+            let Some(i) = c.state.service else {
+                return Ok(Value::Nil);
+            };
+            let s = &c.snap.config.services[i];
+            let t = lua.create_table()?;
+            t.set("id", s.id.as_str())?;
+            t.set("name", s.name.as_deref())?;
+            t.set("host", s.host.as_str())?;
+            t.set("port", s.port)?;
+            t.set("protocol", s.protocol.as_str())?;
+            t.set("path", s.path.as_deref())?;
+            t.set("retries", s.retries)?;
+            t.set("connect_timeout", s.connect_timeout)?;
+            t.set("read_timeout", s.read_timeout)?;
+            t.set("write_timeout", s.write_timeout)?;
+            t.set(
+                "tags",
+                lua.create_sequence_from(s.tags.iter().map(String::as_str))?,
+            )?;
+            Ok(Value::Table(t))
+        })
+    })?;
+    kong.set("router", router)?;
+
+    let ip = lua.create_table()?;
+    set_fn(lua, &ip, "is_trusted", |_, _ip: String| Ok(false))?;
+    kong.set("ip", ip)?;
+    let nginx = lua.create_table()?;
+    set_fn(lua, &nginx, "get_subsystem", |_, ()| Ok("http"))?;
+    kong.set("nginx", nginx)?;
+    let configuration = lua.create_table()?;
+    configuration.set("database", "off")?;
+    configuration.set("role", "traditional")?;
+    configuration.set("router_flavor", "traditional_compatible")?;
+    kong.set("configuration", configuration)?;
+    Ok(())
+}

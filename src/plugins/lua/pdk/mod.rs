@@ -1,0 +1,170 @@
+//! Kong's PDK (`kong.*`) and the request-bound parts of OpenResty's `ngx.*`, as Rust functions
+//! registered once per VM. During a phase call the proxy's per-request data is reachable
+//! through [`with_current`]; outside a call the functions raise an error.
+
+mod client;
+mod ngx;
+mod request;
+mod response;
+mod service;
+
+use std::cell::RefCell;
+
+use mlua::{Function, Lua, Table, Value};
+
+use super::LuaInstance;
+use crate::plugins::PhaseCtx;
+
+/// The request a PDK function is called for.
+struct Current {
+    /// Points to the `PhaseCtx` of the phase call in progress (see `with_current`).
+    ctx: *mut PhaseCtx<'static>,
+    inst: *const LuaInstance,
+    /// The request's Lua tables: `shared`, `plugin`, `ngx`.
+    tables: Table,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a phase call) with `ctx` reachable by the PDK functions.
+pub fn with_current<R>(
+    ctx: &mut PhaseCtx<'_>,
+    inst: &LuaInstance,
+    tables: Table,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Reset(Option<Current>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CURRENT.with(|c| *c.borrow_mut() = previous);
+        }
+    }
+    let current = Current {
+        // SAFETY (of the later dereference): the pointer is only dereferenced by PDK functions
+        // called synchronously, on this thread, from inside `f`; `Reset` removes it before
+        // `with_current` returns, so it never outlives the borrow of `ctx`.
+        ctx: std::ptr::from_mut(ctx).cast::<PhaseCtx<'static>>(),
+        inst,
+        tables,
+    };
+    let previous = CURRENT.with(|c| c.borrow_mut().replace(current));
+    let _reset = Reset(previous);
+    f()
+}
+
+/// Calls `f` with the current request; an error when no phase call is in progress.
+fn cur<R>(
+    f: impl FnOnce(&mut PhaseCtx<'_>, &LuaInstance, &Table) -> mlua::Result<R>,
+) -> mlua::Result<R> {
+    CURRENT.with(|c| {
+        let guard = c.borrow();
+        let Some(current) = guard.as_ref() else {
+            return Err(mlua::Error::runtime(
+                "this function can only be called while a request is processed",
+            ));
+        };
+        // SAFETY: see `with_current`: the pointee outlives this synchronous call and no other
+        // reference to it is used while a PDK function runs.
+        let ctx = unsafe { &mut *current.ctx };
+        let inst = unsafe { &*current.inst };
+        f(ctx, inst, &current.tables)
+    })
+}
+
+/// Registers a Rust function under `name` in `t`.
+fn set_fn<A, R, F>(lua: &Lua, t: &Table, name: &str, f: F) -> mlua::Result<()>
+where
+    A: mlua::FromLuaMulti,
+    R: mlua::IntoLuaMulti,
+    F: Fn(&Lua, A) -> mlua::Result<R> + mlua::MaybeSend + 'static,
+{
+    t.set(name, lua.create_function(f)?)
+}
+
+/// Lower-cases a header name and treats `_` as `-`, as Kong's getters do.
+fn header_key(name: &str) -> String {
+    name.trim().to_ascii_lowercase().replace('_', "-")
+}
+
+/// A header map as Kong's `get_headers` returns it: lower-case names, several values as an
+/// array, and lookups that ignore case and `_`/`-`.
+fn headers_table(lua: &Lua, headers: &http::HeaderMap, max: Option<usize>) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    for (n, (name, value)) in headers.iter().enumerate() {
+        if max.is_some_and(|m| n >= m) {
+            break;
+        }
+        let v = lua.create_string(value.as_bytes())?;
+        match t.raw_get::<Value>(name.as_str())? {
+            Value::Nil => t.raw_set(name.as_str(), v)?,
+            Value::Table(list) => list.raw_push(v)?,
+            first => {
+                let list = lua.create_table()?;
+                list.raw_push(first)?;
+                list.raw_push(v)?;
+                t.raw_set(name.as_str(), list)?;
+            }
+        }
+    }
+    let mt = lua.create_table()?;
+    mt.set(
+        "__index",
+        lua.create_function(|_, (t, k): (Table, String)| t.raw_get::<Value>(header_key(&k)))?,
+    )?;
+    t.set_metatable(Some(mt))?;
+    Ok(t)
+}
+
+/// Converts a Lua value given as a header value to text (strings, numbers, booleans).
+fn header_value(v: &Value) -> mlua::Result<String> {
+    match v {
+        Value::String(s) => Ok(s.to_str()?.to_string()),
+        Value::Integer(i) => Ok(i.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Boolean(b) => Ok(b.to_string()),
+        other => Err(mlua::Error::runtime(format!(
+            "invalid header value: string, number or boolean expected, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Installs the PDK in `lua` and returns the globals every plugin environment gets:
+/// `kong`, `ngx` and `require`.
+pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
+    let node_id = uuid::Uuid::new_v4().to_string();
+    let kong = super::util::kong_base(lua, &node_id)?;
+    kong.set("request", request::table(lua)?)?;
+    kong.set("response", response::table(lua)?)?;
+    let svc = service::table(lua)?;
+    svc.set("response", response::service_response(lua)?)?;
+    kong.set("service", svc)?;
+    client::install(lua, &kong)?;
+    let ngx = super::util::ngx_base(lua)?;
+    ngx::install(lua, &ngx)?;
+
+    let modules = lua.create_table()?;
+    for (name, module) in super::util::modules(lua)? {
+        modules.set(name, module)?;
+    }
+    let typedefs: Value = lua
+        .load(super::schema::TYPEDEFS_LUA)
+        .set_name("@kong/db/schema/typedefs.lua")
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .call(())?;
+    modules.set("kong.db.schema.typedefs", typedefs)?;
+    let require: Function = lua.create_function(move |_, name: String| match modules.get::<Value>(name.as_str())? {
+        Value::Nil => Err(mlua::Error::runtime(format!(
+            "module '{name}' not found: plugins may only require cjson, cjson.safe, kong.meta, kong.tools.uuid, kong.tools.utils, resty.string and kong.db.schema.typedefs"
+        ))),
+        v => Ok(v),
+    })?;
+    Ok(vec![
+        ("kong", Value::Table(kong)),
+        ("ngx", Value::Table(ngx)),
+        ("require", Value::Function(require)),
+    ])
+}

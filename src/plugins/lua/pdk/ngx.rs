@@ -1,0 +1,395 @@
+//! The request-bound parts of `ngx`: `ngx.var`, `ngx.ctx`, `ngx.header`, `ngx.status`,
+//! `ngx.arg` (body_filter), `ngx.req.*`, `ngx.log`, `ngx.exit`, `ngx.redirect`.
+
+use bytes::Bytes;
+use mlua::{Lua, MultiValue, Table, Value};
+
+use super::request::{host_of, query_pairs, query_table};
+use super::{cur, header_key, header_value, headers_table, set_fn};
+use crate::plugins::{Exit, HeaderOp, PhaseCtx};
+
+/// `ngx.var.<name>` for the common variables.
+fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
+    let s = |v: String| -> mlua::Result<Value> { Ok(Value::String(lua.create_string(v)?)) };
+    let req = &c.req;
+    match name {
+        "uri" => s(crate::router::normalize_path(req.uri.path()).into_owned()),
+        "request_uri" => s(req
+            .uri
+            .path_and_query()
+            .map_or("/".into(), |p| p.as_str().to_string())),
+        "host" => s(host_of(req)),
+        "scheme" => s(c.state.scheme.to_string()),
+        "request_method" => s(req.method.as_str().to_string()),
+        "args" | "query_string" => match req.uri.query() {
+            Some(q) if !q.is_empty() => s(q.to_string()),
+            _ => Ok(Value::Nil),
+        },
+        "is_args" => s(if req.uri.query().is_some_and(|q| !q.is_empty()) {
+            "?"
+        } else {
+            ""
+        }
+        .into()),
+        "remote_addr" | "realip_remote_addr" | "binary_remote_addr" => c
+            .state
+            .client
+            .map_or(Ok(Value::Nil), |a| s(a.ip().to_string())),
+        "remote_port" => c
+            .state
+            .client
+            .map_or(Ok(Value::Nil), |a| s(a.port().to_string())),
+        "server_addr" => c
+            .state
+            .server
+            .map_or(Ok(Value::Nil), |a| s(a.ip().to_string())),
+        "server_port" => c
+            .state
+            .server
+            .map_or(Ok(Value::Nil), |a| s(a.port().to_string())),
+        "server_protocol" => s("HTTP/1.1".into()),
+        "status" => s(c
+            .resp
+            .as_ref()
+            .map_or(c.state.status, |r| r.status.as_u16())
+            .to_string()),
+        "hostname" => s(std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_string()),
+        "request_time" => s(format!(
+            "{:.3}",
+            c.state.started.elapsed().map_or(0.0, |d| d.as_secs_f64())
+        )),
+        "content_type" => header(lua, &c.req.headers, "content-type"),
+        "content_length" => header(lua, &c.req.headers, "content-length"),
+        _ => {
+            if let Some(h) = name.strip_prefix("http_") {
+                header(lua, &c.req.headers, &header_key(h))
+            } else if let Some(h) = name
+                .strip_prefix("sent_http_")
+                .or_else(|| name.strip_prefix("upstream_http_"))
+            {
+                match c.resp.as_ref() {
+                    Some(r) => header(lua, &r.headers, &header_key(h)),
+                    None => Ok(Value::Nil),
+                }
+            } else if let Some(arg) = name.strip_prefix("arg_") {
+                let q = req.uri.query().unwrap_or("");
+                match query_pairs(q).into_iter().find(|(k, _)| k == arg) {
+                    Some((_, Some(v))) => s(v),
+                    Some((_, None)) => s(String::new()),
+                    None => Ok(Value::Nil),
+                }
+            } else if let Some(cookie) = name.strip_prefix("cookie_") {
+                let all = req
+                    .headers
+                    .get_all(http::header::COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(';'))
+                    .filter_map(|kv| kv.trim().split_once('='))
+                    .find(|(k, _)| *k == cookie)
+                    .map(|(_, v)| v.to_string());
+                all.map_or(Ok(Value::Nil), s)
+            } else {
+                Ok(Value::Nil)
+            }
+        }
+    }
+}
+
+fn header(lua: &Lua, headers: &http::HeaderMap, name: &str) -> mlua::Result<Value> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(Value::Nil);
+    };
+    // nginx joins repeated request headers with ", " in $http_*.
+    let mut joined = first.as_bytes().to_vec();
+    for v in values {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    Ok(Value::String(lua.create_string(joined)?))
+}
+
+pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
+    // ngx.var
+    let var_t = lua.create_table()?;
+    let mt = lua.create_table()?;
+    set_fn(lua, &mt, "__index", |lua, (_t, k): (Table, String)| {
+        cur(|c, _, _| var(lua, c, &k))
+    })?;
+    set_fn(
+        lua,
+        &mt,
+        "__newindex",
+        |_, (_t, k, _v): (Table, String, Value)| -> mlua::Result<()> {
+            Err(mlua::Error::runtime(format!(
+                "variable \"{k}\" not changeable"
+            )))
+        },
+    )?;
+    var_t.set_metatable(Some(mt))?;
+    ngx.set("var", var_t)?;
+
+    // ngx.header: the response headers (or changes recorded for the response to come).
+    let header_t = lua.create_table()?;
+    let mt = lua.create_table()?;
+    set_fn(lua, &mt, "__index", |lua, (_t, k): (Table, String)| {
+        cur(|c, _, _| match c.resp.as_ref() {
+            Some(r) => header(lua, &r.headers, &header_key(&k)),
+            None => Ok(Value::Nil),
+        })
+    })?;
+    set_fn(
+        lua,
+        &mt,
+        "__newindex",
+        |_, (_t, k, v): (Table, String, Value)| {
+            cur(|c, _, _| {
+                let name = header_key(&k);
+                let ops: Vec<HeaderOp> = match v {
+                    Value::Nil => vec![HeaderOp::Clear(name)],
+                    Value::Table(list) => {
+                        let mut ops = vec![HeaderOp::Clear(name.clone())];
+                        for v in list.sequence_values::<Value>() {
+                            ops.push(HeaderOp::Add(name.clone(), header_value(&v?)?));
+                        }
+                        ops
+                    }
+                    v => vec![HeaderOp::Set(name, header_value(&v)?)],
+                };
+                for op in ops {
+                    match c.resp.as_deref_mut() {
+                        Some(r) => op.apply(r),
+                        None => c.state.response_headers.push(op),
+                    }
+                }
+                Ok(())
+            })
+        },
+    )?;
+    header_t.set_metatable(Some(mt))?;
+    ngx.set("header", header_t)?;
+
+    // ngx.arg[1] (the chunk) and ngx.arg[2] (eof) in body_filter.
+    let arg_t = lua.create_table()?;
+    let mt = lua.create_table()?;
+    set_fn(lua, &mt, "__index", |lua, (_t, k): (Table, i64)| {
+        cur(|c, _, _| match (c.chunk.as_ref(), k) {
+            (Some((chunk, _)), 1) => Ok(Value::String(
+                lua.create_string(chunk.as_deref().unwrap_or(b""))?,
+            )),
+            (Some((_, eof)), 2) => Ok(Value::Boolean(*eof)),
+            _ => Ok(Value::Nil),
+        })
+    })?;
+    set_fn(
+        lua,
+        &mt,
+        "__newindex",
+        |_, (_t, k, v): (Table, i64, Value)| {
+            cur(|c, _, _| {
+                let Some((chunk, _)) = c.chunk.as_mut() else {
+                    return Err(mlua::Error::runtime(
+                        "ngx.arg can only be set in body_filter",
+                    ));
+                };
+                if k == 1 {
+                    **chunk = match v {
+                        Value::Nil => None,
+                        Value::String(s) => Some(Bytes::copy_from_slice(&s.as_bytes())),
+                        other => Some(Bytes::from(header_value(&other)?)),
+                    };
+                }
+                Ok(())
+            })
+        },
+    )?;
+    arg_t.set_metatable(Some(mt))?;
+    ngx.set("arg", arg_t)?;
+
+    // ngx.ctx and ngx.status are per request: resolved through ngx's metatable.
+    let ngx_mt = lua.create_table()?;
+    set_fn(lua, &ngx_mt, "__index", |_, (_t, k): (Table, String)| {
+        cur(|c, _, tables| match k.as_str() {
+            "ctx" => tables.get::<Value>("ngx"),
+            "status" => Ok(Value::Integer(
+                c.resp
+                    .as_ref()
+                    .map_or(c.state.status, |r| r.status.as_u16())
+                    .into(),
+            )),
+            _ => Ok(Value::Nil),
+        })
+    })?;
+    set_fn(
+        lua,
+        &ngx_mt,
+        "__newindex",
+        |_, (t, k, v): (Table, String, Value)| match k.as_str() {
+            "status" => cur(|c, _, _| {
+                let status: u16 = match v {
+                    Value::Integer(i) => u16::try_from(i).unwrap_or(0),
+                    Value::Number(n) => n as u16,
+                    _ => 0,
+                };
+                c.state.status = status;
+                if let Some(r) = c.resp.as_deref_mut() {
+                    r.set_status(status)
+                        .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+                }
+                Ok(())
+            }),
+            "ctx" => cur(|_, _, tables| tables.set("ngx", v)),
+            _ => t.raw_set(k, v),
+        },
+    )?;
+    ngx.set_metatable(Some(ngx_mt))?;
+
+    // ngx.req
+    let req = lua.create_table()?;
+    set_fn(
+        lua,
+        &req,
+        "get_headers",
+        |lua, (max, _raw): (Option<usize>, Option<bool>)| {
+            cur(|c, _, _| headers_table(lua, &c.req.headers, max))
+        },
+    )?;
+    set_fn(lua, &req, "get_method", |_, ()| {
+        cur(|c, _, _| Ok(c.req.method.as_str().to_string()))
+    })?;
+    set_fn(lua, &req, "http_version", |_, ()| cur(|_, _, _| Ok(1.1)))?;
+    set_fn(lua, &req, "start_time", |_, ()| {
+        cur(|c, _, _| {
+            Ok(c.state
+                .started
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()))
+        })
+    })?;
+    set_fn(
+        lua,
+        &req,
+        "set_header",
+        |_, (name, value): (String, Value)| {
+            cur(|c, _, _| {
+                let name = header_key(&name);
+                if value.is_nil() {
+                    c.req.remove_header(name.as_str());
+                    return Ok(());
+                }
+                c.req
+                    .insert_header(name, header_value(&value)?)
+                    .map_err(|e| mlua::Error::runtime(e.to_string()))
+            })
+        },
+    )?;
+    set_fn(lua, &req, "clear_header", |_, name: String| {
+        cur(|c, _, _| {
+            c.req.remove_header(header_key(&name).as_str());
+            Ok(())
+        })
+    })?;
+    set_fn(lua, &req, "get_uri_args", |lua, max: Option<usize>| {
+        cur(|c, _, _| query_table(lua, c.req.uri.query().unwrap_or(""), max))
+    })?;
+    set_fn(lua, &req, "set_uri_args", |lua, args: Value| {
+        cur(|c, _, _| {
+            let q = match args {
+                Value::String(s) => s.to_str()?.to_string(),
+                Value::Table(_) => {
+                    let encode: mlua::Function = lua
+                        .globals()
+                        .get::<Table>("ngx")
+                        .ok()
+                        .map_or(Ok(Value::Nil), |n| n.get("encode_args"))
+                        .and_then(|v: Value| match v {
+                            Value::Function(f) => Ok(f),
+                            _ => Err(mlua::Error::runtime("ngx.encode_args unavailable")),
+                        })?;
+                    encode.call::<String>(args)?
+                }
+                _ => return Err(mlua::Error::runtime("args must be a string or a table")),
+            };
+            c.state.upstream.query = Some(q);
+            Ok(())
+        })
+    })?;
+    set_fn(lua, &req, "read_body", |_, ()| Ok(()))?;
+    set_fn(lua, &req, "get_body_data", |lua, ()| {
+        cur(|c, _, _| match &c.state.body {
+            Some(b) if !b.is_empty() => Ok(Value::String(lua.create_string(b)?)),
+            _ => Ok(Value::Nil),
+        })
+    })?;
+    set_fn(lua, &req, "get_body_file", |_, ()| Ok(Value::Nil))?;
+    set_fn(lua, &req, "set_body_data", |_, body: mlua::LuaString| {
+        cur(|c, _, _| {
+            c.state.upstream.body = Some(Bytes::copy_from_slice(&body.as_bytes()));
+            Ok(())
+        })
+    })?;
+    ngx.set("req", req)?;
+
+    // ngx.log(level, ...)
+    let levels = [
+        (0, "emerg"),
+        (1, "emerg"),
+        (2, "alert"),
+        (3, "crit"),
+        (4, "err"),
+        (5, "warn"),
+        (6, "notice"),
+        (7, "info"),
+        (8, "debug"),
+    ];
+    let loggers = lua.create_table()?;
+    for (n, name) in levels {
+        loggers.set(n, super::client::logger(lua, name)?)?;
+    }
+    set_fn(lua, ngx, "log", move |_, args: MultiValue| {
+        let mut it = args.into_iter();
+        let level = match it.next() {
+            Some(Value::Integer(l)) => l,
+            _ => 4,
+        };
+        let f: mlua::Function = loggers.get(level.clamp(0, 8))?;
+        f.call::<()>(MultiValue::from_iter(it))
+    })?;
+
+    // ngx.exit / ngx.redirect in rewrite/access: like kong.response.exit.
+    set_fn(lua, ngx, "exit", |_, status: i64| {
+        cur(|c, _, _| {
+            let status = u16::try_from(status).unwrap_or(500);
+            if status < 200 {
+                return Ok(()); // ngx.OK etc.: end of the handler, nothing to send
+            }
+            c.state.exit = Some(Exit::message(
+                status,
+                http::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or(""),
+            ));
+            Err::<(), _>(mlua::Error::runtime("ngx.exit"))
+        })
+    })?;
+    set_fn(
+        lua,
+        ngx,
+        "redirect",
+        |_, (uri, status): (String, Option<u16>)| {
+            cur(|c, _, _| {
+                let status = status.unwrap_or(302);
+                let mut exit = Exit::message(status, "Moved");
+                exit.headers.push(("location".into(), uri));
+                c.state.exit = Some(exit);
+                Err::<(), _>(mlua::Error::runtime("ngx.redirect"))
+            })
+        },
+    )?;
+    Ok(())
+}

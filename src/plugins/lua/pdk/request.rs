@@ -1,0 +1,244 @@
+//! `kong.request`: the client's request as it arrived (headers reflect changes made by
+//! `kong.service.request.set_header`, as in Kong, since both read the same request).
+
+use mlua::{Lua, Table, Value};
+
+use super::{cur, header_key, headers_table, set_fn};
+
+/// Decodes a query string into (name, value) pairs; a name without `=` has no value.
+pub(super) fn query_pairs(q: &str) -> Vec<(String, Option<String>)> {
+    q.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (unescape(k), Some(unescape(v))),
+            None => (unescape(kv), None),
+        })
+        .collect()
+}
+
+/// Percent-decoding with `+` as space (query strings).
+pub(super) fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A query as Kong's `get_query` returns it: repeated names as arrays, flags as `true`.
+pub(super) fn query_table(lua: &Lua, q: &str, max: Option<usize>) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    for (n, (k, v)) in query_pairs(q).into_iter().enumerate() {
+        if max.is_some_and(|m| n >= m) {
+            break;
+        }
+        let v = match v {
+            Some(v) => Value::String(lua.create_string(&v)?),
+            None => Value::Boolean(true),
+        };
+        match t.raw_get::<Value>(k.as_str())? {
+            Value::Nil => t.raw_set(k, v)?,
+            Value::Table(list) => list.raw_push(v)?,
+            first => {
+                let list = lua.create_table()?;
+                list.raw_push(first)?;
+                list.raw_push(v)?;
+                t.raw_set(k, list)?;
+            }
+        }
+    }
+    Ok(t)
+}
+
+/// The Host header without its port, lower-cased.
+pub(super) fn host_of(req: &pingora::http::RequestHeader) -> String {
+    let raw = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.host())
+        .unwrap_or("");
+    crate::config::checks::split_host_port(raw)
+        .0
+        .to_ascii_lowercase()
+}
+
+pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    set_fn(lua, &t, "get_scheme", |_, ()| {
+        cur(|c, _, _| Ok(c.state.scheme))
+    })?;
+    set_fn(lua, &t, "get_forwarded_scheme", |_, ()| {
+        cur(|c, _, _| Ok(c.state.scheme))
+    })?;
+    set_fn(lua, &t, "get_host", |_, ()| {
+        cur(|c, _, _| Ok(host_of(c.req)))
+    })?;
+    set_fn(lua, &t, "get_forwarded_host", |_, ()| {
+        cur(|c, _, _| Ok(host_of(c.req)))
+    })?;
+    set_fn(lua, &t, "get_port", |_, ()| {
+        cur(|c, _, _| Ok(c.state.server.map(|a| a.port())))
+    })?;
+    set_fn(lua, &t, "get_forwarded_port", |_, ()| {
+        cur(|c, _, _| Ok(c.state.server.map(|a| a.port())))
+    })?;
+    set_fn(lua, &t, "get_forwarded_path", |_, ()| {
+        cur(|c, _, _| Ok(c.req.uri.path().to_string()))
+    })?;
+    set_fn(lua, &t, "get_forwarded_prefix", |_, ()| {
+        cur(|_, _, _| Ok(Value::Nil))
+    })?;
+    set_fn(lua, &t, "get_http_version", |_, ()| {
+        cur(|c, _, _| {
+            Ok(match c.req.version {
+                http::Version::HTTP_10 => 1.0,
+                http::Version::HTTP_2 => 2.0,
+                _ => 1.1,
+            })
+        })
+    })?;
+    set_fn(lua, &t, "get_method", |_, ()| {
+        cur(|c, _, _| Ok(c.req.method.as_str().to_string()))
+    })?;
+    set_fn(lua, &t, "get_path", |_, ()| {
+        cur(|c, _, _| Ok(crate::router::normalize_path(c.req.uri.path()).into_owned()))
+    })?;
+    set_fn(lua, &t, "get_raw_path", |_, ()| {
+        cur(|c, _, _| Ok(c.req.uri.path().to_string()))
+    })?;
+    set_fn(lua, &t, "get_path_with_query", |_, ()| {
+        cur(|c, _, _| {
+            let path = crate::router::normalize_path(c.req.uri.path()).into_owned();
+            Ok(match c.req.uri.query() {
+                Some(q) if !q.is_empty() => format!("{path}?{q}"),
+                _ => path,
+            })
+        })
+    })?;
+    set_fn(lua, &t, "get_raw_query", |_, ()| {
+        cur(|c, _, _| Ok(c.req.uri.query().unwrap_or("").to_string()))
+    })?;
+    set_fn(lua, &t, "get_query_arg", |lua, name: String| {
+        cur(|c, _, _| {
+            let q = c.req.uri.query().unwrap_or("");
+            for (k, v) in query_pairs(q) {
+                if k == name {
+                    return Ok(match v {
+                        Some(v) => Value::String(lua.create_string(&v)?),
+                        None => Value::Boolean(true),
+                    });
+                }
+            }
+            Ok(Value::Nil)
+        })
+    })?;
+    set_fn(lua, &t, "get_query", |lua, max: Option<usize>| {
+        cur(|c, _, _| query_table(lua, c.req.uri.query().unwrap_or(""), max))
+    })?;
+    set_fn(lua, &t, "get_header", |lua, name: String| {
+        cur(|c, _, _| match c.req.headers.get(header_key(&name)) {
+            Some(v) => Ok(Value::String(lua.create_string(v.as_bytes())?)),
+            None => Ok(Value::Nil),
+        })
+    })?;
+    set_fn(lua, &t, "get_headers", |lua, max: Option<usize>| {
+        cur(|c, _, _| headers_table(lua, &c.req.headers, max))
+    })?;
+    set_fn(lua, &t, "get_raw_body", |lua, ()| {
+        cur(|c, _, _| match &c.state.body {
+            Some(b) => Ok((Value::String(lua.create_string(b)?), Value::Nil)),
+            None => Ok((Value::String(lua.create_string("")?), Value::Nil)),
+        })
+    })?;
+    set_fn(
+        lua,
+        &t,
+        "get_body",
+        |lua, (mime, _max): (Option<String>, Option<usize>)| {
+            cur(|c, _, _| {
+                let ctype = mime.unwrap_or_else(|| {
+                    c.req
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_ascii_lowercase()
+                });
+                let body = c.state.body.clone().unwrap_or_default();
+                let text = String::from_utf8_lossy(&body).into_owned();
+                if ctype.contains("application/json") {
+                    match serde_json::from_str::<serde_json::Value>(&text) {
+                        Ok(v) => Ok((
+                            super::super::util::json_to_lua(lua, &v)?,
+                            Value::Nil,
+                            Value::String(lua.create_string("application/json")?),
+                        )),
+                        Err(_) => Ok((
+                            Value::Nil,
+                            Value::String(lua.create_string("failed to decode json")?),
+                            Value::Nil,
+                        )),
+                    }
+                } else if ctype.contains("application/x-www-form-urlencoded") {
+                    Ok((
+                        Value::Table(query_table(lua, &text, None)?),
+                        Value::Nil,
+                        Value::String(lua.create_string("application/x-www-form-urlencoded")?),
+                    ))
+                } else {
+                    Ok((
+                        Value::Nil,
+                        Value::String(lua.create_string("missing content type")?),
+                        Value::Nil,
+                    ))
+                }
+            })
+        },
+    )?;
+    set_fn(lua, &t, "get_start_time", |_, ()| {
+        cur(|c, _, _| {
+            Ok(c.state
+                .started
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_millis() as f64))
+        })
+    })?;
+    set_fn(lua, &t, "get_uri_captures", |lua, ()| {
+        cur(|c, _, _| {
+            let unnamed = lua.create_table()?;
+            let named = lua.create_table()?;
+            if let Some(caps) = &c.state.captures {
+                for (i, v) in caps.positional.iter().enumerate() {
+                    if let Some(v) = v {
+                        unnamed.raw_set(i, v.as_str())?;
+                    }
+                }
+                for (k, v) in &caps.named {
+                    named.raw_set(k.as_str(), v.as_str())?;
+                }
+            }
+            let t = lua.create_table()?;
+            t.set("unnamed", unnamed)?;
+            t.set("named", named)?;
+            Ok(t)
+        })
+    })?;
+    Ok(t)
+}

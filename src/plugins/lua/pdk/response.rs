@@ -1,0 +1,299 @@
+//! `kong.response` (the response to the client) and `kong.service.response` (what the
+//! upstream answered).
+
+use bytes::Bytes;
+use mlua::{Lua, Table, Value};
+
+use super::{cur, header_key, header_value, headers_table, set_fn};
+use crate::plugins::{Exit, HeaderOp, Phase, PhaseCtx};
+
+/// Applies or records a response header change, depending on whether the response exists.
+fn header_op(c: &mut PhaseCtx<'_>, op: HeaderOp) {
+    match c.resp.as_deref_mut() {
+        Some(resp) => op.apply(resp),
+        None => c.state.response_headers.push(op),
+    }
+}
+
+/// Kong's default message for an error status.
+fn default_message(status: u16) -> &'static str {
+    match status {
+        400 => "Bad request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not found",
+        405 => "Method not allowed",
+        408 => "Request timeout",
+        409 => "Conflict",
+        413 => "Request size limit exceeded",
+        415 => "Unsupported media type",
+        429 => "API rate limit exceeded",
+        500 => "An unexpected error occurred",
+        502 => "An invalid response was received from the upstream server",
+        503 => "Service unavailable",
+        504 => "The upstream server is timed out",
+        _ => "The request was terminated",
+    }
+}
+
+fn check_status(status: i64) -> mlua::Result<u16> {
+    u16::try_from(status)
+        .ok()
+        .filter(|s| (100..=599).contains(s))
+        .ok_or_else(|| {
+            mlua::Error::runtime(format!(
+                "code must be a number between 100 and 599, got {status}"
+            ))
+        })
+}
+
+/// Records `kong.response.exit` and returns the error that stops the handler.
+fn exit(
+    c: &mut PhaseCtx<'_>,
+    status: u16,
+    body: Value,
+    headers: Option<Table>,
+) -> mlua::Result<()> {
+    if !matches!(c.phase, Phase::Rewrite | Phase::Access) {
+        return Err(mlua::Error::runtime(format!(
+            "kong.response.exit cannot be called in the {} phase",
+            c.phase.as_str()
+        )));
+    }
+    let mut out = Exit {
+        status,
+        headers: Vec::new(),
+        body: Bytes::new(),
+    };
+    match body {
+        Value::Nil => {}
+        Value::String(s) => out.body = Bytes::copy_from_slice(&s.as_bytes()),
+        Value::Table(_) => {
+            let json = super::super::util::lua_to_json(&body).map_err(mlua::Error::runtime)?;
+            out.body = Bytes::from(json.to_string());
+            out.headers.push((
+                "content-type".into(),
+                "application/json; charset=utf-8".into(),
+            ));
+        }
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "body must be a nil, string or table, got {}",
+                other.type_name()
+            )))
+        }
+    }
+    if let Some(h) = headers {
+        for pair in h.pairs::<String, Value>() {
+            let (k, v) = pair?;
+            match v {
+                Value::Table(list) => {
+                    for v in list.sequence_values::<Value>() {
+                        out.headers.push((k.clone(), header_value(&v?)?));
+                    }
+                }
+                v => {
+                    out.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&k));
+                    out.headers.push((k.clone(), header_value(&v)?));
+                }
+            }
+        }
+    }
+    for op in c.state.response_headers.drain(..) {
+        match op {
+            HeaderOp::Set(n, v) => {
+                out.headers.retain(|(x, _)| !x.eq_ignore_ascii_case(&n));
+                out.headers.push((n, v));
+            }
+            HeaderOp::Add(n, v) => out.headers.push((n, v)),
+            HeaderOp::Clear(n) => out.headers.retain(|(x, _)| !x.eq_ignore_ascii_case(&n)),
+        }
+    }
+    c.state.exit = Some(out);
+    // Stops the handler (the caller sees the recorded exit and answers with it).
+    Err(mlua::Error::runtime("kong.response.exit"))
+}
+
+pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    set_fn(lua, &t, "get_status", |_, ()| {
+        cur(|c, _, _| {
+            Ok(c.resp
+                .as_ref()
+                .map_or(c.state.status, |r| r.status.as_u16()))
+        })
+    })?;
+    set_fn(lua, &t, "get_source", |_, ()| {
+        cur(|c, _, _| Ok(c.state.source))
+    })?;
+    set_fn(lua, &t, "get_header", |lua, name: String| {
+        cur(|c, _, _| {
+            match c
+                .resp
+                .as_ref()
+                .and_then(|r| r.headers.get(header_key(&name)))
+            {
+                Some(v) => Ok(Value::String(lua.create_string(v.as_bytes())?)),
+                None => Ok(Value::Nil),
+            }
+        })
+    })?;
+    set_fn(lua, &t, "get_headers", |lua, max: Option<usize>| {
+        cur(|c, _, _| match c.resp.as_ref() {
+            Some(r) => headers_table(lua, &r.headers, max),
+            None => lua.create_table(),
+        })
+    })?;
+    set_fn(lua, &t, "set_status", |_, status: i64| {
+        cur(|c, _, _| {
+            let status = check_status(status)?;
+            c.state.status = status;
+            if let Some(r) = c.resp.as_deref_mut() {
+                r.set_status(status)
+                    .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+            }
+            Ok(())
+        })
+    })?;
+    set_fn(
+        lua,
+        &t,
+        "set_header",
+        |_, (name, value): (String, Value)| {
+            cur(|c, _, _| {
+                header_op(c, HeaderOp::Set(header_key(&name), header_value(&value)?));
+                Ok(())
+            })
+        },
+    )?;
+    set_fn(
+        lua,
+        &t,
+        "add_header",
+        |_, (name, value): (String, Value)| {
+            cur(|c, _, _| {
+                header_op(c, HeaderOp::Add(header_key(&name), header_value(&value)?));
+                Ok(())
+            })
+        },
+    )?;
+    set_fn(lua, &t, "clear_header", |_, name: String| {
+        cur(|c, _, _| {
+            header_op(c, HeaderOp::Clear(header_key(&name)));
+            Ok(())
+        })
+    })?;
+    set_fn(lua, &t, "set_headers", |_, headers: Table| {
+        cur(|c, _, _| {
+            for pair in headers.pairs::<String, Value>() {
+                let (k, v) = pair?;
+                let k = header_key(&k);
+                match v {
+                    Value::Table(list) => {
+                        header_op(c, HeaderOp::Clear(k.clone()));
+                        for v in list.sequence_values::<Value>() {
+                            header_op(c, HeaderOp::Add(k.clone(), header_value(&v?)?));
+                        }
+                    }
+                    v => header_op(c, HeaderOp::Set(k, header_value(&v)?)),
+                }
+            }
+            Ok(())
+        })
+    })?;
+    set_fn(
+        lua,
+        &t,
+        "exit",
+        |_, (status, body, headers): (i64, Value, Option<Table>)| {
+            cur(|c, _, _| exit(c, check_status(status)?, body, headers))
+        },
+    )?;
+    set_fn(
+        lua,
+        &t,
+        "error",
+        |lua, (status, message, headers): (i64, Option<String>, Option<Table>)| {
+            cur(|c, _, _| {
+                let status = check_status(status)?;
+                let body = lua.create_table()?;
+                body.set(
+                    "message",
+                    message.unwrap_or_else(|| default_message(status).to_string()),
+                )?;
+                exit(c, status, Value::Table(body), headers)
+            })
+        },
+    )?;
+    set_fn(lua, &t, "get_raw_body", |lua, ()| {
+        cur(|c, _, _| {
+            let Some((chunk, eof)) = c.chunk.as_mut() else {
+                return Err(mlua::Error::runtime(
+                    "kong.response.get_raw_body can only be called in body_filter",
+                ));
+            };
+            // Buffer: hold every chunk back until the last one, then return the whole body.
+            let buf = c.state.response_body.get_or_insert_with(Default::default);
+            if let Some(data) = chunk.take() {
+                buf.extend_from_slice(&data);
+            }
+            if *eof {
+                let all = buf.clone();
+                **chunk = Some(all.clone().freeze());
+                Ok(Value::String(lua.create_string(&all)?))
+            } else {
+                Ok(Value::Nil)
+            }
+        })
+    })?;
+    set_fn(lua, &t, "set_raw_body", |_, body: mlua::LuaString| {
+        cur(|c, _, _| {
+            let Some((chunk, _)) = c.chunk.as_mut() else {
+                return Err(mlua::Error::runtime(
+                    "kong.response.set_raw_body can only be called in body_filter",
+                ));
+            };
+            **chunk = Some(Bytes::copy_from_slice(&body.as_bytes()));
+            c.state.response_body = None;
+            Ok(())
+        })
+    })?;
+    Ok(t)
+}
+
+/// `kong.service.response`: the upstream's status and headers (as received; later plugins'
+/// changes to the client response are visible too, as both share the header).
+pub(super) fn service_response(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    set_fn(lua, &t, "get_status", |_, ()| {
+        cur(|c, _, _| {
+            Ok((c.state.source == "service").then(|| {
+                c.resp
+                    .as_ref()
+                    .map_or(c.state.status, |r| r.status.as_u16())
+            }))
+        })
+    })?;
+    set_fn(lua, &t, "get_header", |lua, name: String| {
+        cur(|c, _, _| {
+            match c
+                .resp
+                .as_ref()
+                .and_then(|r| r.headers.get(header_key(&name)))
+            {
+                Some(v) => Ok(Value::String(lua.create_string(v.as_bytes())?)),
+                None => Ok(Value::Nil),
+            }
+        })
+    })?;
+    set_fn(lua, &t, "get_headers", |lua, max: Option<usize>| {
+        cur(|c, _, _| match c.resp.as_ref() {
+            Some(r) => headers_table(lua, &r.headers, max),
+            None => lua.create_table(),
+        })
+    })?;
+    set_fn(lua, &t, "get_raw_body", |_, ()| {
+        cur(|_, _, _| Ok(Value::Nil))
+    })?;
+    Ok(t)
+}

@@ -1,0 +1,199 @@
+//! `kong.service` (where the request goes) and `kong.service.request` (what is sent there).
+//! Header changes apply to the request itself, so `kong.request.get_header` sees them, as in
+//! Kong; path, query, method and body changes are applied when the upstream request is built.
+
+use bytes::Bytes;
+use mlua::{Lua, Table, Value};
+
+use super::{cur, header_key, header_value, set_fn};
+use crate::plugins::PhaseCtx;
+
+fn set_header(c: &mut PhaseCtx<'_>, name: &str, value: &str, append: bool) -> mlua::Result<()> {
+    let name = header_key(name);
+    let result = if append {
+        c.req.append_header(name, value).map(|_| ())
+    } else {
+        c.req.insert_header(name, value)
+    };
+    result.map_err(|e| mlua::Error::runtime(format!("invalid header: {e}")))
+}
+
+/// Encodes a query table the way `kong.service.request.set_query` does (sorted names).
+fn encode_query(t: &Table) -> mlua::Result<String> {
+    let mut pairs: Vec<(String, Value)> =
+        t.pairs::<String, Value>().collect::<mlua::Result<_>>()?;
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let esc = |s: &str| {
+        crate::router::escape_path(s)
+            .replace('&', "%26")
+            .replace('=', "%3D")
+            .replace('?', "%3F")
+            .replace('+', "%2B")
+            .replace(' ', "%20")
+    };
+    let mut out = Vec::new();
+    for (k, v) in pairs {
+        match v {
+            Value::Boolean(true) => out.push(esc(&k)),
+            Value::Boolean(false) => {}
+            Value::Table(list) => {
+                for v in list.sequence_values::<Value>() {
+                    match v? {
+                        Value::Boolean(true) => out.push(esc(&k)),
+                        v => out.push(format!("{}={}", esc(&k), esc(&header_value(&v)?))),
+                    }
+                }
+            }
+            v => out.push(format!("{}={}", esc(&k), esc(&header_value(&v)?))),
+        }
+    }
+    Ok(out.join("&"))
+}
+
+pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
+    let service = lua.create_table()?;
+    set_fn(
+        lua,
+        &service,
+        "set_target",
+        |_, (host, port): (String, u16)| {
+            cur(|c, _, _| {
+                c.state.upstream.target = Some((host, port));
+                Ok(())
+            })
+        },
+    )?;
+    set_fn(lua, &service, "set_upstream", |lua, name: String| {
+        cur(
+            |c, _, _| match c.snap.balancers.iter().position(|b| b.name == name) {
+                Some(i) => {
+                    c.state.upstream.balancer = Some(i);
+                    Ok((Value::Boolean(true), Value::Nil))
+                }
+                None => Ok((
+                    Value::Nil,
+                    Value::String(
+                        lua.create_string(format!("could not find an Upstream named '{name}'"))?,
+                    ),
+                )),
+            },
+        )
+    })?;
+
+    let req = lua.create_table()?;
+    set_fn(lua, &req, "enable_buffering", |_, ()| Ok(()))?;
+    set_fn(lua, &req, "set_scheme", |_, scheme: String| {
+        cur(|c, _, _| {
+            if scheme != "http" && scheme != "https" {
+                return Err(mlua::Error::runtime(
+                    "invalid scheme: expected http or https",
+                ));
+            }
+            c.state.upstream.scheme = Some(scheme);
+            Ok(())
+        })
+    })?;
+    set_fn(lua, &req, "set_path", |_, path: String| {
+        cur(|c, _, _| {
+            if !path.starts_with('/') {
+                return Err(mlua::Error::runtime("path must start with /"));
+            }
+            c.state.upstream.path = Some(path);
+            Ok(())
+        })
+    })?;
+    set_fn(lua, &req, "set_raw_query", |_, q: String| {
+        cur(|c, _, _| {
+            c.state.upstream.query = Some(q);
+            Ok(())
+        })
+    })?;
+    set_fn(lua, &req, "set_query", |_, t: Table| {
+        cur(|c, _, _| {
+            c.state.upstream.query = Some(encode_query(&t)?);
+            Ok(())
+        })
+    })?;
+    set_fn(lua, &req, "set_method", |_, m: String| {
+        cur(|c, _, _| {
+            let m = http::Method::from_bytes(m.as_bytes())
+                .map_err(|_| mlua::Error::runtime(format!("invalid method: {m}")))?;
+            c.state.upstream.method = Some(m);
+            Ok(())
+        })
+    })?;
+    set_fn(
+        lua,
+        &req,
+        "set_header",
+        |_, (name, value): (String, Value)| {
+            cur(|c, _, _| set_header(c, &name, &header_value(&value)?, false))
+        },
+    )?;
+    set_fn(
+        lua,
+        &req,
+        "add_header",
+        |_, (name, value): (String, Value)| {
+            cur(|c, _, _| set_header(c, &name, &header_value(&value)?, true))
+        },
+    )?;
+    set_fn(lua, &req, "clear_header", |_, name: String| {
+        cur(|c, _, _| {
+            c.req.remove_header(header_key(&name).as_str());
+            Ok(())
+        })
+    })?;
+    set_fn(lua, &req, "set_headers", |_, headers: Table| {
+        cur(|c, _, _| {
+            for pair in headers.pairs::<String, Value>() {
+                let (k, v) = pair?;
+                match v {
+                    Value::Table(list) => {
+                        c.req.remove_header(header_key(&k).as_str());
+                        for v in list.sequence_values::<Value>() {
+                            set_header(c, &k, &header_value(&v?)?, true)?;
+                        }
+                    }
+                    v => set_header(c, &k, &header_value(&v)?, false)?,
+                }
+            }
+            Ok(())
+        })
+    })?;
+    set_fn(lua, &req, "set_raw_body", |_, body: mlua::LuaString| {
+        cur(|c, _, _| {
+            c.state.upstream.body = Some(Bytes::copy_from_slice(&body.as_bytes()));
+            Ok(())
+        })
+    })?;
+    set_fn(
+        lua,
+        &req,
+        "set_body",
+        |_, (body, mime): (Table, Option<String>)| {
+            cur(|c, _, _| {
+                let ctype = mime.unwrap_or_else(|| {
+                    c.req
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("application/json")
+                        .to_string()
+                });
+                let encoded = if ctype.contains("x-www-form-urlencoded") {
+                    encode_query(&body)?
+                } else {
+                    super::super::util::lua_to_json(&Value::Table(body))
+                        .map_err(mlua::Error::runtime)?
+                        .to_string()
+                };
+                set_header(c, "content-type", &ctype, false)?;
+                c.state.upstream.body = Some(Bytes::from(encoded));
+                Ok(())
+            })
+        },
+    )?;
+    service.set("request", req)?;
+    Ok(service)
+}

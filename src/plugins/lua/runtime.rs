@@ -1,0 +1,239 @@
+//! The per-worker Lua runtime. Each worker thread owns one VM (`mlua::Lua` is not `Send`);
+//! Pingora runs without work stealing, so a request's phases all run on the thread that
+//! accepted it and find their per-request tables (kong.ctx.*, ngx.ctx) in that thread's VM.
+//!
+//! Handlers are loaded once per VM per source text (a reload that does not change a plugin's
+//! code keeps its module state); conf tables are built once per VM per snapshot generation.
+//! When a generation has no request left on this thread and a newer one is serving, its conf
+//! tables and any handler no longer used are released.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use mlua::{Function, Lua, RegistryKey, Table, Value};
+
+use super::{pdk, sandbox, LuaInstance, LuaPlugin};
+use crate::plugins::{Flow, Phase, PhaseCtx, PluginError};
+
+struct Worker {
+    lua: Lua,
+    /// `kong`, `ngx`, `require`: the values every plugin environment gets.
+    shared_globals: Vec<(&'static str, RegistryKey)>,
+    /// (plugin name, handler hash) → (handler table, newest generation using it).
+    handlers: HashMap<(String, String), (RegistryKey, u64)>,
+    /// (generation, plugin instance index) → conf table.
+    confs: HashMap<(u64, usize), RegistryKey>,
+    /// request id → { shared = {}, plugin = {}, ngx = {} }
+    requests: RegistryKey,
+    /// Requests with Lua tables on this thread, per generation.
+    active: HashMap<u64, usize>,
+    newest: u64,
+}
+
+thread_local! {
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+}
+
+impl Worker {
+    fn new() -> mlua::Result<Worker> {
+        let lua = sandbox::new_vm()?;
+        let shared = pdk::install(&lua)?;
+        let shared_globals = shared
+            .into_iter()
+            .map(|(name, value)| Ok((name, lua.create_registry_value(value)?)))
+            .collect::<mlua::Result<Vec<_>>>()?;
+        let requests = lua.create_registry_value(lua.create_table()?)?;
+        Ok(Worker {
+            lua,
+            shared_globals,
+            handlers: HashMap::new(),
+            confs: HashMap::new(),
+            requests,
+            active: HashMap::new(),
+            newest: 0,
+        })
+    }
+
+    fn globals(&self) -> mlua::Result<Vec<(&'static str, Value)>> {
+        self.shared_globals
+            .iter()
+            .map(|(n, k)| Ok((*n, self.lua.registry_value::<Value>(k)?)))
+            .collect()
+    }
+
+    fn handler(&mut self, plugin: &LuaPlugin, generation: u64) -> mlua::Result<Table> {
+        let key = (plugin.name.clone(), plugin.hash.clone());
+        if let Some((k, gen)) = self.handlers.get_mut(&key) {
+            *gen = (*gen).max(generation);
+            return self.lua.registry_value(k);
+        }
+        let globals = self.globals()?;
+        let table = load_handler(&self.lua, plugin, &globals)?;
+        let k = self.lua.create_registry_value(table.clone())?;
+        self.handlers.insert(key, (k, generation));
+        Ok(table)
+    }
+
+    fn conf(&mut self, inst: &LuaInstance) -> mlua::Result<Table> {
+        let key = (inst.generation, inst.index);
+        if let Some(k) = self.confs.get(&key) {
+            return self.lua.registry_value(k);
+        }
+        let value = super::util::json_to_lua(&self.lua, &inst.conf)?;
+        let Value::Table(table) = value else {
+            return Err(mlua::Error::runtime("plugin conf is not a table"));
+        };
+        let k = self.lua.create_registry_value(table.clone())?;
+        self.confs.insert(key, k);
+        Ok(table)
+    }
+
+    /// Makes sure the request has its tables; returns them.
+    fn request_tables(&mut self, ctx: &mut PhaseCtx<'_>) -> mlua::Result<Table> {
+        let requests: Table = self.lua.registry_value(&self.requests)?;
+        if ctx.state.lua_tables {
+            if let Ok(t) = requests.raw_get::<Table>(ctx.state.id) {
+                return Ok(t);
+            }
+        }
+        let t = self.lua.create_table()?;
+        t.raw_set("shared", self.lua.create_table()?)?;
+        t.raw_set("plugin", self.lua.create_table()?)?;
+        t.raw_set("ngx", self.lua.create_table()?)?;
+        requests.raw_set(ctx.state.id, t.clone())?;
+        ctx.state.lua_tables = true;
+        let gen = ctx.state.generation;
+        *self.active.entry(gen).or_default() += 1;
+        if gen > self.newest {
+            self.newest = gen;
+        }
+        Ok(t)
+    }
+
+    fn release(&mut self, id: u64, generation: u64) {
+        if let Ok(requests) = self.lua.registry_value::<Table>(&self.requests) {
+            let _ = requests.raw_set(id, Value::Nil);
+        }
+        if let Some(n) = self.active.get_mut(&generation) {
+            *n = n.saturating_sub(1);
+        }
+        self.collect();
+    }
+
+    /// Frees conf tables of generations no request uses any more, and handlers only they used.
+    fn collect(&mut self) {
+        let newest = self.newest;
+        let idle: Vec<u64> = self
+            .active
+            .iter()
+            .filter(|(g, n)| **n == 0 && **g < newest)
+            .map(|(g, _)| *g)
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        for g in &idle {
+            self.active.remove(g);
+        }
+        let oldest_live = self.active.keys().copied().min().unwrap_or(newest);
+        self.confs.retain(|(g, _), _| *g >= oldest_live);
+        self.handlers.retain(|_, (_, g)| *g >= oldest_live);
+        self.lua.expire_registry_values();
+    }
+}
+
+/// Loads a handler chunk in `lua` with a fresh sandboxed environment and checks its shape.
+pub(super) fn load_handler(
+    lua: &Lua,
+    plugin: &LuaPlugin,
+    globals: &[(&str, Value)],
+) -> mlua::Result<Table> {
+    let env = sandbox::plugin_env(lua, globals)?;
+    let module = format!("kong.plugins.{}.handler", plugin.name);
+    let chunk = format!("{}/handler.lua", plugin.name);
+    match sandbox::run_chunk(lua, &plugin.handler, &chunk, env, &module)? {
+        Value::Table(t) => Ok(t),
+        other => Err(mlua::Error::runtime(format!(
+            "handler.lua must return a table, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Runs one phase of a Lua instance on this thread's VM.
+pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
+    WORKER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(
+                Worker::new().map_err(|e| PluginError(format!("cannot start the Lua VM: {e}")))?,
+            );
+        }
+        let Some(worker) = slot.as_mut() else {
+            return Err(PluginError("no Lua VM".into()));
+        };
+        let phase = ctx.phase;
+        let prepared = (|| -> mlua::Result<(Table, Table, Table)> {
+            let tables = worker.request_tables(ctx)?;
+            let handler = worker.handler(&inst.plugin, inst.generation)?;
+            let conf = worker.conf(inst)?;
+            Ok((tables, handler, conf))
+        })();
+        let (tables, handler, conf) =
+            prepared.map_err(|e| PluginError(describe(inst, phase, &e)))?;
+        let method: Function = match handler.get::<Value>(phase.as_str()) {
+            Ok(Value::Function(f)) => f,
+            _ => return Ok(Flow::Continue),
+        };
+        ctx.state.exit = None;
+        let result = pdk::with_current(ctx, inst, tables, || {
+            sandbox::with_budget(|| method.call::<Value>((handler.clone(), conf.clone())))
+        });
+        // `kong.response.exit` records the response and raises an error to stop the handler.
+        if let Some(exit) = ctx.state.exit.take() {
+            return Ok(Flow::Exit(exit));
+        }
+        match result {
+            Ok(_) => Ok(Flow::Continue),
+            Err(e) => Err(PluginError(describe(inst, phase, &e))),
+        }
+    })
+}
+
+/// Frees a finished request's Lua tables (called when its context is dropped, on its thread).
+pub fn release(id: u64, generation: u64) {
+    WORKER.with(|cell| {
+        if let Ok(mut slot) = cell.try_borrow_mut() {
+            if let Some(worker) = slot.as_mut() {
+                worker.release(id, generation);
+            }
+        }
+    });
+}
+
+/// Memory used by this thread's VM, if it has one.
+pub fn used_memory() -> usize {
+    WORKER.with(|cell| {
+        cell.try_borrow()
+            .ok()
+            .and_then(|slot| slot.as_ref().map(|w| w.lua.used_memory()))
+            .unwrap_or(0)
+    })
+}
+
+/// "plugin P, phase X: <Lua error with its chunk:line>"
+fn describe(inst: &LuaInstance, phase: Phase, e: &mlua::Error) -> String {
+    let msg = match e {
+        mlua::Error::CallbackError { cause, traceback } => {
+            format!("{cause}\n{traceback}")
+        }
+        other => other.to_string(),
+    };
+    let first = msg.lines().next().unwrap_or("").to_string();
+    format!(
+        "plugin {} ({}), phase {}: {first}",
+        inst.name,
+        inst.plugin.name,
+        phase.as_str()
+    )
+}

@@ -1,0 +1,276 @@
+//! Plumbing shared by the util submodules: Lua functions that raise plain string errors,
+//! luaL-style argument checks, and Lua's own number/tostring formatting.
+
+use std::fmt;
+
+use mlua::{FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Table, Value};
+
+/// Address used as the "this call failed" marker returned by wrapped Rust functions.
+static RAISE_MARKER: u8 = 0;
+/// Registry slot of the compiled `raise.lua` factory (one per VM).
+const FACTORY_KEY: &str = "sluice.util.raise_factory";
+
+/// An error to raise in Lua as a plain string: `error(msg, level)`.
+///
+/// Level 0 adds no position (like `luaL_error` from a C function), level 2 prefixes the position
+/// of the Lua code that called the API function (like `error(msg, 2)` in lua-resty-core).
+#[derive(Debug, Clone)]
+pub struct Raise {
+    /// The message.
+    pub msg: String,
+    /// The `error()` level.
+    pub level: u32,
+}
+
+impl fmt::Display for Raise {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Raise {}
+
+/// A Lua string error without position information (what a C function's `luaL_error` gives).
+pub fn raise(msg: impl Into<String>) -> mlua::Error {
+    mlua::Error::external(Raise {
+        msg: msg.into(),
+        level: 0,
+    })
+}
+
+/// A Lua string error that names the calling Lua code's position (`error(msg, 2)`).
+pub fn raise_here(msg: impl Into<String>) -> mlua::Error {
+    mlua::Error::external(Raise {
+        msg: msg.into(),
+        level: 2,
+    })
+}
+
+/// The message and level a Rust-side error is raised with in Lua.
+fn describe(err: &mlua::Error) -> (String, u32) {
+    match err {
+        mlua::Error::ExternalError(inner) => match inner.downcast_ref::<Raise>() {
+            Some(r) => (r.msg.clone(), r.level),
+            None => (inner.to_string(), 0),
+        },
+        mlua::Error::CallbackError { cause, .. } => describe(cause),
+        mlua::Error::WithContext { cause, .. } => describe(cause),
+        mlua::Error::RuntimeError(msg) => (msg.clone(), 0),
+        other => (other.to_string(), 0),
+    }
+}
+
+fn marker() -> Value {
+    Value::LightUserData(LightUserData(
+        &RAISE_MARKER as *const u8 as *mut std::ffi::c_void,
+    ))
+}
+
+/// Creates a Lua function from a Rust closure whose errors are raised as Lua *strings*
+/// (mlua would raise them as userdata, which OpenResty-era plugin code cannot `..` or `:find`).
+///
+/// Use [`raise`] / [`raise_here`] to choose the error's position prefix; any other `mlua::Error`
+/// (for example one coming back from a Lua callback) is raised with its message and no prefix.
+pub fn function<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
+where
+    A: FromLuaMulti,
+    R: IntoLuaMulti,
+    F: Fn(&Lua, A) -> mlua::Result<R> + mlua::MaybeSend + 'static,
+{
+    let raw = lua.create_function(move |lua, args: MultiValue| {
+        let result = A::from_lua_multi(args, lua)
+            .and_then(|a| f(lua, a))
+            .and_then(|r| r.into_lua_multi(lua));
+        match result {
+            Ok(values) => Ok(values),
+            Err(err) => {
+                let (msg, level) = describe(&err);
+                let msg = Value::String(lua.create_string(msg)?);
+                Ok(MultiValue::from_vec(vec![
+                    marker(),
+                    msg,
+                    Value::Integer(level.into()),
+                ]))
+            }
+        }
+    })?;
+    let factory = match lua.named_registry_value::<Option<Function>>(FACTORY_KEY)? {
+        Some(factory) => factory,
+        None => {
+            let factory = lua
+                .load(include_str!("raise.lua"))
+                .set_name("=sluice.util")
+                .into_function()?;
+            lua.set_named_registry_value(FACTORY_KEY, &factory)?;
+            factory
+        }
+    };
+    let error: Function = lua.globals().raw_get("error")?;
+    factory.call((raw, marker(), error))
+}
+
+/// Sets `name = function` on `t`, the function built by [`function`].
+pub fn set_fn<A, R, F>(lua: &Lua, t: &Table, name: &str, f: F) -> mlua::Result<()>
+where
+    A: FromLuaMulti,
+    R: IntoLuaMulti,
+    F: Fn(&Lua, A) -> mlua::Result<R> + mlua::MaybeSend + 'static,
+{
+    t.raw_set(name, function(lua, f)?)
+}
+
+/// Lua's name for a value's type, as `type()` and `luaL_typename` report it.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Nil => "nil",
+        Value::Boolean(_) => "boolean",
+        Value::LightUserData(_) | Value::UserData(_) => "userdata",
+        Value::Integer(_) | Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Table(_) => "table",
+        Value::Function(_) => "function",
+        Value::Thread(_) => "thread",
+        _ => "userdata",
+    }
+}
+
+/// `bad argument #n to 'fname' (msg)`, as `luaL_argerror` words it.
+pub fn arg_error(n: usize, fname: &str, msg: &str) -> mlua::Error {
+    raise(format!("bad argument #{n} to '{fname}' ({msg})"))
+}
+
+/// `bad argument #n to 'fname' (T expected, got U)`.
+pub fn type_error(n: usize, fname: &str, expected: &str, got: &Value) -> mlua::Error {
+    arg_error(
+        n,
+        fname,
+        &format!("{expected} expected, got {}", type_name(got)),
+    )
+}
+
+/// The `i`-th (0-based) argument, nil when absent.
+pub fn arg(args: &MultiValue, i: usize) -> Value {
+    args.get(i).cloned().unwrap_or(Value::Nil)
+}
+
+/// A number's value, whichever variant mlua chose for it.
+pub fn as_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::Integer(i) => Some(*i as f64),
+        Value::Number(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// `luaL_checklstring`: a string, or a number converted the way Lua converts it.
+pub fn check_bytes(v: &Value, n: usize, fname: &str) -> mlua::Result<Vec<u8>> {
+    match v {
+        Value::String(s) => Ok(s.as_bytes().to_vec()),
+        Value::Integer(_) | Value::Number(_) => {
+            Ok(fmt_number(as_f64(v).unwrap_or(0.0)).into_bytes())
+        }
+        other => Err(type_error(n, fname, "string", other)),
+    }
+}
+
+/// `luaL_checktype(L, n, LUA_TTABLE)`.
+pub fn check_table(v: &Value, n: usize, fname: &str) -> mlua::Result<Table> {
+    match v {
+        Value::Table(t) => Ok(t.clone()),
+        other => Err(type_error(n, fname, "table", other)),
+    }
+}
+
+/// `luaL_checkinteger`: a number (or numeric string), truncated.
+pub fn check_integer(v: &Value, n: usize, fname: &str) -> mlua::Result<i64> {
+    match v {
+        Value::String(s) => s
+            .to_str()
+            .ok()
+            .and_then(|s| parse_lua_number(s.trim()))
+            .map(|f| f as i64)
+            .ok_or_else(|| type_error(n, fname, "number", v)),
+        other => as_f64(other)
+            .map(|f| f as i64)
+            .ok_or_else(|| type_error(n, fname, "number", other)),
+    }
+}
+
+/// Parses a number the way `tonumber` does (decimal, exponent, or 0x hex).
+pub fn parse_lua_number(s: &str) -> Option<f64> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let v = if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16).ok()? as f64
+    } else if body.is_empty() || body.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return None;
+    } else {
+        body.parse::<f64>().ok()?
+    };
+    Some(if neg { -v } else { v })
+}
+
+/// C's `%.{prec}g` for a finite double.
+pub fn fmt_g(x: f64, prec: usize) -> String {
+    let prec = prec.max(1);
+    if x == 0.0 {
+        return if x.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    let sci = format!("{:.*e}", prec - 1, x);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if exp < -4 || exp >= prec as i32 {
+        let m = strip_zeros(mantissa);
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{m}e{sign}{:02}", exp.abs())
+    } else {
+        let decimals = (prec as i32 - 1 - exp).max(0) as usize;
+        strip_zeros(&format!("{x:.decimals$}")).to_string()
+    }
+}
+
+fn strip_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+/// How LuaJIT's `tostring` prints a number (`%.14g`, `inf`, `-inf`, `nan`).
+pub fn fmt_number(x: f64) -> String {
+    if x.is_nan() {
+        "nan".into()
+    } else if x.is_infinite() {
+        if x > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
+    } else {
+        fmt_g(x, 14)
+    }
+}
+
+/// Lua's `tostring(v)` as bytes (honours `__tostring`).
+pub fn tostring_bytes(v: &Value) -> mlua::Result<Vec<u8>> {
+    Ok(match v {
+        Value::String(s) => s.as_bytes().to_vec(),
+        Value::Integer(_) | Value::Number(_) => fmt_number(as_f64(v).unwrap_or(0.0)).into_bytes(),
+        Value::Nil => b"nil".to_vec(),
+        Value::Boolean(b) => b.to_string().into_bytes(),
+        Value::LightUserData(ud) => format!("userdata: {:p}", ud.0).into_bytes(),
+        other => other.to_string()?.into_bytes(),
+    })
+}
+
+/// The `ngx.null` / `cjson.null` sentinel: a NULL light userdata.
+pub fn null() -> Value {
+    Value::LightUserData(LightUserData(std::ptr::null_mut()))
+}

@@ -1,0 +1,203 @@
+//! Running the plugin chain's phases for one request.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use super::{Ctx, Gateway};
+use crate::plugins::chain::Link;
+use crate::plugins::{Exit, Flow, Phase, PhaseCtx};
+
+/// The outcome of a request phase (rewrite/access).
+pub enum Outcome {
+    /// Go on.
+    Continue,
+    /// Answer with this response.
+    Exit(Exit),
+    /// A plugin failed: answer 500.
+    Failed,
+}
+
+impl Gateway {
+    fn observe(&self, plugin: &str, phase: Phase, started: Instant, failed: bool) {
+        self.metrics
+            .plugin_latency
+            .with_label_values(&[plugin, phase.as_str()])
+            .observe(started.elapsed().as_secs_f64() * 1000.0);
+        if failed {
+            self.metrics
+                .plugin_errors
+                .with_label_values(&[plugin, phase.as_str()])
+                .inc();
+        }
+    }
+
+    /// Runs rewrite or access over `chain`, selecting each plugin's instance with the consumer
+    /// known at that moment (auth plugins earlier in the chain may have set it).
+    pub(super) fn run_request_phase(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        phase: Phase,
+        chain: &[Link],
+    ) -> Outcome {
+        let snap = ctx.snap.clone();
+        for link in chain {
+            let Some(i) = link.select(ctx.state.consumer) else {
+                continue;
+            };
+            let Some(instance) = &snap.instances[i] else {
+                continue;
+            };
+            if phase == Phase::Access && !ctx.ran.contains(&i) {
+                ctx.ran.push(i);
+            }
+            if !instance.phases().contains(&phase) {
+                continue;
+            }
+            let started = Instant::now();
+            let mut pctx = PhaseCtx {
+                phase,
+                snap: &snap,
+                state: &mut ctx.state,
+                req: session.req_header_mut(),
+                resp: None,
+                chunk: None,
+            };
+            let result = match phase {
+                Phase::Rewrite => instance.rewrite(&mut pctx),
+                _ => instance.access(&mut pctx),
+            };
+            self.observe(&link.name, phase, started, result.is_err());
+            match result {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Exit(exit)) => return Outcome::Exit(exit),
+                Err(e) => {
+                    tracing::error!(plugin = %link.name, phase = phase.as_str(), error = %e, "plugin failed");
+                    return Outcome::Failed;
+                }
+            }
+        }
+        Outcome::Continue
+    }
+
+    /// Runs header_filter for the instances that took part in the request. A failure turns the
+    /// response into a 500 (headers are not sent yet).
+    pub(super) fn run_header_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        resp: &mut ResponseHeader,
+    ) -> bool {
+        for op in std::mem::take(&mut ctx.state.response_headers) {
+            op.apply(resp);
+        }
+        ctx.state.status = resp.status.as_u16();
+        let snap = ctx.snap.clone();
+        let ran = ctx.ran.clone();
+        for i in ran {
+            let Some(instance) = &snap.instances[i] else {
+                continue;
+            };
+            if !instance.phases().contains(&Phase::HeaderFilter) {
+                continue;
+            }
+            let name = &snap.config.plugins[i].name;
+            let started = Instant::now();
+            let mut pctx = PhaseCtx {
+                phase: Phase::HeaderFilter,
+                snap: &snap,
+                state: &mut ctx.state,
+                req: session.req_header_mut(),
+                resp: Some(resp),
+                chunk: None,
+            };
+            let result = instance.header_filter(&mut pctx);
+            self.observe(name, Phase::HeaderFilter, started, result.is_err());
+            if let Err(e) = result {
+                tracing::error!(plugin = %name, phase = "header_filter", error = %e, "plugin failed");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether any instance of the request has a body_filter phase.
+    pub(super) fn has_body_filter(ctx: &Ctx) -> bool {
+        ctx.ran.iter().any(|&i| {
+            ctx.snap.instances[i]
+                .as_ref()
+                .is_some_and(|inst| inst.phases().contains(&Phase::BodyFilter))
+        })
+    }
+
+    /// Runs body_filter on one chunk. On failure the rest of the body is dropped (the status
+    /// line is already sent) and the error is logged.
+    pub(super) fn run_body_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        body: &mut Option<Bytes>,
+        eof: bool,
+    ) -> bool {
+        let snap = ctx.snap.clone();
+        let ran = ctx.ran.clone();
+        for i in ran {
+            let Some(instance) = &snap.instances[i] else {
+                continue;
+            };
+            if !instance.phases().contains(&Phase::BodyFilter) {
+                continue;
+            }
+            let name = &snap.config.plugins[i].name;
+            let started = Instant::now();
+            let mut pctx = PhaseCtx {
+                phase: Phase::BodyFilter,
+                snap: &snap,
+                state: &mut ctx.state,
+                req: session.req_header_mut(),
+                resp: None,
+                chunk: Some((body, eof)),
+            };
+            let result = instance.body_filter(&mut pctx);
+            self.observe(name, Phase::BodyFilter, started, result.is_err());
+            if let Err(e) = result {
+                tracing::error!(plugin = %name, phase = "body_filter", error = %e, "plugin failed");
+                *body = None;
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Runs the log phase of the request's instances.
+    pub(super) fn run_log(&self, session: &mut Session, ctx: &mut Ctx) {
+        let snap = ctx.snap.clone();
+        let ran = ctx.ran.clone();
+        for i in ran {
+            let Some(instance) = &snap.instances[i] else {
+                continue;
+            };
+            if !instance.phases().contains(&Phase::Log) {
+                continue;
+            }
+            let name = &snap.config.plugins[i].name;
+            let started = Instant::now();
+            let mut pctx = PhaseCtx {
+                phase: Phase::Log,
+                snap: &snap,
+                state: &mut ctx.state,
+                req: session.req_header_mut(),
+                resp: None,
+                chunk: None,
+            };
+            let result = instance.log(&mut pctx);
+            self.observe(name, Phase::Log, started, result.is_err());
+            if let Err(e) = result {
+                tracing::error!(plugin = %name, phase = "log", error = %e, "plugin failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Streamed (custom) Lua plugins end to end, with the example plugins of `plugins/`.
+
+mod common;
+
+use common::{render, Proxy, Upstream};
+use sluice::plugins::lua::embed;
+
+/// The `custom_plugins` entry of `plugins/<dir>`, under `name`.
+fn plugin(dir: &str, name: &str) -> String {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugins")
+        .join(dir);
+    embed::embed_dir(&base, Some(name), false).expect("plugin dir")
+}
+
+fn config(plugins: &[String], rest: &str, up: &Upstream) -> String {
+    let mut out = String::from("_format_version: \"3.0\"\ncustom_plugins:\n");
+    for p in plugins {
+        out.push_str(p);
+    }
+    out.push_str(&render(rest, &[up]));
+    out
+}
+
+#[tokio::test]
+async fn header_plugin_with_schema_defaults_and_a_clone_under_another_name() {
+    let up = Upstream::start().await;
+    let cfg = config(
+        &[plugin("hello-header", "hello-header")],
+        r#"
+cloned_plugins:
+  - name: hello-clone
+    ref: hello-header
+    priority: 10
+services:
+  - name: s
+    url: http://{upstream}
+    routes:
+      - name: r
+        paths: [/r]
+        plugins:
+          - name: hello-header
+            config: {greeting: {enabled: true}}
+          - name: hello-clone
+            config: {request_header: X-Clone, response_header: X-Clone-Out, mode: loud}
+"#,
+        &up,
+    );
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/r/x", &[]).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.stderr());
+    let seen = up.last();
+    // Defaults filled in (request_header, nested greeting.text) and the clone's own config.
+    assert_eq!(seen.header("hello-world"), Some("this is on a request"));
+    assert_eq!(seen.header("x-greeting"), Some("hello"));
+    assert_eq!(seen.header("x-clone"), Some("this is on a request"));
+    assert_eq!(r.header("bye-world"), Some("this is on the response"));
+    assert_eq!(r.header("x-clone-out"), Some("this is on the response"));
+    // Both set X-Hello-Mode; the clone (priority 10) runs after the original (1000).
+    assert_eq!(r.header("x-hello-mode"), Some("loud"));
+}
+
+#[tokio::test]
+async fn two_versions_of_a_plugin_run_side_by_side_with_their_own_priority() {
+    let up = Upstream::start().await;
+    let v1 = plugin("hello-header", "hello-v1");
+    let v2 = plugin("hello-header", "hello-v2").replace("PRIORITY = 1000", "PRIORITY = 5");
+    let cfg = config(
+        &[v1, v2],
+        r#"
+services:
+  - name: s
+    url: http://{upstream}
+    routes:
+      - name: r
+        paths: [/]
+        plugins:
+          - {name: hello-v1, config: {mode: polite}}
+          - {name: hello-v2, config: {mode: loud, request_header: X-V2}}
+"#,
+        &up,
+    );
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.last().header("x-v2"), Some("this is on a request"));
+    assert_eq!(
+        up.last().header("hello-world"),
+        Some("this is on a request")
+    );
+    // v2 has the lower priority, so it runs last and its header value wins.
+    assert_eq!(r.header("x-hello-mode"), Some("loud"));
+}
+
+#[tokio::test]
+async fn exit_with_a_table_body() {
+    let up = Upstream::start().await;
+    let cfg = config(
+        &[plugin("echo", "echo")],
+        r#"
+routes:
+  - name: echo-route
+    paths: [/echo]
+    plugins:
+      - {name: echo, config: {status: 201, message: hi}}
+"#,
+        &up,
+    );
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/echo/a/../b?x=1&y=2&y=3", &[]).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("x-echo"), Some("1"));
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    let body = r.json();
+    assert_eq!(body["message"], "hi");
+    assert_eq!(body["method"], "GET");
+    assert_eq!(body["path"], "/echo/b");
+    assert_eq!(
+        body["query"],
+        serde_json::json!({"x": "1", "y": ["2", "3"]})
+    );
+    assert_eq!(body["route"], "echo-route");
+    assert!(up.seen().is_empty());
+}
+
+#[tokio::test]
+async fn body_rewrite_with_get_raw_body_and_set_raw_body() {
+    let up = Upstream::start().await;
+    let cfg = config(
+        &[plugin("body-rewrite", "body-rewrite")],
+        r#"
+services:
+  - name: s
+    url: http://{upstream}
+    routes:
+      - name: r
+        paths: [/]
+        plugins:
+          - {name: body-rewrite, config: {find: "GET", replace: "FETCHED"}}
+"#,
+        &up,
+    );
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/hello", &[]).await;
+    assert_eq!(r.status, 200);
+    let body = r.json();
+    assert_eq!(body["method"], "FETCHED", "{}", r.text());
+    assert_eq!(body["uri"], "/hello");
+}
+
+#[tokio::test]
+async fn query_headers_and_uri_captures() {
+    let up = Upstream::start().await;
+    let cfg = config(
+        &[plugin("inspect", "inspect")],
+        r#"
+routes:
+  - name: users
+    paths: ["~/users/(?<id>\\d+)/(\\w+)"]
+    plugins:
+      - {name: inspect, config: {header: X-Probe}}
+"#,
+        &up,
+    );
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy
+        .get(
+            "/users/42/profile?a=1&flag&a=2",
+            &[("x-probe", "yes"), ("host", "API.example.com:8000")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.stderr());
+    let body = r.json();
+    assert_eq!(
+        body["query"],
+        serde_json::json!({"a": ["1", "2"], "flag": true})
+    );
+    assert_eq!(body["raw_query"], "a=1&flag&a=2");
+    assert_eq!(body["header"], "yes");
+    assert_eq!(body["header_via_table"], "yes");
+    assert_eq!(body["named"], serde_json::json!({"id": "42"}));
+    assert_eq!(
+        body["unnamed"]["0"]
+            .as_str()
+            .or(body["unnamed"][0].as_str()),
+        Some("/users/42/profile")
+    );
+    assert_eq!(body["scheme"], "http");
+    assert_eq!(body["host"], "api.example.com");
+    assert_eq!(body["client_ip"], "127.0.0.1");
+    assert_eq!(body["encoded"], "{\"ok\":true}");
+}
+
+#[tokio::test]
+async fn kong_ctx_shared_passes_data_between_plugins() {
+    let up = Upstream::start().await;
+    let cfg = config(
+        &[
+            plugin("ctx-relay", "ctx-writer"),
+            plugin("ctx-relay", "ctx-reader"),
+        ],
+        r#"
+services:
+  - name: s
+    url: http://{upstream}
+    routes:
+      - name: r
+        paths: [/]
+        plugins:
+          - {name: ctx-writer, config: {role: writer, value: from-writer}}
+          - {name: ctx-reader, config: {role: reader}}
+"#,
+        &up,
+    );
+    let proxy = Proxy::start(&cfg).await;
+    for _ in 0..3 {
+        let r = proxy.get("/", &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(up.last().header("x-relayed"), Some("from-writer"));
+        // kong.ctx.plugin is per plugin: the reader does not see the writer's.
+        assert_eq!(up.last().header("x-plugin-ctx"), Some("nil"));
+    }
+}
+
+#[tokio::test]
+async fn a_failing_handler_gives_500_and_names_plugin_phase_and_line() {
+    let up = Upstream::start().await;
+    let handler = "local P = { PRIORITY = 1, VERSION = \"1.0.0\" }\nfunction P:access(conf)\n  local t = nil\n  return t.field\nend\nreturn P\n";
+    let schema = "return { name = \"broken\", fields = { { config = { type = \"record\", fields = {} } } } }";
+    let mut cfg = String::from("_format_version: \"3.0\"\n");
+    cfg.push_str(&embed::render("broken", handler, schema, true));
+    cfg.push_str(&render(
+        "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: bad, paths: [/bad], plugins: [{name: broken}]}\n      - {name: good, paths: [/good]}\n",
+        &[&up],
+    ));
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/bad", &[]).await;
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"message": "An unexpected error occurred"})
+    );
+    assert!(
+        up.seen().is_empty(),
+        "fails closed: nothing reaches the upstream"
+    );
+    let r = proxy.get("/good", &[]).await;
+    assert_eq!(r.status, 200);
+    let log = proxy.stderr();
+    assert!(log.contains("broken/handler.lua:4"), "{log}");
+    assert!(log.contains("phase access"), "{log}");
+}
+
+const GOOD_SCHEMA: &str = "return { name = \"p\", fields = { { config = { type = \"record\", fields = { { ttl = { type = \"integer\", between = { 1, 10 } } } } } } } }";
+const GOOD_HANDLER: &str = "return { PRIORITY = 1, VERSION = \"1.0.0\" }";
+
+fn check_custom(handler: &str, schema: &str, instance: &str) -> String {
+    let mut cfg = String::from("_format_version: \"3.0\"\n");
+    cfg.push_str(&embed::render("p", handler, schema, true));
+    cfg.push_str(instance);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kong.yaml");
+    std::fs::write(&path, cfg).unwrap();
+    let out = std::process::Command::new(common::binary())
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "expected a config error");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn load_time_errors_are_located() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("local x = = 1", GOOD_SCHEMA, "", "p/handler.lua:1:"),
+        ("return 42", GOOD_SCHEMA, "", "handler.lua must return a table"),
+        ("return { PRIORITY = 1.5, VERSION = \"1.0.0\" }", GOOD_SCHEMA, "", "PRIORITY must be an integer"),
+        ("return { PRIORITY = 1, VERSION = \"one\" }", GOOD_SCHEMA, "", "VERSION must be \"x.y.z\""),
+        ("local P = { PRIORITY = 1, VERSION = \"1.0.0\" } function P:init_worker() end return P", GOOD_SCHEMA, "", "may not define init_worker"),
+        ("local P = { PRIORITY = 1, VERSION = \"1.0.0\" } function P:response() end function P:header_filter() end return P", GOOD_SCHEMA, "", "`response` cannot be combined"),
+        (GOOD_HANDLER, "return { name = \"other\", fields = { { config = { type = \"record\", fields = {} } } } }", "", "does not match the plugin's name"),
+        (GOOD_HANDLER, "return {\n  name = \"p\",\n  fields = { oops(\n}", "", "p/schema.lua:4:"),
+        (GOOD_HANDLER, GOOD_SCHEMA, "plugins:\n  - name: p\n    config:\n      ttl: 99\n", "plugins[0] (p, global): config.ttl:"),
+    ];
+    for (handler, schema, instance, expect) in cases {
+        let err = check_custom(handler, schema, instance);
+        assert!(err.contains(expect), "expected {expect:?} in:\n{err}");
+        assert!(
+            err.contains("custom_plugins[0]") || err.contains("plugins[0]"),
+            "{err}"
+        );
+    }
+    // A custom plugin may not take a bundled plugin's name.
+    let mut cfg = String::from("_format_version: \"3.0\"\n");
+    cfg.push_str(&embed::render(
+        "request-termination",
+        GOOD_HANDLER,
+        GOOD_SCHEMA,
+        true,
+    ));
+    let err = sluice::snapshot::load_str(&cfg, "kong.yaml", 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("clashes with a bundled plugin"), "{err}");
+}
+
+#[test]
+fn the_embed_command_prints_a_loadable_entry() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/hello-header");
+    let out = std::process::Command::new(common::binary())
+        .args(["plugin", "embed", dir])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        yaml.starts_with("custom_plugins:\n  - name: \"hello-header\"\n"),
+        "{yaml}"
+    );
+    let cfg = format!("_format_version: \"3.0\"\n{yaml}plugins:\n  - name: hello-header\n");
+    let snap = sluice::snapshot::load_str(&cfg, "kong.yaml", 1).expect("the embedded plugin loads");
+    assert_eq!(snap.config.custom_plugins.len(), 1);
+}
