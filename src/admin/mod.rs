@@ -299,11 +299,17 @@ impl ServeHttp for Admin {
             (&Method::GET, []) => reply(200, self.node_info()),
             (&Method::GET, ["status"]) => reply(200, self.status()),
             (&Method::GET, ["status", "ready"]) => reply(200, json!({ "message": "ready" })),
-            (&Method::GET, ["metrics"]) => reply_raw(
-                200,
-                "text/plain; version=0.0.4",
-                self.metrics.render().into_bytes(),
-            ),
+            (&Method::GET, ["metrics"]) => {
+                let lua = crate::plugins::lua::runtime::total_memory();
+                self.metrics
+                    .lua_memory
+                    .set(i64::try_from(lua).unwrap_or(i64::MAX));
+                reply_raw(
+                    200,
+                    "text/plain; version=0.0.4",
+                    self.metrics.render().into_bytes(),
+                )
+            }
             (&Method::GET, ["config"]) => {
                 let snap = self.reloader.state().load();
                 reply(200, json!({ "config": &*snap.text, "hash": snap.hash, "generation": snap.generation }))

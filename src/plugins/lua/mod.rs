@@ -23,8 +23,9 @@ pub struct LuaPlugin {
     pub handler: Arc<str>,
     /// schema.lua
     pub schema: Arc<str>,
-    /// Hash of the handler source: handlers are reused across reloads while it is unchanged.
-    pub hash: String,
+    /// `name@hash-of-handler`: a worker reuses a loaded handler across reloads while its name
+    /// and source are unchanged.
+    pub key: String,
     /// The handler's PRIORITY.
     pub priority: i64,
     /// The handler's VERSION.
@@ -126,7 +127,7 @@ impl Loader {
             name: name.to_string(),
             handler: Arc::from(handler),
             schema: Arc::from(schema_src),
-            hash: crate::snapshot::hash_text(handler),
+            key: format!("{name}@{}", crate::snapshot::hash_text(handler)),
             priority: 0,
             version: String::new(),
             phases: Vec::new(),

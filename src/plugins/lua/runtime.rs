@@ -9,6 +9,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use mlua::{Function, Lua, RegistryKey, Table, Value};
 
@@ -17,10 +19,12 @@ use crate::plugins::{Flow, Phase, PhaseCtx, PluginError};
 
 struct Worker {
     lua: Lua,
+    /// This VM's memory use, published for the `sluice_lua_memory_bytes` metric.
+    memory: Arc<AtomicUsize>,
     /// `kong`, `ngx`, `require`: the values every plugin environment gets.
     shared_globals: Vec<(&'static str, RegistryKey)>,
-    /// (plugin name, handler hash) → (handler table, newest generation using it).
-    handlers: HashMap<(String, String), (RegistryKey, u64)>,
+    /// `LuaPlugin::key` → the loaded handler.
+    handlers: HashMap<String, Loaded>,
     /// (generation, plugin instance index) → conf table.
     confs: HashMap<(u64, usize), RegistryKey>,
     /// request id → { shared = {}, plugin = {}, ngx = {} }
@@ -30,8 +34,46 @@ struct Worker {
     newest: u64,
 }
 
+/// A handler loaded in a worker's VM.
+struct Loaded {
+    table: RegistryKey,
+    /// The phase methods, resolved once (indexed like `Phase`'s slots).
+    methods: [Option<RegistryKey>; 5],
+    /// Newest snapshot generation that uses it.
+    generation: u64,
+}
+
+fn slot(phase: Phase) -> usize {
+    match phase {
+        Phase::Rewrite => 0,
+        Phase::Access => 1,
+        Phase::HeaderFilter => 2,
+        Phase::BodyFilter => 3,
+        Phase::Log => 4,
+    }
+}
+
+const PHASES: [Phase; 5] = [
+    Phase::Rewrite,
+    Phase::Access,
+    Phase::HeaderFilter,
+    Phase::BodyFilter,
+    Phase::Log,
+];
+
 thread_local! {
     static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+}
+
+/// Memory use of every worker VM (each worker updates its own entry after a call).
+static VM_MEMORY: Mutex<Vec<Arc<AtomicUsize>>> = Mutex::new(Vec::new());
+
+/// Memory used by all worker VMs together.
+pub fn total_memory() -> usize {
+    VM_MEMORY
+        .lock()
+        .map(|all| all.iter().map(|m| m.load(Ordering::Relaxed)).sum())
+        .unwrap_or(0)
 }
 
 impl Worker {
@@ -43,8 +85,13 @@ impl Worker {
             .map(|(name, value)| Ok((name, lua.create_registry_value(value)?)))
             .collect::<mlua::Result<Vec<_>>>()?;
         let requests = lua.create_registry_value(lua.create_table()?)?;
+        let memory = Arc::new(AtomicUsize::new(lua.used_memory()));
+        if let Ok(mut all) = VM_MEMORY.lock() {
+            all.push(memory.clone());
+        }
         Ok(Worker {
             lua,
+            memory,
             shared_globals,
             handlers: HashMap::new(),
             confs: HashMap::new(),
@@ -61,17 +108,39 @@ impl Worker {
             .collect()
     }
 
-    fn handler(&mut self, plugin: &LuaPlugin, generation: u64) -> mlua::Result<Table> {
-        let key = (plugin.name.clone(), plugin.hash.clone());
-        if let Some((k, gen)) = self.handlers.get_mut(&key) {
-            *gen = (*gen).max(generation);
-            return self.lua.registry_value(k);
+    /// The handler table and the method for `phase` (None if the handler lacks it).
+    fn handler(
+        &mut self,
+        plugin: &LuaPlugin,
+        generation: u64,
+        phase: Phase,
+    ) -> mlua::Result<(Table, Option<Function>)> {
+        if !self.handlers.contains_key(plugin.key.as_str()) {
+            let globals = self.globals()?;
+            let table = load_handler(&self.lua, plugin, &globals)?;
+            let mut methods: [Option<RegistryKey>; 5] = Default::default();
+            for p in PHASES {
+                if let Value::Function(f) = table.get::<Value>(p.as_str())? {
+                    methods[slot(p)] = Some(self.lua.create_registry_value(f)?);
+                }
+            }
+            let loaded = Loaded {
+                table: self.lua.create_registry_value(table)?,
+                methods,
+                generation,
+            };
+            self.handlers.insert(plugin.key.clone(), loaded);
         }
-        let globals = self.globals()?;
-        let table = load_handler(&self.lua, plugin, &globals)?;
-        let k = self.lua.create_registry_value(table.clone())?;
-        self.handlers.insert(key, (k, generation));
-        Ok(table)
+        let Some(loaded) = self.handlers.get_mut(plugin.key.as_str()) else {
+            return Err(mlua::Error::runtime("handler vanished"));
+        };
+        loaded.generation = loaded.generation.max(generation);
+        let table = self.lua.registry_value(&loaded.table)?;
+        let method = match &loaded.methods[slot(phase)] {
+            Some(k) => Some(self.lua.registry_value(k)?),
+            None => None,
+        };
+        Ok((table, method))
     }
 
     fn conf(&mut self, inst: &LuaInstance) -> mlua::Result<Table> {
@@ -137,7 +206,7 @@ impl Worker {
         }
         let oldest_live = self.active.keys().copied().min().unwrap_or(newest);
         self.confs.retain(|(g, _), _| *g >= oldest_live);
-        self.handlers.retain(|_, (_, g)| *g >= oldest_live);
+        self.handlers.retain(|_, h| h.generation >= oldest_live);
         self.lua.expire_registry_values();
     }
 }
@@ -173,23 +242,25 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
             return Err(PluginError("no Lua VM".into()));
         };
         let phase = ctx.phase;
-        let prepared = (|| -> mlua::Result<(Table, Table, Table)> {
+        let prepared = (|| -> mlua::Result<_> {
             let tables = worker.request_tables(ctx)?;
-            let handler = worker.handler(&inst.plugin, inst.generation)?;
+            let (handler, method) = worker.handler(&inst.plugin, inst.generation, phase)?;
             let conf = worker.conf(inst)?;
-            Ok((tables, handler, conf))
+            Ok((tables, handler, method, conf))
         })();
-        let (tables, handler, conf) =
+        let (tables, handler, method, conf) =
             prepared.map_err(|e| PluginError(describe(inst, phase, &e)))?;
-        let method: Function = match handler.get::<Value>(phase.as_str()) {
-            Ok(Value::Function(f)) => f,
-            _ => return Ok(Flow::Continue),
+        let Some(method) = method else {
+            return Ok(Flow::Continue);
         };
         ctx.state.exit = None;
         let result = pdk::with_current(ctx, inst, tables, || {
             sandbox::with_budget(|| method.call::<Value>((handler.clone(), conf.clone())))
         });
         // `kong.response.exit` records the response and raises an error to stop the handler.
+        worker
+            .memory
+            .store(worker.lua.used_memory(), Ordering::Relaxed);
         if let Some(exit) = ctx.state.exit.take() {
             return Ok(Flow::Exit(exit));
         }
@@ -209,16 +280,6 @@ pub fn release(id: u64, generation: u64) {
             }
         }
     });
-}
-
-/// Memory used by this thread's VM, if it has one.
-pub fn used_memory() -> usize {
-    WORKER.with(|cell| {
-        cell.try_borrow()
-            .ok()
-            .and_then(|slot| slot.as_ref().map(|w| w.lua.used_memory()))
-            .unwrap_or(0)
-    })
 }
 
 /// "plugin P, phase X: <Lua error with its chunk:line>"

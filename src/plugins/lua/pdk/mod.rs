@@ -84,9 +84,15 @@ where
     t.set(name, lua.create_function(f)?)
 }
 
-/// Lower-cases a header name and treats `_` as `-`, as Kong's getters do.
-fn header_key(name: &str) -> String {
-    name.trim().to_ascii_lowercase().replace('_', "-")
+/// Lower-cases a header name and treats `_` as `-`, as Kong's getters do (without allocating
+/// when the name is already in that form).
+fn header_key(name: &str) -> std::borrow::Cow<'_, str> {
+    let name = name.trim();
+    if name.bytes().any(|b| b.is_ascii_uppercase() || b == b'_') {
+        std::borrow::Cow::Owned(name.to_ascii_lowercase().replace('_', "-"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
 }
 
 /// A header map as Kong's `get_headers` returns it: lower-case names, several values as an
@@ -112,7 +118,9 @@ fn headers_table(lua: &Lua, headers: &http::HeaderMap, max: Option<usize>) -> ml
     let mt = lua.create_table()?;
     mt.set(
         "__index",
-        lua.create_function(|_, (t, k): (Table, String)| t.raw_get::<Value>(header_key(&k)))?,
+        lua.create_function(|_, (t, k): (Table, String)| {
+            t.raw_get::<Value>(header_key(&k).as_ref())
+        })?,
     )?;
     t.set_metatable(Some(mt))?;
     Ok(t)

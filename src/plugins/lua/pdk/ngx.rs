@@ -148,7 +148,7 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
         "__newindex",
         |_, (_t, k, v): (Table, String, Value)| {
             cur(|c, _, _| {
-                let name = header_key(&k);
+                let name = header_key(&k).into_owned();
                 let ops: Vec<HeaderOp> = match v {
                     Value::Nil => vec![HeaderOp::Clear(name)],
                     Value::Table(list) => {
@@ -276,7 +276,7 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
         "set_header",
         |_, (name, value): (String, Value)| {
             cur(|c, _, _| {
-                let name = header_key(&name);
+                let name = header_key(&name).into_owned();
                 if value.is_nil() {
                     c.req.remove_header(name.as_str());
                     return Ok(());
@@ -289,7 +289,7 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
     )?;
     set_fn(lua, &req, "clear_header", |_, name: String| {
         cur(|c, _, _| {
-            c.req.remove_header(header_key(&name).as_str());
+            c.req.remove_header(header_key(&name).as_ref());
             Ok(())
         })
     })?;

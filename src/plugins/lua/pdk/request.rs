@@ -153,10 +153,12 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         cur(|c, _, _| query_table(lua, c.req.uri.query().unwrap_or(""), max))
     })?;
     set_fn(lua, &t, "get_header", |lua, name: String| {
-        cur(|c, _, _| match c.req.headers.get(header_key(&name)) {
-            Some(v) => Ok(Value::String(lua.create_string(v.as_bytes())?)),
-            None => Ok(Value::Nil),
-        })
+        cur(
+            |c, _, _| match c.req.headers.get(header_key(&name).as_ref()) {
+                Some(v) => Ok(Value::String(lua.create_string(v.as_bytes())?)),
+                None => Ok(Value::Nil),
+            },
+        )
     })?;
     set_fn(lua, &t, "get_headers", |lua, max: Option<usize>| {
         cur(|c, _, _| headers_table(lua, &c.req.headers, max))
@@ -164,7 +166,12 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     set_fn(lua, &t, "get_raw_body", |lua, ()| {
         cur(|c, _, _| match &c.state.body {
             Some(b) => Ok((Value::String(lua.create_string(b)?), Value::Nil)),
-            None => Ok((Value::String(lua.create_string("")?), Value::Nil)),
+            // Kong returns nil for a body nginx buffered to disk; here: a body over 64 KiB or of
+            // unknown length, which streams to the upstream unread.
+            None => Ok((
+                Value::Nil,
+                Value::String(lua.create_string("request body is larger than the 64 KiB buffer")?),
+            )),
         })
     })?;
     set_fn(

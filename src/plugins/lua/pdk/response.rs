@@ -131,7 +131,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
             match c
                 .resp
                 .as_ref()
-                .and_then(|r| r.headers.get(header_key(&name)))
+                .and_then(|r| r.headers.get(header_key(&name).as_ref()))
             {
                 Some(v) => Ok(Value::String(lua.create_string(v.as_bytes())?)),
                 None => Ok(Value::Nil),
@@ -161,7 +161,10 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         "set_header",
         |_, (name, value): (String, Value)| {
             cur(|c, _, _| {
-                header_op(c, HeaderOp::Set(header_key(&name), header_value(&value)?));
+                header_op(
+                    c,
+                    HeaderOp::Set(header_key(&name).into_owned(), header_value(&value)?),
+                );
                 Ok(())
             })
         },
@@ -172,14 +175,17 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         "add_header",
         |_, (name, value): (String, Value)| {
             cur(|c, _, _| {
-                header_op(c, HeaderOp::Add(header_key(&name), header_value(&value)?));
+                header_op(
+                    c,
+                    HeaderOp::Add(header_key(&name).into_owned(), header_value(&value)?),
+                );
                 Ok(())
             })
         },
     )?;
     set_fn(lua, &t, "clear_header", |_, name: String| {
         cur(|c, _, _| {
-            header_op(c, HeaderOp::Clear(header_key(&name)));
+            header_op(c, HeaderOp::Clear(header_key(&name).into_owned()));
             Ok(())
         })
     })?;
@@ -187,7 +193,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         cur(|c, _, _| {
             for pair in headers.pairs::<String, Value>() {
                 let (k, v) = pair?;
-                let k = header_key(&k);
+                let k = header_key(&k).into_owned();
                 match v {
                     Value::Table(list) => {
                         header_op(c, HeaderOp::Clear(k.clone()));
@@ -279,7 +285,7 @@ pub(super) fn service_response(lua: &Lua) -> mlua::Result<Table> {
             match c
                 .resp
                 .as_ref()
-                .and_then(|r| r.headers.get(header_key(&name)))
+                .and_then(|r| r.headers.get(header_key(&name).as_ref()))
             {
                 Some(v) => Ok(Value::String(lua.create_string(v.as_bytes())?)),
                 None => Ok(Value::Nil),

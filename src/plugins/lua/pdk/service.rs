@@ -9,7 +9,7 @@ use super::{cur, header_key, header_value, set_fn};
 use crate::plugins::PhaseCtx;
 
 fn set_header(c: &mut PhaseCtx<'_>, name: &str, value: &str, append: bool) -> mlua::Result<()> {
-    let name = header_key(name);
+    let name = header_key(name).into_owned();
     let result = if append {
         c.req.append_header(name, value).map(|_| ())
     } else {
@@ -140,7 +140,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     )?;
     set_fn(lua, &req, "clear_header", |_, name: String| {
         cur(|c, _, _| {
-            c.req.remove_header(header_key(&name).as_str());
+            c.req.remove_header(header_key(&name).as_ref());
             Ok(())
         })
     })?;
@@ -150,7 +150,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
                 let (k, v) = pair?;
                 match v {
                     Value::Table(list) => {
-                        c.req.remove_header(header_key(&k).as_str());
+                        c.req.remove_header(header_key(&k).as_ref());
                         for v in list.sequence_values::<Value>() {
                             set_header(c, &k, &header_value(&v?)?, true)?;
                         }
