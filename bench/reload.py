@@ -168,8 +168,11 @@ def main():
         # Reload once a second under load.
         lua = os.path.join(tmp, "paths.lua")
         with open(lua, "w") as f:
+            # Every third route also requires its host (see config()).
             f.write("local i = 0\nrequest = function()\n  i = (i + 7) %% %d\n"
-                    "  return wrk.format('GET', '/r' .. i .. '/x')\nend\n" % routes)
+                    "  local headers = nil\n"
+                    "  if i %% 3 == 0 then headers = { Host = 'h' .. i .. '.example.test' } end\n"
+                    "  return wrk.format('GET', '/r' .. i .. '/x', headers)\nend\n" % routes)
         wrk = subprocess.Popen(["taskset", "-c", "1", "wrk", "-t1", "-c32", "-d%ds" % load_seconds, "-s", lua,
                                 "http://127.0.0.1:%d" % px_port], stdout=subprocess.PIPE, text=True)
         reloads = 0

@@ -333,10 +333,25 @@ impl Loader<'_> {
         parent: Option<Parent>,
         children: &[&str],
     ) -> Item<T> {
+        // Keep the entity's own subtree, without its nested children (they are items of
+        // their own): a service with 10,000 nested routes must not be copied whole.
+        let own = match &node.value {
+            Value::Map(entries) if !children.is_empty() => Node {
+                loc: node.loc,
+                value: Value::Map(
+                    entries
+                        .iter()
+                        .filter(|e| !children.contains(&e.key.as_str()))
+                        .cloned()
+                        .collect(),
+                ),
+            },
+            _ => node.clone(),
+        };
         let mut item = Item {
             raw: T::default(),
             path,
-            node: node.clone(),
+            node: own,
             parent,
             broken: true,
         };

@@ -74,10 +74,20 @@ pub struct Entry<'a> {
 /// Builds the ordered chain for a request on `route` (with its `service`); `None` for both
 /// gives the chain of global instances (used when no route matched).
 pub fn build(entries: &[Entry<'_>], route: Option<usize>, service: Option<usize>) -> Vec<Link> {
+    build_from(entries, 0..entries.len(), route, service)
+}
+
+/// Like [`build`], considering only the entries at `candidates` (an index by route lets a
+/// snapshot with many routes avoid scanning every instance for every route).
+pub fn build_from(
+    entries: &[Entry<'_>],
+    candidates: impl Iterator<Item = usize>,
+    route: Option<usize>,
+    service: Option<usize>,
+) -> Vec<Link> {
     let mut links: Vec<Link> = Vec::new();
-    let mut ranked: Vec<(u8, usize)> = entries
-        .iter()
-        .enumerate()
+    let mut ranked: Vec<(u8, usize)> = candidates
+        .map(|i| (i, &entries[i]))
         .filter(|(_, e)| {
             (e.scope.route.is_none() || e.scope.route == route)
                 && (e.scope.service.is_none() || e.scope.service == service)

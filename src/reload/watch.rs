@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::Reloader;
 
 /// Quiet time that ends a burst of file events.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Longest a burst may delay a reload.
 const MAX_DELAY: Duration = Duration::from_secs(2);
 

@@ -242,6 +242,15 @@ fn compile_with(
         links
     };
 
+    // Instances bound to a route apply to that route only; the others may apply to any.
+    let mut by_route: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut unrouted = Vec::new();
+    for (n, e) in chain_entries.iter().enumerate() {
+        match e.scope.route {
+            Some(r) => by_route.entry(r).or_default().push(n),
+            None => unrouted.push(n),
+        }
+    }
     let mut routes = Vec::with_capacity(config.routes.len());
     let mut inputs = Vec::new();
     let mut router_routes = Vec::new();
@@ -253,7 +262,17 @@ fn compile_with(
             protocols: r.protocols.clone(),
             https_redirect_status_code: r.https_redirect_status_code,
             strip_path: r.strip_path,
-            chain: remap(chain::build(&chain_entries, Some(i), r.service)),
+            chain: remap(chain::build_from(
+                &chain_entries,
+                by_route
+                    .get(&i)
+                    .into_iter()
+                    .flatten()
+                    .chain(unrouted.iter())
+                    .copied(),
+                Some(i),
+                r.service,
+            )),
         });
         // Kong leaves routes of disabled services out of the router.
         if r.service.is_some_and(|s| !config.services[s].enabled) {
