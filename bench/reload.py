@@ -188,6 +188,7 @@ def main():
         failed = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(x) for x in sock.groups()) if sock else 0)
         status = json.loads(get(admin_port, "/status")[1])
         generation = status["config"]["generation"]
+        rss_end = rss_mib(proxy.pid)
 
         cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                              capture_output=True, text=True).stdout.strip()
@@ -212,6 +213,7 @@ def main():
                 load_seconds, total.group(1) if total else "?"),
             "| failed requests (non-2xx + socket errors) while reloading | %d (%d reloads applied) | 0 |" % (
                 failed, reloads),
+            "| RSS after those %d reloads | %.0f MiB | |" % (reloads, rss_end),
             "",
             "<!-- /reload -->",
         ]
