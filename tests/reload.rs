@@ -119,6 +119,20 @@ async fn invalid_edit_is_rejected_and_the_old_config_keeps_serving() {
         metrics.contains("sluice_config_reloads_total{result=\"failure\"} 1"),
         "{metrics}"
     );
+    // Kong's request metrics, labelled as Kong's prometheus plugin does. They are recorded in
+    // the log phase, after the response went out: wait for them (bounded).
+    let requests = "kong_http_requests_total{code=\"200\",consumer=\"\",route=\"version\",service=\"\",source=\"exit\",workspace=\"default\"} 1";
+    let latency =
+        "kong_request_latency_ms_count{route=\"version\",service=\"\",workspace=\"default\"} 1";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = proxy.admin("GET", "/metrics", "").await.text();
+        if metrics.contains(requests) && metrics.contains(latency) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

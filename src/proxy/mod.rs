@@ -10,6 +10,7 @@
 //! | `logging`                | `log`                                 |
 
 mod headers;
+mod observe;
 mod phases;
 mod resolve;
 pub mod respond;
@@ -133,55 +134,6 @@ fn scheme(session: &Session) -> &'static str {
 }
 
 impl Gateway {
-    /// Kong's prometheus-plugin request metrics.
-    fn record_metrics(&self, session: &Session, ctx: &Ctx, status: u16) {
-        let snap = &ctx.snap;
-        let route = ctx.state.route.map(|r| &snap.routes[r]);
-        let route_name = route.map_or("", |r| r.name.as_deref().unwrap_or(&r.id));
-        let service_name = route.and_then(|r| r.service).map_or("", |s| {
-            snap.services[s]
-                .name
-                .as_deref()
-                .unwrap_or(&snap.services[s].id)
-        });
-        let m = &self.metrics;
-        let code = status.to_string();
-        let consumer = ctx.state.consumer.map_or(String::new(), |c| {
-            let c = &snap.config.consumers[c];
-            c.username.clone().unwrap_or_else(|| c.id.clone())
-        });
-        m.requests
-            .with_label_values(&[
-                service_name,
-                route_name,
-                &code,
-                ctx.state.source,
-                "default",
-                &consumer,
-            ])
-            .inc();
-        let total = ctx.started.elapsed().as_secs_f64() * 1000.0;
-        let labels = [service_name, route_name, "default"];
-        m.request_latency.with_label_values(&labels).observe(total);
-        if let Some(up) = ctx.upstream_latency {
-            let up = up.as_secs_f64() * 1000.0;
-            m.upstream_latency.with_label_values(&labels).observe(up);
-            m.kong_latency
-                .with_label_values(&labels)
-                .observe((total - up).max(0.0));
-        } else {
-            m.kong_latency.with_label_values(&labels).observe(total);
-        }
-        let ingress = session.body_bytes_read() as u64;
-        let egress = session.body_bytes_sent() as u64;
-        m.bandwidth
-            .with_label_values(&[service_name, route_name, "ingress", "default", ""])
-            .inc_by(ingress);
-        m.bandwidth
-            .with_label_values(&[service_name, route_name, "egress", "default", ""])
-            .inc_by(egress);
-    }
-
     /// Writes a response produced by the gateway or a plugin, with header_filter applied.
     async fn exit(&self, session: &mut Session, ctx: &mut Ctx, exit: &Exit) -> Result<bool> {
         ctx.state.status = exit.status;

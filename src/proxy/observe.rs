@@ -1,0 +1,126 @@
+//! Kong's prometheus-plugin request metrics, recorded after each request. Metric handles are
+//! cached per worker thread and snapshot generation: `with_label_values` hashes the labels and
+//! takes a lock on every call, which showed up in profiles with many routes.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use pingora::proxy::Session;
+use prometheus::{Histogram, IntCounter};
+
+use super::{Ctx, Gateway};
+
+/// The per-route handles.
+struct RouteHandles {
+    latency: Histogram,
+    upstream: Histogram,
+    kong: Histogram,
+    ingress: IntCounter,
+    egress: IntCounter,
+}
+
+/// Route and consumer indexes.
+type RouteKey = (Option<usize>, Option<usize>);
+/// Route, consumer, status and response source.
+type RequestKey = (Option<usize>, Option<usize>, u16, &'static str);
+
+/// `(route, consumer)` → handles, and `(route, consumer, status, source)` → request counter,
+/// for one snapshot generation.
+#[derive(Default)]
+struct Cache {
+    generation: u64,
+    routes: HashMap<RouteKey, RouteHandles>,
+    requests: HashMap<RequestKey, IntCounter>,
+}
+
+/// Entries kept at most per thread (labels of a config with very many routes and consumers).
+const MAX_ENTRIES: usize = 100_000;
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+impl Gateway {
+    /// Records one finished request.
+    pub(super) fn record_metrics(&self, session: &Session, ctx: &Ctx, status: u16) {
+        let snap = &ctx.snap;
+        let route = ctx.state.route;
+        let consumer = ctx.state.consumer;
+        let labels = || {
+            let r = route.map(|r| &snap.routes[r]);
+            let route_name = r.map_or(String::new(), |r| {
+                r.name.clone().unwrap_or_else(|| r.id.clone())
+            });
+            let service_name = r.and_then(|r| r.service).map_or(String::new(), |s| {
+                let s = &snap.services[s];
+                s.name.clone().unwrap_or_else(|| s.id.clone())
+            });
+            let consumer_name = consumer.map_or(String::new(), |c| {
+                let c = &snap.config.consumers[c];
+                c.username.clone().unwrap_or_else(|| c.id.clone())
+            });
+            (service_name, route_name, consumer_name)
+        };
+        let m = &self.metrics;
+        let total = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        let upstream = ctx.upstream_latency.map(|d| d.as_secs_f64() * 1000.0);
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.generation != snap.generation
+                || cache.routes.len() + cache.requests.len() > MAX_ENTRIES
+            {
+                *cache = Cache {
+                    generation: snap.generation,
+                    ..Cache::default()
+                };
+            }
+            let key = (route, consumer, status, ctx.state.source);
+            cache
+                .requests
+                .entry(key)
+                .or_insert_with(|| {
+                    let (service, route_name, consumer_name) = labels();
+                    let code = status.to_string();
+                    m.requests.with_label_values(&[
+                        service.as_str(),
+                        route_name.as_str(),
+                        code.as_str(),
+                        ctx.state.source,
+                        "default",
+                        consumer_name.as_str(),
+                    ])
+                })
+                .inc();
+            let h = cache.routes.entry((route, consumer)).or_insert_with(|| {
+                let (service, route_name, consumer_name) = labels();
+                let l = [service.as_str(), route_name.as_str(), "default"];
+                let bw = |dir: &str| {
+                    m.bandwidth.with_label_values(&[
+                        service.as_str(),
+                        route_name.as_str(),
+                        dir,
+                        "default",
+                        consumer_name.as_str(),
+                    ])
+                };
+                RouteHandles {
+                    latency: m.request_latency.with_label_values(&l),
+                    upstream: m.upstream_latency.with_label_values(&l),
+                    kong: m.kong_latency.with_label_values(&l),
+                    ingress: bw("ingress"),
+                    egress: bw("egress"),
+                }
+            });
+            h.latency.observe(total);
+            match upstream {
+                Some(up) => {
+                    h.upstream.observe(up);
+                    h.kong.observe((total - up).max(0.0));
+                }
+                None => h.kong.observe(total),
+            }
+            h.ingress.inc_by(session.body_bytes_read() as u64);
+            h.egress.inc_by(session.body_bytes_sent() as u64);
+        });
+    }
+}
