@@ -123,3 +123,13 @@ fn serve_refuses_an_invalid_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("10 errors"), "{stderr}");
 }
+
+#[test]
+fn a_condition_is_rejected_until_conditions_are_evaluated() {
+    let (ok, _, stderr) = check(
+        "_format_version: \"3.0\"\nroutes:\n  - name: r\n    paths: [/]\nplugins:\n  - name: request-termination\n    route: r\n    condition: 'http.path.startsWith(\"/x\")'\n",
+    );
+    assert!(!ok);
+    assert!(stderr.contains("bad.yaml:8:"), "{stderr}");
+    assert!(stderr.contains("plugins[0].condition: plugins[0] (request-termination on route \"r\"): CEL conditions are not supported by this build yet"), "{stderr}");
+}

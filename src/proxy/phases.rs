@@ -130,33 +130,7 @@ impl Gateway {
             op.apply(resp);
         }
         ctx.state.status = resp.status.as_u16();
-        let snap = ctx.snap.clone();
-        let ran = ctx.ran.clone();
-        for i in ran {
-            let Some(instance) = &snap.instances[i] else {
-                continue;
-            };
-            if !instance.phases().contains(&Phase::HeaderFilter) {
-                continue;
-            }
-            let name = &snap.config.plugins[i].name;
-            let started = Instant::now();
-            let mut pctx = PhaseCtx {
-                phase: Phase::HeaderFilter,
-                snap: &snap,
-                state: &mut ctx.state,
-                req: session.req_header_mut(),
-                resp: Some(resp),
-                chunk: None,
-            };
-            let result = instance.header_filter(&mut pctx);
-            self.observe(name, Phase::HeaderFilter, started, result.is_err());
-            if let Err(e) = result {
-                tracing::error!(plugin = %name, phase = "header_filter", error = %e, "plugin failed");
-                return false;
-            }
-        }
-        true
+        self.run_response_phase(session, ctx, Phase::HeaderFilter, Some(resp), None)
     }
 
     /// Whether any instance of the request has a body_filter phase.
@@ -177,62 +151,69 @@ impl Gateway {
         body: &mut Option<Bytes>,
         eof: bool,
     ) -> bool {
-        let snap = ctx.snap.clone();
-        let ran = ctx.ran.clone();
-        for i in ran {
-            let Some(instance) = &snap.instances[i] else {
-                continue;
-            };
-            if !instance.phases().contains(&Phase::BodyFilter) {
-                continue;
-            }
-            let name = &snap.config.plugins[i].name;
-            let started = Instant::now();
-            let mut pctx = PhaseCtx {
-                phase: Phase::BodyFilter,
-                snap: &snap,
-                state: &mut ctx.state,
-                req: session.req_header_mut(),
-                resp: None,
-                chunk: Some((body, eof)),
-            };
-            let result = instance.body_filter(&mut pctx);
-            self.observe(name, Phase::BodyFilter, started, result.is_err());
-            if let Err(e) = result {
-                tracing::error!(plugin = %name, phase = "body_filter", error = %e, "plugin failed");
-                *body = None;
-                return false;
-            }
+        let ok = self.run_response_phase(
+            session,
+            ctx,
+            Phase::BodyFilter,
+            None,
+            Some((&mut *body, eof)),
+        );
+        if !ok {
+            *body = None;
         }
-        true
+        ok
     }
 
-    /// Runs the log phase of the request's instances.
+    /// Runs the log phase of the request's instances (a failing one does not stop the others).
     pub(super) fn run_log(&self, session: &mut Session, ctx: &mut Ctx) {
+        self.run_response_phase(session, ctx, Phase::Log, None, None);
+    }
+
+    /// Runs a response-side phase for the instances that took part in the request, in chain
+    /// order. Returns false when one failed (header_filter and body_filter stop there).
+    fn run_response_phase(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        phase: Phase,
+        mut resp: Option<&mut ResponseHeader>,
+        mut chunk: Option<(&mut Option<Bytes>, bool)>,
+    ) -> bool {
         let snap = ctx.snap.clone();
-        let ran = ctx.ran.clone();
-        for i in ran {
+        let ran = std::mem::take(&mut ctx.ran);
+        let mut ok = true;
+        for &i in &ran {
             let Some(instance) = &snap.instances[i] else {
                 continue;
             };
-            if !instance.phases().contains(&Phase::Log) {
+            if !instance.phases().contains(&phase) {
                 continue;
             }
             let name = &snap.config.plugins[i].name;
             let started = Instant::now();
             let mut pctx = PhaseCtx {
-                phase: Phase::Log,
+                phase,
                 snap: &snap,
                 state: &mut ctx.state,
                 req: session.req_header_mut(),
-                resp: None,
-                chunk: None,
+                resp: resp.as_deref_mut(),
+                chunk: chunk.as_mut().map(|(body, eof)| (&mut **body, *eof)),
             };
-            let result = instance.log(&mut pctx);
-            self.observe(name, Phase::Log, started, result.is_err());
+            let result = match phase {
+                Phase::HeaderFilter => instance.header_filter(&mut pctx),
+                Phase::BodyFilter => instance.body_filter(&mut pctx),
+                _ => instance.log(&mut pctx),
+            };
+            self.observe(name, phase, started, result.is_err());
             if let Err(e) = result {
-                tracing::error!(plugin = %name, phase = "log", error = %e, "plugin failed");
+                tracing::error!(plugin = %name, phase = phase.as_str(), error = %e, "plugin failed");
+                ok = false;
+                if phase != Phase::Log {
+                    break;
+                }
             }
         }
+        ctx.ran = ran;
+        ok
     }
 }

@@ -467,6 +467,13 @@ impl Validator<'_> {
                             c.len()
                         ),
                     );
+                } else {
+                    // Fail closed: running the instance unconditionally would change what it does.
+                    self.err(
+                        item,
+                        &[PathSeg::Key("condition")],
+                        format!("{label}: CEL conditions are not supported by this build yet"),
+                    );
                 }
             }
             let id = self.id("plugins", item, &r.id, &scope_key);

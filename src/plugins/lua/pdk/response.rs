@@ -114,6 +114,29 @@ fn exit(
     Err(mlua::Error::runtime("kong.response.exit"))
 }
 
+/// `get_header` and `get_headers` on the response header (both `kong.response` and
+/// `kong.service.response` read it).
+fn header_getters(lua: &Lua, t: &Table) -> mlua::Result<()> {
+    set_fn(lua, t, "get_header", |lua, name: String| {
+        cur(|c, _, _| {
+            match c
+                .resp
+                .as_ref()
+                .and_then(|r| r.headers.get(header_key(&name).as_ref()))
+            {
+                Some(v) => Ok(Value::String(lua.create_string(v.as_bytes())?)),
+                None => Ok(Value::Nil),
+            }
+        })
+    })?;
+    set_fn(lua, t, "get_headers", |lua, max: Option<usize>| {
+        cur(|c, _, _| match c.resp.as_ref() {
+            Some(r) => headers_table(lua, &r.headers, max),
+            None => lua.create_table(),
+        })
+    })
+}
+
 pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     set_fn(lua, &t, "get_status", |_, ()| {
@@ -126,24 +149,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     set_fn(lua, &t, "get_source", |_, ()| {
         cur(|c, _, _| Ok(c.state.source))
     })?;
-    set_fn(lua, &t, "get_header", |lua, name: String| {
-        cur(|c, _, _| {
-            match c
-                .resp
-                .as_ref()
-                .and_then(|r| r.headers.get(header_key(&name).as_ref()))
-            {
-                Some(v) => Ok(Value::String(lua.create_string(v.as_bytes())?)),
-                None => Ok(Value::Nil),
-            }
-        })
-    })?;
-    set_fn(lua, &t, "get_headers", |lua, max: Option<usize>| {
-        cur(|c, _, _| match c.resp.as_ref() {
-            Some(r) => headers_table(lua, &r.headers, max),
-            None => lua.create_table(),
-        })
-    })?;
+    header_getters(lua, &t)?;
     set_fn(lua, &t, "set_status", |_, status: i64| {
         cur(|c, _, _| {
             let status = check_status(status)?;
@@ -280,24 +286,7 @@ pub(super) fn service_response(lua: &Lua) -> mlua::Result<Table> {
             }))
         })
     })?;
-    set_fn(lua, &t, "get_header", |lua, name: String| {
-        cur(|c, _, _| {
-            match c
-                .resp
-                .as_ref()
-                .and_then(|r| r.headers.get(header_key(&name).as_ref()))
-            {
-                Some(v) => Ok(Value::String(lua.create_string(v.as_bytes())?)),
-                None => Ok(Value::Nil),
-            }
-        })
-    })?;
-    set_fn(lua, &t, "get_headers", |lua, max: Option<usize>| {
-        cur(|c, _, _| match c.resp.as_ref() {
-            Some(r) => headers_table(lua, &r.headers, max),
-            None => lua.create_table(),
-        })
-    })?;
+    header_getters(lua, &t)?;
     set_fn(lua, &t, "get_raw_body", |_, ()| {
         cur(|_, _, _| Ok(Value::Nil))
     })?;
