@@ -275,21 +275,18 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
         &req,
         "set_header",
         |_, (name, value): (String, Value)| {
-            cur(|c, _, _| {
-                let name = header_key(&name).into_owned();
-                if value.is_nil() {
-                    c.req.remove_header(name.as_str());
-                    return Ok(());
+            cur(|c, _, _| match value {
+                Value::Nil => {
+                    super::service::clear_header(c, &name);
+                    Ok(())
                 }
-                c.req
-                    .insert_header(name, header_value(&value)?)
-                    .map_err(|e| mlua::Error::runtime(e.to_string()))
+                v => super::service::set_header(c, &name, &header_value(&v)?, false),
             })
         },
     )?;
     set_fn(lua, &req, "clear_header", |_, name: String| {
         cur(|c, _, _| {
-            c.req.remove_header(header_key(&name).as_ref());
+            super::service::clear_header(c, &name);
             Ok(())
         })
     })?;

@@ -8,7 +8,13 @@ use mlua::{Lua, Table, Value};
 use super::{cur, header_key, header_value, set_fn};
 use crate::plugins::PhaseCtx;
 
-fn set_header(c: &mut PhaseCtx<'_>, name: &str, value: &str, append: bool) -> mlua::Result<()> {
+/// Sets (or with `append`, adds) a request header; `kong.request.get_header` sees it.
+pub(super) fn set_header(
+    c: &mut PhaseCtx<'_>,
+    name: &str,
+    value: &str,
+    append: bool,
+) -> mlua::Result<()> {
     let name = header_key(name).into_owned();
     let result = if append {
         c.req.append_header(name, value).map(|_| ())
@@ -16,6 +22,11 @@ fn set_header(c: &mut PhaseCtx<'_>, name: &str, value: &str, append: bool) -> ml
         c.req.insert_header(name, value)
     };
     result.map_err(|e| mlua::Error::runtime(format!("invalid header: {e}")))
+}
+
+/// Removes a request header.
+pub(super) fn clear_header(c: &mut PhaseCtx<'_>, name: &str) {
+    c.req.remove_header(header_key(name).as_ref());
 }
 
 /// Encodes a query table the way `kong.service.request.set_query` does (sorted names).
@@ -140,7 +151,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     )?;
     set_fn(lua, &req, "clear_header", |_, name: String| {
         cur(|c, _, _| {
-            c.req.remove_header(header_key(&name).as_ref());
+            clear_header(c, &name);
             Ok(())
         })
     })?;
