@@ -26,19 +26,20 @@ struct Worker {
     /// `LuaPlugin::key` → the loaded handler.
     handlers: HashMap<String, Loaded>,
     /// (generation, plugin instance index) → conf table.
-    confs: HashMap<(u64, usize), RegistryKey>,
-    /// request id → { shared = {}, plugin = {}, ngx = {} }
-    requests: RegistryKey,
-    /// Requests with Lua tables on this thread, per generation.
+    confs: HashMap<(u64, usize), Table>,
+    /// request id → { shared = {}, plugin = {}, ngx = {} }, created when a plugin first uses
+    /// kong.ctx or ngx.ctx.
+    requests: Table,
+    /// Requests that ran Lua on this thread, per generation.
     active: HashMap<u64, usize>,
     newest: u64,
 }
 
 /// A handler loaded in a worker's VM.
 struct Loaded {
-    table: RegistryKey,
+    table: Table,
     /// The phase methods, resolved once (indexed like `Phase`'s slots).
-    methods: [Option<RegistryKey>; 5],
+    methods: [Option<Function>; 5],
     /// Newest snapshot generation that uses it.
     generation: u64,
 }
@@ -84,7 +85,7 @@ impl Worker {
             .into_iter()
             .map(|(name, value)| Ok((name, lua.create_registry_value(value)?)))
             .collect::<mlua::Result<Vec<_>>>()?;
-        let requests = lua.create_registry_value(lua.create_table()?)?;
+        let requests = lua.create_table()?;
         let memory = Arc::new(AtomicUsize::new(lua.used_memory()));
         if let Ok(mut all) = VM_MEMORY.lock() {
             all.push(memory.clone());
@@ -118,14 +119,14 @@ impl Worker {
         if !self.handlers.contains_key(plugin.key.as_str()) {
             let globals = self.globals()?;
             let table = load_handler(&self.lua, plugin, &globals)?;
-            let mut methods: [Option<RegistryKey>; 5] = Default::default();
+            let mut methods: [Option<Function>; 5] = Default::default();
             for p in PHASES {
                 if let Value::Function(f) = table.get::<Value>(p.as_str())? {
-                    methods[slot(p)] = Some(self.lua.create_registry_value(f)?);
+                    methods[slot(p)] = Some(f);
                 }
             }
             let loaded = Loaded {
-                table: self.lua.create_registry_value(table)?,
+                table,
                 methods,
                 generation,
             };
@@ -135,54 +136,37 @@ impl Worker {
             return Err(mlua::Error::runtime("handler vanished"));
         };
         loaded.generation = loaded.generation.max(generation);
-        let table = self.lua.registry_value(&loaded.table)?;
-        let method = match &loaded.methods[slot(phase)] {
-            Some(k) => Some(self.lua.registry_value(k)?),
-            None => None,
-        };
-        Ok((table, method))
+        Ok((loaded.table.clone(), loaded.methods[slot(phase)].clone()))
     }
 
     fn conf(&mut self, inst: &LuaInstance) -> mlua::Result<Table> {
         let key = (inst.generation, inst.index);
-        if let Some(k) = self.confs.get(&key) {
-            return self.lua.registry_value(k);
+        if let Some(t) = self.confs.get(&key) {
+            return Ok(t.clone());
         }
         let value = super::util::json_to_lua(&self.lua, &inst.conf)?;
         let Value::Table(table) = value else {
             return Err(mlua::Error::runtime("plugin conf is not a table"));
         };
-        let k = self.lua.create_registry_value(table.clone())?;
-        self.confs.insert(key, k);
+        self.confs.insert(key, table.clone());
         Ok(table)
     }
 
-    /// Makes sure the request has its tables; returns them.
-    fn request_tables(&mut self, ctx: &mut PhaseCtx<'_>) -> mlua::Result<Table> {
-        let requests: Table = self.lua.registry_value(&self.requests)?;
+    /// Counts the request as running Lua on this thread (its generation stays loaded).
+    fn register_request(&mut self, ctx: &mut PhaseCtx<'_>) {
         if ctx.state.lua_tables {
-            if let Ok(t) = requests.raw_get::<Table>(ctx.state.id) {
-                return Ok(t);
-            }
+            return;
         }
-        let t = self.lua.create_table()?;
-        t.raw_set("shared", self.lua.create_table()?)?;
-        t.raw_set("plugin", self.lua.create_table()?)?;
-        t.raw_set("ngx", self.lua.create_table()?)?;
-        requests.raw_set(ctx.state.id, t.clone())?;
         ctx.state.lua_tables = true;
         let gen = ctx.state.generation;
         *self.active.entry(gen).or_default() += 1;
         if gen > self.newest {
             self.newest = gen;
         }
-        Ok(t)
     }
 
     fn release(&mut self, id: u64, generation: u64) {
-        if let Ok(requests) = self.lua.registry_value::<Table>(&self.requests) {
-            let _ = requests.raw_set(id, Value::Nil);
-        }
+        let _ = self.requests.raw_set(id, Value::Nil);
         if let Some(n) = self.active.get_mut(&generation) {
             *n = n.saturating_sub(1);
         }
@@ -242,13 +226,17 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
             return Err(PluginError("no Lua VM".into()));
         };
         let phase = ctx.phase;
+        worker.register_request(ctx);
+        let tables = pdk::RequestTables {
+            requests: worker.requests.clone(),
+            id: ctx.state.id,
+        };
         let prepared = (|| -> mlua::Result<_> {
-            let tables = worker.request_tables(ctx)?;
             let (handler, method) = worker.handler(&inst.plugin, inst.generation, phase)?;
             let conf = worker.conf(inst)?;
-            Ok((tables, handler, method, conf))
+            Ok((handler, method, conf))
         })();
-        let (tables, handler, method, conf) =
+        let (handler, method, conf) =
             prepared.map_err(|e| PluginError(describe(inst, phase, &e)))?;
         let Some(method) = method else {
             return Ok(Flow::Continue);

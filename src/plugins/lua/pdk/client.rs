@@ -135,9 +135,9 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     let mt = lua.create_table()?;
     set_fn(lua, &mt, "__index", |lua, (_t, key): (Table, String)| {
         cur(|_, inst, tables| match key.as_str() {
-            "shared" => tables.get::<Value>("shared"),
+            "shared" => tables.get(lua)?.get::<Value>("shared"),
             "plugin" => {
-                let plugins: Table = tables.get("plugin")?;
+                let plugins: Table = tables.get(lua)?.get("plugin")?;
                 let name = inst.plugin.name.as_str();
                 match plugins.get::<Value>(name)? {
                     Value::Table(t) => Ok(Value::Table(t)),

@@ -15,13 +15,36 @@ use mlua::{Function, Lua, Table, Value};
 use super::LuaInstance;
 use crate::plugins::PhaseCtx;
 
+/// Where a request's Lua tables (`shared`, `plugin`, `ngx`) live: created on first use, so a
+/// request whose plugins never touch kong.ctx or ngx.ctx creates none.
+pub struct RequestTables {
+    /// request id → tables, in the worker's VM.
+    pub requests: Table,
+    /// The request.
+    pub id: u64,
+}
+
+impl RequestTables {
+    /// The request's tables, created if needed.
+    pub fn get(&self, lua: &Lua) -> mlua::Result<Table> {
+        if let Ok(t) = self.requests.raw_get::<Table>(self.id) {
+            return Ok(t);
+        }
+        let t = lua.create_table()?;
+        t.raw_set("shared", lua.create_table()?)?;
+        t.raw_set("plugin", lua.create_table()?)?;
+        t.raw_set("ngx", lua.create_table()?)?;
+        self.requests.raw_set(self.id, t.clone())?;
+        Ok(t)
+    }
+}
+
 /// The request a PDK function is called for.
 struct Current {
     /// Points to the `PhaseCtx` of the phase call in progress (see `with_current`).
     ctx: *mut PhaseCtx<'static>,
     inst: *const LuaInstance,
-    /// The request's Lua tables: `shared`, `plugin`, `ngx`.
-    tables: Table,
+    tables: RequestTables,
 }
 
 thread_local! {
@@ -32,7 +55,7 @@ thread_local! {
 pub fn with_current<R>(
     ctx: &mut PhaseCtx<'_>,
     inst: &LuaInstance,
-    tables: Table,
+    tables: RequestTables,
     f: impl FnOnce() -> R,
 ) -> R {
     struct Reset(Option<Current>);
@@ -57,7 +80,7 @@ pub fn with_current<R>(
 
 /// Calls `f` with the current request; an error when no phase call is in progress.
 fn cur<R>(
-    f: impl FnOnce(&mut PhaseCtx<'_>, &LuaInstance, &Table) -> mlua::Result<R>,
+    f: impl FnOnce(&mut PhaseCtx<'_>, &LuaInstance, &RequestTables) -> mlua::Result<R>,
 ) -> mlua::Result<R> {
     CURRENT.with(|c| {
         let guard = c.borrow();

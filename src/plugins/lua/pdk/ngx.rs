@@ -212,9 +212,9 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
 
     // ngx.ctx and ngx.status are per request: resolved through ngx's metatable.
     let ngx_mt = lua.create_table()?;
-    set_fn(lua, &ngx_mt, "__index", |_, (_t, k): (Table, String)| {
+    set_fn(lua, &ngx_mt, "__index", |lua, (_t, k): (Table, String)| {
         cur(|c, _, tables| match k.as_str() {
-            "ctx" => tables.get::<Value>("ngx"),
+            "ctx" => tables.get(lua)?.get::<Value>("ngx"),
             "status" => Ok(Value::Integer(
                 c.resp
                     .as_ref()
@@ -228,7 +228,7 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
         lua,
         &ngx_mt,
         "__newindex",
-        |_, (t, k, v): (Table, String, Value)| match k.as_str() {
+        |lua, (t, k, v): (Table, String, Value)| match k.as_str() {
             "status" => cur(|c, _, _| {
                 let status: u16 = match v {
                     Value::Integer(i) => u16::try_from(i).unwrap_or(0),
@@ -242,7 +242,7 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
                 }
                 Ok(())
             }),
-            "ctx" => cur(|_, _, tables| tables.set("ngx", v)),
+            "ctx" => cur(|_, _, tables| tables.get(lua)?.set("ngx", v)),
             _ => t.raw_set(k, v),
         },
     )?;
