@@ -329,3 +329,45 @@ fn the_embed_command_prints_a_loadable_entry() {
     let snap = sluice::snapshot::load_str(&cfg, "kong.yaml", 1).expect("the embedded plugin loads");
     assert_eq!(snap.config.custom_plugins.len(), 1);
 }
+
+#[tokio::test]
+async fn request_body_is_readable_by_plugins_forwarded_and_replaceable() {
+    let up = Upstream::start().await;
+    let handler = "local P = { PRIORITY = 1, VERSION = \"1.0.0\" }\nfunction P:access(conf)\n  local body = kong.request.get_raw_body()\n  kong.service.request.set_header(\"x-body-len\", #body)\n  if conf.upper then kong.service.request.set_raw_body(body:upper()) end\nend\nreturn P\n";
+    let schema = "return { name = \"body\", fields = { { config = { type = \"record\", fields = { { upper = { type = \"boolean\", default = false } } } } } } }";
+    let mut cfg = String::from("_format_version: \"3.0\"\n");
+    cfg.push_str(&embed::render("body", handler, schema, true));
+    cfg.push_str(&render(
+        "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: keep, paths: [/keep], plugins: [{name: body}]}\n      - {name: upper, paths: [/upper], plugins: [{name: body, config: {upper: true}}]}\n",
+        &[&up],
+    ));
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy
+        .request_body(
+            "POST",
+            "/keep",
+            &[("content-type", "text/plain")],
+            bytes::Bytes::from("hello body"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.stderr());
+    let seen = up.last();
+    assert_eq!(
+        &seen.body[..],
+        b"hello body",
+        "the body read by the plugin still reaches the upstream"
+    );
+    assert_eq!(seen.header("x-body-len"), Some("10"));
+    let r = proxy
+        .request_body(
+            "POST",
+            "/upper",
+            &[("content-type", "text/plain")],
+            bytes::Bytes::from("hello body"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(&seen.body[..], b"HELLO BODY");
+    assert_eq!(seen.header("content-length"), Some("10"));
+}

@@ -25,8 +25,10 @@ struct Worker {
     shared_globals: Vec<(&'static str, RegistryKey)>,
     /// `LuaPlugin::key` → the loaded handler.
     handlers: HashMap<String, Loaded>,
-    /// (generation, plugin instance index) → conf table.
-    confs: HashMap<(u64, usize), Table>,
+    /// (generation, plugin instance index) → conf table. Registry keys, not `Table` handles:
+    /// mlua keeps handles on a bounded auxiliary stack, and a config may have tens of
+    /// thousands of instances ("out of Lua stack" otherwise).
+    confs: HashMap<(u64, usize), RegistryKey>,
     /// request id → { shared = {}, plugin = {}, ngx = {} }, created when a plugin first uses
     /// kong.ctx or ngx.ctx.
     requests: Table,
@@ -37,9 +39,9 @@ struct Worker {
 
 /// A handler loaded in a worker's VM.
 struct Loaded {
-    table: Table,
+    table: RegistryKey,
     /// The phase methods, resolved once (indexed like `Phase`'s slots).
-    methods: [Option<Function>; 5],
+    methods: [Option<RegistryKey>; 5],
     /// Newest snapshot generation that uses it.
     generation: u64,
 }
@@ -119,14 +121,14 @@ impl Worker {
         if !self.handlers.contains_key(plugin.key.as_str()) {
             let globals = self.globals()?;
             let table = load_handler(&self.lua, plugin, &globals)?;
-            let mut methods: [Option<Function>; 5] = Default::default();
+            let mut methods: [Option<RegistryKey>; 5] = Default::default();
             for p in PHASES {
                 if let Value::Function(f) = table.get::<Value>(p.as_str())? {
-                    methods[slot(p)] = Some(f);
+                    methods[slot(p)] = Some(self.lua.create_registry_value(f)?);
                 }
             }
             let loaded = Loaded {
-                table,
+                table: self.lua.create_registry_value(table)?,
                 methods,
                 generation,
             };
@@ -136,19 +138,25 @@ impl Worker {
             return Err(mlua::Error::runtime("handler vanished"));
         };
         loaded.generation = loaded.generation.max(generation);
-        Ok((loaded.table.clone(), loaded.methods[slot(phase)].clone()))
+        let table = self.lua.registry_value(&loaded.table)?;
+        let method = match &loaded.methods[slot(phase)] {
+            Some(k) => Some(self.lua.registry_value(k)?),
+            None => None,
+        };
+        Ok((table, method))
     }
 
     fn conf(&mut self, inst: &LuaInstance) -> mlua::Result<Table> {
         let key = (inst.generation, inst.index);
-        if let Some(t) = self.confs.get(&key) {
-            return Ok(t.clone());
+        if let Some(k) = self.confs.get(&key) {
+            return self.lua.registry_value(k);
         }
         let value = super::util::json_to_lua(&self.lua, &inst.conf)?;
         let Value::Table(table) = value else {
             return Err(mlua::Error::runtime("plugin conf is not a table"));
         };
-        self.confs.insert(key, table.clone());
+        let k = self.lua.create_registry_value(table.clone())?;
+        self.confs.insert(key, k);
         Ok(table)
     }
 

@@ -1,0 +1,54 @@
+//! One test per bug found.
+
+mod common;
+
+use common::{render, Proxy, Upstream};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use sluice::plugins::lua::embed;
+
+/// Bug: conf tables of Lua instances were kept as mlua handles, which live on a bounded
+/// auxiliary Lua stack; with ~10,000 instances requests failed with "out of Lua stack".
+#[tokio::test]
+async fn ten_thousand_lua_instances_do_not_exhaust_the_lua_stack() {
+    const ROUTES: usize = 10_000;
+    let up = Upstream::start().await;
+    let handler = "local P = { PRIORITY = 1, VERSION = \"1.0.0\" }\nfunction P:access(conf)\n  kong.service.request.set_header(\"x-n\", conf.n)\nend\nreturn P\n";
+    let schema = "return { name = \"n\", fields = { { config = { type = \"record\", fields = { { n = { type = \"string\", required = true } } } } } } }";
+    let mut cfg = String::from("_format_version: \"3.0\"\n");
+    cfg.push_str(&embed::render("n", handler, schema, true));
+    let mut routes =
+        String::from("services:\n  - name: s\n    url: http://{upstream}\n    routes:\n");
+    for i in 0..ROUTES {
+        routes.push_str(&format!(
+            "      - {{name: r{i}, paths: [/r{i}/], plugins: [{{name: n, config: {{n: \"{i}\"}}}}]}}\n"
+        ));
+    }
+    cfg.push_str(&render(&routes, &[&up]));
+    let proxy = Proxy::start(&cfg).await;
+
+    // One keep-alive connection, every route once (each builds its conf table in the VM).
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for i in 0..ROUTES {
+        let req = hyper::Request::get(format!("/r{i}/x"))
+            .header("host", "localhost")
+            .body(Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            status,
+            200,
+            "route {i}: {}\n{}",
+            String::from_utf8_lossy(&body),
+            proxy.stderr()
+        );
+    }
+    assert_eq!(up.seen().len(), ROUTES);
+    assert_eq!(up.last().header("x-n"), Some("9999"));
+}
