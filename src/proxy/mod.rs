@@ -31,7 +31,6 @@ use crate::metrics::Metrics;
 use crate::plugins::{Exit, Phase, RequestState};
 use crate::router::{normalize_path, RequestInfo, RouteMatch};
 use crate::snapshot::Snapshot;
-use phases::Outcome;
 use respond::{messages, write_error, write_exit, VIA};
 
 /// The gateway: the current snapshot and what outlives snapshots.
@@ -242,14 +241,10 @@ impl ProxyHttp for Gateway {
 
         // Kong's rewrite phase: global instances, before routing.
         if !snap.global_chain.is_empty() {
-            match self.run_request_phase(session, ctx, Phase::Rewrite, &snap.global_chain) {
-                Outcome::Continue => {}
-                Outcome::Exit(exit) => return self.exit(session, ctx, &exit).await,
-                Outcome::Failed => {
-                    return self
-                        .exit(session, ctx, &Exit::message(500, messages::UNEXPECTED))
-                        .await
-                }
+            if let Some(exit) =
+                self.run_request_phase(session, ctx, Phase::Rewrite, &snap.global_chain)
+            {
+                return self.exit(session, ctx, &exit).await;
             }
         }
 
@@ -293,14 +288,8 @@ impl ProxyHttp for Gateway {
         if Self::wants_body(&snap, &route.chain) {
             self.read_body_for_plugins(session, ctx).await?;
         }
-        match self.run_request_phase(session, ctx, Phase::Access, &route.chain) {
-            Outcome::Continue => {}
-            Outcome::Exit(exit) => return self.exit(session, ctx, &exit).await,
-            Outcome::Failed => {
-                return self
-                    .exit(session, ctx, &Exit::message(500, messages::UNEXPECTED))
-                    .await
-            }
+        if let Some(exit) = self.run_request_phase(session, ctx, Phase::Access, &route.chain) {
+            return self.exit(session, ctx, &exit).await;
         }
         if route.service.is_none() && ctx.state.upstream.target.is_none() {
             let exit = Exit::message(503, messages::NO_SERVICE);

@@ -10,19 +10,10 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
+use super::respond::messages;
 use super::{Ctx, Gateway};
 use crate::plugins::chain::Link;
 use crate::plugins::{Exit, Flow, Phase, PhaseCtx};
-
-/// The outcome of a request phase (rewrite/access).
-pub enum Outcome {
-    /// Go on.
-    Continue,
-    /// Answer with this response.
-    Exit(Exit),
-    /// A plugin failed: answer 500.
-    Failed,
-}
 
 thread_local! {
     /// Histogram handles per plugin name and phase: `with_label_values` hashes and locks on
@@ -70,14 +61,15 @@ impl Gateway {
     }
 
     /// Runs rewrite or access over `chain`, selecting each plugin's instance with the consumer
-    /// known at that moment (auth plugins earlier in the chain may have set it).
+    /// known at that moment (auth plugins earlier in the chain may have set it). Returns the
+    /// response to send instead of proxying: a plugin's exit, or Kong's 500 when one failed.
     pub(super) fn run_request_phase(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
         phase: Phase,
         chain: &[Link],
-    ) -> Outcome {
+    ) -> Option<Exit> {
         let snap = ctx.snap.clone();
         for link in chain {
             let Some(i) = link.select(ctx.state.consumer) else {
@@ -108,14 +100,14 @@ impl Gateway {
             self.observe(&link.name, phase, started, result.is_err());
             match result {
                 Ok(Flow::Continue) => {}
-                Ok(Flow::Exit(exit)) => return Outcome::Exit(exit),
+                Ok(Flow::Exit(exit)) => return Some(exit),
                 Err(e) => {
                     tracing::error!(plugin = %link.name, phase = phase.as_str(), error = %e, "plugin failed");
-                    return Outcome::Failed;
+                    return Some(Exit::message(500, messages::UNEXPECTED));
                 }
             }
         }
-        Outcome::Continue
+        None
     }
 
     /// Runs header_filter for the instances that took part in the request. A failure turns the

@@ -66,6 +66,13 @@ pub(super) fn query_table(lua: &Lua, q: &str, max: Option<usize>) -> mlua::Resul
     Ok(t)
 }
 
+/// The request's Content-Type, if it has a readable one.
+pub(super) fn content_type(req: &pingora::http::RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+}
+
 /// The Host header without its port, lower-cased.
 pub(super) fn host_of(req: &pingora::http::RequestHeader) -> String {
     let raw = req
@@ -180,14 +187,8 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         "get_body",
         |lua, (mime, _max): (Option<String>, Option<usize>)| {
             cur(|c, _, _| {
-                let ctype = mime.unwrap_or_else(|| {
-                    c.req
-                        .headers
-                        .get(http::header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_ascii_lowercase()
-                });
+                let ctype =
+                    mime.unwrap_or_else(|| content_type(c.req).unwrap_or("").to_ascii_lowercase());
                 let body = c.state.body.clone().unwrap_or_default();
                 let text = String::from_utf8_lossy(&body).into_owned();
                 if ctype.contains("application/json") {

@@ -185,10 +185,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         |_, (body, mime): (Table, Option<String>)| {
             cur(|c, _, _| {
                 let ctype = mime.unwrap_or_else(|| {
-                    c.req
-                        .headers
-                        .get(http::header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
+                    super::request::content_type(c.req)
                         .unwrap_or("application/json")
                         .to_string()
                 });
