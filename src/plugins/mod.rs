@@ -2,6 +2,7 @@
 //! scope precedence. Native (Rust) plugins live in [`native`].
 
 pub mod chain;
+mod request_api;
 pub mod lua;
 pub mod native;
 
@@ -11,8 +12,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 
-use crate::config::load::FieldProblem;
-use crate::config::yaml::Node;
 
 /// A response a plugin sends instead of proxying (Kong's `kong.response.exit`).
 #[derive(Debug, Clone)]
@@ -279,18 +278,11 @@ pub trait Instance: Send + Sync {
     }
 }
 
-/// Builds an instance from its `config` map; problems are located in `node` (the `config`
-/// subtree) when it is known.
-pub type BuildFn = fn(
-    &serde_json::Map<String, serde_json::Value>,
-    Option<&Node>,
-) -> Result<Arc<dyn Instance>, Vec<FieldProblem>>;
-
 /// How a plugin's instances are built.
 #[derive(Clone)]
 pub enum Kind {
-    /// A bundled plugin in Rust: validates a config and builds an instance.
-    Native(BuildFn),
+    /// A bundled plugin in Rust: its schema and instance builder.
+    Native(&'static native::Bundled),
     /// A streamed Lua plugin (its handler and schema).
     Lua(Arc<lua::LuaPlugin>),
 }

@@ -24,7 +24,8 @@ pub(super) fn definitions(
         .collect();
     let mut loader = None;
     let mut broken = Vec::new();
-    if !config.custom_plugins.is_empty() {
+    // One VM validates every instance's config (bundled plugins' schemas use the same DSL).
+    if !config.custom_plugins.is_empty() || !config.plugins.is_empty() {
         match lua::Loader::new() {
             Ok(l) => loader = Some(l),
             Err(e) => errs.push(None, "custom_plugins", e),
@@ -109,11 +110,12 @@ pub(super) fn build_instance(
     config: &Config,
     index: usize,
     def: &Definition,
-    loader: Option<&lua::Loader>,
+    loader: Option<&mut lua::Loader>,
     generation: u64,
     errs: &mut Errors,
 ) -> Option<Arc<dyn Instance>> {
     let p = &config.plugins[index];
+    let loader = loader?;
     let report = |errs: &mut Errors, problems: Vec<(String, String)>| {
         for (field, message) in problems {
             let loc = match (field.strip_prefix("config"), p.config_node.as_ref()) {
@@ -132,84 +134,88 @@ pub(super) fn build_instance(
             errs.at(loc, p.label.clone(), format!("{field}: {message}"));
         }
     };
+    let schema_name = match &def.kind {
+        Kind::Native(b) => {
+            if let Err(e) = loader.ensure_schema(b.name, b.schema) {
+                errs.at(
+                    p.origin.loc,
+                    p.label.clone(),
+                    format!("bundled plugin {:?}: schema: {e}", b.name),
+                );
+                return None;
+            }
+            b.name
+        }
+        Kind::Lua(plugin) => plugin.name.as_str(),
+    };
+    let mut scope = Vec::new();
+    if p.route.is_some() {
+        scope.push("route");
+    }
+    if p.service.is_some() {
+        scope.push("service");
+    }
+    if p.consumer.is_some() {
+        scope.push("consumer");
+    }
+    let json = serde_json::Value::Object(p.config.clone());
+    let conf = match loader.validate(schema_name, &json, &scope) {
+        Ok(conf) => conf,
+        Err(problems) => {
+            let problems = problems.into_iter().map(|pr| (pr.field, pr.message));
+            report(errs, problems.collect());
+            return None;
+        }
+    };
     match &def.kind {
-        Kind::Native(build) => match build(&p.config, p.config_node.as_ref()) {
-            Ok(instance) => Some(instance),
-            Err(problems) => {
-                for pr in problems {
-                    let field = if pr.field.is_empty() {
-                        "config".to_string()
-                    } else {
-                        format!("config.{}", pr.field)
-                    };
-                    let loc = if pr.loc == Default::default() {
-                        p.origin.loc
-                    } else {
-                        pr.loc
-                    };
-                    errs.at(loc, p.label.clone(), format!("{field}: {}", pr.message));
-                }
-                None
-            }
-        },
-        Kind::Lua(plugin) => {
-            let loader = loader?;
-            let mut scope = Vec::new();
-            if p.route.is_some() {
-                scope.push("route");
-            }
-            if p.service.is_some() {
-                scope.push("service");
-            }
-            if p.consumer.is_some() {
-                scope.push("consumer");
-            }
-            let json = serde_json::Value::Object(p.config.clone());
-            match loader.validate(&plugin.name, &json, &scope) {
-                Ok(mut conf) => {
-                    if let serde_json::Value::Object(m) = &mut conf {
-                        let id = |i: Option<usize>, f: &dyn Fn(usize) -> String| {
-                            i.map_or(serde_json::Value::Null, |i| f(i).into())
-                        };
-                        m.insert(
-                            "route_id".into(),
-                            id(p.route, &|i| config.routes[i].id.clone()),
-                        );
-                        m.insert(
-                            "service_id".into(),
-                            id(p.service, &|i| config.services[i].id.clone()),
-                        );
-                        m.insert(
-                            "consumer_id".into(),
-                            id(p.consumer, &|i| config.consumers[i].id.clone()),
-                        );
-                        m.insert(
-                            "plugin_instance_name".into(),
-                            p.instance_name
-                                .clone()
-                                .map_or(serde_json::Value::Null, Into::into),
-                        );
-                        m.insert("__plugin_id".into(), p.id.clone().into());
-                    }
-                    Some(Arc::new(lua::LuaInstance {
-                        plugin: plugin.clone(),
-                        name: def.name.clone(),
-                        generation,
-                        index,
-                        conf,
-                    }))
-                }
-                Err(problems) => {
-                    report(
-                        errs,
-                        problems
-                            .into_iter()
-                            .map(|pr| (pr.field, pr.message))
-                            .collect(),
-                    );
+        Kind::Native(b) => {
+            let ctx = native::BuildCtx {
+                config,
+                plugin: p,
+                name: &def.name,
+                conf: &conf,
+            };
+            match (b.build)(&ctx) {
+                Ok(instance) => Some(instance),
+                Err(e) => {
+                    report(errs, vec![(String::new(), e)]);
                     None
                 }
             }
+        }
+        Kind::Lua(plugin) => {
+            let mut conf = conf;
+            if let serde_json::Value::Object(m) = &mut conf {
+                let id = |i: Option<usize>, f: &dyn Fn(usize) -> String| {
+                    i.map_or(serde_json::Value::Null, |i| f(i).into())
+                };
+                m.insert(
+                    "route_id".into(),
+                    id(p.route, &|i| config.routes[i].id.clone()),
+                );
+                m.insert(
+                    "service_id".into(),
+                    id(p.service, &|i| config.services[i].id.clone()),
+                );
+                m.insert(
+                    "consumer_id".into(),
+                    id(p.consumer, &|i| config.consumers[i].id.clone()),
+                );
+                m.insert(
+                    "plugin_instance_name".into(),
+                    p.instance_name
+                        .clone()
+                        .map_or(serde_json::Value::Null, Into::into),
+                );
+                m.insert("__plugin_id".into(), p.id.clone().into());
+            }
+            Some(Arc::new(lua::LuaInstance {
+                plugin: plugin.clone(),
+                name: def.name.clone(),
+                generation,
+                index,
+                conf,
+            }))
         }
     }
 }

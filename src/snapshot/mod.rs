@@ -2,6 +2,7 @@
 //! runtime that serves requests (router, upstream targets, plugin instances and chains).
 //! A snapshot is built completely before it is published; any error rejects it whole.
 
+mod consumers;
 mod instances;
 mod upstream;
 
@@ -17,6 +18,7 @@ use crate::plugins::Instance;
 use crate::router::{self, RouteInput, Router};
 use instances::{build_instance, definitions};
 
+pub use consumers::Consumers;
 pub use upstream::Balancer;
 
 /// Upstream connection settings of a service.
@@ -102,6 +104,8 @@ pub struct Snapshot {
     pub instances: Vec<Option<Arc<dyn Instance>>>,
     /// Global plugins, for requests that matched no route.
     pub global_chain: Vec<Link>,
+    /// Consumers and credentials indexed for the auth plugins.
+    pub consumers: Consumers,
     /// Load balancers of `upstreams`.
     pub balancers: Vec<Balancer>,
 }
@@ -154,7 +158,7 @@ fn compile_with(
     generation: u64,
     mut errs: Errors,
 ) -> Result<Snapshot, ConfigErrors> {
-    let (defs, loader, broken) = definitions(&config, &mut errs);
+    let (defs, mut loader, broken) = definitions(&config, &mut errs);
 
     let balancers: Vec<Balancer> = (0..config.upstreams.len())
         .map(|i| Balancer::new(&config, i))
@@ -208,7 +212,7 @@ fn compile_with(
             continue;
         };
         let index = instances.len();
-        match build_instance(&config, index, def, loader.as_ref(), generation, &mut errs) {
+        match build_instance(&config, index, def, loader.as_mut(), generation, &mut errs) {
             Some(instance) if p.enabled => {
                 entries.push((index, def.priority));
                 instances.push(Some(instance));
@@ -328,6 +332,7 @@ fn compile_with(
     let Some(router) = router else {
         unreachable!("a router error is recorded in errs");
     };
+    let consumers = Consumers::new(&config);
     Ok(Snapshot {
         generation,
         hash: hash_text(&text),
@@ -340,6 +345,7 @@ fn compile_with(
         router_routes,
         instances,
         global_chain,
+        consumers,
         balancers,
     })
 }

@@ -218,6 +218,17 @@ impl Loader {
         Ok(schema)
     }
 
+    /// Compiles the schema of a bundled plugin, once per loader (schemas are read only for the
+    /// plugins a config uses).
+    pub fn ensure_schema(&mut self, name: &str, source: &str) -> Result<(), String> {
+        if self.schemas.iter().any(|(n, _)| n == name) {
+            return Ok(());
+        }
+        let schema = self.load_schema(name, source)?;
+        self.schemas.push((name.to_string(), schema));
+        Ok(())
+    }
+
     /// Validates an instance's config against the plugin's schema (defaults filled in).
     /// `scope` lists the instance's bindings ("route", "service", "consumer") for the schema's
     /// `no_route`/`no_service`/`no_consumer` restrictions.

@@ -1,10 +1,63 @@
 //! Kong's bundled plugins, written in Rust.
+//!
+//! A bundled plugin declares its schema in Kong's schema DSL (the same engine validates
+//! streamed plugins' configs, so defaults, types, ranges and located errors behave the same)
+//! and a builder that turns a validated config into an [`Instance`]. Instances are built once
+//! per snapshot; state that must outlive a reload (rate-limiting counters, log queues) lives
+//! in process-wide registries keyed by the plugin instance's id.
 
 mod request_termination;
 
-use super::Definition;
+use std::sync::Arc;
 
-/// The bundled plugins this build provides.
+use serde::de::DeserializeOwned;
+
+use super::{Definition, Instance, Kind};
+use crate::config::model::{Config, Plugin};
+
+/// A bundled plugin: its name, Kong's PRIORITY, schema and builder.
+pub struct Bundled {
+    /// Kong's name of the plugin.
+    pub name: &'static str,
+    /// Kong's PRIORITY.
+    pub priority: i64,
+    /// The schema in Kong's schema DSL (Lua source returning the schema table).
+    pub schema: &'static str,
+    /// Builds an instance from a validated config.
+    pub build: fn(&BuildCtx<'_>) -> Result<Arc<dyn Instance>, String>,
+}
+
+/// What a builder sees: the instance's validated config and where it sits in the config.
+pub struct BuildCtx<'a> {
+    /// The whole configuration.
+    pub config: &'a Config,
+    /// The plugin entity.
+    pub plugin: &'a Plugin,
+    /// The name the instance runs under (a clone's own name).
+    pub name: &'a str,
+    /// The validated config, every default filled in.
+    pub conf: &'a serde_json::Value,
+}
+
+impl BuildCtx<'_> {
+    /// The validated config decoded into the plugin's config type.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, String> {
+        serde_json::from_value(self.conf.clone())
+            .map_err(|e| format!("the validated config does not decode: {e}"))
+    }
+}
+
+/// Every bundled plugin of this build.
+pub static BUNDLED: &[&Bundled] = &[&request_termination::PLUGIN];
+
+/// The bundled plugins as definitions.
 pub fn definitions() -> Vec<Definition> {
-    vec![request_termination::definition()]
+    BUNDLED
+        .iter()
+        .map(|b| Definition {
+            name: b.name.to_string(),
+            priority: b.priority,
+            kind: Kind::Native(b),
+        })
+        .collect()
 }

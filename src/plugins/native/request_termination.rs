@@ -6,17 +6,52 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::config::load::{decode_value, FieldProblem};
-use crate::config::yaml::{Loc, Node};
-use crate::plugins::{Definition, Exit, Flow, Instance, Kind, Phase, PhaseCtx, PluginError};
+use super::{BuildCtx, Bundled};
+use crate::plugins::{Exit, Flow, Instance, Phase, PhaseCtx, PluginError};
 
-/// Kong's PRIORITY for request-termination.
-const PRIORITY: i64 = 2;
+/// The plugin.
+pub(super) static PLUGIN: Bundled = Bundled {
+    name: "request-termination",
+    priority: 2,
+    schema: SCHEMA,
+    build,
+};
+
+const SCHEMA: &str = r#"
+local typedefs = require "kong.db.schema.typedefs"
+return {
+  name = "request-termination",
+  fields = {
+    { protocols = typedefs.protocols_http },
+    { config = { type = "record", fields = {
+      { status_code = { type = "integer", required = true, default = 503, between = { 100, 599 } } },
+      { message = { type = "string" } },
+      { content_type = { type = "string" } },
+      { body = { type = "string" } },
+      { echo = { type = "boolean", required = true, default = false } },
+      { trigger = typedefs.header_name },
+    } } },
+  },
+  entity_checks = {
+    { mutually_exclusive = { "config.message", "config.body" } },
+    { mutually_exclusive = { "config.message", "config.content_type" } },
+    { custom_entity_check = {
+      field_sources = { "config" },
+      fn = function(entity)
+        local c = entity.config
+        if c.content_type ~= ngx.null and c.content_type ~= nil and (c.body == nil or c.body == ngx.null) then
+          return nil, "content_type requires a body"
+        end
+        return true
+      end,
+    } },
+  },
+}
+"#;
 
 #[derive(Debug, Deserialize)]
-#[serde(default)]
 struct Conf {
-    status_code: i64,
+    status_code: u16,
     message: Option<String>,
     body: Option<String>,
     content_type: Option<String>,
@@ -24,64 +59,12 @@ struct Conf {
     trigger: Option<String>,
 }
 
-impl Default for Conf {
-    fn default() -> Self {
-        Conf {
-            status_code: 503,
-            message: None,
-            body: None,
-            content_type: None,
-            echo: false,
-            trigger: None,
-        }
-    }
-}
-
 struct RequestTermination {
     conf: Conf,
 }
 
-pub(super) fn definition() -> Definition {
-    Definition {
-        name: "request-termination".into(),
-        priority: PRIORITY,
-        kind: Kind::Native(build),
-    }
-}
-
-fn build(
-    config: &serde_json::Map<String, serde_json::Value>,
-    node: Option<&Node>,
-) -> Result<Arc<dyn Instance>, Vec<FieldProblem>> {
-    let fallback = Node {
-        loc: Loc::default(),
-        value: crate::config::yaml::Value::Null,
-    };
-    let node = node.unwrap_or(&fallback);
-    let (conf, mut problems) =
-        decode_value::<Conf>(node, serde_json::Value::Object(config.clone()));
-    let mut problem = |field: &str, message: &str| {
-        problems.push(FieldProblem {
-            loc: node.get(field).map_or(node.loc, |n| n.loc),
-            field: field.into(),
-            message: message.into(),
-        })
-    };
-    if let Some(conf) = &conf {
-        if !(100..=599).contains(&conf.status_code) {
-            problem("status_code", "expected an integer between 100 and 599");
-        }
-        if conf.message.is_some() && conf.body.is_some() {
-            problem("message", "`message` and `body` are mutually exclusive");
-        }
-        if conf.content_type.is_some() && conf.body.is_none() {
-            problem("content_type", "`content_type` requires `body`");
-        }
-    }
-    match conf {
-        Some(conf) if problems.is_empty() => Ok(Arc::new(RequestTermination { conf })),
-        _ => Err(problems),
-    }
+fn build(ctx: &BuildCtx<'_>) -> Result<Arc<dyn Instance>, String> {
+    Ok(Arc::new(RequestTermination { conf: ctx.decode()? }))
 }
 
 /// Kong's default message for a status when none is configured.
@@ -117,7 +100,7 @@ impl Instance for RequestTermination {
                 return Ok(Flow::Continue);
             }
         }
-        let status = c.status_code as u16;
+        let status = c.status_code;
         if c.echo {
             let headers: serde_json::Map<String, serde_json::Value> = ctx
                 .req
