@@ -177,6 +177,8 @@ pub struct Plugin {
     pub service: Option<usize>,
     pub consumer: Option<usize>,
     pub condition: Option<String>,
+    /// Where `condition` is written (its errors point there).
+    pub condition_loc: Loc,
     pub tags: Vec<String>,
     pub origin: Origin,
     /// `plugins[4] (key-auth on route "r1")`, for messages.

@@ -2,6 +2,7 @@
 //! scope precedence. Native (Rust) plugins live in [`native`].
 
 pub mod chain;
+pub mod condition;
 mod request_api;
 pub mod lua;
 pub mod native;
@@ -102,6 +103,8 @@ pub struct UpstreamChanges {
     pub balancer: Option<usize>,
     /// `kong.service.request.set_raw_body` / `set_body`: replaces the request body.
     pub body: Option<Bytes>,
+    /// `kong.service.request.set_header("Host", ...)`: the Host header sent upstream.
+    pub host: Option<String>,
 }
 
 /// A change to response headers requested before the response exists (rewrite/access).
@@ -169,6 +172,8 @@ pub struct RequestState {
     pub body: Option<bytes::Bytes>,
     /// Response body buffered by `kong.response.get_raw_body` (body_filter).
     pub response_body: Option<bytes::BytesMut>,
+    /// Per-request values of native plugins, kept between phases (Kong's `kong.ctx.plugin`).
+    pub plugin_data: PluginData,
     /// The Lua worker holds per-request tables for this request.
     pub lua_tables: bool,
     /// Generation of the snapshot the request runs on.
@@ -196,9 +201,42 @@ impl RequestState {
             source: "exit",
             body: None,
             response_body: None,
+            plugin_data: PluginData::default(),
             lua_tables: false,
             generation,
         }
+    }
+}
+
+/// Values native plugin instances keep for one request between their phases, keyed by the
+/// instance's name (a clone has its own).
+#[derive(Default)]
+pub struct PluginData(Vec<(Box<str>, Box<dyn std::any::Any + Send + Sync>)>);
+
+impl PluginData {
+    /// The value `plugin` stored, if it has the type `T`.
+    pub fn get_mut<T: std::any::Any>(&mut self, plugin: &str) -> Option<&mut T> {
+        self.0
+            .iter_mut()
+            .find(|(k, _)| &**k == plugin)
+            .and_then(|(_, v)| v.downcast_mut())
+    }
+
+    /// Stores `value` for `plugin`, replacing what it stored before.
+    pub fn insert<T: std::any::Any + Send + Sync>(&mut self, plugin: &str, value: T) {
+        self.remove(plugin);
+        self.0.push((plugin.into(), Box::new(value)));
+    }
+
+    /// Drops what `plugin` stored.
+    pub fn remove(&mut self, plugin: &str) {
+        self.0.retain(|(k, _)| &**k != plugin);
+    }
+}
+
+impl std::fmt::Debug for PluginData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(k, _)| k)).finish()
     }
 }
 

@@ -78,8 +78,29 @@ impl Gateway {
             let Some(instance) = &snap.instances[i] else {
                 continue;
             };
-            if phase == Phase::Access && !ctx.ran.contains(&i) {
-                ctx.ran.push(i);
+            if phase == Phase::Access {
+                if let Some(condition) = &snap.conditions[i] {
+                    let pctx = PhaseCtx {
+                        phase,
+                        snap: &snap,
+                        state: &mut ctx.state,
+                        req: session.req_header_mut(),
+                        resp: None,
+                        chunk: None,
+                    };
+                    match condition.eval(&pctx) {
+                        Ok(true) => {}
+                        // Skips access and, as the instance is not recorded, later phases.
+                        Ok(false) => continue,
+                        Err(e) => {
+                            tracing::error!(plugin = %link.name, error = %e, "plugin condition failed");
+                            return Some(Exit::message(500, messages::UNEXPECTED));
+                        }
+                    }
+                }
+                if !ctx.ran.contains(&i) {
+                    ctx.ran.push(i);
+                }
             }
             if !instance.phases().contains(&phase) {
                 continue;

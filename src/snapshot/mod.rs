@@ -16,6 +16,7 @@ use crate::config::{ConfigErrors, LoadError};
 use crate::plugins::chain::{self, Entry, Link, Scope};
 use crate::plugins::Instance;
 use crate::router::{self, RouteInput, Router};
+use crate::plugins::condition::{self, Condition};
 use instances::{build_instance, definitions};
 
 pub use consumers::Consumers;
@@ -104,6 +105,8 @@ pub struct Snapshot {
     pub instances: Vec<Option<Arc<dyn Instance>>>,
     /// Global plugins, for requests that matched no route.
     pub global_chain: Vec<Link>,
+    /// Compiled `condition`s, indexed as `config.plugins`.
+    pub conditions: Vec<Option<Condition>>,
     /// Consumers and credentials indexed for the auth plugins.
     pub consumers: Consumers,
     /// Load balancers of `upstreams`.
@@ -221,6 +224,7 @@ fn compile_with(
         }
     }
     drop(loader);
+    let conditions = compile_conditions(&config, &mut errs);
     let chain_entries: Vec<Entry<'_>> = entries
         .iter()
         .map(|&(i, priority)| {
@@ -345,7 +349,40 @@ fn compile_with(
         router_routes,
         instances,
         global_chain,
+        conditions,
         consumers,
         balancers,
     })
+}
+
+/// Compiles every instance's `condition` (one CEL environment per snapshot); syntax errors
+/// are located at the condition.
+fn compile_conditions(config: &Config, errs: &mut Errors) -> Vec<Option<Condition>> {
+    if config.plugins.iter().all(|p| p.condition.is_none()) {
+        return config.plugins.iter().map(|_| None).collect();
+    }
+    let compiler = condition::Compiler::new();
+    let parsed: Vec<Option<condition::Parsed>> = config
+        .plugins
+        .iter()
+        .map(|p| {
+            let source = p.condition.as_deref()?;
+            match compiler.parse(source) {
+                Ok(parsed) => Some(parsed),
+                Err(e) => {
+                    errs.at(
+                        p.condition_loc,
+                        p.label.clone(),
+                        format!("condition: invalid CEL expression: {e}"),
+                    );
+                    None
+                }
+            }
+        })
+        .collect();
+    let shared = compiler.finish();
+    parsed
+        .into_iter()
+        .map(|p| p.map(|p| Condition::new(p, shared.clone())))
+        .collect()
 }

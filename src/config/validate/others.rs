@@ -467,13 +467,6 @@ impl Validator<'_> {
                             c.len()
                         ),
                     );
-                } else {
-                    // Fail closed: running the instance unconditionally would change what it does.
-                    self.err(
-                        item,
-                        &[PathSeg::Key("condition")],
-                        format!("{label}: CEL conditions are not supported by this build yet"),
-                    );
                 }
             }
             let id = self.id("plugins", item, &r.id, &scope_key);
@@ -489,6 +482,7 @@ impl Validator<'_> {
                 service,
                 consumer,
                 condition: r.condition.clone(),
+                condition_loc: item.loc_of(&[PathSeg::Key("condition")]),
                 tags: r.tags.clone().unwrap_or_default(),
                 origin: Self::origin(item),
                 label,

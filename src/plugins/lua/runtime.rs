@@ -278,6 +278,17 @@ pub fn release(id: u64, generation: u64) {
     });
 }
 
+/// The request's `kong.ctx.shared` as JSON (for conditions), if Lua created it.
+pub fn shared_ctx(id: u64) -> Option<serde_json::Value> {
+    WORKER.with(|cell| {
+        let slot = cell.try_borrow().ok()?;
+        let worker = slot.as_ref()?;
+        let tables: Table = worker.requests.raw_get(id).ok()?;
+        let shared: Value = tables.get("shared").ok()?;
+        super::util::lua_to_json(&shared).ok()
+    })
+}
+
 /// "plugin P, phase X: <Lua error with its chunk:line>"
 fn describe(inst: &LuaInstance, phase: Phase, e: &mlua::Error) -> String {
     let msg = match e {
