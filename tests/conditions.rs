@@ -33,9 +33,15 @@ async fn status(proxy: &Proxy, method: &str, target: &str, headers: &[(&str, &st
 #[tokio::test]
 async fn header_conditions_read_lowercased_underscored_names_and_null_when_absent() {
     let up = Upstream::start().await;
-    let proxy =
-        Proxy::start(&render(&terminating(r#"http.headers.x_block == "true""#), &[&up])).await;
-    assert_eq!(status(&proxy, "GET", "/a", &[("X-Block", "true")]).await, 418);
+    let proxy = Proxy::start(&render(
+        &terminating(r#"http.headers.x_block == "true""#),
+        &[&up],
+    ))
+    .await;
+    assert_eq!(
+        status(&proxy, "GET", "/a", &[("X-Block", "true")]).await,
+        418
+    );
     assert_eq!(status(&proxy, "GET", "/a", &[("X-Block", "no")]).await, 200);
     // Absent header: null, so the comparison is false (not an error).
     assert_eq!(status(&proxy, "GET", "/a", &[]).await, 200);
@@ -123,13 +129,17 @@ function P:access(conf)
 end
 return P
 "#;
-    let schema = r#"return { name = "tierer", fields = { { config = { type = "record", fields = {} } } } }"#;
+    let schema =
+        r#"return { name = "tierer", fields = { { config = { type = "record", fields = {} } } } }"#;
     let mut cfg = String::from("_format_version: \"3.0\"\n");
     cfg.push_str(&sluice::plugins::lua::embed::render(
         "tierer", handler, schema, true,
     ));
     let rest = terminating(r#"default(kong.ctx.shared.tier == "gold", false)"#);
-    cfg.push_str(rest.trim_start().trim_start_matches("_format_version: \"3.0\"\n"));
+    cfg.push_str(
+        rest.trim_start()
+            .trim_start_matches("_format_version: \"3.0\"\n"),
+    );
     cfg.push_str("plugins:\n  - name: tierer\n");
     let proxy = Proxy::start(&render(&cfg, &[&up])).await;
     assert_eq!(status(&proxy, "GET", "/", &[("x-tier", "gold")]).await, 418);
@@ -154,8 +164,7 @@ services:
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("kong.yaml:10:24")
-            && err.contains("condition: invalid CEL expression"),
+        err.contains("kong.yaml:10:24") && err.contains("condition: invalid CEL expression"),
         "{err}"
     );
     let long = format!("http.path == \"{}\"", "x".repeat(1100));

@@ -48,7 +48,11 @@ async fn counts_per_window_sets_headers_and_answers_429_with_retry_after() {
     assert_eq!(r.header("x-ratelimit-remaining-hour"), Some("0"));
     assert_eq!(r.header("ratelimit-remaining"), Some("0"));
     assert!(r.header("retry-after").is_some());
-    assert_eq!(up.seen().len(), 3, "the rejected request never reaches the upstream");
+    assert_eq!(
+        up.seen().len(),
+        3,
+        "the rejected request never reaches the upstream"
+    );
 }
 
 #[tokio::test]
@@ -66,7 +70,10 @@ async fn limit_by_header_counts_each_value_and_falls_back_to_the_client_ip() {
     assert_eq!(a.status, 200);
     assert!(a.header("x-ratelimit-limit-hour").is_none(), "hidden");
     assert!(a.header("ratelimit-limit").is_none(), "hidden");
-    assert_eq!(proxy.get("/limited", &[("x-tenant", "b")]).await.status, 200);
+    assert_eq!(
+        proxy.get("/limited", &[("x-tenant", "b")]).await.status,
+        200
+    );
     // No header: the client IP is the identifier.
     assert_eq!(proxy.get("/limited", &[]).await.status, 200);
     let r = proxy.get("/limited", &[("x-tenant", "a")]).await;
@@ -85,10 +92,18 @@ async fn counters_survive_a_reload_of_an_unchanged_instance() {
     .await;
     assert_eq!(proxy.get("/limited", &[]).await.status, 200);
     let r = proxy
-        .admin("POST", "/config", &render(&config("{hour: 2}", true), &[&up]))
+        .admin(
+            "POST",
+            "/config",
+            &render(&config("{hour: 2}", true), &[&up]),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(proxy.get("/other", &[]).await.status, 200, "new config serves");
+    assert_eq!(
+        proxy.get("/other", &[]).await.status,
+        200,
+        "new config serves"
+    );
     assert_eq!(proxy.get("/limited", &[]).await.status, 200);
     assert_eq!(proxy.get("/limited", &[]).await.status, 429);
 }
@@ -96,10 +111,19 @@ async fn counters_survive_a_reload_of_an_unchanged_instance() {
 #[test]
 fn invalid_configs_are_located_errors() {
     let cases = [
-        ("{limit_by: ip}", "at least one of these fields must be non-empty"),
-        ("{minute: 10, hour: 5}", "cannot be lower than the limit for minute"),
+        (
+            "{limit_by: ip}",
+            "at least one of these fields must be non-empty",
+        ),
+        (
+            "{minute: 10, hour: 5}",
+            "cannot be lower than the limit for minute",
+        ),
         ("{minute: 0}", "value must be greater than 0"),
-        ("{minute: 5, policy: redis}", "policy 'redis' is not supported"),
+        (
+            "{minute: 5, policy: redis}",
+            "policy 'redis' is not supported",
+        ),
         ("{minute: 5, limit_by: header}", "header_name"),
         ("{minute: 5, limit_by: planet}", "expected one of"),
     ];

@@ -134,7 +134,8 @@ impl Compiler {
 
     /// Finishes compiling: every condition parsed so far shares the result.
     pub fn finish(self) -> Arc<Shared> {
-        let deferred = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|e| e.into_inner()));
+        let deferred =
+            std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|e| e.into_inner()));
         Arc::new(Shared {
             env: Arc::new(self.env),
             deferred: Arc::new(deferred),
@@ -180,15 +181,19 @@ impl Condition {
         }
         let cfg = &ctx.snap.config;
         if self.vars.route {
-            let v = ctx.state.route.map(|i| &cfg.routes[i]).map(|r| {
-                entity(&r.id, "name", r.name.as_deref(), None, &r.tags)
-            });
+            let v = ctx
+                .state
+                .route
+                .map(|i| &cfg.routes[i])
+                .map(|r| entity(&r.id, "name", r.name.as_deref(), None, &r.tags));
             cx.add_variable_from_value("route", v.unwrap_or(Value::Null));
         }
         if self.vars.service {
-            let v = ctx.state.service.map(|i| &cfg.services[i]).map(|s| {
-                entity(&s.id, "name", s.name.as_deref(), None, &s.tags)
-            });
+            let v = ctx
+                .state
+                .service
+                .map(|i| &cfg.services[i])
+                .map(|s| entity(&s.id, "name", s.name.as_deref(), None, &s.tags));
             cx.add_variable_from_value("service", v.unwrap_or(Value::Null));
         }
         if self.vars.consumer {
@@ -209,7 +214,10 @@ impl Condition {
             } else {
                 None
             };
-            let shared = shared.map_or_else(|| Value::Map(HashMap::<String, Value>::new().into()), |j| json(&j));
+            let shared = shared.map_or_else(
+                || Value::Map(HashMap::<String, Value>::new().into()),
+                |j| json(&j),
+            );
             let mut inner = HashMap::new();
             inner.insert("shared".to_string(), shared);
             let mut kong = HashMap::new();
@@ -240,7 +248,9 @@ impl Condition {
         let mut queries_list: HashMap<String, Vec<Value>> = HashMap::new();
         for (k, v) in form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes()) {
             let value = Value::from(v.into_owned());
-            queries.entry(k.to_string()).or_insert_with(|| value.clone());
+            queries
+                .entry(k.to_string())
+                .or_insert_with(|| value.clone());
             queries_list.entry(k.into_owned()).or_default().push(value);
         }
         for n in &self.header_names {
@@ -324,7 +334,11 @@ fn entity(
     }
     m.insert(
         "tags".into(),
-        Value::from(tags.iter().map(|t| Value::from(t.as_str())).collect::<Vec<_>>()),
+        Value::from(
+            tags.iter()
+                .map(|t| Value::from(t.as_str()))
+                .collect::<Vec<_>>(),
+        ),
     );
     Value::from(m)
 }

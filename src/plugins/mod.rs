@@ -3,16 +3,15 @@
 
 pub mod chain;
 pub mod condition;
-mod request_api;
 pub mod lua;
 pub mod native;
+mod request_api;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
-
 
 /// A response a plugin sends instead of proxying (Kong's `kong.response.exit`).
 #[derive(Debug, Clone)]
@@ -178,6 +177,27 @@ pub struct RequestState {
     pub lua_tables: bool,
     /// Generation of the snapshot the request runs on.
     pub generation: u64,
+    /// What the log phase reports about the exchange (filled in by the proxy).
+    pub log: LogData,
+}
+
+/// The finished exchange as the log phase sees it (Kong's log serializer reads it).
+#[derive(Debug, Default, Clone)]
+pub struct LogData {
+    /// Upstream addresses tried, in order.
+    pub tries: Vec<std::net::SocketAddr>,
+    /// Path and query sent upstream.
+    pub upstream_uri: Option<String>,
+    /// Response headers sent to the client.
+    pub response_headers: Vec<(String, String)>,
+    /// Request bytes received (header and body).
+    pub request_size: usize,
+    /// Response bytes sent (header and body).
+    pub response_size: usize,
+    /// Whole request, in milliseconds.
+    pub request_ms: u64,
+    /// Upstream response time (header received), in milliseconds.
+    pub upstream_ms: Option<u64>,
 }
 
 impl RequestState {
@@ -204,6 +224,7 @@ impl RequestState {
             plugin_data: PluginData::default(),
             lua_tables: false,
             generation,
+            log: LogData::default(),
         }
     }
 }
@@ -236,7 +257,9 @@ impl PluginData {
 
 impl std::fmt::Debug for PluginData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.iter().map(|(k, _)| k)).finish()
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
     }
 }
 

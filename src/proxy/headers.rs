@@ -46,6 +46,8 @@ pub fn upstream(
         .unwrap_or("")
         .to_string();
     let host = match (&matched.upstream_host, service, &changes.target) {
+        // A plugin set the Host header for the upstream request.
+        _ if changes.host.is_some() => changes.host.clone().unwrap_or_default(),
         (Some(h), _, _) => h.clone(),
         (None, _, Some((h, p))) => format!("{h}:{p}"),
         (None, Some(s), None) => s.host_header(),

@@ -31,7 +31,7 @@ use crate::metrics::Metrics;
 use crate::plugins::{Exit, Phase, RequestState};
 use crate::router::{normalize_path, RequestInfo, RouteMatch};
 use crate::snapshot::Snapshot;
-use respond::{messages, write_error, write_exit, VIA};
+use respond::{messages, write_exit, VIA};
 
 /// The gateway: the current snapshot and what outlives snapshots.
 pub struct Gateway {
@@ -270,9 +270,10 @@ impl ProxyHttp for Gateway {
             snap.router.select(&info)
         };
         let Some(matched) = matched else {
-            ctx.state.status = 404;
-            write_error(session, 404, messages::NO_ROUTE, ctx.elapsed_ms()).await;
-            return Ok(true);
+            // Global instances still see the 404 in their response phases, as in Kong.
+            self.collect_unrouted(session, ctx);
+            let exit = Exit::message(404, messages::NO_ROUTE);
+            return self.exit(session, ctx, &exit).await;
         };
         let route_idx = snap.router_routes[matched.route];
         let route = &snap.routes[route_idx];
@@ -323,6 +324,7 @@ impl ProxyHttp for Gateway {
             Error::because(ErrorType::ConnectNoRoute, format!("resolving {host}"), e)
         })?;
         let addr = addrs[usize::from(ctx.tries) % addrs.len()];
+        ctx.state.log.tries.push(addr);
         let tls = match changes.scheme.as_deref() {
             Some(s) => s == "https",
             None => service.is_some_and(|s| s.protocol.is_tls()),
@@ -386,7 +388,9 @@ impl ProxyHttp for Gateway {
             service,
             matched,
             &ctx.state.upstream,
-        )
+        )?;
+        ctx.state.log.upstream_uri = Some(upstream.uri.to_string());
+        Ok(())
     }
 
     async fn request_body_filter(
@@ -513,6 +517,7 @@ impl ProxyHttp for Gateway {
             .unwrap_or(ctx.state.status);
         ctx.state.status = status;
         if !ctx.ran.is_empty() {
+            self.fill_log_data(session, ctx);
             self.run_log(session, ctx);
         }
         self.record_metrics(session, ctx, status);

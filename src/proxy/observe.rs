@@ -124,3 +124,39 @@ impl Gateway {
         });
     }
 }
+
+impl Gateway {
+    /// Fills in what log-phase plugins report about the finished exchange.
+    pub(super) fn fill_log_data(&self, session: &Session, ctx: &mut Ctx) {
+        let down = session.as_downstream();
+        let log = &mut ctx.state.log;
+        if let Some(resp) = down.response_written() {
+            log.response_headers = resp
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                    (k.as_str().to_string(), v)
+                })
+                .collect();
+            let head: usize = log
+                .response_headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 4)
+                .sum();
+            log.response_size = head + 17 + down.body_bytes_sent();
+        }
+        let req = session.req_header();
+        let head: usize = req
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>()
+            + req.method.as_str().len()
+            + req.uri.to_string().len()
+            + 12;
+        log.request_size = head + down.body_bytes_read();
+        log.request_ms = ctx.started.elapsed().as_millis() as u64;
+        log.upstream_ms = ctx.upstream_latency.map(|d| d.as_millis() as u64);
+    }
+}

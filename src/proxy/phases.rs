@@ -131,6 +131,35 @@ impl Gateway {
         None
     }
 
+    /// Records the global instances for a request that matched no route: their response
+    /// phases run on the 404 (access does not run; an instance whose condition does not hold
+    /// is left out).
+    pub(super) fn collect_unrouted(&self, session: &mut Session, ctx: &mut Ctx) {
+        let snap = ctx.snap.clone();
+        for link in &snap.global_chain {
+            let Some(i) = link.select(None) else {
+                continue;
+            };
+            if snap.instances[i].is_none() || ctx.ran.contains(&i) {
+                continue;
+            }
+            if let Some(condition) = &snap.conditions[i] {
+                let pctx = PhaseCtx {
+                    phase: Phase::Access,
+                    snap: &snap,
+                    state: &mut ctx.state,
+                    req: session.req_header_mut(),
+                    resp: None,
+                    chunk: None,
+                };
+                if condition.eval(&pctx) != Ok(true) {
+                    continue;
+                }
+            }
+            ctx.ran.push(i);
+        }
+    }
+
     /// Runs header_filter for the instances that took part in the request. A failure turns the
     /// response into a 500 (headers are not sent yet).
     pub(super) fn run_header_filter(

@@ -60,11 +60,3 @@ pub async fn write_exit(
     }
     Ok(())
 }
-
-/// Kong's `{"message": ...}` error response.
-pub async fn write_error(session: &mut Session, status: u16, message: &str, latency_ms: u128) {
-    let exit = Exit::message(status, message);
-    if let Err(e) = write_exit(session, &exit, latency_ms, |_| {}).await {
-        tracing::debug!(error = %e, "could not write the error response");
-    }
-}

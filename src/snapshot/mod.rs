@@ -14,9 +14,9 @@ use crate::config::error::Errors;
 use crate::config::model::{Config, Protocol};
 use crate::config::{ConfigErrors, LoadError};
 use crate::plugins::chain::{self, Entry, Link, Scope};
+use crate::plugins::condition::{self, Condition};
 use crate::plugins::Instance;
 use crate::router::{self, RouteInput, Router};
-use crate::plugins::condition::{self, Condition};
 use instances::{build_instance, definitions};
 
 pub use consumers::Consumers;

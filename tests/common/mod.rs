@@ -17,6 +17,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+/// Signalled whenever any test upstream records a request.
+static ARRIVED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// What the upstream saw of one request.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -118,6 +121,24 @@ impl Upstream {
     pub fn last(&self) -> Seen {
         self.seen().pop().expect("the upstream received no request")
     }
+
+    /// Waits (at most 10 s) until `n` requests were received, for requests the proxy sends
+    /// on its own (log plugins); returns what was received by then.
+    #[allow(dead_code)]
+    pub async fn wait_for(&self, n: usize) -> Vec<Seen> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            // Registered before looking, so an arrival in between is not missed.
+            let arrived = ARRIVED.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let seen = self.seen();
+            if seen.len() >= n || tokio::time::Instant::now() >= deadline {
+                return seen;
+            }
+            let _ = tokio::time::timeout_at(deadline, arrived).await;
+        }
+    }
 }
 
 impl Drop for Upstream {
@@ -181,6 +202,7 @@ async fn echo(
         body: body.clone(),
     };
     log.lock().expect("seen lock").push(seen);
+    ARRIVED.notify_waiters();
     let path = parts.uri.path();
     // `/delay/<ms>` and `/status/<code>` count anywhere in the path (after a service path).
     let after = |key: &str| {

@@ -6,7 +6,24 @@
 //! per snapshot; state that must outlive a reload (rate-limiting counters, log queues) lives
 //! in process-wide registries keyed by the plugin instance's id.
 
+mod acl;
+mod auth;
+mod basic_auth;
+mod correlation_id;
+mod cors;
+mod file_log;
+mod http_log;
+mod ip_restriction;
+mod key_auth;
+mod log_serializer;
+mod multipart;
+mod rate_limiting;
+mod request_size_limiting;
 mod request_termination;
+mod request_transformer;
+mod response_transformer;
+mod template;
+mod transform;
 
 use std::sync::Arc;
 
@@ -48,7 +65,21 @@ impl BuildCtx<'_> {
 }
 
 /// Every bundled plugin of this build.
-pub static BUNDLED: &[&Bundled] = &[&request_termination::PLUGIN];
+pub static BUNDLED: &[&Bundled] = &[
+    &file_log::PLUGIN,
+    &http_log::PLUGIN,
+    &rate_limiting::PLUGIN,
+    &request_termination::PLUGIN,
+    &correlation_id::PLUGIN,
+    &cors::PLUGIN,
+    &request_transformer::PLUGIN,
+    &response_transformer::PLUGIN,
+    &acl::PLUGIN,
+    &basic_auth::PLUGIN,
+    &ip_restriction::PLUGIN,
+    &key_auth::PLUGIN,
+    &request_size_limiting::PLUGIN,
+];
 
 /// The bundled plugins as definitions.
 pub fn definitions() -> Vec<Definition> {

@@ -399,7 +399,11 @@ impl Counters {
 
     fn increment(&self, key: u64, period: Period, start: i64, end: i64) {
         let mut shard = self.shard(key);
-        shard.counts.entry((key, period, start)).or_insert((0, end)).0 += 1;
+        shard
+            .counts
+            .entry((key, period, start))
+            .or_insert((0, end))
+            .0 += 1;
         shard.since_sweep += 1;
         if shard.since_sweep >= 4096 {
             shard.since_sweep = 0;

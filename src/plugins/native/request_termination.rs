@@ -64,7 +64,9 @@ struct RequestTermination {
 }
 
 fn build(ctx: &BuildCtx<'_>) -> Result<Arc<dyn Instance>, String> {
-    Ok(Arc::new(RequestTermination { conf: ctx.decode()? }))
+    Ok(Arc::new(RequestTermination {
+        conf: ctx.decode()?,
+    }))
 }
 
 /// Kong's default message for a status when none is configured.

@@ -1,0 +1,208 @@
+//! file-log and http-log end to end: Kong's serializer shape written to a real file and
+//! posted to a real loopback receiver, batched and retried off the request path.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{render, Proxy, Upstream};
+
+fn config(plugin: &str, plugin_config: &str, receiver: Option<&Upstream>) -> String {
+    let mut cfg = format!(
+        r#"
+_format_version: "3.0"
+consumers:
+  - username: ann
+services:
+  - name: svc
+    url: http://{{upstream}}/base
+    routes:
+      - name: logged
+        paths: [/logged]
+plugins:
+  - name: {plugin}
+    config: {plugin_config}
+"#
+    );
+    if let Some(r) = receiver {
+        cfg = cfg.replace("{receiver}", &r.addr.to_string());
+    }
+    cfg
+}
+
+/// The file's lines once it has `n` (polled: the log phase runs after the response is sent).
+async fn lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn file_log_writes_one_serialized_json_line_per_request() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let cfg = config("file-log", &format!("{{path: {}}}", path.display()), None);
+    let proxy = Proxy::start(&render(&cfg, &[&up])).await;
+    let r = proxy
+        .get(
+            "/logged/x?a=1&a=2",
+            &[("authorization", "Bearer secret"), ("x-trace", "t1")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(proxy.get("/nowhere", &[]).await.status, 404);
+    let lines = lines(&path, 2).await;
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let l = &lines[0];
+    assert_eq!(l["request"]["method"], "GET");
+    assert_eq!(l["request"]["uri"], "/logged/x?a=1&a=2");
+    assert_eq!(
+        l["request"]["querystring"]["a"],
+        serde_json::json!(["1", "2"])
+    );
+    assert_eq!(l["request"]["headers"]["x-trace"], "t1");
+    assert_eq!(
+        l["request"]["headers"]["authorization"], "REDACTED",
+        "credentials are never written to logs"
+    );
+    assert_eq!(l["upstream_uri"], "/base/x?a=1&a=2");
+    assert_eq!(l["response"]["status"], 200);
+    assert!(l["response"]["size"].as_u64().unwrap() > 0);
+    assert_eq!(l["route"]["name"], "logged");
+    assert_eq!(l["service"]["name"], "svc");
+    assert_eq!(l["client_ip"], "127.0.0.1");
+    assert_eq!(l["tries"][0]["port"], up.addr.port());
+    assert!(l["latencies"]["request"].as_u64().is_some());
+    assert!(l["started_at"].as_u64().unwrap() > 1_700_000_000_000);
+    // A global instance logs unrouted requests too.
+    assert_eq!(lines[1]["response"]["status"], 404);
+    assert!(lines[1].get("route").is_none());
+}
+
+#[tokio::test]
+async fn http_log_posts_each_entry_to_the_endpoint() {
+    let up = Upstream::start().await;
+    let receiver = Upstream::start().await;
+    let cfg = config(
+        "http-log",
+        "{http_endpoint: 'http://user:pw@{receiver}/logs', headers: {x-log-token: abc}}",
+        Some(&receiver),
+    );
+    let proxy = Proxy::start(&render(&cfg, &[&up])).await;
+    for i in 0..3 {
+        let r = proxy.get(&format!("/logged/{i}"), &[]).await;
+        assert_eq!(r.status, 200);
+    }
+    let seen = receiver.wait_for(3).await;
+    assert_eq!(seen.len(), 3);
+    let mut uris: Vec<String> = seen
+        .iter()
+        .map(|s| {
+            assert_eq!(s.method, "POST");
+            assert_eq!(s.uri, "/logs");
+            assert_eq!(s.header("content-type"), Some("application/json"));
+            assert_eq!(s.header("x-log-token"), Some("abc"));
+            assert_eq!(s.header("authorization"), Some("Basic dXNlcjpwdw=="));
+            let entry: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+            entry["request"]["uri"].as_str().unwrap().to_string()
+        })
+        .collect();
+    uris.sort();
+    assert_eq!(uris, ["/logged/0", "/logged/1", "/logged/2"]);
+}
+
+#[tokio::test]
+async fn http_log_batches_entries_into_json_arrays() {
+    let up = Upstream::start().await;
+    let receiver = Upstream::start().await;
+    let cfg = config(
+        "http-log",
+        "{http_endpoint: 'http://{receiver}/batch', queue: {max_batch_size: 10, max_coalescing_delay: 0.2}}",
+        Some(&receiver),
+    );
+    let proxy = Proxy::start(&render(&cfg, &[&up])).await;
+    for _ in 0..4 {
+        assert_eq!(proxy.get("/logged", &[]).await.status, 200);
+    }
+    // Entries are counted across however many batches the timing produced.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut entries = 0;
+    let mut batches = 1;
+    while entries < 4 && Instant::now() < deadline {
+        let seen = receiver.wait_for(batches).await;
+        entries = seen
+            .iter()
+            .map(|s| {
+                let v: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+                v.as_array().expect("a batch is a JSON array").len()
+            })
+            .sum();
+        batches = seen.len() + 1;
+    }
+    assert_eq!(entries, 4);
+}
+
+#[tokio::test]
+async fn http_log_retries_a_failing_endpoint_without_slowing_requests() {
+    let up = Upstream::start().await;
+    let receiver = Upstream::start().await;
+    // The receiver answers 500 to /status/500: the batch is retried until max_retry_time.
+    let cfg = config(
+        "http-log",
+        "{http_endpoint: 'http://{receiver}/status/500', queue: {initial_retry_delay: 0.01, max_retry_time: 5}}",
+        Some(&receiver),
+    );
+    let proxy = Proxy::start(&render(&cfg, &[&up])).await;
+    assert_eq!(proxy.get("/logged", &[]).await.status, 200);
+    let seen = receiver.wait_for(3).await;
+    assert!(seen.len() >= 3, "retried: {} attempts", seen.len());
+
+    // A slow endpoint does not hold requests back.
+    let slow = Upstream::start().await;
+    let cfg = config(
+        "http-log",
+        "{http_endpoint: 'http://{receiver}/delay/3000'}",
+        Some(&slow),
+    );
+    let proxy = Proxy::start(&render(&cfg, &[&up])).await;
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(proxy.get("/logged", &[]).await.status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "requests waited for the log endpoint: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn log_plugin_config_errors_are_located() {
+    for (plugin, conf, want) in [
+        ("file-log", "{}", "config.path: required field missing"),
+        ("file-log", "{path: 'a*b'}", "not a valid filename"),
+        ("http-log", "{http_endpoint: 'not a url'}", "http_endpoint"),
+        (
+            "http-log",
+            "{http_endpoint: 'http://x', method: GET}",
+            "expected one of",
+        ),
+    ] {
+        let text = config(plugin, conf, None).replace("{upstream}", "127.0.0.1:1");
+        let err = sluice::snapshot::load_str(&text, "kong.yaml", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{plugin} {conf}: {err}");
+        assert!(err.contains("kong.yaml:1"), "{err}");
+    }
+}
