@@ -174,6 +174,9 @@ pub(super) fn build_instance(
                 plugin: p,
                 name: &def.name,
                 conf: &conf,
+                index,
+                generation,
+                loader: &*loader,
             };
             match (b.build)(&ctx) {
                 Ok(instance) => Some(instance),

@@ -337,8 +337,11 @@ impl Proxy {
                 .arg(&path)
                 .arg("--listen")
                 .arg(addr.to_string())
-                .arg("--workers")
-                .arg("2")
+                .args(if extra_args.contains(&"--workers") {
+                    &[][..]
+                } else {
+                    &["--workers", "2"][..]
+                })
                 .arg("--admin-listen")
                 .arg(&admin_arg)
                 .args(extra_args)

@@ -229,6 +229,17 @@ impl Loader {
         Ok(())
     }
 
+    /// Compiles (without running) a Lua text chunk; the error names `chunk` and the line.
+    pub fn check_syntax(&self, source: &str, chunk: &str) -> Result<(), String> {
+        self.lua
+            .load(source)
+            .set_name(format!("@{chunk}"))
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .into_function()
+            .map(|_| ())
+            .map_err(|e| lua_error(&e))
+    }
+
     /// Validates an instance's config against the plugin's schema (defaults filled in).
     /// `scope` lists the instance's bindings ("route", "service", "consumer") for the schema's
     /// `no_route`/`no_service`/`no_consumer` restrictions.

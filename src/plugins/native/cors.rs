@@ -144,8 +144,15 @@ fn build(ctx: &BuildCtx<'_>) -> Result<Arc<dyn Instance>, String> {
             // Kong anchors regexes at the end and drops a leading `^` (it matches anchored).
             let body = o.strip_prefix('^').unwrap_or(o);
             let body = body.strip_suffix('$').unwrap_or(body);
-            let re = Regex::new(&format!("^(?:{body})$"))
-                .map_err(|e| format!("origins[{}]: '{o}' is not a valid regex: {e}", i + 1))?;
+            let re = Regex::new(&format!("^(?:{body})$")).map_err(|e| {
+                let reason = e.to_string();
+                let reason = reason
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
+                format!("origins[{}]: '{o}' is not a valid regex ({reason})", i + 1)
+            })?;
             allowed.push(Allowed::Regex {
                 re,
                 by_host: !o.contains(':'),

@@ -12,6 +12,7 @@ mod basic_auth;
 mod correlation_id;
 mod cors;
 mod file_log;
+mod functions;
 mod http_log;
 mod ip_restriction;
 mod key_auth;
@@ -54,6 +55,12 @@ pub struct BuildCtx<'a> {
     pub name: &'a str,
     /// The validated config, every default filled in.
     pub conf: &'a serde_json::Value,
+    /// Index of the instance in the config's plugins.
+    pub index: usize,
+    /// Generation of the snapshot being built.
+    pub generation: u64,
+    /// The loader's VM (to check Lua code the config carries).
+    pub loader: &'a crate::plugins::lua::Loader,
 }
 
 impl BuildCtx<'_> {
@@ -67,6 +74,8 @@ impl BuildCtx<'_> {
 /// Every bundled plugin of this build.
 pub static BUNDLED: &[&Bundled] = &[
     &file_log::PLUGIN,
+    &functions::PRE,
+    &functions::POST,
     &http_log::PLUGIN,
     &rate_limiting::PLUGIN,
     &request_termination::PLUGIN,

@@ -340,8 +340,9 @@ impl RequestTransformer {
                 super::multipart::transform(&self.body, &body, content_type.as_deref(), env)
             }
         };
+        // The proxy sends the new body with its Content-Length (the client's request header
+        // must keep its own: it frames what is read from the client).
         if let Some(new) = changed {
-            ctx.set_header("content-length", &new.len().to_string())?;
             ctx.state.upstream.body = Some(Bytes::from(new));
         }
         Ok(())

@@ -220,7 +220,12 @@ impl ResponseTransformer {
 
 impl Instance for ResponseTransformer {
     fn phases(&self) -> &[Phase] {
-        &[Phase::HeaderFilter, Phase::BodyFilter]
+        // Without JSON steps the body streams untouched (and keeps its Content-Length).
+        if self.transforms_body() {
+            &[Phase::HeaderFilter, Phase::BodyFilter]
+        } else {
+            &[Phase::HeaderFilter]
+        }
     }
 
     fn header_filter(&self, ctx: &mut PhaseCtx<'_>) -> Result<(), PluginError> {
@@ -264,23 +269,26 @@ impl Instance for ResponseTransformer {
                     .map_err(|e| err(name, *e))?;
             }
         }
-        let json = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(is_json);
-        if !self.transforms_body() || !json {
+        if !self.transforms_body() {
             return Ok(());
         }
-        // The body's length changes: it is buffered whole and sent chunked.
+        // The body may change length: it is sent chunked (the proxy drops the Content-Length
+        // of responses that go through body_filter anyway).
         resp.remove_header(&http::header::CONTENT_LENGTH);
-        let no_body = no_body || matches!(resp.status.as_u16(), 204 | 304);
-        if no_body {
+        if no_body || matches!(resp.status.as_u16(), 204 | 304) {
             return Ok(());
         }
         if !resp.headers.contains_key(http::header::TRANSFER_ENCODING) {
             resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")
                 .map_err(|e| err("transfer-encoding", *e))?;
+        }
+        let json = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json);
+        if !json {
+            return Ok(());
         }
         ctx.state.plugin_data.insert(&self.name, BytesMut::new());
         Ok(())
