@@ -555,7 +555,7 @@ plugins:
     let expect = [
         ":11:5: plugins[0] (acl on route \"r\"): config: exactly one of these fields must be non-empty: 'config.allow', 'config.deny'",
         ":16:5: plugins[1] (acl on service \"s\"): config: at least one of these fields must be non-empty: 'config.allow', 'config.deny'",
-        ":21:18: plugins[2] (key-auth on route \"r\"): config.key_names[2]: bad header name 'bad name'",
+        ":21:27: plugins[2] (key-auth on route \"r\"): config.key_names[2]: bad header name 'bad name'",
         ":27:25: plugins[3] (basic-auth on service \"s\"): config.hide_credentials: expected a boolean",
         ":28:5: plugins[4] (key-auth on consumer \"alice\"): consumer: value must be null",
     ];

@@ -133,3 +133,23 @@ fn a_condition_is_rejected_until_conditions_are_evaluated() {
     assert!(stderr.contains("bad.yaml:8:"), "{stderr}");
     assert!(stderr.contains("plugins[0].condition: plugins[0] (request-termination on route \"r\"): CEL conditions are not supported by this build yet"), "{stderr}");
 }
+
+/// Regression: schema errors name array elements from 1 (as Kong does) and were located one
+/// element too far.
+#[test]
+fn schema_errors_in_arrays_point_at_the_element() {
+    let text = r#"_format_version: "3.0"
+plugins:
+  - name: ip-restriction
+    config:
+      allow:
+        - 10.0.0.1
+        - not-an-ip
+        - 10.0.0.3
+"#;
+    let err = sluice::snapshot::load_str(text, "kong.yaml", 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("kong.yaml:7:11:"), "{err}");
+    assert!(err.contains("config.allow[2]"), "{err}");
+}

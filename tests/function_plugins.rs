@@ -51,7 +51,11 @@ async fn phases_run_first_and_last_and_returned_functions_keep_upvalues() {
     // post-function runs after pre-function: it sees the header pre-function set.
     assert_eq!(seen.header("x-post"), Some("1"));
     let r = proxy.get("/", &[]).await;
-    assert_eq!(r.header("x-count"), Some("2"), "the returned closure keeps its upvalue");
+    assert_eq!(
+        r.header("x-count"),
+        Some("2"),
+        "the returned closure keeps its upvalue"
+    );
 }
 
 #[tokio::test]
@@ -103,5 +107,8 @@ fn syntax_errors_and_unsupported_phases_are_located() {
     let err = sluice::snapshot::load_str(&bad, "kong.yaml", 1)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("ws_close: this phase is not supported"), "{err}");
+    assert!(
+        err.contains("ws_close: this phase is not supported"),
+        "{err}"
+    );
 }

@@ -206,3 +206,35 @@ fn log_plugin_config_errors_are_located() {
         assert!(err.contains("kong.yaml:1"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn prometheus_records_only_the_requests_and_families_it_is_configured_for() {
+    let up = Upstream::start().await;
+    let cfg = r#"
+_format_version: "3.0"
+services:
+  - name: svc
+    url: http://{upstream}
+    routes:
+      - name: measured
+        paths: [/measured]
+        plugins:
+          - name: prometheus
+            config: {status_code_metrics: true}
+      - name: unmeasured
+        paths: [/unmeasured]
+"#;
+    let proxy = Proxy::start_with_admin(&render(cfg, &[&up]), &["--no-watch"]).await;
+    assert_eq!(proxy.get("/measured", &[]).await.status, 200);
+    assert_eq!(proxy.get("/unmeasured", &[]).await.status, 200);
+    let metrics = proxy.admin("GET", "/metrics", "").await.text();
+    assert!(
+        metrics.contains("kong_http_requests_total{code=\"200\",consumer=\"\",route=\"measured\",service=\"svc\",source=\"service\",workspace=\"default\"} 1"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("route=\"unmeasured\""), "{metrics}");
+    assert!(
+        !metrics.contains("kong_request_latency_ms_bucket{route=\"measured\""),
+        "latency_metrics is off: {metrics}"
+    );
+}

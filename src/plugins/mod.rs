@@ -179,6 +179,31 @@ pub struct RequestState {
     pub generation: u64,
     /// What the log phase reports about the exchange (filled in by the proxy).
     pub log: LogData,
+    /// Metrics the prometheus plugin asked for this request.
+    pub metrics: Option<MetricFlags>,
+}
+
+/// Which per-request metric families to record (the prometheus plugin's flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricFlags {
+    /// Fill in the consumer label.
+    pub per_consumer: bool,
+    /// `kong_http_requests_total`.
+    pub status_codes: bool,
+    /// The latency histograms.
+    pub latency: bool,
+    /// `kong_bandwidth_bytes`.
+    pub bandwidth: bool,
+}
+
+impl MetricFlags {
+    /// Everything on: what is recorded when no prometheus instance is configured.
+    pub const ALL: MetricFlags = MetricFlags {
+        per_consumer: true,
+        status_codes: true,
+        latency: true,
+        bandwidth: true,
+    };
 }
 
 /// The finished exchange as the log phase sees it (Kong's log serializer reads it).
@@ -225,6 +250,7 @@ impl RequestState {
             lua_tables: false,
             generation,
             log: LogData::default(),
+            metrics: None,
         }
     }
 }

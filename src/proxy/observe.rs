@@ -9,14 +9,16 @@ use pingora::proxy::Session;
 use prometheus::{Histogram, IntCounter};
 
 use super::{Ctx, Gateway};
+use crate::plugins::MetricFlags;
 
-/// The per-route handles.
+/// The per-route handles, each family created when first recorded (a series that exists is
+/// exported, even at zero).
+#[derive(Default)]
 struct RouteHandles {
-    latency: Histogram,
-    upstream: Histogram,
-    kong: Histogram,
-    ingress: IntCounter,
-    egress: IntCounter,
+    /// Request, upstream and Kong latency.
+    latency: Option<[Histogram; 3]>,
+    /// Ingress and egress bytes.
+    bandwidth: Option<[IntCounter; 2]>,
 }
 
 /// Route and consumer indexes.
@@ -44,8 +46,13 @@ impl Gateway {
     /// Records one finished request.
     pub(super) fn record_metrics(&self, session: &Session, ctx: &Ctx, status: u16) {
         let snap = &ctx.snap;
+        let flags = match (snap.prometheus, ctx.state.metrics) {
+            (false, _) => MetricFlags::ALL,
+            (true, Some(flags)) => flags,
+            (true, None) => return,
+        };
         let route = ctx.state.route;
-        let consumer = ctx.state.consumer;
+        let consumer = ctx.state.consumer.filter(|_| flags.per_consumer);
         let labels = || {
             let r = route.map(|r| &snap.routes[r]);
             let route_name = r.map_or(String::new(), |r| {
@@ -74,53 +81,67 @@ impl Gateway {
                     ..Cache::default()
                 };
             }
-            let key = (route, consumer, status, ctx.state.source);
-            cache
-                .requests
-                .entry(key)
-                .or_insert_with(|| {
-                    let (service, route_name, consumer_name) = labels();
-                    let code = status.to_string();
-                    m.requests.with_label_values(&[
-                        service.as_str(),
-                        route_name.as_str(),
-                        code.as_str(),
-                        ctx.state.source,
-                        "default",
-                        consumer_name.as_str(),
-                    ])
-                })
-                .inc();
-            let h = cache.routes.entry((route, consumer)).or_insert_with(|| {
-                let (service, route_name, consumer_name) = labels();
-                let l = [service.as_str(), route_name.as_str(), "default"];
-                let bw = |dir: &str| {
-                    m.bandwidth.with_label_values(&[
-                        service.as_str(),
-                        route_name.as_str(),
-                        dir,
-                        "default",
-                        consumer_name.as_str(),
-                    ])
-                };
-                RouteHandles {
-                    latency: m.request_latency.with_label_values(&l),
-                    upstream: m.upstream_latency.with_label_values(&l),
-                    kong: m.kong_latency.with_label_values(&l),
-                    ingress: bw("ingress"),
-                    egress: bw("egress"),
-                }
-            });
-            h.latency.observe(total);
-            match upstream {
-                Some(up) => {
-                    h.upstream.observe(up);
-                    h.kong.observe((total - up).max(0.0));
-                }
-                None => h.kong.observe(total),
+            if flags.status_codes {
+                let key = (route, consumer, status, ctx.state.source);
+                cache
+                    .requests
+                    .entry(key)
+                    .or_insert_with(|| {
+                        let (service, route_name, consumer_name) = labels();
+                        let code = status.to_string();
+                        m.requests.with_label_values(&[
+                            service.as_str(),
+                            route_name.as_str(),
+                            code.as_str(),
+                            ctx.state.source,
+                            "default",
+                            consumer_name.as_str(),
+                        ])
+                    })
+                    .inc();
             }
-            h.ingress.inc_by(session.body_bytes_read() as u64);
-            h.egress.inc_by(session.body_bytes_sent() as u64);
+            if !flags.latency && !flags.bandwidth {
+                return;
+            }
+            let h = cache.routes.entry((route, consumer)).or_default();
+            if flags.latency {
+                let [latency, up_h, kong] = h.latency.get_or_insert_with(|| {
+                    let (service, route_name, _) = labels();
+                    let l = [service.as_str(), route_name.as_str(), "default"];
+                    [
+                        m.request_latency.with_label_values(&l),
+                        m.upstream_latency.with_label_values(&l),
+                        m.kong_latency.with_label_values(&l),
+                    ]
+                });
+                latency.observe(total);
+                match upstream {
+                    Some(up) => {
+                        up_h.observe(up);
+                        kong.observe((total - up).max(0.0));
+                    }
+                    None => kong.observe(total),
+                }
+            }
+            if flags.bandwidth {
+                let [ingress, egress] = h.bandwidth.get_or_insert_with(|| {
+                    let (service, route_name, consumer_name) = labels();
+                    [
+                        "ingress", "egress",
+                    ]
+                    .map(|dir| {
+                        m.bandwidth.with_label_values(&[
+                            service.as_str(),
+                            route_name.as_str(),
+                            dir,
+                            "default",
+                            consumer_name.as_str(),
+                        ])
+                    })
+                });
+                ingress.inc_by(session.body_bytes_read() as u64);
+                egress.inc_by(session.body_bytes_sent() as u64);
+            }
         });
     }
 }

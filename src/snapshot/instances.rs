@@ -121,8 +121,15 @@ pub(super) fn build_instance(
             let loc = match (field.strip_prefix("config"), p.config_node.as_ref()) {
                 (Some(rest), Some(node)) => {
                     let rest = rest.trim_start_matches('.');
-                    let segs = crate::config::load::path_segments(rest);
-                    node.locate(segs.iter().copied()).loc
+                    use crate::config::yaml::PathSeg;
+                    // Schema paths count array elements from 1, as Kong's errors do.
+                    let segs = crate::config::load::path_segments(rest)
+                        .into_iter()
+                        .map(|s| match s {
+                            PathSeg::Index(n) => PathSeg::Index(n.saturating_sub(1)),
+                            key => key,
+                        });
+                    node.locate(segs).loc
                 }
                 _ => p.origin.loc,
             };

@@ -105,6 +105,8 @@ pub struct Snapshot {
     pub instances: Vec<Option<Arc<dyn Instance>>>,
     /// Global plugins, for requests that matched no route.
     pub global_chain: Vec<Link>,
+    /// A prometheus instance is configured: only requests it ran on are recorded.
+    pub prometheus: bool,
     /// Compiled `condition`s, indexed as `config.plugins`.
     pub conditions: Vec<Option<Condition>>,
     /// Consumers and credentials indexed for the auth plugins.
@@ -225,6 +227,10 @@ fn compile_with(
     }
     drop(loader);
     let conditions = compile_conditions(&config, &mut errs);
+    let prometheus = entries.iter().any(|&(i, _)| {
+        defs.get(&config.plugins[i].name)
+            .is_some_and(|d| matches!(d.kind, crate::plugins::Kind::Native(b) if b.name == "prometheus"))
+    });
     let chain_entries: Vec<Entry<'_>> = entries
         .iter()
         .map(|&(i, priority)| {
@@ -349,6 +355,7 @@ fn compile_with(
         router_routes,
         instances,
         global_chain,
+        prometheus,
         conditions,
         consumers,
         balancers,

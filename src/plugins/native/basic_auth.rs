@@ -168,9 +168,15 @@ fn parse_basic(value: &[u8]) -> Option<(String, Vec<u8>)> {
     Some((user, decoded[colon + 1..].to_vec()))
 }
 
-/// Whether `given` matches the stored password: as written, or as Kong stores it
-/// (`sha1_hex(password .. consumer_id)`). Both comparisons always run, in constant time.
+/// Whether `given` matches the stored password. A stored value of 40 hex digits is taken as
+/// Kong's hash (`sha1_hex(password .. consumer_id)`, what a decK dump holds) and only the hash
+/// of `given` is compared, so knowing the stored hash is not enough to log in; any other
+/// stored value is the password itself. Comparisons run in constant time.
 fn password_matches(stored: &str, given: &[u8], consumer_id: &str) -> bool {
+    let is_hash = stored.len() == 40 && stored.bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_hash {
+        return auth::constant_time_eq(stored.as_bytes(), given);
+    }
     let mut hasher = Sha1::new();
     hasher.update(given);
     hasher.update(consumer_id.as_bytes());
@@ -179,9 +185,7 @@ fn password_matches(stored: &str, given: &[u8], consumer_id: &str) -> bool {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let plain = auth::constant_time_eq(stored.as_bytes(), given);
-    let kong = auth::constant_time_eq(stored.to_ascii_lowercase().as_bytes(), hashed.as_bytes());
-    plain | kong
+    auth::constant_time_eq(stored.to_ascii_lowercase().as_bytes(), hashed.as_bytes())
 }
 
 #[cfg(test)]
@@ -223,5 +227,7 @@ mod tests {
         assert!(password_matches(&hex, b"secret", "c1"));
         assert!(!password_matches(&hex, b"secret", "c2"));
         assert!(!password_matches("secret", b"Secret", "c1"));
+        // The stored hash itself is not a password.
+        assert!(!password_matches(&hex, hex.as_bytes(), "c1"));
     }
 }

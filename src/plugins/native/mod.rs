@@ -17,6 +17,7 @@ mod http_log;
 mod ip_restriction;
 mod key_auth;
 mod log_serializer;
+mod prometheus;
 mod multipart;
 mod rate_limiting;
 mod request_size_limiting;
@@ -77,6 +78,7 @@ pub static BUNDLED: &[&Bundled] = &[
     &functions::PRE,
     &functions::POST,
     &http_log::PLUGIN,
+    &prometheus::PLUGIN,
     &rate_limiting::PLUGIN,
     &request_termination::PLUGIN,
     &correlation_id::PLUGIN,

@@ -362,7 +362,12 @@ impl Instance for RequestTransformer {
     }
 
     fn may_read_body(&self) -> bool {
-        !self.body.is_empty() || self.method.is_some()
+        // Body steps, or a method change that moves a form body into the query.
+        !self.body.is_empty()
+            || self
+                .method
+                .as_ref()
+                .is_some_and(|m| matches!(m.as_str(), "GET" | "HEAD" | "TRACE"))
     }
 
     fn access(&self, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
