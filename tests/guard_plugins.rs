@@ -133,6 +133,13 @@ async fn request_size_limiting_refuses_large_bodies() {
     assert_eq!(raw_status(&proxy, head, b"").await, 417);
     // No body at all (no Content-Length) passes.
     assert_eq!(proxy.get("/ten-bytes", &[]).await.status, 200);
+
+    // Regression: a chunked body (no Content-Length) is counted while it streams.
+    let head = "POST /ten-bytes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let small = raw_status(&proxy, head, b"5\r\nhello\r\n0\r\n\r\n").await;
+    assert_eq!(small, 200);
+    let over = b"6\r\nhello \r\n6\r\nworld!\r\n0\r\n\r\n";
+    assert_eq!(raw_status(&proxy, head, over).await, 413);
 }
 
 #[tokio::test]

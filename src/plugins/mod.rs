@@ -104,6 +104,9 @@ pub struct UpstreamChanges {
     pub body: Option<Bytes>,
     /// `kong.service.request.set_header("Host", ...)`: the Host header sent upstream.
     pub host: Option<String>,
+    /// Largest request body allowed while it streams (request-size-limiting on a body of
+    /// unknown length): more gives 413.
+    pub body_limit: Option<u64>,
 }
 
 /// A change to response headers requested before the response exists (rewrite/access).

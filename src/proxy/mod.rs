@@ -94,6 +94,8 @@ pub struct Ctx {
     filter_body: bool,
     /// The replacement request body was sent.
     body_sent: bool,
+    /// Request body bytes streamed upstream so far.
+    body_streamed: u64,
     _inflight: InflightGuard,
 }
 
@@ -228,6 +230,7 @@ impl ProxyHttp for Gateway {
             upstream_latency: None,
             filter_body: false,
             body_sent: false,
+            body_streamed: 0,
             _inflight: InflightGuard::new(&self.inflight),
         }
     }
@@ -400,6 +403,15 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let (Some(limit), Some(chunk)) = (ctx.state.upstream.body_limit, body.as_ref()) {
+            ctx.body_streamed += chunk.len() as u64;
+            if ctx.body_streamed > limit {
+                return Err(Error::explain(
+                    ErrorType::CustomCode("request body too large", 413),
+                    "request body over the size limit",
+                ));
+            }
+        }
         // A plugin replaced the body: send the replacement once, drop what the client sent.
         if let Some(replacement) = &ctx.state.upstream.body {
             *body = if ctx.body_sent {
@@ -476,6 +488,7 @@ impl ProxyHttp for Gateway {
             (_, ErrorType::HTTPStatus(code)) => (*code, messages::UNEXPECTED),
             (_, ErrorType::InternalError) => (500, messages::UNEXPECTED),
             (_, ErrorType::CustomCode(_, 503)) => (503, messages::NO_PEER),
+            (_, ErrorType::CustomCode(_, 413)) => (413, messages::TOO_LARGE),
             (
                 ErrorSource::Downstream,
                 ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,

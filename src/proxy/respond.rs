@@ -12,6 +12,8 @@ pub const VIA: &str = concat!("1.1 sluice/", env!("CARGO_PKG_VERSION"));
 
 /// Kong's messages for the errors the gateway produces itself.
 pub mod messages {
+    /// 413, request-size-limiting on a streamed body.
+    pub const TOO_LARGE: &str = "Request size limit exceeded";
     /// 404, no route matched.
     pub const NO_ROUTE: &str = "no Route matched with those values";
     /// 503, route without service.

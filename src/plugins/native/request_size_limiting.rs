@@ -106,11 +106,14 @@ impl Instance for RequestSizeLimiting {
         if self.require_content_length && !chunked {
             return Ok(Flow::Exit(Exit::message(411, LENGTH_REQUIRED)));
         }
-        // A body read for another plugin can be measured; a streamed (chunked) body that was
-        // not read is not measured here.
+        // A body read for another plugin is measured here; a streamed one while it streams.
         Ok(match &ctx.state.body {
             Some(body) => self.check(ctx, body.len() as u64),
-            None => Flow::Continue,
+            None => {
+                // Streamed: the proxy counts the body as it goes upstream.
+                ctx.state.upstream.body_limit = self.limit;
+                Flow::Continue
+            }
         })
     }
 }
