@@ -359,11 +359,23 @@ def reload_group(ctx, req_file):
 
 
 def bundled_group(ctx):
-    """Scenario 5, bundled plugins: the hook for the issues that add them. Return a Group of
-    contenders (the gateway's config from configs.py and, where a fair peer exists, the nginx
-    config), add a Comparison below and, if the issue sets one, a line in targets_table. A config
-    the gateway rejects is reported as "not supported yet"."""
-    return None
+    """Scenario 6, bundled plugins as Kong publishes them: 100 routes and 100 consumers, with
+    no plugin, key-auth, and key-auth + rate-limiting (local). The per-plugin CPU is the
+    difference in CPU per request between neighbours."""
+    up = ctx.upstream_port
+    req_file = os.path.join(ctx.tmp, "requests-auth.txt")
+    with open(req_file, "w") as f:
+        f.write(configs.auth_request_list())
+    variants = [
+        ("proxy-auth-none", "sluice, 100 routes/consumers, no plugin", ()),
+        ("proxy-auth-key", "sluice, + key-auth", ("key-auth",)),
+        ("proxy-auth-rl", "sluice, + key-auth + rate-limiting", ("key-auth", "rate-limiting")),
+    ]
+    return Group("bundled", "scenario 6: key-auth and rate-limiting, 100 routes and consumers", [
+        Contender(key, label, "proxy", configs.kong_auth(up, 100, plugins), port=free_port(),
+                  requests=req_file)
+        for key, label, plugins in variants
+    ])
 
 
 class Comparison:
@@ -380,6 +392,10 @@ COMPARISONS = [
                "proxy-1route", "10,000 routes / 1 route"),
     Comparison("5", "reload under load (sluice vs itself)", "proxy-reload", "proxy-steady",
                "reloading / steady"),
+    Comparison("6a", "key-auth, 100 routes and consumers", "proxy-auth-key", "proxy-auth-none",
+               "key-auth / none"),
+    Comparison("6b", "+ rate-limiting (local)", "proxy-auth-rl", "proxy-auth-key",
+               "+ rate-limiting / key-auth"),
 ]
 
 
@@ -803,6 +819,12 @@ def derived(cs, args):
             why = [g(k).status for k in (one, ten) if g(k) and not g(k).runs]
             parts.append(why[0] if why else "not measured")
         out.append("- %s: %s" % (side, "; ".join(parts)))
+    for label, a, b, kong in (("key-auth", "proxy-auth-key", "proxy-auth-none", 22),
+                              ("rate-limiting (local)", "proxy-auth-rl", "proxy-auth-key", 17)):
+        if g(a) and g(b) and g(a).runs and g(b).runs:
+            out.append("- %s: %s µs CPU/req here (%s − %s); Kong 3.10 publishes about %d µs on "
+                       "its hardware" % (label, fmt_num(paired_delta(g(a), g(b), "cpu_us_per_req"), 2),
+                                         a, b, kong))
     r, s = g("proxy-reload"), g("proxy-steady")
     if r and r.reloads:
         ok = [t for st, t in r.reloads if isinstance(st, int) and 200 <= st < 300]
@@ -984,7 +1006,7 @@ def parse_args(argv):
     p.add_argument("--duration", type=int, help="seconds per measured run (default 10; quick 3)")
     p.add_argument("--warmup", type=int, help="seconds of warm-up per server (default 2; quick 1)")
     p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    p.add_argument("--only", default="", help="comma-separated groups: lua,routes,reload")
+    p.add_argument("--only", default="", help="comma-separated groups: lua,routes,bundled,reload")
     p.add_argument("--server-cpu", type=int, default=0, help="core for the servers under test (0)")
     p.add_argument("--load-cpu", type=int, default=1, help="core for wrk and the upstream (1)")
     p.add_argument("--reload-interval", type=float, default=1.0, help="seconds between POSTs (1)")

@@ -140,6 +140,39 @@ def request_list(n, seed=6):
     return "".join("%s %s\n" % r for r in reqs)
 
 
+def kong_auth(upstream_port, n=100, plugins=()):
+    """Scenario 6 (Kong's published one): `n` routes and `n` consumers with key-auth keys on one
+    service, and the global `plugins` among key-auth and rate-limiting (policy local, a limit
+    the load never reaches, counted per consumer)."""
+    out = ['_format_version: "3.0"', "services:", "  - name: up"]
+    out.append("    url: %s" % q("http://127.0.0.1:%d" % upstream_port))
+    out.append("    routes:")
+    for i in range(n):
+        out.append("      - name: a%d" % i)
+        out.append("        paths: [%s]" % q("/a%d" % i))
+    out.append("consumers:")
+    for i in range(n):
+        out.append("  - username: c%d" % i)
+        out.append("    keyauth_credentials:")
+        out.append("      - key: %s" % q("key-%d" % i))
+    if plugins:
+        out.append("plugins:")
+    for name in plugins:
+        out.append("  - name: %s" % name)
+        if name == "rate-limiting":
+            out.append("    config: {minute: 1000000000, limit_by: consumer, policy: local}")
+    return "\n".join(out) + "\n"
+
+
+def auth_request_list(n=100, seed=7):
+    """Requests spread over kong_auth's routes and consumers (key in the query): "HOST PATH"."""
+    rng = random.Random(seed)
+    reqs = ["auth.example.test /a%d/item?apikey=key-%d\n" % (i % n, rng.randrange(n))
+            for i in range(n * 10)]
+    rng.shuffle(reqs)
+    return "".join(reqs)
+
+
 # ---------------------------------------------------------------------------------------------
 # nginx
 
@@ -194,6 +227,8 @@ def render_all(out_dir, upstream_port=9001, routes=10000):
         "kong-lua10.yaml": kong_plain(upstream_port, 10),
         "kong-routes-%d.yaml" % routes: kong_routes(upstream_port, routes),
         "requests-%d.txt" % routes: request_list(routes),
+        "kong-auth.yaml": kong_auth(upstream_port, 100, ("key-auth", "rate-limiting")),
+        "requests-auth.txt": auth_request_list(),
         "nginx-upstream.conf": nginx_upstream(out_dir, upstream_port),
         "nginx-plain.conf": nginx_peer(out_dir, "nginx-plain", 9002, upstream_port),
         "nginx-lua1.conf": nginx_peer(out_dir, "nginx-lua1", 9003, upstream_port, 1),
