@@ -51,7 +51,8 @@ async fn header_conditions_read_lowercased_underscored_names_and_null_when_absen
 #[tokio::test]
 async fn path_method_query_and_entity_conditions() {
     let up = Upstream::start().await;
-    let cases: &[(&str, &[(&str, &str, u16)])] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str, u16)]);
+    let cases: &[Case<'_>] = &[
         (
             r#"!http.path.contains("skip")"#,
             &[("GET", "/a/skip/b", 200), ("GET", "/a/b", 418)],
@@ -173,4 +174,38 @@ services:
         .unwrap_err()
         .to_string();
     assert!(err.contains("at most 1024 allowed"), "{err}");
+}
+
+#[tokio::test]
+async fn a_condition_skips_an_auth_plugin_and_later_ones_see_the_consumer() {
+    let up = Upstream::start().await;
+    let cfg = r#"
+_format_version: "3.0"
+consumers:
+  - username: alice
+    keyauth_credentials: [{key: a-key}]
+  - username: bob
+    keyauth_credentials: [{key: b-key}]
+services:
+  - name: s
+    url: http://{upstream}
+    routes:
+      - name: r
+        paths: [/]
+plugins:
+  - name: key-auth
+    condition: '!http.path.startsWith("/public")'
+  - name: request-termination
+    condition: 'consumer != null && consumer.username == "bob"'
+    config: {status_code: 403, message: no bob}
+"#;
+    let proxy = Proxy::start(&render(cfg, &[&up])).await;
+    assert_eq!(status(&proxy, "GET", "/public/x", &[]).await, 200);
+    assert!(up.last().header("x-consumer-username").is_none());
+    assert_eq!(status(&proxy, "GET", "/private", &[]).await, 401);
+    assert_eq!(status(&proxy, "GET", "/private", &[("apikey", "a-key")]).await, 200);
+    assert_eq!(up.last().header("x-consumer-username"), Some("alice"));
+    let r = proxy.get("/private", &[("apikey", "b-key")]).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["message"], "no bob");
 }
