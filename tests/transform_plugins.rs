@@ -366,8 +366,8 @@ routes:
     );
     assert!(!ok, "check must fail");
     for expect in [
-        "bad.yaml:9:26: routes[0].plugins[0] (request-transformer on route \"r\"): config.add.querystring[1]: key 'novalue' has no value",
-        "bad.yaml:10:22: routes[0].plugins[0] (request-transformer on route \"r\"): config.add.headers[1]: 'bad header' is not a valid header",
+        "bad.yaml:9:27: routes[0].plugins[0] (request-transformer on route \"r\"): config.add.querystring[1]: key 'novalue' has no value",
+        "bad.yaml:10:23: routes[0].plugins[0] (request-transformer on route \"r\"): config.add.headers[1]: 'bad header' is not a valid header",
         "config.add.json_types[1]: expected one of: boolean, number, string",
         "(cors on route \"r\"): config: origins[1]: 'http://(unclosed' is not a valid regex (unclosed group)",
         "config.generator: expected one of: uuid, uuid#counter, tracker",
