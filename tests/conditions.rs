@@ -203,7 +203,10 @@ plugins:
     assert_eq!(status(&proxy, "GET", "/public/x", &[]).await, 200);
     assert!(up.last().header("x-consumer-username").is_none());
     assert_eq!(status(&proxy, "GET", "/private", &[]).await, 401);
-    assert_eq!(status(&proxy, "GET", "/private", &[("apikey", "a-key")]).await, 200);
+    assert_eq!(
+        status(&proxy, "GET", "/private", &[("apikey", "a-key")]).await,
+        200
+    );
     assert_eq!(up.last().header("x-consumer-username"), Some("alice"));
     let r = proxy.get("/private", &[("apikey", "b-key")]).await;
     assert_eq!(r.status, 403);

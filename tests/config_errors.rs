@@ -125,13 +125,12 @@ fn serve_refuses_an_invalid_file() {
 }
 
 #[test]
-fn a_condition_is_rejected_until_conditions_are_evaluated() {
+fn a_condition_with_a_syntax_error_is_located_with_proxy_check() {
     let (ok, _, stderr) = check(
-        "_format_version: \"3.0\"\nroutes:\n  - name: r\n    paths: [/]\nplugins:\n  - name: request-termination\n    route: r\n    condition: 'http.path.startsWith(\"/x\")'\n",
+        "_format_version: \"3.0\"\nroutes:\n  - name: r\n    paths: [/]\nplugins:\n  - name: request-termination\n    route: r\n    condition: 'http.path.startsWith(\"/x\"'\n",
     );
     assert!(!ok);
-    assert!(stderr.contains("bad.yaml:8:"), "{stderr}");
-    assert!(stderr.contains("plugins[0].condition: plugins[0] (request-termination on route \"r\"): CEL conditions are not supported by this build yet"), "{stderr}");
+    assert!(stderr.contains("bad.yaml:8:16: plugins[0] (request-termination on route \"r\"): condition: invalid CEL expression"), "{stderr}");
 }
 
 /// Regression: schema errors name array elements from 1 (as Kong does) and were located one

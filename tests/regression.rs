@@ -52,3 +52,47 @@ async fn ten_thousand_lua_instances_do_not_exhaust_the_lua_stack() {
     assert_eq!(up.seen().len(), ROUTES);
     assert_eq!(up.last().header("x-n"), Some("9999"));
 }
+
+/// Bug: with a body_filter plugin the response lost its Content-Length without becoming
+/// chunked, so it was delimited by closing the connection (no keep-alive), and a plugin's
+/// exit body kept a Content-Length the filter then made wrong.
+#[tokio::test]
+async fn body_filter_responses_are_chunked_and_keep_the_connection() {
+    let up = Upstream::start().await;
+    let handler = "local P = { PRIORITY = 1, VERSION = \"1.0.0\" }\nfunction P:body_filter(conf)\n  local chunk = ngx.arg[1]\n  if chunk then ngx.arg[1] = string.upper(chunk) .. \"!\" end\nend\nreturn P\n";
+    let schema = "return { name = \"shout\", fields = { { config = { type = \"record\", fields = {} } } } }";
+    let mut cfg = String::from("_format_version: \"3.0\"\n");
+    cfg.push_str(&embed::render("shout", handler, schema, true));
+    cfg.push_str(&render(
+        "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/r]}\n      - name: t\n        paths: [/t]\n        plugins: [{name: request-termination, config: {status_code: 200, body: 'hi', content_type: text/plain}}]\nplugins:\n  - name: shout\n",
+        &[&up],
+    ));
+    let proxy = Proxy::start(&cfg).await;
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // Two requests on one connection: the first response must end without closing it.
+    for (path, want) in [("/t", "HI!"), ("/r", ""), ("/t", "HI!")] {
+        let req = hyper::Request::get(path)
+            .header("host", "localhost")
+            .body(Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let resp = sender.send_request(req).await.expect("connection kept alive");
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers().get("content-length").is_none());
+        assert_eq!(
+            resp.headers().get("transfer-encoding").map(|v| v.to_str().unwrap()),
+            Some("chunked")
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        if want.is_empty() {
+            assert!(body.contains("!"), "{body}");
+            assert_eq!(body, body.to_uppercase());
+        } else {
+            assert_eq!(body, want);
+        }
+    }
+}

@@ -121,6 +121,15 @@ static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 /// does for bodies buffered to disk.
 const MAX_PLUGIN_BODY: usize = 64 * 1024;
 
+/// Drops Content-Length (a body_filter may change the length) and, on HTTP/1.1, declares
+/// the body chunked so the connection stays reusable.
+fn chunked_if_unsized(session: &Session, resp: &mut ResponseHeader) {
+    resp.remove_header(&http::header::CONTENT_LENGTH);
+    if !session.is_http2() && session.req_header().version == http::Version::HTTP_11 {
+        let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+    }
+}
+
 fn scheme(session: &Session) -> &'static str {
     if session
         .as_downstream()
@@ -150,6 +159,9 @@ impl Gateway {
             })
             .await?;
             return Ok(true);
+        }
+        if Self::has_body_filter(ctx) && !exit.body.is_empty() {
+            chunked_if_unsized(session, &mut resp);
         }
         let head_only = session.req_header().method == http::Method::HEAD || exit.body.is_empty();
         session
@@ -457,9 +469,10 @@ impl ProxyHttp for Gateway {
             ));
         }
         if Self::has_body_filter(ctx) {
-            // body_filter may change the body's length.
+            // body_filter may change the body's length: send it chunked (HTTP/1.1) rather than
+            // delimited by closing the connection.
             ctx.filter_body = true;
-            resp.remove_header(&http::header::CONTENT_LENGTH);
+            chunked_if_unsized(session, resp);
         }
         Ok(())
     }

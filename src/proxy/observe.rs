@@ -126,10 +126,7 @@ impl Gateway {
             if flags.bandwidth {
                 let [ingress, egress] = h.bandwidth.get_or_insert_with(|| {
                     let (service, route_name, consumer_name) = labels();
-                    [
-                        "ingress", "egress",
-                    ]
-                    .map(|dir| {
+                    ["ingress", "egress"].map(|dir| {
                         m.bandwidth.with_label_values(&[
                             service.as_str(),
                             route_name.as_str(),

@@ -71,7 +71,7 @@ impl Gateway {
         chain: &[Link],
     ) -> Option<Exit> {
         let snap = ctx.snap.clone();
-        for link in chain {
+        for (n, link) in chain.iter().enumerate() {
             let Some(i) = link.select(ctx.state.consumer) else {
                 continue;
             };
@@ -121,9 +121,17 @@ impl Gateway {
             self.observe(&link.name, phase, started, result.is_err());
             match result {
                 Ok(Flow::Continue) => {}
-                Ok(Flow::Exit(exit)) => return Some(exit),
+                Ok(Flow::Exit(exit)) => {
+                    if phase == Phase::Access {
+                        self.collect(session, ctx, &chain[n + 1..]);
+                    }
+                    return Some(exit);
+                }
                 Err(e) => {
                     tracing::error!(plugin = %link.name, phase = phase.as_str(), error = %e, "plugin failed");
+                    if phase == Phase::Access {
+                        self.collect(session, ctx, &chain[n + 1..]);
+                    }
                     return Some(Exit::message(500, messages::UNEXPECTED));
                 }
             }
@@ -136,8 +144,16 @@ impl Gateway {
     /// is left out).
     pub(super) fn collect_unrouted(&self, session: &mut Session, ctx: &mut Ctx) {
         let snap = ctx.snap.clone();
-        for link in &snap.global_chain {
-            let Some(i) = link.select(None) else {
+        self.collect(session, ctx, &snap.global_chain);
+    }
+
+    /// Records the instances of `links` for the response phases without running their
+    /// access (a plugin before them answered, or no route matched), as Kong runs the response
+    /// phases of every plugin collected for the request.
+    fn collect(&self, session: &mut Session, ctx: &mut Ctx, links: &[Link]) {
+        let snap = ctx.snap.clone();
+        for link in links {
+            let Some(i) = link.select(ctx.state.consumer) else {
                 continue;
             };
             if snap.instances[i].is_none() || ctx.ran.contains(&i) {

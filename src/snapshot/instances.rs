@@ -123,12 +123,13 @@ pub(super) fn build_instance(
                     let rest = rest.trim_start_matches('.');
                     use crate::config::yaml::PathSeg;
                     // Schema paths count array elements from 1, as Kong's errors do.
-                    let segs = crate::config::load::path_segments(rest)
-                        .into_iter()
-                        .map(|s| match s {
-                            PathSeg::Index(n) => PathSeg::Index(n.saturating_sub(1)),
-                            key => key,
-                        });
+                    let segs =
+                        crate::config::load::path_segments(rest)
+                            .into_iter()
+                            .map(|s| match s {
+                                PathSeg::Index(n) => PathSeg::Index(n.saturating_sub(1)),
+                                key => key,
+                            });
                     node.locate(segs).loc
                 }
                 _ => p.origin.loc,

@@ -228,8 +228,9 @@ fn compile_with(
     drop(loader);
     let conditions = compile_conditions(&config, &mut errs);
     let prometheus = entries.iter().any(|&(i, _)| {
-        defs.get(&config.plugins[i].name)
-            .is_some_and(|d| matches!(d.kind, crate::plugins::Kind::Native(b) if b.name == "prometheus"))
+        defs.get(&config.plugins[i].name).is_some_and(
+            |d| matches!(d.kind, crate::plugins::Kind::Native(b) if b.name == "prometheus"),
+        )
     });
     let chain_entries: Vec<Entry<'_>> = entries
         .iter()

@@ -16,6 +16,10 @@ pub(super) fn set_header(
     append: bool,
 ) -> mlua::Result<()> {
     let name = header_key(name).into_owned();
+    if name.eq_ignore_ascii_case("host") {
+        // Kong: setting Host here chooses the Host header sent upstream.
+        c.state.upstream.host = Some(value.to_string());
+    }
     let result = if append {
         c.req.append_header(name, value).map(|_| ())
     } else {
