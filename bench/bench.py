@@ -468,7 +468,7 @@ def start_contender(ctx, c):
             c.admin_port = free_port()
             admin = "127.0.0.1:%d" % c.admin_port
         argv = [ctx.args.proxy, "--config", path, "--listen", "127.0.0.1:%d" % c.port,
-                "--workers", "1", "--admin-listen", admin, "--no-access-log",
+                "--listen-tls", "off", "--workers", "1", "--admin-listen", admin, "--no-access-log",
                 "--shutdown-timeout", "1"]
         log_path = os.path.join(ctx.tmp, c.key + ".log")
     else:

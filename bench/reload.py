@@ -144,6 +144,7 @@ def main():
         started = time.monotonic()
         proxy = subprocess.Popen(
             ["taskset", "-c", "0", args.binary, "--config", cfg_path, "--listen", "127.0.0.1:%d" % px_port,
+             "--listen-tls", "off",
              "--workers", "1", "--admin-listen", "127.0.0.1:%d" % admin_port, "--no-access-log"],
             stderr=open(os.path.join(tmp, "proxy.err"), "w"))
         procs.append(proxy)

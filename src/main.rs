@@ -44,6 +44,18 @@ struct Cli {
         value_delimiter = ','
     )]
     listen: Vec<String>,
+    /// HTTPS listen addresses (Kong's default port; certificates come from the config's
+    /// `certificates`/`snis`), comma-separated, or `off`. HTTP/2 is offered by ALPN.
+    #[arg(
+        long,
+        env = "PROXY_LISTEN_TLS",
+        default_value = "0.0.0.0:8443",
+        value_delimiter = ','
+    )]
+    listen_tls: Vec<String>,
+    /// Also accept HTTP/2 without TLS (h2c, prior knowledge) on the plain listeners.
+    #[arg(long, env = "PROXY_H2C")]
+    h2c: bool,
     /// Worker threads, each with its own runtime (default: number of cores).
     #[arg(long, env = "PROXY_WORKERS")]
     workers: Option<usize>,
@@ -233,6 +245,12 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    let tls_selector = sluice::proxy::tls::CertSelector::new(state.clone())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    server.add_service(background_service(
+        "health checks",
+        sluice::balancer::probe::HealthChecker::new(state.clone()),
+    ));
     let gateway = Gateway::new(state, metrics.clone(), !cli.no_access_log);
     server.add_service(background_service(
         "drain",
@@ -242,10 +260,23 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
     ));
     let mut service = http_proxy_service(&server.configuration, gateway);
+    if cli.h2c {
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = true;
+        service.app_logic_mut().map(|app| app.server_options = Some(options));
+    }
     for addr in &cli.listen {
         service.add_tcp(addr);
     }
-    tracing::info!(listen = ?cli.listen, workers, "serving");
+    let tls_listen: Vec<&String> = cli.listen_tls.iter().filter(|a| *a != "off").collect();
+    for addr in &tls_listen {
+        let mut settings =
+            pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(tls_selector.clone()))
+                .context("TLS settings")?;
+        settings.enable_h2();
+        service.add_tls_with_settings(addr, None, settings);
+    }
+    tracing::info!(listen = ?cli.listen, listen_tls = ?tls_listen, workers, "serving");
     server.add_service(service);
 
     if cli.admin_listen != "off" {

@@ -315,6 +315,15 @@ impl ServeHttp for Admin {
                 reply(200, json!({ "config": &*snap.text, "hash": snap.hash, "generation": snap.generation }))
             }
             (&Method::POST, ["config"]) => self.post_config(session).await,
+            (&Method::GET, ["upstreams", key, "health"]) => {
+                let snap = self.reloader.state().load();
+                let query = session.req_header().uri.query().unwrap_or("");
+                let whole = query.split('&').any(|p| p == "balancer_health=1");
+                match crate::balancer::status::health(&snap, key, whole, &self.node_id) {
+                    Some(body) => reply(200, body),
+                    None => message(404, "Not found"),
+                }
+            }
             (&Method::GET, [kind]) => self.collection(kind, None),
             (&Method::GET, [kind, key]) => self.collection(kind, Some(key)),
             (_, [kind, ..]) if entities::collection(&Default::default(), kind).is_some() => message(

@@ -191,14 +191,140 @@ pub struct Plugin {
 pub struct Upstream {
     pub id: String,
     pub name: String,
-    pub algorithm: String,
-    pub hash_on: String,
-    pub hash_fallback: String,
+    pub algorithm: Algorithm,
+    /// What `consistent-hashing` hashes first.
+    pub hash_on: HashOn,
+    /// What it hashes when `hash_on` gives no value.
+    pub hash_fallback: HashOn,
+    pub hash_on_cookie_path: String,
     pub slots: u32,
-    pub healthchecks: Option<serde_json::Value>,
+    pub healthchecks: Healthchecks,
     pub host_header: Option<String>,
     pub tags: Vec<String>,
     pub origin: Origin,
+}
+
+/// An upstream's load-balancing algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Algorithm {
+    RoundRobin,
+    ConsistentHashing,
+    LeastConnections,
+    Latency,
+}
+
+impl Algorithm {
+    /// Parses Kong's algorithm names.
+    pub fn parse(s: &str) -> Option<Algorithm> {
+        Some(match s {
+            "round-robin" => Algorithm::RoundRobin,
+            "consistent-hashing" => Algorithm::ConsistentHashing,
+            "least-connections" => Algorithm::LeastConnections,
+            "latency" => Algorithm::Latency,
+            _ => return None,
+        })
+    }
+}
+
+/// A hash input of `consistent-hashing` (`hash_on` / `hash_fallback`), with its parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum HashOn {
+    None,
+    Consumer,
+    Ip,
+    /// Header name, lower-cased.
+    Header(String),
+    /// Cookie name.
+    Cookie(String),
+    Path,
+    /// Query argument name.
+    QueryArg(String),
+    /// Capture group name or number of the route's regex path.
+    UriCapture(String),
+}
+
+/// `upstreams[].healthchecks` with Kong's defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Healthchecks {
+    /// Probes sent by the gateway.
+    pub active: ActiveChecks,
+    /// Verdicts drawn from proxied traffic.
+    pub passive: PassiveChecks,
+    /// Percentage of the total weight that must be available for the upstream to take
+    /// traffic (0–100).
+    pub threshold: f64,
+}
+
+impl Healthchecks {
+    /// Whether any check is on (Kong's "HEALTHCHECKS_OFF" otherwise).
+    pub fn enabled(&self) -> bool {
+        self.active.healthy.interval > 0.0
+            || self.active.unhealthy.interval > 0.0
+            || self.passive.unhealthy.tcp_failures > 0
+            || self.passive.unhealthy.timeouts > 0
+            || self.passive.unhealthy.http_failures > 0
+    }
+}
+
+/// How active probes connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum CheckType {
+    Http,
+    Https,
+    Tcp,
+}
+
+/// `healthchecks.active`.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
+pub struct ActiveChecks {
+    pub kind: CheckType,
+    /// Seconds.
+    pub timeout: f64,
+    pub concurrency: u32,
+    pub http_path: String,
+    pub https_sni: Option<String>,
+    pub https_verify_certificate: bool,
+    /// Extra request headers, in order.
+    pub headers: Vec<(String, String)>,
+    pub healthy: HealthyRule,
+    pub unhealthy: UnhealthyRule,
+}
+
+/// `healthchecks.passive`.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
+pub struct PassiveChecks {
+    pub kind: CheckType,
+    /// `interval` is always 0 here.
+    pub healthy: HealthyRule,
+    pub unhealthy: UnhealthyRule,
+}
+
+/// When a target counts as healthy again.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
+pub struct HealthyRule {
+    /// Seconds between probes of healthy targets (0: none).
+    pub interval: f64,
+    pub http_statuses: Vec<u16>,
+    /// Successes in a row that make a target healthy (0: never from this source).
+    pub successes: u8,
+}
+
+/// When a target counts as unhealthy.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
+pub struct UnhealthyRule {
+    /// Seconds between probes of unhealthy targets (0: none).
+    pub interval: f64,
+    pub http_statuses: Vec<u16>,
+    pub tcp_failures: u8,
+    pub timeouts: u8,
+    pub http_failures: u8,
 }
 
 /// `targets[]`, validated.

@@ -135,13 +135,86 @@ pub struct RawUpstream {
     pub hash_on_uri_capture: Option<String>,
     pub hash_fallback_uri_capture: Option<String>,
     pub slots: Option<i64>,
-    pub healthchecks: Option<serde_json::Value>,
+    pub healthchecks: Option<RawHealthchecks>,
     pub host_header: Option<String>,
     pub client_certificate: Option<RawRef>,
     pub use_srv_name: Option<bool>,
     pub tags: Option<Vec<String>>,
     pub created_at: Option<i64>,
     pub updated_at: Option<i64>,
+}
+
+/// `upstreams[].healthchecks`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[allow(missing_docs)]
+pub struct RawHealthchecks {
+    pub active: Option<RawActiveChecks>,
+    pub passive: Option<RawPassiveChecks>,
+    pub threshold: Option<f64>,
+}
+
+/// `healthchecks.active`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[allow(missing_docs)]
+pub struct RawActiveChecks {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub timeout: Option<f64>,
+    pub concurrency: Option<i64>,
+    pub http_path: Option<String>,
+    pub https_sni: Option<String>,
+    pub https_verify_certificate: Option<bool>,
+    pub headers: Option<BTreeMap<String, Vec<String>>>,
+    pub healthy: Option<RawActiveHealthy>,
+    pub unhealthy: Option<RawActiveUnhealthy>,
+}
+
+/// `healthchecks.active.healthy`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[allow(missing_docs)]
+pub struct RawActiveHealthy {
+    pub interval: Option<f64>,
+    pub http_statuses: Option<Vec<i64>>,
+    pub successes: Option<i64>,
+}
+
+/// `healthchecks.active.unhealthy`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[allow(missing_docs)]
+pub struct RawActiveUnhealthy {
+    pub interval: Option<f64>,
+    pub http_statuses: Option<Vec<i64>>,
+    pub tcp_failures: Option<i64>,
+    pub timeouts: Option<i64>,
+    pub http_failures: Option<i64>,
+}
+
+/// `healthchecks.passive`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[allow(missing_docs)]
+pub struct RawPassiveChecks {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub healthy: Option<RawPassiveHealthy>,
+    pub unhealthy: Option<RawPassiveUnhealthy>,
+}
+
+/// `healthchecks.passive.healthy`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[allow(missing_docs)]
+pub struct RawPassiveHealthy {
+    pub http_statuses: Option<Vec<i64>>,
+    pub successes: Option<i64>,
+}
+
+/// `healthchecks.passive.unhealthy`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[allow(missing_docs)]
+pub struct RawPassiveUnhealthy {
+    pub http_statuses: Option<Vec<i64>>,
+    pub tcp_failures: Option<i64>,
+    pub timeouts: Option<i64>,
+    pub http_failures: Option<i64>,
 }
 
 /// `targets[]`.

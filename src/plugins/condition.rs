@@ -310,7 +310,10 @@ fn net(ctx: &PhaseCtx<'_>) -> Value {
         Value::from(m)
     };
     let mut tls: HashMap<String, Value> = HashMap::new();
-    tls.insert("sni".into(), Value::Null);
+    tls.insert(
+        "sni".into(),
+        ctx.state.sni.as_deref().map_or(Value::Null, Value::from),
+    );
     let mut m: HashMap<String, Value> = HashMap::new();
     m.insert("protocol".into(), Value::from(ctx.state.scheme));
     m.insert("tls".into(), Value::from(tls));

@@ -149,6 +149,8 @@ pub struct RequestState {
     pub server: Option<std::net::SocketAddr>,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// The TLS server name the client asked for.
+    pub sni: Option<String>,
     /// Config index of the matched route.
     pub route: Option<usize>,
     /// Config index of the route's service.
@@ -237,6 +239,7 @@ impl RequestState {
             client: None,
             server: None,
             scheme: "http",
+            sni: None,
             route: None,
             service: None,
             consumer: None,

@@ -9,11 +9,13 @@
 //! | `response_filter`        | `header_filter`                       |
 //! | `logging`                | `log`                                 |
 
+mod balance;
 mod headers;
 mod observe;
 mod phases;
 mod resolve;
 pub mod respond;
+pub mod tls;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::metrics::Metrics;
 use crate::plugins::{Exit, Phase, RequestState};
 use crate::router::{normalize_path, RequestInfo, RouteMatch};
+use crate::config::model::Protocol;
 use crate::snapshot::Snapshot;
 use respond::{messages, write_exit, VIA};
 
@@ -96,6 +99,8 @@ pub struct Ctx {
     body_sent: bool,
     /// Request body bytes streamed upstream so far.
     body_streamed: u64,
+    /// Target choice and passive health reporting.
+    balancing: balance::Balancing,
     _inflight: InflightGuard,
 }
 
@@ -128,6 +133,40 @@ fn chunked_if_unsized(session: &Session, resp: &mut ResponseHeader) {
     if !session.is_http2() && session.req_header().version == http::Version::HTTP_11 {
         let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
     }
+}
+
+/// The service's upstream TLS material (CA bundle, client certificate) and HTTP version:
+/// gRPC services speak HTTP/2 (h2c in plain text), others HTTP/1.1.
+fn upstream_tls_and_version(peer: &mut HttpPeer, snap: &Snapshot, service: Option<usize>) {
+    let Some(i) = service else {
+        return;
+    };
+    let s = &snap.config.services[i];
+    if let Some(ca) = snap.certs.service_ca.get(&i) {
+        peer.options.ca = Some(ca.clone());
+    }
+    if let Some(cert) = s.client_certificate.and_then(|c| snap.certs.client.get(&c)) {
+        peer.client_cert_key = Some(cert.clone());
+    }
+    if matches!(s.protocol, Protocol::Grpc | Protocol::Grpcs) {
+        peer.options.set_http_version(2, 2);
+    }
+}
+
+/// The server name the TLS client asked for (kept by the certificate selector).
+fn server_name(session: &Session) -> Option<String> {
+    let digest = session.as_downstream().digest()?;
+    let ssl = digest.ssl_digest.as_ref()?;
+    ssl.extension.get::<tls::ServerName>().map(|n| n.0.clone())
+}
+
+/// Whether the request is a gRPC call (by its content type).
+fn is_grpc(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 fn scheme(session: &Session) -> &'static str {
@@ -243,6 +282,7 @@ impl ProxyHttp for Gateway {
             filter_body: false,
             body_sent: false,
             body_streamed: 0,
+            balancing: balance::Balancing::default(),
             _inflight: InflightGuard::new(&self.inflight),
         }
     }
@@ -252,6 +292,7 @@ impl ProxyHttp for Gateway {
         ctx.state.scheme = scheme;
         ctx.state.client = session.client_addr().and_then(|a| a.as_inet()).copied();
         ctx.state.server = session.server_addr().and_then(|a| a.as_inet()).copied();
+        ctx.state.sni = server_name(session);
         let snap = ctx.snap.clone();
 
         // Kong's rewrite phase: global instances, before routing.
@@ -278,7 +319,7 @@ impl ProxyHttp for Gateway {
                 host,
                 headers: &req.headers,
                 scheme,
-                sni: None,
+                sni: ctx.state.sni.as_deref(),
                 src: ctx.state.client,
                 dst: ctx.state.server,
             };
@@ -297,8 +338,16 @@ impl ProxyHttp for Gateway {
         ctx.state.captures = matched.uri_captures.clone();
         ctx.matched = Some(matched);
 
-        if !route.protocols.iter().any(|p| p.as_str() == scheme) {
-            let exit = headers::https_redirect(session, route.https_redirect_status_code);
+        let grpc = is_grpc(session);
+        let grpc_scheme = if scheme == "https" { "grpcs" } else { "grpc" };
+        let accepts = |s: &str| route.protocols.iter().any(|p| p.as_str() == s);
+        if !accepts(scheme) && !(grpc && accepts(grpc_scheme)) {
+            let only_grpc = route.protocols.iter().all(|p| p.as_str().starts_with("grpc"));
+            let exit = if only_grpc && !grpc {
+                Exit::message(415, messages::NON_GRPC)
+            } else {
+                headers::https_redirect(session, route.https_redirect_status_code)
+            };
             return self.exit(session, ctx, &exit).await;
         }
         if Self::wants_body(&snap, &route.chain) {
@@ -314,22 +363,14 @@ impl ProxyHttp for Gateway {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let balanced = balance::pick(session, ctx)?;
         let snap = &ctx.snap;
         let service = ctx.state.service.map(|s| &snap.services[s]);
         let changes = &ctx.state.upstream;
-        let balancer = changes.balancer.or(service.and_then(|s| s.balancer));
-        let (host, port) = match (&changes.target, balancer) {
+        let (host, port) = match (&changes.target, balanced) {
             (Some((h, p)), _) => (h.clone(), *p),
-            (None, Some(b)) => match snap.balancers[b].next() {
-                Some((h, p)) => (h.to_string(), p),
-                None => {
-                    return Err(Error::explain(
-                        ErrorType::CustomCode("no peer", 503),
-                        messages::NO_PEER,
-                    ))
-                }
-            },
+            (None, Some(target)) => target,
             (None, None) => match service {
                 Some(s) => (s.host.clone(), s.port),
                 None => return Err(Error::explain(ErrorType::InternalError, "no service")),
@@ -358,6 +399,7 @@ impl ProxyHttp for Gateway {
         let verify = service.is_some_and(|s| s.tls_verify);
         opts.verify_cert = verify;
         opts.verify_hostname = verify;
+        upstream_tls_and_version(&mut peer, snap, ctx.state.service);
         if ctx.upstream_started.is_none() {
             ctx.proxy_latency = Some(ctx.started.elapsed());
         }
@@ -372,6 +414,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        balance::connect_failed(ctx, &e);
         let retries = ctx
             .state
             .service
@@ -439,12 +482,13 @@ impl ProxyHttp for Gateway {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _resp: &mut ResponseHeader,
+        resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         if let Some(at) = ctx.upstream_started {
             ctx.upstream_latency = Some(at.elapsed());
         }
+        balance::responded(ctx, resp.status.as_u16(), ctx.upstream_latency);
         ctx.state.source = "service";
         Ok(())
     }
@@ -536,6 +580,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        balance::finished(ctx, e);
         let status = session
             .as_downstream()
             .response_written()

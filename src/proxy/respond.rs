@@ -14,6 +14,8 @@ pub const VIA: &str = concat!("1.1 sluice/", env!("CARGO_PKG_VERSION"));
 pub mod messages {
     /// 413, request-size-limiting on a streamed body.
     pub const TOO_LARGE: &str = "Request size limit exceeded";
+    /// 415, a plain HTTP request on a gRPC-only route.
+    pub const NON_GRPC: &str = "Non-gRPC request matched gRPC route";
     /// 404, no route matched.
     pub const NO_ROUTE: &str = "no Route matched with those values";
     /// 503, route without service.

@@ -2,6 +2,7 @@
 //! runtime that serves requests (router, upstream targets, plugin instances and chains).
 //! A snapshot is built completely before it is published; any error rejects it whole.
 
+mod certs;
 mod consumers;
 mod instances;
 mod upstream;
@@ -19,8 +20,9 @@ use crate::plugins::Instance;
 use crate::router::{self, RouteInput, Router};
 use instances::{build_instance, definitions};
 
+pub use certs::{Certs, Pair};
 pub use consumers::Consumers;
-pub use upstream::Balancer;
+pub use upstream::{BalancedTarget, Balancer, CheckSource};
 
 /// Upstream connection settings of a service.
 #[derive(Debug, Clone)]
@@ -111,6 +113,8 @@ pub struct Snapshot {
     pub conditions: Vec<Option<Condition>>,
     /// Consumers and credentials indexed for the auth plugins.
     pub consumers: Consumers,
+    /// Certificates by SNI, upstream CA bundles and client certificates.
+    pub certs: Certs,
     /// Load balancers of `upstreams`.
     pub balancers: Vec<Balancer>,
 }
@@ -227,6 +231,7 @@ fn compile_with(
     }
     drop(loader);
     let conditions = compile_conditions(&config, &mut errs);
+    let certs = Certs::new(&config, &mut errs);
     let prometheus = entries.iter().any(|&(i, _)| {
         defs.get(&config.plugins[i].name).is_some_and(
             |d| matches!(d.kind, crate::plugins::Kind::Native(b) if b.name == "prometheus"),
@@ -359,6 +364,7 @@ fn compile_with(
         prometheus,
         conditions,
         consumers,
+        certs,
         balancers,
     })
 }

@@ -269,7 +269,7 @@ pub struct Proxy {
     stderr_path: std::path::PathBuf,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("pick port");
     l.local_addr().expect("addr").port()
 }
@@ -337,6 +337,11 @@ impl Proxy {
                 .arg(&path)
                 .arg("--listen")
                 .arg(addr.to_string())
+                .args(if extra_args.contains(&"--listen-tls") {
+                    &[][..]
+                } else {
+                    &["--listen-tls", "off"][..]
+                })
                 .args(if extra_args.contains(&"--workers") {
                     &[][..]
                 } else {

@@ -577,3 +577,4 @@ impl Validator<'_> {
 }
 
 mod others;
+mod upstreams;
