@@ -214,10 +214,17 @@ async fn read_head(s: &mut tokio::net::TcpStream) -> String {
 #[tokio::test]
 async fn websocket_upgrade_is_proxied_and_frames_flow_both_ways() {
     let up = ws_upstream().await;
-    let cfg = format!(
-        "_format_version: \"3.0\"\nservices:\n  - name: ws\n    url: http://{up}\n    routes:\n      - name: chat\n        paths: [/chat]\n"
-    );
-    let proxy = common::Proxy::start(&cfg).await;
+    // A plain http route carries the upgrade, as does one with Kong's ws/wss protocols.
+    for protocols in ["", "        protocols: [ws, wss]\n"] {
+        let cfg = format!(
+            "_format_version: \"3.0\"\nservices:\n  - name: ws\n    url: http://{up}\n    routes:\n      - name: chat\n        paths: [/chat]\n{protocols}"
+        );
+        websocket_echo(&cfg).await;
+    }
+}
+
+async fn websocket_echo(cfg: &str) {
+    let proxy = common::Proxy::start(cfg).await;
     let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(b"GET /chat HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
         .await

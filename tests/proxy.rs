@@ -283,8 +283,23 @@ services:
     tls_verify: true
     retries: 0
     routes: [{{name: verified, paths: [/verified]}}]
-"#,
-        port = up.addr.port()
+  - name: trusted
+    url: https://localhost:{port}
+    tls_verify: true
+    ca_certificates: [4e3ad2e4-0bd4-4f1e-9d6b-111111111111]
+    routes: [{{name: trusted, paths: [/trusted]}}]
+ca_certificates:
+  - id: 4e3ad2e4-0bd4-4f1e-9d6b-111111111111
+    cert: |
+{pem}"#,
+        port = up.addr.port(),
+        pem = up
+            .cert_pem
+            .as_deref()
+            .unwrap()
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>()
     );
     let proxy = Proxy::start(&config).await;
     let r = proxy.get("/tls/x?y=1", &[]).await;
@@ -299,4 +314,8 @@ services:
     let r = proxy.get("/verified", &[]).await;
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(up.seen().len(), 1);
+    // Trusted through the service's ca_certificates: verified and proxied.
+    let r = proxy.get("/trusted", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.seen().len(), 2);
 }

@@ -341,7 +341,14 @@ impl ProxyHttp for Gateway {
         let grpc = is_grpc(session);
         let grpc_scheme = if scheme == "https" { "grpcs" } else { "grpc" };
         let accepts = |s: &str| route.protocols.iter().any(|p| p.as_str() == s);
-        if !accepts(scheme) && !(grpc && accepts(grpc_scheme)) {
+        let websocket = session
+            .req_header()
+            .headers
+            .get(http::header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        let ws_scheme = if scheme == "https" { "wss" } else { "ws" };
+        if !accepts(scheme) && !(grpc && accepts(grpc_scheme)) && !(websocket && accepts(ws_scheme))
+        {
             let only_grpc = route.protocols.iter().all(|p| p.as_str().starts_with("grpc"));
             let exit = if only_grpc && !grpc {
                 Exit::message(415, messages::NON_GRPC)

@@ -46,6 +46,9 @@ impl Seen {
 /// (both anywhere in the path).
 pub struct Upstream {
     pub addr: SocketAddr,
+    /// The PEM certificate of a TLS upstream (self-signed, CN localhost).
+    #[allow(dead_code)]
+    pub cert_pem: Option<String>,
     seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -62,25 +65,48 @@ impl Upstream {
 
     /// The echo upstream behind TLS, with a self-signed certificate made for the test.
     pub async fn start_tls() -> Upstream {
-        Self::start_inner("tls-upstream", Some(self_signed_acceptor())).await
+        let (acceptor, pem) = self_signed_acceptor();
+        let mut up = Self::start_inner("tls-upstream", Some(acceptor)).await;
+        up.cert_pem = Some(pem);
+        up
+    }
+
+    /// An upstream named `name` on a given address (e.g. the port of a dropped one, to bring a
+    /// target back); None when the address cannot be bound (yet).
+    pub async fn start_named_on(name: &'static str, addr: SocketAddr) -> Option<Upstream> {
+        let listener = TcpListener::bind(addr).await.ok()?;
+        Some(Self::serve(listener, name, None))
     }
 
     async fn start_inner(name: &'static str, tls: Option<openssl::ssl::SslAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
+        Self::serve(listener, name, tls)
+    }
+
+    /// Serves on `listener`; dropping the returned value closes the listener and every
+    /// connection it accepted.
+    fn serve(
+        listener: TcpListener,
+        name: &'static str,
+        tls: Option<openssl::ssl::SslAcceptor>,
+    ) -> Upstream {
         let addr = listener.local_addr().expect("upstream addr");
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = seen.clone();
         let tls = tls.map(Arc::new);
         let task = tokio::spawn(async move {
+            // Connections live in this task's set: aborting the task closes them too.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                while connections.try_join_next().is_some() {}
                 let log = log.clone();
                 let tls = tls.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let log = log.clone();
                         async move { Ok::<_, hyper::Error>(echo(req, log, name).await) }
@@ -109,7 +135,12 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen, task }
+        Upstream {
+            addr,
+            cert_pem: None,
+            seen,
+            task,
+        }
     }
 
     /// Requests received so far.
@@ -148,7 +179,7 @@ impl Drop for Upstream {
 }
 
 /// A TLS acceptor with a fresh self-signed certificate for `localhost`.
-fn self_signed_acceptor() -> openssl::ssl::SslAcceptor {
+fn self_signed_acceptor() -> (openssl::ssl::SslAcceptor, String) {
     use openssl::asn1::Asn1Time;
     use openssl::hash::MessageDigest;
     use openssl::pkey::PKey;
@@ -173,7 +204,8 @@ fn self_signed_acceptor() -> openssl::ssl::SslAcceptor {
     let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
     acceptor.set_private_key(&key).expect("key");
     acceptor.set_certificate(&cert).expect("cert");
-    acceptor.build()
+    let pem = String::from_utf8(cert.to_pem().expect("pem")).expect("utf8");
+    (acceptor.build(), pem)
 }
 
 async fn echo(
