@@ -53,6 +53,13 @@ struct Cli {
         value_delimiter = ','
     )]
     listen_tls: Vec<String>,
+    /// Default certificate (PEM chain) for TLS clients whose SNI matches no `snis` entry
+    /// (Kong's `ssl_cert`); without it a self-signed one is made at startup.
+    #[arg(long, env = "PROXY_SSL_CERT", requires = "ssl_cert_key")]
+    ssl_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of `--ssl-cert` (Kong's `ssl_cert_key`).
+    #[arg(long, env = "PROXY_SSL_CERT_KEY", requires = "ssl_cert")]
+    ssl_cert_key: Option<std::path::PathBuf>,
     /// Also accept HTTP/2 without TLS (h2c, prior knowledge) on the plain listeners.
     #[arg(long, env = "PROXY_H2C")]
     h2c: bool,
@@ -245,8 +252,7 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let tls_selector = sluice::proxy::tls::CertSelector::new(state.clone())
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let tls_state = state.clone();
     server.add_service(background_service(
         "health checks",
         sluice::balancer::probe::HealthChecker::new(state.clone()),
@@ -269,12 +275,16 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
         service.add_tcp(addr);
     }
     let tls_listen: Vec<&String> = cli.listen_tls.iter().filter(|a| *a != "off").collect();
-    for addr in &tls_listen {
-        let mut settings =
-            pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(tls_selector.clone()))
-                .context("TLS settings")?;
-        settings.enable_h2();
-        service.add_tls_with_settings(addr, None, settings);
+    if !tls_listen.is_empty() {
+        let tls_selector = tls_selector(&cli, tls_state)?;
+        for addr in &tls_listen {
+            let mut settings = pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(
+                tls_selector.clone(),
+            ))
+            .context("TLS settings")?;
+            settings.enable_h2();
+            service.add_tls_with_settings(addr, None, settings);
+        }
     }
     tracing::info!(listen = ?cli.listen, listen_tls = ?tls_listen, workers, "serving");
     server.add_service(service);
@@ -300,6 +310,26 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
         )),
     });
     Ok(ExitCode::SUCCESS)
+}
+
+/// The TLS certificate selector: the live snapshot's certificates, and the default one from
+/// `--ssl-cert`/`--ssl-cert-key` or made at startup.
+fn tls_selector(
+    cli: &Cli,
+    state: std::sync::Arc<arc_swap::ArcSwap<sluice::snapshot::Snapshot>>,
+) -> anyhow::Result<sluice::proxy::tls::CertSelector> {
+    let default_cert = match (&cli.ssl_cert, &cli.ssl_cert_key) {
+        (Some(c), Some(k)) => Some((
+            std::fs::read_to_string(c).with_context(|| format!("reading {}", c.display()))?,
+            std::fs::read_to_string(k).with_context(|| format!("reading {}", k.display()))?,
+        )),
+        _ => None,
+    };
+    sluice::proxy::tls::CertSelector::new(
+        state,
+        default_cert.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+    )
+    .map_err(|e| anyhow::anyhow!("--ssl-cert: {e}"))
 }
 
 fn main() -> anyhow::Result<ExitCode> {

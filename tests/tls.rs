@@ -215,3 +215,26 @@ fn a_key_that_does_not_match_its_certificate_is_a_located_error() {
         .to_string();
     assert!(err.contains("kong.yaml:3:5: certificates[0]: key: does not match the certificate"), "{err}");
 }
+
+#[tokio::test]
+async fn ssl_cert_sets_the_default_certificate() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (c, k) = cert("default.test");
+    let (cp, kp) = (dir.path().join("d.crt"), dir.path().join("d.key"));
+    std::fs::write(&cp, c).unwrap();
+    std::fs::write(&kp, k).unwrap();
+    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let args = [
+        "--listen-tls".to_string(),
+        tls.to_string(),
+        "--ssl-cert".into(),
+        cp.display().to_string(),
+        "--ssl-cert-key".into(),
+        kp.display().to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _proxy = Proxy::start_with(&render(&config(&[("a.test", &["a.test"])]), &[&up]), &args).await;
+    assert_eq!(get_h1(tls, "nomatch.test", "/any").await, ("default.test".into(), 200));
+    assert_eq!(get_h1(tls, "a.test", "/any").await, ("a.test".into(), 200));
+}

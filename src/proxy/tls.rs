@@ -27,12 +27,18 @@ pub struct CertSelector {
 }
 
 impl CertSelector {
-    /// A selector over the live snapshot, with a fresh self-signed default certificate.
-    pub fn new(state: Arc<ArcSwap<Snapshot>>) -> Result<CertSelector, String> {
-        Ok(CertSelector {
-            state,
-            default: self_signed("localhost").map_err(|e| format!("default certificate: {e}"))?,
-        })
+    /// A selector over the live snapshot. The default certificate (served when no SNI
+    /// matches) is `default` (PEM certificate chain and key, Kong's `ssl_cert` and
+    /// `ssl_cert_key`) or a fresh self-signed one.
+    pub fn new(
+        state: Arc<ArcSwap<Snapshot>>,
+        default: Option<(&str, &str)>,
+    ) -> Result<CertSelector, String> {
+        let default = match default {
+            Some((cert, key)) => crate::snapshot::Pair::from_pem(cert, key)?,
+            None => self_signed("localhost").map_err(|e| format!("default certificate: {e}"))?,
+        };
+        Ok(CertSelector { state, default })
     }
 }
 

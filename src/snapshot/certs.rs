@@ -42,6 +42,13 @@ pub struct Certs {
     pub service_ca: HashMap<usize, Arc<Box<[X509]>>>,
 }
 
+impl Pair {
+    /// Parses a PEM certificate chain and its PEM private key, checking they match.
+    pub fn from_pem(cert: &str, key: &str) -> Result<Pair, String> {
+        parse_pair(cert, key)
+    }
+}
+
 fn parse_pair(cert: &str, key: &str) -> Result<Pair, String> {
     let chain = X509::stack_from_pem(cert.as_bytes())
         .map_err(|e| format!("cert: not a PEM certificate: {e}"))?;
