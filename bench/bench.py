@@ -18,6 +18,7 @@ import resource
 import shlex
 import shutil
 import signal
+import ssl
 import socket
 import statistics
 import subprocess
@@ -226,8 +227,12 @@ def tail(path, n=5):
         return "(no log)"
 
 
-def http_get(port, path="/", host=None, method="GET", body=None, timeout=10):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def http_get(port, path="/", host=None, method="GET", body=None, timeout=10, tls=False):
+    if tls:
+        c = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout,
+                                        context=ssl._create_unverified_context())
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         headers = {"x-in": "hello"}
         if host:
@@ -278,8 +283,9 @@ class Contender:
     """One server (or one mode of a shared server) measured in turn with the others of its group."""
 
     def __init__(self, key, label, kind, config="", port=None, plugins=0, requests=None,
-                 admin=False, reload_texts=None):
+                 admin=False, reload_texts=None, tls=None):
         self.key, self.label, self.kind, self.port = key, label, kind, port
+        self.tls = tls  # (cert, key) paths: the contender terminates TLS on `port`
         self.config = config  # text of the proxy's YAML or nginx's conf
         self.plugins = plugins
         self.requests = requests  # path of a "HOST PATH" list, for the wrk script
@@ -334,6 +340,7 @@ def make_groups(ctx, only):
             proxy("proxy-1route", "sluice, 1 route", configs.kong_plain(up), requests=req_file),
         ]),
         bundled_group(ctx),
+        https_group(ctx),
         reload_group(ctx, req_file),
     ]
     return [g for g in groups if g and (not only or g.name in only)]
@@ -378,6 +385,25 @@ def bundled_group(ctx):
     ])
 
 
+def https_group(ctx):
+    """Scenario 7: TLS termination (Kong publishes HTTPS figures): the gateway and nginx serve
+    the same certificate (RSA 2048) over HTTP/1.1 to wrk's keep-alive connections."""
+    crt, key = os.path.join(ctx.tmp, "bench.crt"), os.path.join(ctx.tmp, "bench.key")
+    if not os.path.exists(crt):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                        "/CN=bench.test", "-days", "2", "-keyout", key, "-out", crt],
+                       check=True, capture_output=True)
+    up = ctx.upstream_port
+    port = free_port()
+    return Group("https", "scenario 7: HTTPS termination, same certificate", [
+        Contender("proxy-https", "sluice, HTTPS", "proxy", configs.kong_plain(up),
+                  port=free_port(), tls=(crt, key)),
+        Contender("nginx-https", "nginx, HTTPS", "nginx",
+                  configs.nginx_peer(ctx.tmp, "nginx-https", port, up, tls=(crt, key)),
+                  port=port, tls=(crt, key)),
+    ])
+
+
 class Comparison:
     def __init__(self, num, title, a, b, ratio_label):
         self.num, self.title, self.a, self.b, self.ratio_label = num, title, a, b, ratio_label
@@ -396,6 +422,8 @@ COMPARISONS = [
                "key-auth / none"),
     Comparison("6b", "+ rate-limiting (local)", "proxy-auth-rl", "proxy-auth-key",
                "+ rate-limiting / key-auth"),
+    Comparison("7", "HTTPS termination, same certificate", "proxy-https", "nginx-https",
+               "sluice / nginx"),
 ]
 
 
@@ -470,6 +498,11 @@ def start_contender(ctx, c):
         argv = [ctx.args.proxy, "--config", path, "--listen", "127.0.0.1:%d" % c.port,
                 "--listen-tls", "off", "--workers", "1", "--admin-listen", admin, "--no-access-log",
                 "--shutdown-timeout", "1"]
+        if c.tls:
+            # Plain HTTP on a spare port; TLS (the certificate as default) on the measured one.
+            argv[3:7] = ["--listen", "127.0.0.1:%d" % free_port(), "--listen-tls",
+                         "127.0.0.1:%d" % c.port]
+            argv += ["--ssl-cert", c.tls[0], "--ssl-cert-key", c.tls[1]]
         log_path = os.path.join(ctx.tmp, c.key + ".log")
     else:
         path = write(os.path.join(ctx.tmp, c.key + ".conf"), c.config)
@@ -503,7 +536,7 @@ def sanity(ctx, c):
             raise RuntimeError("%d of %d sampled requests not 200, e.g. %s"
                                % (len(bad), len(reqs[::step]), bad[:3]))
         return
-    status, headers, body = http_get(c.port)
+    status, headers, body = http_get(c.port, tls=bool(c.tls))
     if status != 200 or body != b"ok\n":
         raise RuntimeError("answers %s %r" % (status, body[:100]))
     if c.plugins:
@@ -523,7 +556,7 @@ def wrk_argv(ctx, c, duration):
         env = {"BENCH_REQUESTS": c.requests}
     else:
         argv += ["-H", "x-in: hello"]
-    argv.append("http://127.0.0.1:%d/" % c.port)
+    argv.append("%s://127.0.0.1:%d/" % ("https" if c.tls else "http", c.port))
     return argv, env
 
 
@@ -1006,7 +1039,7 @@ def parse_args(argv):
     p.add_argument("--duration", type=int, help="seconds per measured run (default 10; quick 3)")
     p.add_argument("--warmup", type=int, help="seconds of warm-up per server (default 2; quick 1)")
     p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    p.add_argument("--only", default="", help="comma-separated groups: lua,routes,bundled,reload")
+    p.add_argument("--only", default="", help="comma-separated groups: lua,routes,bundled,https,reload")
     p.add_argument("--server-cpu", type=int, default=0, help="core for the servers under test (0)")
     p.add_argument("--load-cpu", type=int, default=1, help="core for wrk and the upstream (1)")
     p.add_argument("--reload-interval", type=float, default=1.0, help="seconds between POSTs (1)")

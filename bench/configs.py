@@ -187,8 +187,14 @@ def nginx_upstream(tmp, port):
     return template("nginx-upstream.conf", USER=nginx_user(), DIR=tmp, PORT=port)
 
 
-def nginx_peer(tmp, name, port, upstream_port, plugins=0):
-    """The nginx (plugins = 0) or nginx+Lua (plugins > 0) peer."""
+def nginx_peer(tmp, name, port, upstream_port, plugins=0, tls=None):
+    """The nginx (plugins = 0) or nginx+Lua (plugins > 0) peer; with tls = (cert, key) paths,
+    it terminates TLS (HTTP/1.1, the same certificate the gateway serves)."""
+    listen_opts = ssl = ""
+    if tls:
+        listen_opts = " ssl"
+        ssl = ("        ssl_certificate %s;\n        ssl_certificate_key %s;\n"
+               "        ssl_session_cache shared:SSL:10m;" % tls)
     load_modules = lua_http = lua_location = ""
     if plugins:
         load_modules = "\n".join("load_module %s;" % m for m in NGINX_LUA_MODULES)
@@ -210,6 +216,8 @@ def nginx_peer(tmp, name, port, upstream_port, plugins=0):
         UPSTREAM_PORT=upstream_port,
         LUA_HTTP=lua_http,
         LUA_LOCATION=lua_location,
+        LISTEN_OPTS=listen_opts,
+        SSL=ssl,
     )
 
 
