@@ -12,6 +12,6 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends libssl3
 COPY --from=build /src/target/release/proxy /usr/local/bin/proxy
 COPY kong.yaml.example /etc/sluice/kong.yaml
 USER sluice
-EXPOSE 8000
+EXPOSE 8000 8443
 # Mount your configuration over /etc/sluice/kong.yaml (a file or a ConfigMap directory mount).
 ENTRYPOINT ["/usr/local/bin/proxy", "--config", "/etc/sluice/kong.yaml", "--listen", "0.0.0.0:8000"]
