@@ -269,7 +269,9 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
     if cli.h2c {
         let mut options = pingora::apps::HttpServerOptions::default();
         options.h2c = true;
-        service.app_logic_mut().map(|app| app.server_options = Some(options));
+        if let Some(app) = service.app_logic_mut() {
+            app.server_options = Some(options);
+        }
     }
     for addr in &cli.listen {
         service.add_tcp(addr);

@@ -29,10 +29,10 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::config::model::Protocol;
 use crate::metrics::Metrics;
 use crate::plugins::{Exit, Phase, RequestState};
 use crate::router::{normalize_path, RequestInfo, RouteMatch};
-use crate::config::model::Protocol;
 use crate::snapshot::Snapshot;
 use respond::{messages, write_exit, VIA};
 
@@ -347,9 +347,13 @@ impl ProxyHttp for Gateway {
             .get(http::header::UPGRADE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
         let ws_scheme = if scheme == "https" { "wss" } else { "ws" };
-        if !accepts(scheme) && !(grpc && accepts(grpc_scheme)) && !(websocket && accepts(ws_scheme))
-        {
-            let only_grpc = route.protocols.iter().all(|p| p.as_str().starts_with("grpc"));
+        let accepted =
+            accepts(scheme) || (grpc && accepts(grpc_scheme)) || (websocket && accepts(ws_scheme));
+        if !accepted {
+            let only_grpc = route
+                .protocols
+                .iter()
+                .all(|p| p.as_str().starts_with("grpc"));
             let exit = if only_grpc && !grpc {
                 Exit::message(415, messages::NON_GRPC)
             } else {
