@@ -47,27 +47,29 @@ async fn grpc_upstream() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|req: hyper::Request<Incoming>| async move {
-                    let path = req.uri().path().to_string();
-                    let te = req.headers().get("te").cloned();
-                    let body = req.into_body().collect().await.unwrap().to_bytes();
-                    let name = String::from_utf8_lossy(body.get(5..).unwrap_or_default()).into_owned();
-                    let mut trailers = http::HeaderMap::new();
-                    trailers.insert("grpc-status", "0".parse().unwrap());
-                    trailers.insert("grpc-message", "ok".parse().unwrap());
-                    let frames = VecDeque::from([
-                        Frame::data(grpc_frame(format!("hello, {name}").as_bytes())),
-                        Frame::trailers(trailers),
-                    ]);
-                    let mut resp = hyper::Response::new(Frames(frames));
-                    let h = resp.headers_mut();
-                    h.insert("content-type", "application/grpc".parse().unwrap());
-                    h.insert("x-method", path.parse().unwrap());
-                    if let Some(te) = te {
-                        h.insert("x-te", te);
-                    }
-                    Ok::<_, std::convert::Infallible>(resp)
-                });
+                let service =
+                    hyper::service::service_fn(|req: hyper::Request<Incoming>| async move {
+                        let path = req.uri().path().to_string();
+                        let te = req.headers().get("te").cloned();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let name =
+                            String::from_utf8_lossy(body.get(5..).unwrap_or_default()).into_owned();
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        trailers.insert("grpc-message", "ok".parse().unwrap());
+                        let frames = VecDeque::from([
+                            Frame::data(grpc_frame(format!("hello, {name}").as_bytes())),
+                            Frame::trailers(trailers),
+                        ]);
+                        let mut resp = hyper::Response::new(Frames(frames));
+                        let h = resp.headers_mut();
+                        h.insert("content-type", "application/grpc".parse().unwrap());
+                        h.insert("x-method", path.parse().unwrap());
+                        if let Some(te) = te {
+                            h.insert("x-te", te);
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    });
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -108,12 +110,19 @@ where
     assert_eq!(resp.status(), 200);
     let method = resp.headers()["x-method"].to_str().unwrap().to_string();
     let collected = resp.into_body().collect().await.unwrap();
-    let trailers = collected.trailers().cloned().expect("gRPC trailers reach the client");
+    let trailers = collected
+        .trailers()
+        .cloned()
+        .expect("gRPC trailers reach the client");
     let mut body = collected.to_bytes();
     assert_eq!(body.get_u8(), 0);
     let len = body.get_u32() as usize;
     let reply = String::from_utf8(body[..len].to_vec()).unwrap();
-    (trailers["grpc-status"].to_str().unwrap().to_string(), reply, method)
+    (
+        trailers["grpc-status"].to_str().unwrap().to_string(),
+        reply,
+        method,
+    )
 }
 
 #[tokio::test]
@@ -128,7 +137,12 @@ async fn grpc_unary_call_over_tls_and_h2c_with_trailers() {
     let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).unwrap();
     b.set_verify(openssl::ssl::SslVerifyMode::NONE);
     b.set_alpn_protos(b"\x02h2").unwrap();
-    let ssl = b.build().configure().unwrap().into_ssl("grpc.test").unwrap();
+    let ssl = b
+        .build()
+        .configure()
+        .unwrap()
+        .into_ssl("grpc.test")
+        .unwrap();
     let tcp = tokio::net::TcpStream::connect(tls).await.unwrap();
     let mut stream = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
     Pin::new(&mut stream).connect().await.unwrap();
@@ -164,7 +178,10 @@ async fn ws_upstream() -> SocketAddr {
                 let head = read_head(&mut s).await;
                 let key = head
                     .lines()
-                    .find_map(|l| l.strip_prefix("sec-websocket-key: ").or(l.strip_prefix("Sec-WebSocket-Key: ")))
+                    .find_map(|l| {
+                        l.strip_prefix("sec-websocket-key: ")
+                            .or(l.strip_prefix("Sec-WebSocket-Key: "))
+                    })
                     .unwrap_or_default()
                     .trim()
                     .to_string();

@@ -60,7 +60,8 @@ async fn ten_thousand_lua_instances_do_not_exhaust_the_lua_stack() {
 async fn body_filter_responses_are_chunked_and_keep_the_connection() {
     let up = Upstream::start().await;
     let handler = "local P = { PRIORITY = 1, VERSION = \"1.0.0\" }\nfunction P:body_filter(conf)\n  local chunk = ngx.arg[1]\n  if chunk then ngx.arg[1] = string.upper(chunk) .. \"!\" end\nend\nreturn P\n";
-    let schema = "return { name = \"shout\", fields = { { config = { type = \"record\", fields = {} } } } }";
+    let schema =
+        "return { name = \"shout\", fields = { { config = { type = \"record\", fields = {} } } } }";
     let mut cfg = String::from("_format_version: \"3.0\"\n");
     cfg.push_str(&embed::render("shout", handler, schema, true));
     cfg.push_str(&render(
@@ -79,11 +80,16 @@ async fn body_filter_responses_are_chunked_and_keep_the_connection() {
             .header("host", "localhost")
             .body(Full::new(bytes::Bytes::new()))
             .unwrap();
-        let resp = sender.send_request(req).await.expect("connection kept alive");
+        let resp = sender
+            .send_request(req)
+            .await
+            .expect("connection kept alive");
         assert_eq!(resp.status(), 200);
         assert!(resp.headers().get("content-length").is_none());
         assert_eq!(
-            resp.headers().get("transfer-encoding").map(|v| v.to_str().unwrap()),
+            resp.headers()
+                .get("transfer-encoding")
+                .map(|v| v.to_str().unwrap()),
             Some("chunked")
         );
         let body = resp.into_body().collect().await.unwrap().to_bytes();

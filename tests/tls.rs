@@ -27,8 +27,10 @@ fn cert(cn: &str) -> (String, String) {
     b.set_subject_name(&name).unwrap();
     b.set_issuer_name(&name).unwrap();
     b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap()).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
     b.sign(&key, MessageDigest::sha256()).unwrap();
     let pem = |v: Vec<u8>| String::from_utf8(v).unwrap();
     (
@@ -63,7 +65,11 @@ certificates:
     );
     for (cn, snis) in certs {
         let (c, k) = cert(cn);
-        out.push_str(&format!("  - cert: |\n{}    key: |\n{}", block(&c, 6), block(&k, 6)));
+        out.push_str(&format!(
+            "  - cert: |\n{}    key: |\n{}",
+            block(&c, 6),
+            block(&k, 6)
+        ));
         out.push_str(&format!("    snis: [{}]\n", snis.join(", ")));
     }
     out
@@ -116,9 +122,11 @@ async fn get_h1(addr: SocketAddr, sni: &str, path: &str) -> (String, u16) {
 async fn start(cfg: &str, up: &Upstream) -> (Proxy, SocketAddr) {
     let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let tls_arg = tls.to_string();
-    let proxy =
-        Proxy::start_with_admin(&render(cfg, &[up]), &["--listen-tls", &tls_arg, "--no-watch"])
-            .await;
+    let proxy = Proxy::start_with_admin(
+        &render(cfg, &[up]),
+        &["--listen-tls", &tls_arg, "--no-watch"],
+    )
+    .await;
     (proxy, tls)
 }
 
@@ -129,12 +137,21 @@ async fn certificates_are_chosen_by_sni_with_wildcards_and_a_default() {
     let (_proxy, tls) = start(&cfg, &up).await;
 
     assert_eq!(get_h1(tls, "a.test", "/any").await, ("a.test".into(), 200));
-    assert_eq!(get_h1(tls, "x.b.test", "/any").await, ("wild.b.test".into(), 200));
+    assert_eq!(
+        get_h1(tls, "x.b.test", "/any").await,
+        ("wild.b.test".into(), 200)
+    );
     // No SNI matches: the default certificate, and the request is still served.
-    assert_eq!(get_h1(tls, "other.test", "/any").await, ("localhost".into(), 200));
+    assert_eq!(
+        get_h1(tls, "other.test", "/any").await,
+        ("localhost".into(), 200)
+    );
     let seen = up.last();
     assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
-    assert_eq!(seen.header("x-forwarded-port"), Some(tls.port().to_string().as_str()));
+    assert_eq!(
+        seen.header("x-forwarded-port"),
+        Some(tls.port().to_string().as_str())
+    );
 }
 
 #[tokio::test]
@@ -189,10 +206,17 @@ async fn a_reload_changes_certificates_without_dropping_connections() {
     tokio::spawn(conn);
 
     let r = proxy
-        .admin("POST", "/config", &render(&config(&[("new.a.test", &["a.test"])]), &[&up]))
+        .admin(
+            "POST",
+            "/config",
+            &render(&config(&[("new.a.test", &["a.test"])]), &[&up]),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(get_h1(tls, "a.test", "/any").await, ("new.a.test".into(), 200));
+    assert_eq!(
+        get_h1(tls, "a.test", "/any").await,
+        ("new.a.test".into(), 200)
+    );
     // The old connection still works.
     let req = hyper::Request::get("/any")
         .header("host", "a.test")
@@ -213,7 +237,10 @@ fn a_key_that_does_not_match_its_certificate_is_a_located_error() {
     let err = sluice::snapshot::load_str(&text, "kong.yaml", 1)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("kong.yaml:3:5: certificates[0]: key: does not match the certificate"), "{err}");
+    assert!(
+        err.contains("kong.yaml:3:5: certificates[0]: key: does not match the certificate"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -234,7 +261,11 @@ async fn ssl_cert_sets_the_default_certificate() {
         kp.display().to_string(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _proxy = Proxy::start_with(&render(&config(&[("a.test", &["a.test"])]), &[&up]), &args).await;
-    assert_eq!(get_h1(tls, "nomatch.test", "/any").await, ("default.test".into(), 200));
+    let _proxy =
+        Proxy::start_with(&render(&config(&[("a.test", &["a.test"])]), &[&up]), &args).await;
+    assert_eq!(
+        get_h1(tls, "nomatch.test", "/any").await,
+        ("default.test".into(), 200)
+    );
     assert_eq!(get_h1(tls, "a.test", "/any").await, ("a.test".into(), 200));
 }

@@ -64,7 +64,10 @@ impl TlsAccept for CertSelector {
         }
     }
 
-    async fn handshake_complete_callback(&self, ssl: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
+    async fn handshake_complete_callback(
+        &self,
+        ssl: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
         let name = ssl.servername(NameType::HOST_NAME)?;
         Some(Arc::new(ServerName(name.to_ascii_lowercase())))
     }

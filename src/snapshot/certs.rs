@@ -24,7 +24,13 @@ pub struct Pair {
 impl std::fmt::Debug for Pair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pair")
-            .field("subject", &self.chain.first().map(|c| format!("{:?}", c.subject_name())))
+            .field(
+                "subject",
+                &self
+                    .chain
+                    .first()
+                    .map(|c| format!("{:?}", c.subject_name())),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -73,7 +79,9 @@ impl Certs {
         for c in &config.certificates {
             let main = parse_pair(&c.cert, &c.key);
             let alt = match (&c.cert_alt, &c.key_alt) {
-                (Some(cert), Some(key)) => Some(parse_pair(cert, key).map_err(|e| format!("{e} (alt)"))),
+                (Some(cert), Some(key)) => {
+                    Some(parse_pair(cert, key).map_err(|e| format!("{e} (alt)")))
+                }
                 _ => None,
             };
             match (main, alt.transpose()) {
@@ -119,7 +127,8 @@ impl Certs {
                     ),
                 }
             }
-            out.service_ca.insert(i, Arc::new(bundle.into_boxed_slice()));
+            out.service_ca
+                .insert(i, Arc::new(bundle.into_boxed_slice()));
         }
         out
     }
