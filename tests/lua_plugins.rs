@@ -371,3 +371,39 @@ async fn request_body_is_readable_by_plugins_forwarded_and_replaceable() {
     assert_eq!(&seen.body[..], b"HELLO BODY");
     assert_eq!(seen.header("content-length"), Some("10"));
 }
+
+#[tokio::test]
+async fn kong_ctx_plugin_is_shared_between_a_plugin_and_its_clone() {
+    let up = Upstream::start().await;
+    let handler = r#"
+local P = { PRIORITY = 10, VERSION = "1.0.0" }
+function P:access(conf)
+  kong.service.request.set_header("x-" .. conf.tag, kong.ctx.plugin.mark or "none")
+  kong.ctx.plugin.mark = conf.tag
+end
+return P
+"#;
+    let schema = r#"return { name = "marker", fields = { { config = { type = "record", fields = { { tag = { type = "string", required = true } } } } } } }"#;
+    let mut cfg = String::from("_format_version: \"3.0\"\n");
+    cfg.push_str(&embed::render("marker", handler, schema, true));
+    cfg.push_str(&render(
+        r#"cloned_plugins:
+  - {name: marker-clone, ref: marker, priority: 5}
+services:
+  - name: s
+    url: http://{upstream}
+    routes:
+      - name: r
+        paths: [/]
+        plugins:
+          - {name: marker, config: {tag: a}}
+          - {name: marker-clone, config: {tag: b}}
+"#,
+        &[&up],
+    ));
+    let proxy = Proxy::start(&cfg).await;
+    assert_eq!(proxy.get("/", &[]).await.status, 200);
+    let seen = up.last();
+    assert_eq!(seen.header("x-a"), Some("none"), "the original runs first");
+    assert_eq!(seen.header("x-b"), Some("a"), "the clone sees the original's kong.ctx.plugin");
+}
