@@ -405,5 +405,9 @@ services:
     assert_eq!(proxy.get("/", &[]).await.status, 200);
     let seen = up.last();
     assert_eq!(seen.header("x-a"), Some("none"), "the original runs first");
-    assert_eq!(seen.header("x-b"), Some("a"), "the clone sees the original's kong.ctx.plugin");
+    assert_eq!(
+        seen.header("x-b"),
+        Some("a"),
+        "the clone sees the original's kong.ctx.plugin"
+    );
 }

@@ -39,7 +39,12 @@ pub struct HashValue {
 }
 
 /// Computes the hash value for a request.
-pub fn value(on: &HashOn, fallback: &HashOn, cookie_path: &str, req: &HashRequest<'_>) -> HashValue {
+pub fn value(
+    on: &HashOn,
+    fallback: &HashOn,
+    cookie_path: &str,
+    req: &HashRequest<'_>,
+) -> HashValue {
     for kind in [on, fallback] {
         if let HashOn::Cookie(name) = kind {
             return match cookie(req.headers, name) {
@@ -161,7 +166,10 @@ mod tests {
         let on = HashOn::Cookie("sticky".into());
         let r = value(&on, &HashOn::None, "/app", &req(&h, None));
         let set = r.set_cookie.unwrap();
-        assert!(set.starts_with(&format!("sticky={}; Path=/app", r.value)), "{set}");
+        assert!(
+            set.starts_with(&format!("sticky={}; Path=/app", r.value)),
+            "{set}"
+        );
         h.insert(http::header::COOKIE, "a=1; sticky=abc".parse().unwrap());
         let r = value(&on, &HashOn::None, "/", &req(&h, None));
         assert_eq!((r.value.as_str(), r.set_cookie), ("abc", None));

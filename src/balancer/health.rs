@@ -24,7 +24,11 @@ pub enum Report {
 impl Report {
     /// Classifies an HTTP status with the `healthy`/`unhealthy` status lists; None when the
     /// status is in neither (it is ignored, as in Kong).
-    pub fn from_status(status: u16, healthy: &HealthyRule, unhealthy: &UnhealthyRule) -> Option<Report> {
+    pub fn from_status(
+        status: u16,
+        healthy: &HealthyRule,
+        unhealthy: &UnhealthyRule,
+    ) -> Option<Report> {
         if healthy.http_statuses.contains(&status) {
             Some(Report::Success)
         } else if status == 0 || unhealthy.http_statuses.contains(&status) {
@@ -85,7 +89,12 @@ impl Health {
 
     /// Counts `report` against the limits of `healthy`/`unhealthy`; returns `Some(new health)`
     /// when the target flipped.
-    pub fn report(&self, report: Report, healthy: &HealthyRule, unhealthy: &UnhealthyRule) -> Option<bool> {
+    pub fn report(
+        &self,
+        report: Report,
+        healthy: &HealthyRule,
+        unhealthy: &UnhealthyRule,
+    ) -> Option<bool> {
         let limit = match report {
             Report::Success => healthy.successes,
             Report::HttpFailure => unhealthy.http_failures,
@@ -139,7 +148,11 @@ impl Health {
     pub fn set(&self, healthy: bool) {
         let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         *c = Counters {
-            state: if healthy { State::Healthy } else { State::Unhealthy },
+            state: if healthy {
+                State::Healthy
+            } else {
+                State::Unhealthy
+            },
             success: 0,
             http: 0,
             tcp: 0,
@@ -195,10 +208,7 @@ mod tests {
             assert_eq!(health.report(Report::Timeout, &h, &u), None);
         }
         assert!(health.is_healthy());
-        assert_eq!(
-            Report::from_status(500, &h, &u),
-            Some(Report::HttpFailure)
-        );
+        assert_eq!(Report::from_status(500, &h, &u), Some(Report::HttpFailure));
         assert_eq!(Report::from_status(404, &h, &u), None);
     }
 }

@@ -55,7 +55,11 @@ impl HealthChecker {
             let due: Vec<usize> = (0..bal.targets.len())
                 .filter(|&i| {
                     let t = &bal.targets[i];
-                    let interval = if t.state.health.is_healthy() { up } else { down };
+                    let interval = if t.state.health.is_healthy() {
+                        up
+                    } else {
+                        down
+                    };
                     t.weight > 0 && t.state.probe_due(interval, now)
                 })
                 .collect();
@@ -115,7 +119,9 @@ async fn probe(snap: &Snapshot, b: usize, i: usize) -> Probe {
     let t = &bal.targets[i];
     let a = &bal.checks.active;
     let limit = Duration::from_secs_f64(a.timeout.max(0.001));
-    let addr = match tokio::time::timeout(limit, tokio::net::lookup_host((t.host.as_str(), t.port))).await {
+    let addr = match tokio::time::timeout(limit, tokio::net::lookup_host((t.host.as_str(), t.port)))
+        .await
+    {
         Ok(Ok(mut addrs)) => addrs.next(),
         Ok(Err(_)) => None,
         Err(_) => return Probe::Done(Report::Timeout),
@@ -161,19 +167,24 @@ async fn probe(snap: &Snapshot, b: usize, i: usize) -> Probe {
 }
 
 /// TLS connectors without and with certificate verification.
-static CONNECTORS: LazyLock<[Result<SslConnector, openssl::error::ErrorStack>; 2]> = LazyLock::new(|| {
-    let build = |verify: bool| {
-        let mut b = SslConnector::builder(SslMethod::tls_client())?;
-        if !verify {
-            b.set_verify(SslVerifyMode::NONE);
-        }
-        Ok(b.build())
-    };
-    [build(false), build(true)]
-});
+static CONNECTORS: LazyLock<[Result<SslConnector, openssl::error::ErrorStack>; 2]> =
+    LazyLock::new(|| {
+        let build = |verify: bool| {
+            let mut b = SslConnector::builder(SslMethod::tls_client())?;
+            if !verify {
+                b.set_verify(SslVerifyMode::NONE);
+            }
+            Ok(b.build())
+        };
+        [build(false), build(true)]
+    });
 
 /// Sends the request head and reads the status line.
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, head: &str, limit: Duration) -> Probe {
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    head: &str,
+    limit: Duration,
+) -> Probe {
     let io = async {
         s.write_all(head.as_bytes()).await?;
         let mut buf = Vec::with_capacity(256);

@@ -2,7 +2,8 @@
 //! where each target owns points in proportion to its weight (160 per target when weights
 //! are equal), placed by xxHash32 of `host:port #n`. A value hashes to a point and takes the
 //! first owned point found walking down the ring, so adding or removing a target moves only
-//! the keys whose points it takes or frees.
+//! the keys whose points it takes or frees. With more than `slots` points wanted (thousands of
+//! targets), later targets get fewer points: raise `slots`.
 
 use xxhash_rust::xxh32::xxh32;
 
@@ -35,31 +36,19 @@ impl Ring {
         if total == 0 {
             return Ring { points };
         }
-        // Sorted by name so that collisions always resolve the same way.
+        // Sorted by name so that a collision always goes to the same target.
         let mut order: Vec<usize> = (0..targets.len()).collect();
         order.sort_by(|&a, &b| targets[a].0.cmp(&targets[b].0));
         let n = targets.len() as u64;
-        let mut owned = 0usize;
-        'targets: for i in order {
+        for i in order {
             let (name, weight) = &targets[i];
-            let mut entries = (u64::from(*weight) * n * SERVER_POINTS / total).max(1);
-            let mut k = 1u64;
-            while k <= entries {
-                if owned >= size {
-                    tracing::error!("consistent-hashing ring full: raise the upstream's slots");
-                    break 'targets;
-                }
+            let entries = (u64::from(*weight) * n * SERVER_POINTS / total).max(1);
+            for k in 1..=entries {
                 let p = hash(&format!("{name} #{k}")) as usize % size;
+                // A point already taken stays with its owner. Kong gives the loser an extra
+                // point instead, which can move keys between targets that did not change.
                 if points[p] == FREE {
                     points[p] = i as u16;
-                    owned += 1;
-                } else {
-                    // Taken: one more entry moves the problem forward.
-                    entries += 1;
-                }
-                k += 1;
-                if k > size as u64 * 4 {
-                    break;
                 }
             }
         }
@@ -102,29 +91,31 @@ mod tests {
     fn weights_give_proportional_shares() {
         let ring = Ring::new(10000, &[("a:1".into(), 100), ("b:1".into(), 300)]);
         let shares = ring.shares(2);
-        assert_eq!(shares[0], 80);
-        assert_eq!(shares[1], 240);
+        // 80 and 240 points, less the few that collide.
+        assert!((75..=80).contains(&shares[0]), "{shares:?}");
+        assert!((228..=240).contains(&shares[1]), "{shares:?}");
     }
 
     #[test]
     fn adding_a_target_moves_few_keys() {
         let before = Ring::new(10000, &targets(4));
-        let after = Ring::new(10000, &targets(5));
         let keys: Vec<String> = (0..2000).map(|i| format!("user-{i}")).collect();
-        let moved = keys
-            .iter()
-            .filter(|k| {
+        // The new target sorts after the others, then before them.
+        for first in ["10.0.0.9:80", "0.0.0.0:1"] {
+            let mut five = targets(4);
+            five.push((first.to_string(), 100));
+            let after = Ring::new(10000, &five);
+            let mut moved = 0;
+            for k in &keys {
                 let a = before.find(k, |_| true).unwrap();
                 let b = after.find(k, |_| true).unwrap();
-                a != b
-            })
-            .count();
-        // Ideal is 1/5 of the keys; every moved key must go to the new target.
-        assert!(moved < 2000 * 35 / 100, "{moved} keys moved");
-        for k in &keys {
-            let a = before.find(k, |_| true).unwrap();
-            let b = after.find(k, |_| true).unwrap();
-            assert!(a == b || b == 4, "{k} moved from {a} to {b}");
+                if a != b {
+                    assert_eq!(b, 4, "{k} moved from {a} to {b}");
+                    moved += 1;
+                }
+            }
+            // Ideal is 1/5 of the keys.
+            assert!((200..700).contains(&moved), "{moved} keys moved");
         }
     }
 

@@ -71,8 +71,16 @@ pub fn balancer(b: &Balancer) -> Value {
 
 /// The body of `GET /upstreams/{key}/health` (`key`: name or id), or None when there is no
 /// such upstream. `whole`: `?balancer_health=1` (the upstream's own health).
-pub fn health(snap: &crate::snapshot::Snapshot, key: &str, whole: bool, node_id: &str) -> Option<Value> {
-    let b = snap.balancers.iter().find(|b| b.name == key || b.id == key)?;
+pub fn health(
+    snap: &crate::snapshot::Snapshot,
+    key: &str,
+    whole: bool,
+    node_id: &str,
+) -> Option<Value> {
+    let b = snap
+        .balancers
+        .iter()
+        .find(|b| b.name == key || b.id == key)?;
     let data = if whole { balancer(b) } else { targets(b) };
     Some(json!({ "data": data, "next": null, "node_id": node_id }))
 }

@@ -477,7 +477,9 @@ pub fn path_segments(path: &str) -> Vec<PathSeg<'_>> {
 
 /// `a.0.b` (serde_ignored's path) → segments.
 fn parse_dotted(path: &str) -> Vec<PathSeg<'_>> {
+    // serde_ignored writes `?` for an Option's `Some`: not a key.
     path.split('.')
+        .filter(|s| *s != "?")
         .map(|s| match s.parse::<usize>() {
             Ok(i) => PathSeg::Index(i),
             Err(_) => PathSeg::Key(s),
@@ -488,7 +490,7 @@ fn parse_dotted(path: &str) -> Vec<PathSeg<'_>> {
 /// `a.0.b` → `a[0].b`
 fn dotted_to_path(path: &str) -> String {
     let mut out = String::new();
-    for seg in path.split('.') {
+    for seg in path.split('.').filter(|s| *s != "?") {
         if seg.parse::<usize>().is_ok() {
             out.push_str(&format!("[{seg}]"));
         } else {

@@ -37,7 +37,12 @@ pub fn pick(session: &Session, ctx: &mut Ctx) -> Result<Option<(String, u16)>> {
         return Ok(None);
     }
     let service = ctx.state.service.map(|s| &ctx.snap.services[s]);
-    let Some(b) = ctx.state.upstream.balancer.or(service.and_then(|s| s.balancer)) else {
+    let Some(b) = ctx
+        .state
+        .upstream
+        .balancer
+        .or(service.and_then(|s| s.balancer))
+    else {
         return Ok(None);
     };
     let snap = ctx.snap.clone();
@@ -53,7 +58,10 @@ pub fn pick(session: &Session, ctx: &mut Ctx) -> Result<Option<(String, u16)>> {
             .and_then(|v| v.as_str())
             .map(str::to_string);
         let input = HashRequest {
-            consumer_id: ctx.state.consumer.map(|c| snap.config.consumers[c].id.as_str()),
+            consumer_id: ctx
+                .state
+                .consumer
+                .map(|c| snap.config.consumers[c].id.as_str()),
             credential_id: credential_id.as_deref(),
             client_ip: ctx.state.client.map(|a| a.ip()),
             headers: &req.headers,
@@ -132,4 +140,20 @@ pub fn finished(ctx: &mut Ctx, e: Option<&Error>) {
     ctx.snap.balancers[b].report(i, CheckSource::Passive, report);
     ctx.balancing.reported = true;
     ctx.balancing._inflight = None;
+}
+
+/// The Host header Kong sends to a balanced target: the upstream's `host_header`, else the
+/// target's name, with `:port` unless it is the scheme's default port. None when the request
+/// was not balanced.
+pub fn host_header(ctx: &Ctx, tls: bool) -> Option<String> {
+    let (b, i) = ctx.balancing.current?;
+    let bal = &ctx.snap.balancers[b];
+    let t = &bal.targets[i];
+    let name = bal.host_header.as_deref().unwrap_or(&t.host);
+    let default = if tls { 443 } else { 80 };
+    Some(if t.port == default {
+        name.to_string()
+    } else {
+        format!("{name}:{}", t.port)
+    })
 }

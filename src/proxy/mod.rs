@@ -458,6 +458,12 @@ impl ProxyHttp for Gateway {
             matched,
             &ctx.state.upstream,
         )?;
+        if ctx.state.upstream.host.is_none() && matched.upstream_host.is_none() {
+            let tls = service.is_some_and(|s| s.protocol.is_tls());
+            if let Some(host) = balance::host_header(ctx, tls) {
+                upstream.insert_header(http::header::HOST, host)?;
+            }
+        }
         ctx.state.log.upstream_uri = Some(upstream.uri.to_string());
         Ok(())
     }

@@ -149,7 +149,11 @@ impl Balancer {
     }
 
     /// The usable target with the lowest `cost / weight`; ties go round in turn.
-    fn least(&self, ok: &dyn Fn(usize) -> bool, cost: impl Fn(&BalancedTarget) -> f64) -> Option<usize> {
+    fn least(
+        &self,
+        ok: &dyn Fn(usize) -> bool,
+        cost: impl Fn(&BalancedTarget) -> f64,
+    ) -> Option<usize> {
         let n = self.targets.len();
         if n == 0 {
             return None;
@@ -199,7 +203,11 @@ impl Balancer {
         };
         if let Some(now) = t.state.health.report(report, healthy, unhealthy) {
             let health = if now { "healthy" } else { "unhealthy" };
-            let source = if source == CheckSource::Active { "active" } else { "passive" };
+            let source = if source == CheckSource::Active {
+                "active"
+            } else {
+                "passive"
+            };
             tracing::warn!(upstream = %self.name, target = %format!("{}:{}", t.host, t.port), source, ?report, "target is now {health}");
         }
     }

@@ -142,7 +142,15 @@ impl Validator<'_> {
             Algorithm::ConsistentHashing
         };
         let forbidden: &[&str] = match on.as_str() {
-            "none" | "cookie" => &["consumer", "ip", "header", "cookie", "path", "query_arg", "uri_capture"],
+            "none" | "cookie" => &[
+                "consumer",
+                "ip",
+                "header",
+                "cookie",
+                "path",
+                "query_arg",
+                "uri_capture",
+            ],
             "consumer" => &["consumer"],
             "ip" => &["ip"],
             "path" => &["path"],
@@ -155,7 +163,14 @@ impl Validator<'_> {
                 format!("hash_fallback {fallback:?} is not allowed when hash_on is {on:?}"),
             );
         }
-        let on = self.hash_input(item, &on, "hash_on_header", &r.hash_on_header, &r.hash_on_query_arg, &r.hash_on_uri_capture);
+        let on = self.hash_input(
+            item,
+            &on,
+            "hash_on_header",
+            &r.hash_on_header,
+            &r.hash_on_query_arg,
+            &r.hash_on_uri_capture,
+        );
         let fallback = self.hash_input(
             item,
             &fallback,
@@ -166,12 +181,33 @@ impl Validator<'_> {
         );
         let same = |a: &Option<String>, b: &Option<String>| a.is_some() && a == b;
         for (f1, f2, same) in [
-            ("hash_on_header", "hash_fallback_header", same(&r.hash_on_header.as_ref().map(|h| h.to_ascii_lowercase()), &r.hash_fallback_header.as_ref().map(|h| h.to_ascii_lowercase()))),
-            ("hash_on_query_arg", "hash_fallback_query_arg", same(&r.hash_on_query_arg, &r.hash_fallback_query_arg)),
-            ("hash_on_uri_capture", "hash_fallback_uri_capture", same(&r.hash_on_uri_capture, &r.hash_fallback_uri_capture)),
+            (
+                "hash_on_header",
+                "hash_fallback_header",
+                same(
+                    &r.hash_on_header.as_ref().map(|h| h.to_ascii_lowercase()),
+                    &r.hash_fallback_header
+                        .as_ref()
+                        .map(|h| h.to_ascii_lowercase()),
+                ),
+            ),
+            (
+                "hash_on_query_arg",
+                "hash_fallback_query_arg",
+                same(&r.hash_on_query_arg, &r.hash_fallback_query_arg),
+            ),
+            (
+                "hash_on_uri_capture",
+                "hash_fallback_uri_capture",
+                same(&r.hash_on_uri_capture, &r.hash_fallback_uri_capture),
+            ),
         ] {
             if same {
-                self.err(item, &[PathSeg::Key(f2)], format!("values of {f1} and {f2} must be distinct"));
+                self.err(
+                    item,
+                    &[PathSeg::Key(f2)],
+                    format!("values of {f1} and {f2} must be distinct"),
+                );
             }
         }
         (algorithm, on, fallback)
@@ -187,7 +223,11 @@ impl Validator<'_> {
         query_arg: &Option<String>,
         capture: &Option<String>,
     ) -> HashOn {
-        let prefix = if header_field.starts_with("hash_on") { "hash_on" } else { "hash_fallback" };
+        let prefix = if header_field.starts_with("hash_on") {
+            "hash_on"
+        } else {
+            "hash_fallback"
+        };
         let mut need = |field: &'static str, v: &Option<String>| -> String {
             match v {
                 Some(v) if !v.is_empty() => v.clone(),
@@ -196,7 +236,11 @@ impl Validator<'_> {
                     String::new()
                 }
                 None => {
-                    self.err(item, &[PathSeg::Key(field)], format!("required when {prefix} is {kind:?}"));
+                    self.err(
+                        item,
+                        &[PathSeg::Key(field)],
+                        format!("required when {prefix} is {kind:?}"),
+                    );
                     String::new()
                 }
             }
@@ -205,14 +249,28 @@ impl Validator<'_> {
             "consumer" => HashOn::Consumer,
             "ip" => HashOn::Ip,
             "path" => HashOn::Path,
-            "header" => HashOn::Header(need(header_field, header).to_ascii_lowercase()),
+            "header" => {
+                let name = need(header_field, header).to_ascii_lowercase();
+                if !name.is_empty() && http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    self.err(item, &[PathSeg::Key(header_field)], "invalid header name");
+                }
+                HashOn::Header(name)
+            }
             "cookie" => HashOn::Cookie(need("hash_on_cookie", &item.raw.hash_on_cookie)),
             "query_arg" => HashOn::QueryArg(need(
-                if prefix == "hash_on" { "hash_on_query_arg" } else { "hash_fallback_query_arg" },
+                if prefix == "hash_on" {
+                    "hash_on_query_arg"
+                } else {
+                    "hash_fallback_query_arg"
+                },
                 query_arg,
             )),
             "uri_capture" => HashOn::UriCapture(need(
-                if prefix == "hash_on" { "hash_on_uri_capture" } else { "hash_fallback_uri_capture" },
+                if prefix == "hash_on" {
+                    "hash_on_uri_capture"
+                } else {
+                    "hash_fallback_uri_capture"
+                },
                 capture,
             )),
             _ => HashOn::None,
@@ -230,7 +288,11 @@ impl Validator<'_> {
         let raw = raw.unwrap_or(&empty);
         let threshold = match raw.threshold {
             Some(t) if !(0.0..=100.0).contains(&t) => {
-                self.err(item, &at(&base, &["threshold"]), format!("value {t} out of range: expected a number between 0 and 100"));
+                self.err(
+                    item,
+                    &at(&base, &["threshold"]),
+                    format!("value {t} out of range: expected a number between 0 and 100"),
+                );
                 0.0
             }
             t => t.unwrap_or(0.0),
@@ -242,12 +304,24 @@ impl Validator<'_> {
         }
     }
 
-    fn active(&mut self, item: &Item<RawUpstream>, base: &[PathSeg<'_>], raw: Option<&RawActiveChecks>) -> ActiveChecks {
+    fn active(
+        &mut self,
+        item: &Item<RawUpstream>,
+        base: &[PathSeg<'_>],
+        raw: Option<&RawActiveChecks>,
+    ) -> ActiveChecks {
         let empty = RawActiveChecks::default();
         let r = raw.unwrap_or(&empty);
         let kind = self.check_type(item, &at(base, &["type"]), &r.kind);
         let timeout = self.seconds(item, &at(base, &["timeout"]), r.timeout, 1.0);
-        let concurrency = self.int(item, &at(base, &["concurrency"]), r.concurrency, 10, 1, 1 << 31) as u32;
+        let concurrency = self.int(
+            item,
+            &at(base, &["concurrency"]),
+            r.concurrency,
+            10,
+            1,
+            1 << 31,
+        ) as u32;
         let http_path = r.http_path.clone().unwrap_or_else(|| "/".into());
         if let Err(e) = checks::service_path(&http_path) {
             self.err(item, &at(base, &["http_path"]), e);
@@ -260,7 +334,11 @@ impl Validator<'_> {
         let mut headers = Vec::new();
         for (name, values) in r.headers.iter().flatten() {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                self.err(item, &at(base, &["headers", name.as_str()]), "invalid header name");
+                self.err(
+                    item,
+                    &at(base, &["headers", name.as_str()]),
+                    "invalid header name",
+                );
             }
             for v in values {
                 headers.push((name.clone(), v.clone()));
@@ -280,20 +358,43 @@ impl Validator<'_> {
             headers,
             healthy: HealthyRule {
                 interval: self.seconds(item, &at(&hb, &["interval"]), h.interval, 0.0),
-                http_statuses: self.statuses(item, &at(&hb, &["http_statuses"]), &h.http_statuses, ACTIVE_HEALTHY),
+                http_statuses: self.statuses(
+                    item,
+                    &at(&hb, &["http_statuses"]),
+                    &h.http_statuses,
+                    ACTIVE_HEALTHY,
+                ),
                 successes: self.int(item, &at(&hb, &["successes"]), h.successes, 0, 0, 255) as u8,
             },
             unhealthy: UnhealthyRule {
                 interval: self.seconds(item, &at(&ub, &["interval"]), u.interval, 0.0),
-                http_statuses: self.statuses(item, &at(&ub, &["http_statuses"]), &u.http_statuses, ACTIVE_UNHEALTHY),
-                tcp_failures: self.int(item, &at(&ub, &["tcp_failures"]), u.tcp_failures, 0, 0, 255) as u8,
+                http_statuses: self.statuses(
+                    item,
+                    &at(&ub, &["http_statuses"]),
+                    &u.http_statuses,
+                    ACTIVE_UNHEALTHY,
+                ),
+                tcp_failures: self.int(item, &at(&ub, &["tcp_failures"]), u.tcp_failures, 0, 0, 255)
+                    as u8,
                 timeouts: self.int(item, &at(&ub, &["timeouts"]), u.timeouts, 0, 0, 255) as u8,
-                http_failures: self.int(item, &at(&ub, &["http_failures"]), u.http_failures, 0, 0, 255) as u8,
+                http_failures: self.int(
+                    item,
+                    &at(&ub, &["http_failures"]),
+                    u.http_failures,
+                    0,
+                    0,
+                    255,
+                ) as u8,
             },
         }
     }
 
-    fn passive(&mut self, item: &Item<RawUpstream>, base: &[PathSeg<'_>], raw: Option<&RawPassiveChecks>) -> PassiveChecks {
+    fn passive(
+        &mut self,
+        item: &Item<RawUpstream>,
+        base: &[PathSeg<'_>],
+        raw: Option<&RawPassiveChecks>,
+    ) -> PassiveChecks {
         let empty = RawPassiveChecks::default();
         let r = raw.unwrap_or(&empty);
         let h = r.healthy.clone().unwrap_or_default();
@@ -304,54 +405,114 @@ impl Validator<'_> {
             kind: self.check_type(item, &at(base, &["type"]), &r.kind),
             healthy: HealthyRule {
                 interval: 0.0,
-                http_statuses: self.statuses(item, &at(&hb, &["http_statuses"]), &h.http_statuses, PASSIVE_HEALTHY),
+                http_statuses: self.statuses(
+                    item,
+                    &at(&hb, &["http_statuses"]),
+                    &h.http_statuses,
+                    PASSIVE_HEALTHY,
+                ),
                 successes: self.int(item, &at(&hb, &["successes"]), h.successes, 0, 0, 255) as u8,
             },
             unhealthy: UnhealthyRule {
                 interval: 0.0,
-                http_statuses: self.statuses(item, &at(&ub, &["http_statuses"]), &u.http_statuses, PASSIVE_UNHEALTHY),
-                tcp_failures: self.int(item, &at(&ub, &["tcp_failures"]), u.tcp_failures, 0, 0, 255) as u8,
+                http_statuses: self.statuses(
+                    item,
+                    &at(&ub, &["http_statuses"]),
+                    &u.http_statuses,
+                    PASSIVE_UNHEALTHY,
+                ),
+                tcp_failures: self.int(item, &at(&ub, &["tcp_failures"]), u.tcp_failures, 0, 0, 255)
+                    as u8,
                 timeouts: self.int(item, &at(&ub, &["timeouts"]), u.timeouts, 0, 0, 255) as u8,
-                http_failures: self.int(item, &at(&ub, &["http_failures"]), u.http_failures, 0, 0, 255) as u8,
+                http_failures: self.int(
+                    item,
+                    &at(&ub, &["http_failures"]),
+                    u.http_failures,
+                    0,
+                    0,
+                    255,
+                ) as u8,
             },
         }
     }
 
-    fn check_type(&mut self, item: &Item<RawUpstream>, path: &[PathSeg<'_>], v: &Option<String>) -> CheckType {
+    fn check_type(
+        &mut self,
+        item: &Item<RawUpstream>,
+        path: &[PathSeg<'_>],
+        v: &Option<String>,
+    ) -> CheckType {
         match v.as_deref() {
             None | Some("http") => CheckType::Http,
             Some("https") => CheckType::Https,
             Some("tcp") => CheckType::Tcp,
             Some(other) => {
-                self.err(item, path, format!("invalid type {other:?}: expected one of {}", CHECK_TYPES.join(", ")));
+                self.err(
+                    item,
+                    path,
+                    format!(
+                        "invalid type {other:?}: expected one of {}",
+                        CHECK_TYPES.join(", ")
+                    ),
+                );
                 CheckType::Http
             }
         }
     }
 
-    fn seconds(&mut self, item: &Item<RawUpstream>, path: &[PathSeg<'_>], v: Option<f64>, default: f64) -> f64 {
+    fn seconds(
+        &mut self,
+        item: &Item<RawUpstream>,
+        path: &[PathSeg<'_>],
+        v: Option<f64>,
+        default: f64,
+    ) -> f64 {
         match v {
             None => default,
             Some(x) if (0.0..=65535.0).contains(&x) => x,
             Some(x) => {
-                self.err(item, path, format!("value {x} out of range: expected a number of seconds between 0 and 65535"));
+                self.err(
+                    item,
+                    path,
+                    format!(
+                        "value {x} out of range: expected a number of seconds between 0 and 65535"
+                    ),
+                );
                 default
             }
         }
     }
 
-    fn int(&mut self, item: &Item<RawUpstream>, path: &[PathSeg<'_>], v: Option<i64>, default: i64, lo: i64, hi: i64) -> i64 {
+    fn int(
+        &mut self,
+        item: &Item<RawUpstream>,
+        path: &[PathSeg<'_>],
+        v: Option<i64>,
+        default: i64,
+        lo: i64,
+        hi: i64,
+    ) -> i64 {
         match v {
             None => default,
             Some(x) if (lo..=hi).contains(&x) => x,
             Some(x) => {
-                self.err(item, path, format!("value {x} out of range: expected an integer between {lo} and {hi}"));
+                self.err(
+                    item,
+                    path,
+                    format!("value {x} out of range: expected an integer between {lo} and {hi}"),
+                );
                 default
             }
         }
     }
 
-    fn statuses(&mut self, item: &Item<RawUpstream>, path: &[PathSeg<'_>], v: &Option<Vec<i64>>, default: &[u16]) -> Vec<u16> {
+    fn statuses(
+        &mut self,
+        item: &Item<RawUpstream>,
+        path: &[PathSeg<'_>],
+        v: &Option<Vec<i64>>,
+        default: &[u16],
+    ) -> Vec<u16> {
         let Some(list) = v else {
             return default.to_vec();
         };
@@ -362,7 +523,11 @@ impl Validator<'_> {
             } else {
                 let mut p = path.to_vec();
                 p.push(PathSeg::Index(i));
-                self.err(item, &p, format!("value {s} out of range: expected an HTTP status between 100 and 999"));
+                self.err(
+                    item,
+                    &p,
+                    format!("value {s} out of range: expected an HTTP status between 100 and 999"),
+                );
             }
         }
         out
