@@ -269,3 +269,146 @@ async fn ssl_cert_sets_the_default_certificate() {
     );
     assert_eq!(get_h1(tls, "a.test", "/any").await, ("a.test".into(), 200));
 }
+
+/// An EC (P-256) self-signed certificate and key for `cn`, as PEM.
+fn ec_cert(cn: &str) -> (String, String) {
+    use openssl::asn1::Asn1Time;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::{X509NameBuilder, X509};
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    let pem = |v: Vec<u8>| String::from_utf8(v).unwrap();
+    (
+        pem(b.build().to_pem().unwrap()),
+        pem(key.private_key_to_pem_pkcs8().unwrap()),
+    )
+}
+
+/// The CN of the certificate served to a client that accepts only `sigalgs`.
+async fn served_cn(addr: SocketAddr, sni: &str, sigalgs: &str) -> String {
+    let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
+    b.set_verify(SslVerifyMode::NONE);
+    b.set_sigalgs_list(sigalgs).unwrap();
+    let ssl = b.build().configure().unwrap().into_ssl(sni).unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    std::pin::Pin::new(&mut stream).connect().await.unwrap();
+    let cert = stream.ssl().peer_certificate().unwrap();
+    let cn = cert
+        .subject_name()
+        .entries()
+        .next()
+        .unwrap()
+        .data()
+        .as_slice()
+        .to_vec();
+    String::from_utf8(cn).unwrap()
+}
+
+#[tokio::test]
+async fn cert_alt_is_served_to_clients_that_only_accept_its_key_type() {
+    let up = Upstream::start().await;
+    let (rc, rk) = cert("rsa.a.test");
+    let (ec, ek) = ec_cert("ec.a.test");
+    let cfg = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{{upstream}}\n    routes: [{{name: r, paths: [/]}}]\ncertificates:\n  - cert: |\n{}    key: |\n{}    cert_alt: |\n{}    key_alt: |\n{}    snis: [a.test]\n",
+        block(&rc, 6),
+        block(&rk, 6),
+        block(&ec, 6),
+        block(&ek, 6)
+    );
+    let (_proxy, tls) = start(&cfg, &up).await;
+    assert_eq!(
+        served_cn(tls, "a.test", "RSA-PSS+SHA256:RSA+SHA256").await,
+        "rsa.a.test"
+    );
+    assert_eq!(served_cn(tls, "a.test", "ECDSA+SHA256").await, "ec.a.test");
+}
+
+/// A TLS server that requires a client certificate and answers with its CN in `x-client-cn`.
+async fn mtls_upstream() -> (SocketAddr, String) {
+    use openssl::ssl::{SslAcceptor, SslVerifyMode};
+    use openssl::x509::X509;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (c, k) = cert("localhost");
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    b.set_certificate(&X509::from_pem(c.as_bytes()).unwrap())
+        .unwrap();
+    b.set_private_key(&openssl::pkey::PKey::private_key_from_pem(k.as_bytes()).unwrap())
+        .unwrap();
+    // Any client certificate will do (the test checks which one was presented).
+    b.set_verify_callback(
+        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+        |_, _| true,
+    );
+    let acceptor = std::sync::Arc::new(b.build());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let ssl = openssl::ssl::Ssl::new(acceptor.context()).unwrap();
+                let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+                if std::pin::Pin::new(&mut s).accept().await.is_err() {
+                    return;
+                }
+                let cn = s
+                    .ssl()
+                    .peer_certificate()
+                    .and_then(|c| {
+                        c.subject_name()
+                            .entries()
+                            .next()
+                            .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
+                    })
+                    .unwrap_or_default();
+                let mut buf = Vec::new();
+                let mut byte = [0u8; 1];
+                while !buf.ends_with(b"\r\n\r\n") && buf.len() < 16 * 1024 {
+                    if s.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    buf.push(byte[0]);
+                }
+                let resp = format!("HTTP/1.1 200 OK\r\nx-client-cn: {cn}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (addr, c)
+}
+
+#[tokio::test]
+async fn client_certificate_is_presented_to_the_upstream() {
+    let (addr, _) = mtls_upstream().await;
+    let (cc, ck) = cert("gateway-client");
+    let cfg = format!(
+        "_format_version: \"3.0\"\ncertificates:\n  - id: 6a1c2e0e-7a43-4c49-9c1a-222222222222\n    cert: |\n{}    key: |\n{}services:\n  - name: with-cert\n    url: https://localhost:{port}\n    client_certificate: {{id: 6a1c2e0e-7a43-4c49-9c1a-222222222222}}\n    routes: [{{name: with, paths: [/with]}}]\n  - name: without\n    url: https://localhost:{port}\n    retries: 0\n    routes: [{{name: without, paths: [/without]}}]\n",
+        block(&cc, 6),
+        block(&ck, 6),
+        port = addr.port()
+    );
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/with", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-client-cn"), Some("gateway-client"));
+    assert_eq!(proxy.get("/without", &[]).await.status, 502);
+}

@@ -47,18 +47,20 @@ impl TlsAccept for CertSelector {
     async fn certificate_callback(&self, ssl: &mut TlsRef) {
         let snap = self.state.load();
         let sni = ssl.servername(NameType::HOST_NAME).map(str::to_string);
-        let pair = snap
+        let (pair, alt) = snap
             .certs
             .select(sni.as_deref())
-            .map_or(&self.default, |(main, _)| main);
-        let result = (|| {
-            ext::ssl_use_certificate(ssl, &pair.chain[0])?;
-            ext::ssl_use_private_key(ssl, &pair.key)?;
-            for c in &pair.chain[1..] {
+            .map_or((&self.default, None), |(main, alt)| (main, alt.as_ref()));
+        // OpenSSL keeps one certificate per key type and serves the one the client supports,
+        // so `cert_alt` (e.g. ECDSA next to RSA) is installed next to the main one.
+        let result = [Some(pair), alt].into_iter().flatten().try_for_each(|p| {
+            ext::ssl_use_certificate(ssl, &p.chain[0])?;
+            ext::ssl_use_private_key(ssl, &p.key)?;
+            for c in &p.chain[1..] {
                 ext::ssl_add_chain_cert(ssl, c)?;
             }
             Ok::<(), pingora::tls::error::ErrorStack>(())
-        })();
+        });
         if let Err(e) = result {
             tracing::error!(sni = ?sni, error = %e, "cannot use the certificate for a handshake");
         }

@@ -43,6 +43,21 @@ impl Validator<'_> {
                 origin: Self::origin(item),
             });
         }
+        // Services were validated first, one per item: resolve their client certificates.
+        for (i, item) in doc.services.iter().enumerate() {
+            let Some(r) = &item.raw.client_certificate else {
+                continue;
+            };
+            match index.resolve(r) {
+                Some(c) if i < cfg.services.len() => cfg.services[i].client_certificate = Some(c),
+                Some(_) => {}
+                None => self.err(
+                    item,
+                    &[PathSeg::Key("client_certificate")],
+                    "certificate does not exist: no certificate has that id",
+                ),
+            }
+        }
         let mut names = HashMap::new();
         for item in &doc.snis {
             let r = &item.raw;
