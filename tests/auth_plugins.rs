@@ -503,18 +503,7 @@ async fn the_authenticated_consumer_selects_consumer_scoped_instances() {
 }
 
 fn check(text: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("auth.yaml");
-    std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(common::binary())
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::check_file(text, "auth.yaml")
 }
 
 #[test]

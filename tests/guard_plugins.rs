@@ -167,18 +167,7 @@ async fn request_size_limiting_can_require_a_content_length() {
 }
 
 fn check(text: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("guard.yaml");
-    std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(common::binary())
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::check_file(text, "guard.yaml")
 }
 
 #[test]

@@ -11,14 +11,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 
-/// A self-signed certificate and key for `cn`, as PEM.
-fn cert(cn: &str) -> (String, String) {
+/// A self-signed certificate for `cn` with `key`, and the key, as PEM.
+fn self_signed(cn: &str, key: openssl::pkey::PKey<openssl::pkey::Private>) -> (String, String) {
     use openssl::asn1::Asn1Time;
     use openssl::hash::MessageDigest;
-    use openssl::pkey::PKey;
-    use openssl::rsa::Rsa;
     use openssl::x509::{X509NameBuilder, X509};
-    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
     let mut name = X509NameBuilder::new().unwrap();
     name.append_entry_by_text("CN", cn).unwrap();
     let name = name.build();
@@ -37,6 +34,12 @@ fn cert(cn: &str) -> (String, String) {
         pem(b.build().to_pem().unwrap()),
         pem(key.private_key_to_pem_pkcs8().unwrap()),
     )
+}
+
+/// A self-signed RSA certificate and key for `cn`, as PEM.
+fn cert(cn: &str) -> (String, String) {
+    let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+    self_signed(cn, openssl::pkey::PKey::from_rsa(rsa).unwrap())
 }
 
 /// A YAML block scalar of `text`, indented.
@@ -272,31 +275,11 @@ async fn ssl_cert_sets_the_default_certificate() {
 
 /// An EC (P-256) self-signed certificate and key for `cn`, as PEM.
 fn ec_cert(cn: &str) -> (String, String) {
-    use openssl::asn1::Asn1Time;
     use openssl::ec::{EcGroup, EcKey};
-    use openssl::hash::MessageDigest;
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
-    use openssl::x509::{X509NameBuilder, X509};
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", cn).unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    let pem = |v: Vec<u8>| String::from_utf8(v).unwrap();
-    (
-        pem(b.build().to_pem().unwrap()),
-        pem(key.private_key_to_pem_pkcs8().unwrap()),
+    let group = EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+    self_signed(
+        cn,
+        openssl::pkey::PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap(),
     )
 }
 

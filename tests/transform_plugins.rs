@@ -22,18 +22,7 @@ fn route_with(up: &Upstream, plugin: &str) -> String {
 }
 
 fn check(text: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(common::binary())
-        .arg("check")
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::check_file(text, "bad.yaml")
 }
 
 #[tokio::test]

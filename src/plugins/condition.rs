@@ -368,10 +368,17 @@ fn json(v: &serde_json::Value) -> Value {
 /// The names written as `http.<what>.<name>`, `http.<what>_list.<name>` or
 /// `http.<what>["name"]` in `source` (absent ones must read as null, not fail).
 fn named(source: &str, what: &str) -> Vec<String> {
-    let pattern = format!(
-        r#"http\s*\.\s*{what}(?:_list)?\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*["']([^"']+)["']\s*\])"#
+    static PATTERNS: std::sync::LazyLock<[(&str, regex::Regex); 2]> = std::sync::LazyLock::new(
+        || {
+            ["headers", "queries"].map(|what| {
+                let pattern = format!(
+                    r#"http\s*\.\s*{what}(?:_list)?\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*["']([^"']+)["']\s*\])"#
+                );
+                (what, regex::Regex::new(&pattern).expect("a valid pattern"))
+            })
+        },
     );
-    let Ok(re) = regex::Regex::new(&pattern) else {
+    let Some((_, re)) = PATTERNS.iter().find(|(w, _)| *w == what) else {
         return Vec::new();
     };
     let mut out: Vec<String> = re

@@ -345,6 +345,11 @@ pub trait Instance: Send + Sync {
         false
     }
 
+    /// Whether the log phase reads [`RequestState::log`] (the proxy fills it in only then).
+    fn needs_log_data(&self) -> bool {
+        false
+    }
+
     /// Kong's `rewrite` phase (global instances, before routing).
     fn rewrite(&self, _ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
         Ok(Flow::Continue)

@@ -16,6 +16,7 @@ mod phases;
 mod resolve;
 pub mod respond;
 pub mod tls;
+mod transport;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,12 +30,14 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
-use crate::config::model::Protocol;
 use crate::metrics::Metrics;
 use crate::plugins::{Exit, Phase, RequestState};
 use crate::router::{normalize_path, RequestInfo, RouteMatch};
 use crate::snapshot::Snapshot;
 use respond::{messages, write_exit, VIA};
+use transport::{
+    chunked_if_unsized, is_grpc, is_websocket, scheme, server_name, upstream_tls_and_version,
+};
 
 /// The gateway: the current snapshot and what outlives snapshots.
 pub struct Gateway {
@@ -125,62 +128,6 @@ static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 /// replays it upstream); larger bodies stream through and `get_raw_body` returns nil, as Kong
 /// does for bodies buffered to disk.
 const MAX_PLUGIN_BODY: usize = 64 * 1024;
-
-/// Drops Content-Length (a body_filter may change the length) and, on HTTP/1.1, declares
-/// the body chunked so the connection stays reusable.
-fn chunked_if_unsized(session: &Session, resp: &mut ResponseHeader) {
-    resp.remove_header(&http::header::CONTENT_LENGTH);
-    if !session.is_http2() && session.req_header().version == http::Version::HTTP_11 {
-        let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
-    }
-}
-
-/// The service's upstream TLS material (CA bundle, client certificate) and HTTP version:
-/// gRPC services speak HTTP/2 (h2c in plain text), others HTTP/1.1.
-fn upstream_tls_and_version(peer: &mut HttpPeer, snap: &Snapshot, service: Option<usize>) {
-    let Some(i) = service else {
-        return;
-    };
-    let s = &snap.config.services[i];
-    if let Some(ca) = snap.certs.service_ca.get(&i) {
-        peer.options.ca = Some(ca.clone());
-    }
-    if let Some(cert) = s.client_certificate.and_then(|c| snap.certs.client.get(&c)) {
-        peer.client_cert_key = Some(cert.clone());
-    }
-    if matches!(s.protocol, Protocol::Grpc | Protocol::Grpcs) {
-        peer.options.set_http_version(2, 2);
-    }
-}
-
-/// The server name the TLS client asked for (kept by the certificate selector).
-fn server_name(session: &Session) -> Option<String> {
-    let digest = session.as_downstream().digest()?;
-    let ssl = digest.ssl_digest.as_ref()?;
-    ssl.extension.get::<tls::ServerName>().map(|n| n.0.clone())
-}
-
-/// Whether the request is a gRPC call (by its content type).
-fn is_grpc(session: &Session) -> bool {
-    session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
-fn scheme(session: &Session) -> &'static str {
-    if session
-        .as_downstream()
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-        .is_some()
-    {
-        "https"
-    } else {
-        "http"
-    }
-}
 
 impl Gateway {
     /// Writes a response produced by the gateway or a plugin, with header_filter applied.
@@ -338,23 +285,18 @@ impl ProxyHttp for Gateway {
         ctx.state.captures = matched.uri_captures.clone();
         ctx.matched = Some(matched);
 
-        let grpc = is_grpc(session);
-        let grpc_scheme = if scheme == "https" { "grpcs" } else { "grpc" };
         let accepts = |s: &str| route.protocols.iter().any(|p| p.as_str() == s);
-        let websocket = session
-            .req_header()
-            .headers
-            .get(http::header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-        let ws_scheme = if scheme == "https" { "wss" } else { "ws" };
-        let accepted =
-            accepts(scheme) || (grpc && accepts(grpc_scheme)) || (websocket && accepts(ws_scheme));
+        let tls = scheme == "https";
+        // gRPC and WebSocket requests also match routes with Kong's grpc(s) and ws(s).
+        let accepted = accepts(scheme)
+            || (is_grpc(session) && accepts(if tls { "grpcs" } else { "grpc" }))
+            || (is_websocket(session) && accepts(if tls { "wss" } else { "ws" }));
         if !accepted {
             let only_grpc = route
                 .protocols
                 .iter()
                 .all(|p| p.as_str().starts_with("grpc"));
-            let exit = if only_grpc && !grpc {
+            let exit = if only_grpc && !is_grpc(session) {
                 Exit::message(415, messages::NON_GRPC)
             } else {
                 headers::https_redirect(session, route.https_redirect_status_code)
@@ -391,7 +333,9 @@ impl ProxyHttp for Gateway {
             Error::because(ErrorType::ConnectNoRoute, format!("resolving {host}"), e)
         })?;
         let addr = addrs[usize::from(ctx.tries) % addrs.len()];
-        ctx.state.log.tries.push(addr);
+        if ctx.snap.log_data {
+            ctx.state.log.tries.push(addr);
+        }
         let tls = match changes.scheme.as_deref() {
             Some(s) => s == "https",
             None => service.is_some_and(|s| s.protocol.is_tls()),
@@ -464,7 +408,9 @@ impl ProxyHttp for Gateway {
                 upstream.insert_header(http::header::HOST, host)?;
             }
         }
-        ctx.state.log.upstream_uri = Some(upstream.uri.to_string());
+        if ctx.snap.log_data {
+            ctx.state.log.upstream_uri = Some(upstream.uri.to_string());
+        }
         Ok(())
     }
 
@@ -605,7 +551,15 @@ impl ProxyHttp for Gateway {
             .unwrap_or(ctx.state.status);
         ctx.state.status = status;
         if !ctx.ran.is_empty() {
-            self.fill_log_data(session, ctx);
+            let snap = &ctx.snap;
+            let needed = ctx.ran.iter().any(|&i| {
+                snap.instances[i]
+                    .as_ref()
+                    .is_some_and(|x| x.needs_log_data())
+            });
+            if needed {
+                self.fill_log_data(session, ctx);
+            }
             self.run_log(session, ctx);
         }
         self.record_metrics(session, ctx, status);

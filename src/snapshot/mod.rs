@@ -109,6 +109,8 @@ pub struct Snapshot {
     pub global_chain: Vec<Link>,
     /// A prometheus instance is configured: only requests it ran on are recorded.
     pub prometheus: bool,
+    /// An instance reads the exchange's log data (file-log, http-log): the proxy records it.
+    pub log_data: bool,
     /// Compiled `condition`s, indexed as `config.plugins`.
     pub conditions: Vec<Option<Condition>>,
     /// Consumers and credentials indexed for the auth plugins.
@@ -232,6 +234,7 @@ fn compile_with(
     drop(loader);
     let conditions = compile_conditions(&config, &mut errs);
     let certs = Certs::new(&config, &mut errs);
+    let log_data = instances.iter().flatten().any(|i| i.needs_log_data());
     let prometheus = entries.iter().any(|&(i, _)| {
         defs.get(&config.plugins[i].name).is_some_and(
             |d| matches!(d.kind, crate::plugins::Kind::Native(b) if b.name == "prometheus"),
@@ -362,6 +365,7 @@ fn compile_with(
         instances,
         global_chain,
         prometheus,
+        log_data,
         conditions,
         consumers,
         certs,

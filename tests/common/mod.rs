@@ -306,6 +306,24 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// Runs `proxy check` on `text` written to a temporary file called `file_name`: whether it
+/// passed, and what it printed on stderr.
+#[allow(dead_code)]
+pub fn check_file(text: &str, file_name: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(file_name);
+    std::fs::write(&path, text).expect("write config");
+    let out = Command::new(binary())
+        .arg("check")
+        .arg(&path)
+        .output()
+        .expect("run proxy check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The built binary.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_proxy")

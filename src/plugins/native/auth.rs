@@ -3,7 +3,7 @@
 //! `name=value&...` strings without re-encoding the arguments that stay.
 
 use crate::config::model::Config;
-use crate::plugins::{Exit, PhaseCtx, PluginError};
+use crate::plugins::{Exit, Flow, PhaseCtx, PluginError};
 
 /// Resolves a plugin's `anonymous` setting (a consumer id or username) when the instance is
 /// built. A consumer that does not exist is a configuration error here (Kong answers every
@@ -27,15 +27,28 @@ pub(super) fn anonymous(config: &Config, anonymous: Option<&str>) -> Result<Opti
     }
 }
 
-/// Kong's "logical OR" for auth plugins configured with `anonymous`: a request that another
-/// auth plugin already authenticated (with a credential) is left alone.
-pub(super) fn already_authenticated(ctx: &PhaseCtx<'_>) -> bool {
-    ctx.state.credential.is_some()
-}
-
-/// Falls back to the anonymous consumer after a failed authentication.
-pub(super) fn use_anonymous(ctx: &mut PhaseCtx<'_>, consumer: usize) -> Result<(), PluginError> {
-    ctx.authenticate(consumer, None)
+/// An auth plugin's access phase around its check (`authenticate`: Some(401) on failure).
+/// With `anonymous`, Kong's "logical OR": a request another auth plugin already
+/// authenticated (with a credential) is left alone, and a failed one continues as the
+/// anonymous consumer; without it, a failure answers the 401.
+pub(super) fn access(
+    ctx: &mut PhaseCtx<'_>,
+    anonymous: Option<usize>,
+    authenticate: impl FnOnce(&mut PhaseCtx<'_>) -> Result<Option<Exit>, PluginError>,
+) -> Result<Flow, PluginError> {
+    match anonymous {
+        Some(_) if ctx.state.credential.is_some() => Ok(Flow::Continue),
+        Some(consumer) => {
+            if authenticate(ctx)?.is_some() {
+                ctx.authenticate(consumer, None)?;
+            }
+            Ok(Flow::Continue)
+        }
+        None => Ok(match authenticate(ctx)? {
+            Some(exit) => Flow::Exit(exit),
+            None => Flow::Continue,
+        }),
+    }
 }
 
 /// A 401 with Kong's `{"message": ...}` body and a `WWW-Authenticate` challenge.

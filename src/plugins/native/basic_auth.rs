@@ -69,21 +69,7 @@ impl Instance for BasicAuth {
     }
 
     fn access(&self, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
-        match self.anonymous {
-            Some(anonymous) => {
-                if auth::already_authenticated(ctx) {
-                    return Ok(Flow::Continue);
-                }
-                if self.authenticate(ctx)?.is_some() {
-                    auth::use_anonymous(ctx, anonymous)?;
-                }
-                Ok(Flow::Continue)
-            }
-            None => Ok(match self.authenticate(ctx)? {
-                Some(exit) => Flow::Exit(exit),
-                None => Flow::Continue,
-            }),
-        }
+        auth::access(ctx, self.anonymous, |ctx| self.authenticate(ctx))
     }
 }
 

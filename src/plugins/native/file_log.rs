@@ -88,6 +88,10 @@ impl Instance for FileLog {
         &[Phase::Log]
     }
 
+    fn needs_log_data(&self) -> bool {
+        true
+    }
+
     fn log(&self, ctx: &mut PhaseCtx<'_>) -> Result<(), PluginError> {
         let mut line = log_serializer::serialize(ctx).to_string();
         line.push('\n');

@@ -282,6 +282,10 @@ impl Instance for HttpLog {
         &[Phase::Log]
     }
 
+    fn needs_log_data(&self) -> bool {
+        true
+    }
+
     fn log(&self, ctx: &mut PhaseCtx<'_>) -> Result<(), PluginError> {
         let entry = log_serializer::serialize(ctx);
         match self.queue.tx.try_send(entry) {

@@ -106,21 +106,7 @@ impl Instance for KeyAuth {
         if !self.conf.run_on_preflight && ctx.req.method == http::Method::OPTIONS {
             return Ok(Flow::Continue);
         }
-        match self.anonymous {
-            Some(anonymous) => {
-                if auth::already_authenticated(ctx) {
-                    return Ok(Flow::Continue);
-                }
-                if self.authenticate(ctx)?.is_some() {
-                    auth::use_anonymous(ctx, anonymous)?;
-                }
-                Ok(Flow::Continue)
-            }
-            None => Ok(match self.authenticate(ctx)? {
-                Some(exit) => Flow::Exit(exit),
-                None => Flow::Continue,
-            }),
-        }
+        auth::access(ctx, self.anonymous, |ctx| self.authenticate(ctx))
     }
 }
 
