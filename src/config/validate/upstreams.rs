@@ -366,25 +366,11 @@ impl Validator<'_> {
                 ),
                 successes: self.int(item, &at(&hb, &["successes"]), h.successes, 0, 0, 255) as u8,
             },
-            unhealthy: UnhealthyRule {
-                interval: self.seconds(item, &at(&ub, &["interval"]), u.interval, 0.0),
-                http_statuses: self.statuses(
-                    item,
-                    &at(&ub, &["http_statuses"]),
-                    &u.http_statuses,
-                    ACTIVE_UNHEALTHY,
-                ),
-                tcp_failures: self.int(item, &at(&ub, &["tcp_failures"]), u.tcp_failures, 0, 0, 255)
-                    as u8,
-                timeouts: self.int(item, &at(&ub, &["timeouts"]), u.timeouts, 0, 0, 255) as u8,
-                http_failures: self.int(
-                    item,
-                    &at(&ub, &["http_failures"]),
-                    u.http_failures,
-                    0,
-                    0,
-                    255,
-                ) as u8,
+            unhealthy: {
+                let interval = self.seconds(item, &at(&ub, &["interval"]), u.interval, 0.0);
+                let statuses = (&u.http_statuses, ACTIVE_UNHEALTHY);
+                let counters = (u.tcp_failures, u.timeouts, u.http_failures);
+                self.unhealthy(item, &ub, interval, statuses, counters)
             },
         }
     }
@@ -413,26 +399,35 @@ impl Validator<'_> {
                 ),
                 successes: self.int(item, &at(&hb, &["successes"]), h.successes, 0, 0, 255) as u8,
             },
-            unhealthy: UnhealthyRule {
-                interval: 0.0,
-                http_statuses: self.statuses(
-                    item,
-                    &at(&ub, &["http_statuses"]),
-                    &u.http_statuses,
-                    PASSIVE_UNHEALTHY,
-                ),
-                tcp_failures: self.int(item, &at(&ub, &["tcp_failures"]), u.tcp_failures, 0, 0, 255)
-                    as u8,
-                timeouts: self.int(item, &at(&ub, &["timeouts"]), u.timeouts, 0, 0, 255) as u8,
-                http_failures: self.int(
-                    item,
-                    &at(&ub, &["http_failures"]),
-                    u.http_failures,
-                    0,
-                    0,
-                    255,
-                ) as u8,
+            unhealthy: {
+                let statuses = (&u.http_statuses, PASSIVE_UNHEALTHY);
+                let counters = (u.tcp_failures, u.timeouts, u.http_failures);
+                self.unhealthy(item, &ub, 0.0, statuses, counters)
             },
+        }
+    }
+
+    /// An `unhealthy` record (active or passive): statuses with their default, and the
+    /// tcp_failures / timeouts / http_failures counters (0–255).
+    fn unhealthy(
+        &mut self,
+        item: &Item<RawUpstream>,
+        base: &[PathSeg<'_>],
+        interval: f64,
+        (statuses, default): (&Option<Vec<i64>>, &[u16]),
+        (tcp, timeouts, http): (Option<i64>, Option<i64>, Option<i64>),
+    ) -> UnhealthyRule {
+        let mut counter =
+            |name: &str, v: Option<i64>| self.int(item, &at(base, &[name]), v, 0, 0, 255) as u8;
+        let tcp_failures = counter("tcp_failures", tcp);
+        let timeouts = counter("timeouts", timeouts);
+        let http_failures = counter("http_failures", http);
+        UnhealthyRule {
+            interval,
+            http_statuses: self.statuses(item, &at(base, &["http_statuses"]), statuses, default),
+            tcp_failures,
+            timeouts,
+            http_failures,
         }
     }
 
