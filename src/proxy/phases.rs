@@ -79,23 +79,13 @@ impl Gateway {
                 continue;
             };
             if phase == Phase::Access {
-                if let Some(condition) = &snap.conditions[i] {
-                    let pctx = PhaseCtx {
-                        phase,
-                        snap: &snap,
-                        state: &mut ctx.state,
-                        req: session.req_header_mut(),
-                        resp: None,
-                        chunk: None,
-                    };
-                    match condition.eval(&pctx) {
-                        Ok(true) => {}
-                        // Skips access and, as the instance is not recorded, later phases.
-                        Ok(false) => continue,
-                        Err(e) => {
-                            tracing::error!(plugin = %link.name, error = %e, "plugin condition failed");
-                            return Some(Exit::message(500, messages::UNEXPECTED));
-                        }
+                match Self::condition_holds(session, ctx, i) {
+                    Ok(true) => {}
+                    // Skips access and, as the instance is not recorded, later phases.
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::error!(plugin = %link.name, error = %e, "plugin condition failed");
+                        return Some(Exit::message(500, messages::UNEXPECTED));
                     }
                 }
                 if !ctx.ran.contains(&i) {
@@ -139,6 +129,26 @@ impl Gateway {
         None
     }
 
+    /// Whether instance `i`'s `condition` holds for the request (true without one).
+    fn condition_holds(session: &mut Session, ctx: &mut Ctx, i: usize) -> Result<bool, String> {
+        if ctx.snap.conditions[i].is_none() {
+            return Ok(true);
+        }
+        let snap = ctx.snap.clone();
+        let Some(condition) = &snap.conditions[i] else {
+            return Ok(true);
+        };
+        let pctx = PhaseCtx {
+            phase: Phase::Access,
+            snap: &snap,
+            state: &mut ctx.state,
+            req: session.req_header_mut(),
+            resp: None,
+            chunk: None,
+        };
+        condition.eval(&pctx)
+    }
+
     /// Records the global instances for a request that matched no route: their response
     /// phases run on the 404 (access does not run; an instance whose condition does not hold
     /// is left out).
@@ -159,18 +169,8 @@ impl Gateway {
             if snap.instances[i].is_none() || ctx.ran.contains(&i) {
                 continue;
             }
-            if let Some(condition) = &snap.conditions[i] {
-                let pctx = PhaseCtx {
-                    phase: Phase::Access,
-                    snap: &snap,
-                    state: &mut ctx.state,
-                    req: session.req_header_mut(),
-                    resp: None,
-                    chunk: None,
-                };
-                if condition.eval(&pctx) != Ok(true) {
-                    continue;
-                }
+            if Self::condition_holds(session, ctx, i) != Ok(true) {
+                continue;
             }
             ctx.ran.push(i);
         }
