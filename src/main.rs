@@ -335,6 +335,15 @@ fn tls_selector(
 }
 
 fn main() -> anyhow::Result<ExitCode> {
+    // Threads that do not set their own stack size (Pingora's workers, the reloader, the admin
+    // runtime) run Lua: give them room for the nesting the stack guard allows. Set before any
+    // thread is spawned (std reads it once).
+    if std::env::var_os("RUST_MIN_STACK").is_none() {
+        std::env::set_var(
+            "RUST_MIN_STACK",
+            sluice::plugins::lua::sandbox::stack::THREAD_STACK.to_string(),
+        );
+    }
     let cli = Cli::parse();
     sluice::plugins::lua::sandbox::set_limits(sluice::plugins::lua::sandbox::Limits {
         cpu_budget: Duration::from_millis(cli.lua_cpu_budget_ms.max(1)),

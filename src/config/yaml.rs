@@ -156,7 +156,16 @@ pub enum PathSeg<'a> {
     Index(usize),
 }
 
-/// Parses a YAML or JSON text into a tree. An empty document is `Null`.
+/// Most nodes that aliases may add to a document, all aliases together. An alias copies its
+/// anchor's whole subtree, so a few hundred bytes of nested aliases ("billion laughs") would
+/// otherwise expand to gigabytes.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+/// Deepest nesting of sequences and mappings.
+pub const MAX_DEPTH: usize = 256;
+
+/// Parses a YAML or JSON text into a tree. An empty document is `Null`. Alias expansion
+/// beyond [`MAX_ALIAS_NODES`] and nesting beyond [`MAX_DEPTH`] are errors at the offending
+/// alias or collection.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
@@ -190,8 +199,13 @@ enum Open {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
+    /// Nodes in each open collection so far (parallel to `stack`).
+    sizes: Vec<usize>,
     root: Option<Node>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their size in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes added by aliases so far.
+    aliased: usize,
     error: Option<SyntaxError>,
 }
 
@@ -202,10 +216,26 @@ impl Builder {
         }
     }
 
-    /// Attaches a finished node to its parent (or makes it the root).
-    fn push(&mut self, node: Node, anchor: usize) {
+    /// Opens a collection, refusing nesting beyond [`MAX_DEPTH`].
+    fn open(&mut self, open: Open, at: Loc) {
+        if self.stack.len() >= MAX_DEPTH {
+            self.fail(at, format!("nesting deeper than {MAX_DEPTH} levels"));
+        }
+        self.stack.push(open);
+        self.sizes.push(0);
+    }
+
+    /// Attaches a finished node of `size` nodes to its parent (or makes it the root).
+    fn push(&mut self, node: Node, size: usize, anchor: usize) {
+        if self.error.is_some() {
+            // Stop building (and copying anchors) after the first error.
+            return;
+        }
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        if let Some(parent) = self.sizes.last_mut() {
+            *parent += size;
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -261,34 +291,55 @@ impl MarkedEventReceiver for Builder {
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 let value = scalar(text, style, tag.as_ref());
-                self.push(Node { loc: at, value }, anchor);
+                self.push(Node { loc: at, value }, 1, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Open::Seq(
-                Node {
-                    loc: at,
-                    value: Value::Seq(Vec::new()),
-                },
-                anchor,
-            )),
-            Event::MappingStart(anchor, _) => self.stack.push(Open::Map(
-                Node {
-                    loc: at,
-                    value: Value::Map(Vec::new()),
-                },
-                anchor,
-                None,
-            )),
-            Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Open::Seq(node, anchor)) | Some(Open::Map(node, anchor, _)) => {
-                    self.push(node, anchor)
+            Event::SequenceStart(anchor, _) => self.open(
+                Open::Seq(
+                    Node {
+                        loc: at,
+                        value: Value::Seq(Vec::new()),
+                    },
+                    anchor,
+                ),
+                at,
+            ),
+            Event::MappingStart(anchor, _) => self.open(
+                Open::Map(
+                    Node {
+                        loc: at,
+                        value: Value::Map(Vec::new()),
+                    },
+                    anchor,
+                    None,
+                ),
+                at,
+            ),
+            Event::SequenceEnd | Event::MappingEnd => {
+                let size = self.sizes.pop().unwrap_or(0) + 1;
+                match self.stack.pop() {
+                    Some(Open::Seq(node, anchor)) | Some(Open::Map(node, anchor, _)) => {
+                        self.push(node, size, anchor)
+                    }
+                    None => {}
                 }
-                None => {}
-            },
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(mut node) => {
-                    node.loc = at;
-                    self.push(node, 0);
+            }
+            Event::Alias(id) => match self.anchors.get(&id).map(|(_, size)| *size) {
+                Some(size) if self.aliased + size > MAX_ALIAS_NODES => self.fail(
+                    at,
+                    format!(
+                        "aliases expand to more than {MAX_ALIAS_NODES} nodes; write the \
+                         repeated parts out or use fewer nested aliases"
+                    ),
+                ),
+                Some(size) if self.error.is_none() => {
+                    self.aliased += size;
+                    if let Some((node, _)) = self.anchors.get(&id) {
+                        let mut node = node.clone();
+                        node.loc = at;
+                        self.push(node, size, 0);
+                    }
                 }
+                Some(_) => {}
                 None => self.fail(at, "unknown alias".into()),
             },
             _ => {}
@@ -383,6 +434,40 @@ mod tests {
         assert_eq!(
             doc.get("b").unwrap().to_json(),
             serde_json::json!({"k": "v"})
+        );
+    }
+
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_refused() {
+        // 9 aliases wide, 8 levels deep: 9^8 copies of the innermost list if expanded.
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..=8 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            doc.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = parse(&doc).unwrap_err();
+        assert!(
+            err.message.contains("aliases expand to more than"),
+            "{}",
+            err.message
+        );
+        assert!(err.loc.line > 1);
+        let deep: String = (0..300)
+            .map(|i| format!("{}a:\n", "  ".repeat(i)))
+            .collect();
+        let err = parse(&deep).unwrap_err();
+        assert!(
+            err.message.contains("nesting deeper than"),
+            "{}",
+            err.message
+        );
+        // Flow collections: the parser's own limit (255) answers.
+        assert!(parse(&"[".repeat(100_000)).is_err());
+        // Ordinary reuse of an anchor stays fine.
+        let ok = parse("base: &b {retries: 3, port: 80}\nx: *b\ny: *b\n").unwrap();
+        assert_eq!(
+            ok.get("y").unwrap().to_json(),
+            serde_json::json!({"retries": 3, "port": 80})
         );
     }
 

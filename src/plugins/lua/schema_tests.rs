@@ -19,15 +19,14 @@ pub(super) fn vm() -> Lua {
         .set_name("@kong/db/schema/typedefs.lua")
         .call(())
         .expect("typedefs.lua loads");
-    let require = lua
-        .create_function(move |_, name: String| {
-            if name == "kong.db.schema.typedefs" {
-                Ok(typedefs.clone())
-            } else {
-                Err(mlua::Error::runtime(format!("module '{name}' not found")))
-            }
-        })
-        .unwrap();
+    let require = crate::plugins::lua::util::support::raw_function(&lua, move |_, name: String| {
+        if name == "kong.db.schema.typedefs" {
+            Ok(typedefs.clone())
+        } else {
+            Err(mlua::Error::runtime(format!("module '{name}' not found")))
+        }
+    })
+    .unwrap();
     lua.globals().set("require", require).unwrap();
     // Loaded after typedefs, which then use their own null stand-in (as in the real VM).
     let ngx = lua.create_table().unwrap();

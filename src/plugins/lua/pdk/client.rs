@@ -43,7 +43,7 @@ fn log_at(level: &'static str, plugin: &str, msg: &str) {
 /// A log function for `level` (also used for `ngx.log`).
 pub(super) fn logger(lua: &Lua, level: &'static str) -> mlua::Result<Function> {
     let tostring: Function = lua.globals().get("tostring")?;
-    lua.create_function(move |_, args: MultiValue| {
+    crate::plugins::lua::util::support::raw_function(lua, move |_, args: MultiValue| {
         let msg = message(&tostring, args)?;
         let plugin = cur(|_, inst, _| Ok(inst.name.clone())).unwrap_or_else(|_| "-".into());
         log_at(level, &plugin, &msg);
@@ -199,7 +199,7 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     let default = logger(lua, "notice")?;
     log_mt.set(
         "__call",
-        lua.create_function(move |_, args: MultiValue| {
+        crate::plugins::lua::util::support::raw_function(lua, move |_, args: MultiValue| {
             let mut args = args.into_iter();
             args.next(); // the table itself
             default.call::<()>(MultiValue::from_iter(args))

@@ -104,7 +104,10 @@ where
     R: mlua::IntoLuaMulti,
     F: Fn(&Lua, A) -> mlua::Result<R> + mlua::MaybeSend + 'static,
 {
-    t.set(name, lua.create_function(f)?)
+    t.set(
+        name,
+        crate::plugins::lua::util::support::raw_function(lua, f)?,
+    )
 }
 
 /// Lower-cases a header name and treats `_` as `-`, as Kong's getters do (without allocating
@@ -141,7 +144,7 @@ fn headers_table(lua: &Lua, headers: &http::HeaderMap, max: Option<usize>) -> ml
     let mt = lua.create_table()?;
     mt.set(
         "__index",
-        lua.create_function(|_, (t, k): (Table, String)| {
+        crate::plugins::lua::util::support::raw_function(lua, |_, (t, k): (Table, String)| {
             t.raw_get::<Value>(header_key(&k).as_ref())
         })?,
     )?;
@@ -187,12 +190,17 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
         .set_mode(mlua::chunk::ChunkMode::Text)
         .call(())?;
     modules.set("kong.db.schema.typedefs", typedefs)?;
-    let require: Function = lua.create_function(move |_, name: String| match modules.get::<Value>(name.as_str())? {
+    let require: Function = crate::plugins::lua::util::support::raw_function(
+        lua,
+        move |_, name: String| {
+            match modules.get::<Value>(name.as_str())? {
         Value::Nil => Err(mlua::Error::runtime(format!(
             "module '{name}' not found: plugins may only require cjson, cjson.safe, kong.meta, kong.tools.uuid, kong.tools.utils, resty.string and kong.db.schema.typedefs"
         ))),
         v => Ok(v),
-    })?;
+    }
+        },
+    )?;
     Ok(vec![
         ("kong", Value::Table(kong)),
         ("ngx", Value::Table(ngx)),

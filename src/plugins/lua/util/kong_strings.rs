@@ -194,7 +194,7 @@ fn list(lua: &Lua, parts: Vec<Vec<u8>>) -> mlua::Result<(Table, usize)> {
 
 fn iterator(lua: &Lua, parts: Vec<Vec<u8>>) -> mlua::Result<Function> {
     let idx = std::cell::Cell::new(0usize);
-    lua.create_function(move |lua, _: MultiValue| {
+    crate::plugins::lua::util::support::raw_function(lua, move |lua, _: MultiValue| {
         let i = idx.get();
         idx.set(i + 1);
         match parts.get(i) {

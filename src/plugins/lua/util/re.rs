@@ -155,7 +155,7 @@ fn re_gmatch(lua: &Lua, args: MultiValue) -> mlua::Result<MultiValue> {
         Err(e) => return nils(1, Some(e), lua),
     };
     let pos: Cell<Option<usize>> = Cell::new(Some(0));
-    let iter = lua.create_function(move |lua, ()| {
+    let iter = crate::plugins::lua::util::support::raw_function(lua, move |lua, ()| {
         let Some(p) = pos.get() else {
             return Ok(Value::Nil);
         };

@@ -55,7 +55,15 @@ fn describe(err: &mlua::Error) -> (String, u32) {
         },
         mlua::Error::CallbackError { cause, .. } => describe(cause),
         mlua::Error::WithContext { cause, .. } => describe(cause),
-        mlua::Error::RuntimeError(msg) => (msg.clone(), 0),
+        // mlua appends a traceback to string errors raised under a Rust call; keep only the
+        // message, or errors crossing many nested calls would grow with each of them.
+        mlua::Error::RuntimeError(msg) => (
+            msg.split("\nstack traceback:")
+                .next()
+                .unwrap_or(msg)
+                .to_string(),
+            0,
+        ),
         other => (other.to_string(), 0),
     }
 }
@@ -77,8 +85,10 @@ where
     R: IntoLuaMulti,
     F: Fn(&Lua, A) -> mlua::Result<R> + mlua::MaybeSend + 'static,
 {
+    #[allow(clippy::disallowed_methods)]
     let raw = lua.create_function(move |lua, args: MultiValue| {
-        let result = A::from_lua_multi(args, lua)
+        let result = crate::plugins::lua::sandbox::stack::check()
+            .and_then(|()| A::from_lua_multi(args, lua))
             .and_then(|a| f(lua, a))
             .and_then(|r| r.into_lua_multi(lua));
         match result {
@@ -107,6 +117,22 @@ where
     };
     let error: Function = lua.globals().raw_get("error")?;
     factory.call((raw, marker(), error))
+}
+
+/// `Lua::create_function` with the native stack checked on every call (see
+/// `sandbox::stack`): the one way Rust functions are handed to plugin code. Its errors reach Lua
+/// as mlua's error values; [`function`] raises strings instead.
+#[allow(clippy::disallowed_methods)]
+pub fn raw_function<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
+where
+    A: FromLuaMulti,
+    R: IntoLuaMulti,
+    F: Fn(&Lua, A) -> mlua::Result<R> + mlua::MaybeSend + 'static,
+{
+    lua.create_function(move |lua, args: A| {
+        crate::plugins::lua::sandbox::stack::check()?;
+        f(lua, args)
+    })
 }
 
 /// Sets `name = function` on `t`, the function built by [`function`].

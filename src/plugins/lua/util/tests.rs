@@ -13,12 +13,11 @@ pub(super) fn env() -> Lua {
     for (name, t) in super::modules(&lua).unwrap() {
         mods.set(name, t).unwrap();
     }
-    let require = lua
-        .create_function(move |_, name: String| {
-            mods.get::<Option<Table>>(name.as_str())?
-                .ok_or_else(|| mlua::Error::RuntimeError(format!("module '{name}' not found")))
-        })
-        .unwrap();
+    let require = crate::plugins::lua::util::support::raw_function(&lua, move |_, name: String| {
+        mods.get::<Option<Table>>(name.as_str())?
+            .ok_or_else(|| mlua::Error::RuntimeError(format!("module '{name}' not found")))
+    })
+    .unwrap();
     g.set("require", require).unwrap();
     lua
 }

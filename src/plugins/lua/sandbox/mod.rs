@@ -1,23 +1,34 @@
 //! The LuaJIT VM plugins run in: Kong's sandbox allow-list, text chunks only, a memory limit
-//! per VM and a CPU budget per phase call.
+//! per VM, a CPU budget per call that plugin code cannot catch, and a bound on native
+//! recursion.
 //!
-//! CPU budget: LuaJIT runs no instruction-count hooks inside compiled traces, so a tight
-//! `while true do end` would never be interrupted once compiled. The VM therefore runs with the
-//! JIT compiler off (`jit.off()`): plugin code is interpreted (LuaJIT's interpreter is still
-//! fast; the hot paths of a request are Rust), and a count hook checks the call's deadline every
-//! 1000 instructions. Time spent inside one C function (a huge `string.rep`) is bounded by the
-//! memory limit instead.
+//! CPU budget ([`budget`]): LuaJIT runs no instruction-count hooks inside compiled traces, so
+//! a tight `while true do end` would never be interrupted once compiled. The VM therefore runs
+//! with the JIT compiler off (`jit.off()`): plugin code is interpreted, and a count hook checks
+//! the call's budget every 1000 instructions. C functions that can run long without executing
+//! Lua are replaced or guarded: the pattern functions are Rust ([`strlib`]) and check the
+//! budget while they backtrack; `string.rep` and `table.sort` check it on entry (a large sort
+//! gets a Lua comparator the hook sees). Other C functions do work proportional to their
+//! input, which the memory limit bounds.
+//!
+//! Native recursion ([`stack`]): every way back from native code into Lua passes a stack check.
 
-use std::cell::Cell;
+pub mod budget;
+mod patterns;
+pub mod stack;
+mod strlib;
+
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
+
+use crate::plugins::lua::util::support;
 
 /// Resource limits of plugin code, process-wide.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Wall time one phase call of one plugin may take.
+    /// CPU time (the thread's own) one call into plugin code may take.
     pub cpu_budget: Duration,
     /// Memory one worker's VM may allocate.
     pub memory: usize,
@@ -44,17 +55,15 @@ pub fn limits() -> Limits {
     LIMITS.get().copied().unwrap_or_default()
 }
 
-thread_local! {
-    /// Deadline of the phase call running on this thread, if any.
-    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+/// Runs `f` (a call into plugin code) with the CPU budget armed for this thread.
+pub fn with_budget<R>(f: impl FnOnce() -> R) -> R {
+    budget::with_budget(limits().cpu_budget, f)
 }
 
-/// Runs `f` with the CPU budget armed for this thread.
-pub fn with_budget<R>(f: impl FnOnce() -> R) -> R {
-    let previous = DEADLINE.with(|d| d.replace(Some(Instant::now() + limits().cpu_budget)));
-    let out = f();
-    DEADLINE.with(|d| d.set(previous));
-    out
+/// Bytes the VM may still allocate before its memory limit: a bound for output that Rust
+/// builds for plugin code outside the VM's allocator (a `gsub` result, say).
+pub fn memory_room(lua: &Lua) -> usize {
+    limits().memory.saturating_sub(lua.used_memory())
 }
 
 /// Globals copied into every plugin environment (Kong's sandbox allow-list).
@@ -75,7 +84,8 @@ const LIBRARIES: &[(&str, &[&str])] = &[
 ];
 
 /// Creates a VM with the standard libraries loaded, the dangerous parts removed from the shared
-/// library tables (strings' metatable reaches the real `string` table), the JIT off, the memory
+/// library tables (strings' metatable reaches the real `string` table), the guards installed
+/// over the library (they are what every plugin environment copies), the JIT off, the memory
 /// limit and the budget hook installed.
 pub fn new_vm() -> mlua::Result<Lua> {
     // SAFETY-relevant: no `debug`, `ffi` or `package` library is loaded (mlua's safe mode).
@@ -93,32 +103,89 @@ pub fn new_vm() -> mlua::Result<Lua> {
     // `("x"):dump()` reaches the real string table through the string metatable.
     let string: Table = globals.get("string")?;
     string.set("dump", Value::Nil)?;
+    strlib::install(&lua, &string)?;
+    install_guards(&lua, &globals)?;
     lua.set_memory_limit(limits().memory)?;
     lua.set_hook(budget_triggers(), budget_hook)?;
     Ok(lua)
+}
+
+/// Replaces the base functions that can catch errors or call back into Lua with the guarded
+/// versions of `guards.lua`, `print` with a logger, and `coroutine.create`/`wrap` with ones whose
+/// coroutines carry the budget hook.
+fn install_guards(lua: &Lua, globals: &Table) -> mlua::Result<()> {
+    let string: Table = globals.get("string")?;
+    let table: Table = globals.get("table")?;
+    let coroutine: Table = globals.get("coroutine")?;
+    let expired = support::function(lua, |_, ()| Ok(budget::expired()))?;
+    let overrun =
+        crate::plugins::lua::util::support::raw_function(lua, |_, ()| -> mlua::Result<()> {
+            Err(mlua::Error::external(
+                budget::overrun().unwrap_or(budget::Exceeded::Cpu(limits().cpu_budget)),
+            ))
+        })?;
+    let check = support::function(lua, |_, ()| {
+        stack::check()?;
+        budget::check().map_err(|e| support::raise(e.to_string()))
+    })?;
+    let guards: Table = lua
+        .load(include_str!("guards.lua"))
+        .set_name("=sandbox")
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .call((
+            globals.get::<Function>("pcall")?,
+            globals.get::<Function>("xpcall")?,
+            coroutine.get::<Function>("resume")?,
+            string.get::<Function>("format")?,
+            table.get::<Function>("sort")?,
+            string.get::<Function>("rep")?,
+            expired,
+            overrun,
+            check,
+        ))?;
+    globals.set("pcall", guards.get::<Function>("pcall")?)?;
+    globals.set("xpcall", guards.get::<Function>("xpcall")?)?;
+    coroutine.set("resume", guards.get::<Function>("resume")?)?;
+    string.set("format", guards.get::<Function>("format")?)?;
+    string.set("rep", guards.get::<Function>("rep")?)?;
+    table.set("sort", guards.get::<Function>("sort")?)?;
+    globals.set("print", print(lua)?)?;
+    hooked_coroutines(lua, &coroutine)
+}
+
+/// `print`: OpenResty writes it to the error log at NOTICE level; so does this (never stdout).
+fn print(lua: &Lua) -> mlua::Result<Function> {
+    let tostring: Function = lua.globals().get("tostring")?;
+    support::function(lua, move |_, args: mlua::MultiValue| {
+        let mut line = String::new();
+        for v in args {
+            match v {
+                Value::String(s) => line.push_str(&s.to_string_lossy()),
+                other => line.push_str(&tostring.call::<mlua::LuaString>(other)?.to_string_lossy()),
+            }
+        }
+        tracing::info!(target: "lua", "{line}");
+        Ok(())
+    })
 }
 
 fn budget_triggers() -> HookTriggers {
     HookTriggers::new().every_nth_instruction(1000)
 }
 
-/// The instruction hook: fails the running call once its deadline has passed.
+/// The instruction hook: fails the running call once its budget is spent (and on every later
+/// firing until the call has returned to Rust).
 fn budget_hook(_lua: &Lua, _debug: &mlua::debug::Debug) -> mlua::Result<VmState> {
-    let expired = DEADLINE.with(|d| d.get().is_some_and(|at| Instant::now() > at));
-    if expired {
-        Err(mlua::Error::runtime(format!(
-            "CPU budget of {:?} exceeded",
-            limits().cpu_budget
-        )))
-    } else {
-        Ok(VmState::Continue)
+    match budget::check() {
+        Ok(()) => Ok(VmState::Continue),
+        Err(e) => Err(mlua::Error::external(e)),
     }
 }
 
 /// `coroutine.create`/`wrap` whose coroutines carry the budget hook too (hooks set on the main
 /// thread do not reach coroutines that Lua code creates).
 fn hooked_coroutines(lua: &Lua, coroutine: &Table) -> mlua::Result<()> {
-    let create = lua.create_function(|lua, f: mlua::Function| {
+    let create = support::function(lua, |lua, f: mlua::Function| {
         let thread = lua.create_thread(f)?;
         thread.set_hook(budget_triggers(), budget_hook)?;
         Ok(thread)
@@ -175,26 +242,30 @@ pub fn plugin_env(lua: &Lua, extra: &[(&str, Value)]) -> mlua::Result<Table> {
         }
         env.set(*lib, copy)?;
     }
-    let coroutine: Table = env.get("coroutine")?;
-    hooked_coroutines(lua, &coroutine)?;
     // table.new / table.clear as OpenResty has them (table.clone etc. come with LuaJIT 2.1).
     let table: Table = env.get("table")?;
     if table.get::<Value>("new")?.is_nil() {
         table.set(
             "new",
-            lua.create_function(|lua, (narr, nrec): (Option<usize>, Option<usize>)| {
-                lua.create_table_with_capacity(narr.unwrap_or(0), nrec.unwrap_or(0))
-            })?,
+            crate::plugins::lua::util::support::raw_function(
+                lua,
+                |lua, (narr, nrec): (Option<usize>, Option<usize>)| {
+                    lua.create_table_with_capacity(narr.unwrap_or(0), nrec.unwrap_or(0))
+                },
+            )?,
         )?;
     }
     if table.get::<Value>("clear")?.is_nil() {
-        table.set("clear", lua.create_function(|_, t: Table| t.clear())?)?;
+        table.set(
+            "clear",
+            crate::plugins::lua::util::support::raw_function(lua, |_, t: Table| t.clear())?,
+        )?;
     }
     // Only tables' metatables are visible (strings' would lead back to the real string table).
     let real_getmetatable: mlua::Function = globals.get("getmetatable")?;
     env.set(
         "getmetatable",
-        lua.create_function(move |_, v: Value| match v {
+        crate::plugins::lua::util::support::raw_function(lua, move |_, v: Value| match v {
             Value::Table(_) => real_getmetatable.call::<Value>(v),
             _ => Ok(Value::Nil),
         })?,

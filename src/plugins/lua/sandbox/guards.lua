@@ -1,0 +1,55 @@
+-- Guards installed over the base library of every plugin VM (see sandbox/mod.rs).
+--
+-- pcall, xpcall and coroutine.resume re-raise once the call's CPU budget is spent, so plugin
+-- code cannot catch the overrun and go on. LuaJIT C functions that call back into Lua
+-- (string.format through __tostring, table.sort through its comparator, coroutine.resume)
+-- check the native stack first; string.rep and table.sort check the budget as well. A sort of
+-- a large table without a comparator gets a Lua one, so the instruction hook sees its work.
+local pcall, xpcall, resume, format, sort, rep, expired, overrun, check = ...
+local type = type
+
+local function after(ok, ...)
+  if not ok and expired() then
+    overrun()
+  end
+  return ok, ...
+end
+
+local function less(a, b)
+  return a < b
+end
+
+local guards = {}
+
+function guards.pcall(f, ...)
+  return after(pcall(f, ...))
+end
+
+function guards.xpcall(f, handler, ...)
+  return after(xpcall(f, handler, ...))
+end
+
+function guards.resume(co, ...)
+  check()
+  return after(resume(co, ...))
+end
+
+function guards.format(...)
+  check()
+  return format(...)
+end
+
+function guards.rep(...)
+  check()
+  return rep(...)
+end
+
+function guards.sort(t, comp)
+  check()
+  if comp == nil and type(t) == "table" and #t > 4096 then
+    comp = less
+  end
+  return sort(t, comp)
+end
+
+return guards

@@ -1,0 +1,328 @@
+//! Issue #11: nothing a request, a plugin or a config push sends may stop the gateway. Each
+//! case runs against the real binary on loopback and then checks that the process still
+//! serves other requests.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{check_file, Proxy};
+use sluice::plugins::lua::embed;
+use sluice::snapshot::hash_text;
+
+/// (route name, Lua code run in `access`): unbounded recursion from Lua through native code
+/// back into Lua, which used to overflow the native stack and kill the process.
+const RECURSION_ATTACKS: &[(&str, &str)] = &[
+    (
+        "gsub-recursion",
+        "local function f(s) return (string.gsub(s, '.', f)) end f('xx')",
+    ),
+    (
+        "ngx-re-gsub-recursion",
+        "local function f(s) return (ngx.re.gsub(s, '.', f)) end f('xx')",
+    ),
+    (
+        "coroutine-wrap-recursion",
+        "local function f() return coroutine.wrap(f)() end f()",
+    ),
+    (
+        "coroutine-resume-recursion",
+        "local function f() return coroutine.resume(coroutine.create(f)) end f()",
+    ),
+    (
+        "tostring-format-recursion",
+        "local t = setmetatable({}, { __tostring = function(x) return string.format('%s', x) end }) tostring(t)",
+    ),
+    (
+        "sort-comparator-recursion",
+        "local function f() table.sort({ 3, 2, 1 }, function(a, b) f() return a < b end) end f()",
+    ),
+    (
+        "metamethod-through-rust",
+        "local t = setmetatable({}, {}) getmetatable(t).__tostring = function(x) kong.log.err(x) return 'x' end kong.log.err(t)",
+    ),
+    (
+        "recursion-under-pcall",
+        "local function f(s) return (string.gsub(s, '.', f)) end while true do pcall(f, 'xx') end",
+    ),
+];
+
+/// Plugin code that used to pin a worker forever: the CPU budget caught by `pcall`, and C
+/// functions that run long without executing a Lua instruction.
+const CPU_ATTACKS: &[(&str, &str)] = &[
+    (
+        "pcall-loop",
+        "local function spin() while true do end end while true do pcall(spin) end",
+    ),
+    (
+        "xpcall-loop",
+        "local function spin() while true do end end while true do xpcall(spin, function(e) return e end) end",
+    ),
+    (
+        "xpcall-handler-loop",
+        "while true do xpcall(error, function() while true do end end) end",
+    ),
+    (
+        "pcall-loop-in-coroutine",
+        "coroutine.wrap(function() local function spin() while true do end end while true do pcall(spin) end end)()",
+    ),
+    (
+        "resume-loop",
+        "while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
+    ),
+    (
+        "pattern-backtracking-find",
+        "string.find(string.rep('a', 3000), '.-.-.-.-b')",
+    ),
+    (
+        "pattern-backtracking-match",
+        "while true do pcall(string.match, string.rep('a', 3000), '.-.-.-.-b') end",
+    ),
+    (
+        "pattern-backtracking-gmatch",
+        "for x in string.gmatch(string.rep('a', 3000), '.-.-.-.-b') do end",
+    ),
+    (
+        "pattern-backtracking-gsub",
+        "string.gsub(string.rep('a', 3000), '.-.-.-.-b', 'x')",
+    ),
+    ("big-sort", "local t = {} for i = 1, 5e5 do t[i] = -i end table.sort(t)"),
+    (
+        "gsub-amplification",
+        "local s = string.rep('x', 1e6) local r = string.rep('y', 1e4) s = s:gsub('x', r)",
+    ),
+];
+
+fn handler(code: &str) -> String {
+    format!(
+        "local P = {{ PRIORITY = 1, VERSION = \"1.0.0\" }}\nfunction P:access(conf)\n  {code}\n  return kong.response.exit(200, {{ survived = true }})\nend\nreturn P\n"
+    )
+}
+
+fn schema(name: &str) -> String {
+    format!("return {{ name = \"{name}\", fields = {{ {{ config = {{ type = \"record\", fields = {{}} }} }} }} }}")
+}
+
+/// A config with one route per attack plus `/plain`, answered by request-termination.
+fn attack_config(attacks: &[(&str, &str)]) -> String {
+    let mut cfg = String::from("_format_version: \"3.0\"\ncustom_plugins:\n");
+    let mut routes = String::from("routes:\n  - name: plain\n    paths: [/plain]\n    plugins:\n      - name: request-termination\n        config: {status_code: 200, message: plain}\n");
+    for (name, code) in attacks {
+        cfg.push_str(&embed::render(name, &handler(code), &schema(name), false));
+        routes.push_str(&format!(
+            "  - {{name: {name}, paths: [/{name}], plugins: [{{name: {name}}}]}}\n"
+        ));
+    }
+    cfg + &routes
+}
+
+async fn assert_plain_serves(proxy: &Proxy, after: &str) {
+    let ok = proxy.get("/plain", &[]).await;
+    assert_eq!(ok.status, 200, "after {after}: {}", ok.text());
+}
+
+/// Runs each attack while 8 other requests are in flight on both workers; every attack gets a
+/// 500, every other request its answer, and the process lives. Returns the proxy's log.
+async fn run_attacks(attacks: &[(&str, &str)], args: &[&str]) -> String {
+    let mut proxy = Proxy::start_with(&attack_config(attacks), args).await;
+    for (name, code) in attacks {
+        let started = Instant::now();
+        // Other requests run alongside the attack, on both workers.
+        let attack = tokio::spawn(get(proxy.addr, format!("/{name}")));
+        let others: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(get(proxy.addr, "/plain".into())))
+            .collect();
+        let attack = attack.await.expect("attack task");
+        assert_eq!(attack.status, 500, "{name} ({code}): {}", attack.text());
+        assert_eq!(
+            attack.json(),
+            serde_json::json!({"message": "An unexpected error occurred"})
+        );
+        for r in others {
+            let r = r.await.expect("request task");
+            assert_eq!(r.status, 200, "a request beside {name}: {}", r.text());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{name} took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            !proxy.exited(),
+            "{name} killed the proxy:\n{}",
+            proxy.stderr()
+        );
+        assert_plain_serves(&proxy, name).await;
+    }
+    proxy.stderr()
+}
+
+#[tokio::test]
+async fn issue_11_native_recursion_is_bounded() {
+    // A budget large enough that the stack bound, not the budget, stops each of them.
+    let log = run_attacks(RECURSION_ATTACKS, &["--lua-cpu-budget-ms", "30000"]).await;
+    for (name, _) in RECURSION_ATTACKS {
+        let line = log
+            .lines()
+            .find(|l| l.contains("plugin failed") && l.contains(&format!("plugin {name} ")))
+            .unwrap_or_else(|| panic!("no error logged for {name}:\n{log}"));
+        assert!(line.contains("stack overflow"), "{name}: {line}");
+    }
+    assert!(log.contains("C stack overflow"), "{log}");
+}
+
+#[tokio::test]
+async fn issue_11_the_cpu_budget_cannot_be_caught_or_outrun() {
+    let log = run_attacks(CPU_ATTACKS, &[]).await;
+    for (name, _) in CPU_ATTACKS {
+        let line = log
+            .lines()
+            .find(|l| l.contains("plugin failed") && l.contains(&format!("plugin {name} ")))
+            .unwrap_or_else(|| panic!("no error logged for {name}:\n{log}"));
+        assert!(
+            line.contains("CPU budget") || line.contains("not enough memory"),
+            "{name}: {line}"
+        );
+    }
+}
+
+async fn get(addr: std::net::SocketAddr, target: String) -> common::Reply {
+    common::send(addr, "GET", &target, &[], Default::default()).await
+}
+
+#[tokio::test]
+async fn issue_11_a_caught_budget_stays_spent() {
+    // The plugin catches the overrun and tries to report success: it must not get to.
+    let code = "local ok = pcall(function() while true do end end) if not ok then return kong.response.exit(299, { caught = true }) end";
+    let proxy = Proxy::start(&attack_config(&[("catcher", code)])).await;
+    let r = proxy.get("/catcher", &[]).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_plain_serves(&proxy, "catcher").await;
+}
+
+#[tokio::test]
+async fn issue_11_the_budget_counts_cpu_time_not_wall_time() {
+    // The plugin spins for 150 ms of CPU under a 600 ms budget; the test stops the process for
+    // 1.5 s in the middle of the spin. A wall-clock deadline would fail the request.
+    let code =
+        "kong.log.notice('spin starts') local t = os.clock() while os.clock() - t < 0.15 do end";
+    let proxy = Proxy::start_with(
+        &attack_config(&[("spinner", code)]),
+        &["--lua-cpu-budget-ms", "600", "--workers", "1"],
+    )
+    .await;
+    let pid = proxy.pid() as i32;
+    let request = tokio::spawn({
+        let addr = proxy.addr;
+        async move { common::send(addr, "GET", "/spinner", &[], Default::default()).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !proxy.stderr().contains("spin starts") {
+        assert!(Instant::now() < deadline, "the plugin never ran");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // SAFETY: plain signals to the child process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let r = request.await.expect("request task");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.stderr());
+}
+
+/// Handler chunks whose top level (run when the plugin is loaded) attacks.
+const LOAD_ATTACKS: &[(&str, &str)] = &[
+    (
+        "top-recursion",
+        "local function f(s) return (string.gsub(s, '.', f)) end f('xx')",
+    ),
+    (
+        "top-pcall-loop",
+        "local function spin() while true do end end while true do pcall(spin) end",
+    ),
+    (
+        "top-backtracking",
+        "string.find(string.rep('a', 3000), '.-.-.-.-b')",
+    ),
+];
+
+fn loading_config(top: &str) -> String {
+    let handler =
+        format!("{top}\nreturn {{ PRIORITY = 1, VERSION = \"1.0.0\", access = function() end }}\n");
+    format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n{}",
+        embed::render("evil", &handler, &schema("evil"), false)
+    )
+}
+
+#[test]
+fn issue_11_proxy_check_survives_hostile_handlers() {
+    for (name, top) in LOAD_ATTACKS {
+        let started = Instant::now();
+        let (ok, err) = check_file(&loading_config(top), "kong.yaml");
+        assert!(!ok, "{name}: accepted");
+        assert!(
+            err.contains("custom plugin \"evil\": handler:"),
+            "{name}: {err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn issue_11_a_hostile_handler_in_the_watched_file_is_rejected_and_later_configs_apply() {
+    let base = attack_config(&[]);
+    let proxy = Proxy::start_with_admin(&base, &[]).await;
+    for (name, top) in LOAD_ATTACKS {
+        let bad = loading_config(top);
+        std::fs::write(&proxy.config_path, &bad).expect("write config");
+        assert!(!proxy.wait_for_attempt(&hash_text(&bad)).await, "{name}");
+        assert_plain_serves(&proxy, name).await;
+    }
+    // The reloader is not wedged: a valid config still applies.
+    let next = base.replace("message: plain", "message: next");
+    std::fs::write(&proxy.config_path, &next).expect("write config");
+    assert!(proxy.wait_for_attempt(&hash_text(&next)).await);
+    let r = proxy.get("/plain", &[]).await;
+    assert_eq!(r.json()["message"], "next");
+}
+
+#[tokio::test]
+async fn issue_11_a_yaml_alias_bomb_is_refused_with_a_location() {
+    let proxy = Proxy::start_with_admin(&attack_config(&[]), &[]).await;
+    let mut bomb = String::from("_format_version: \"3.0\"\na0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..=8 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(",");
+        bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    assert!(bomb.len() < 600);
+    let r = proxy.admin("POST", "/config", &bomb).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("aliases expand to more than"),
+        "{}",
+        r.text()
+    );
+    assert_plain_serves(&proxy, "the alias bomb").await;
+    let (ok, err) = check_file(&bomb, "bomb.yaml");
+    assert!(!ok);
+    assert!(err.contains("bomb.yaml:"), "{err}");
+    assert!(err.contains("aliases expand to more than"), "{err}");
+}
+
+#[tokio::test]
+async fn issue_11_pre_function_recursion_is_a_500() {
+    let cfg = attack_config(&[]).replace(
+        "routes:\n",
+        "routes:\n  - name: pre\n    paths: [/pre]\n    plugins:\n      - name: pre-function\n        config:\n          access:\n            - \"local function f(s) return (string.gsub(s, '.', f)) end f('xx')\"\n",
+    );
+    let mut proxy = Proxy::start_with(&cfg, &["--lua-cpu-budget-ms", "30000"]).await;
+    let r = proxy.get("/pre", &[]).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(!proxy.exited());
+    assert!(
+        proxy.stderr().contains("C stack overflow"),
+        "{}",
+        proxy.stderr()
+    );
+    assert_plain_serves(&proxy, "pre-function").await;
+}
