@@ -326,3 +326,91 @@ async fn issue_11_pre_function_recursion_is_a_500() {
     );
     assert_plain_serves(&proxy, "pre-function").await;
 }
+
+#[tokio::test]
+async fn issue_11_a_plugin_cannot_change_what_other_plugins_see() {
+    // `tamper` runs first and tries to replace or spy on shared tables; `victim` runs after it
+    // (and on later requests) and must see the PDK and modules unchanged.
+    let tamper = r#"
+local P = { PRIORITY = 2000, VERSION = "1.0.0" }
+function P:access(conf)
+  local attempts = {
+    function() kong.request.get_header = nil end,
+    function() kong.service.request.set_header = function() end end,
+    function() require("cjson").encode = function() return "spoof" end end,
+    function() require("cjson.safe").decode = nil end,
+    function() getmetatable(ngx.var).__index = function() return "spoof" end end,
+    function() setmetatable(kong.request, {}) end,
+    function() ngx.req.get_headers = nil end,
+    function() ngx.spoof = true end,
+    function() kong.ctx.shared = {} end,
+    function() kong.log.err = nil end,
+    function() require("kong.tools.utils").random_string = nil end,
+  }
+  local refused = 0
+  for i, f in ipairs(attempts) do
+    local ok, err = pcall(f)
+    if not ok then refused = refused + 1 end
+  end
+  kong.ctx.shared.refused = refused
+  kong.ctx.shared.note = "from tamper"
+end
+return P
+"#;
+    let victim = r#"
+local P = { PRIORITY = 1000, VERSION = "1.0.0" }
+local cjson = require("cjson")
+function P:access(conf)
+  local seen = {
+    header = kong.request.get_header("x-probe"),
+    encoded = cjson.encode({ a = 1 }),
+    uri = ngx.var.uri,
+    spoof = ngx.spoof == nil,
+    shared_note = kong.ctx.shared.note,
+    refused = kong.ctx.shared.refused,
+    pairs = 0,
+  }
+  for _ in pairs(kong.request) do seen.pairs = seen.pairs + 1 end
+  kong.service.request.set_header("x-victim", "set")
+  return kong.response.exit(200, seen)
+end
+return P
+"#;
+    let mut cfg = String::from("_format_version: \"3.0\"\ncustom_plugins:\n");
+    cfg.push_str(&embed::render("tamper", tamper, &schema("tamper"), false));
+    cfg.push_str(&embed::render("victim", victim, &schema("victim"), false));
+    cfg.push_str("routes:\n  - name: iso\n    paths: [/iso]\n    plugins: [{name: tamper}, {name: victim}]\n  - name: alone\n    paths: [/alone]\n    plugins: [{name: victim}]\n");
+    let proxy = Proxy::start_with(&cfg, &["--workers", "1"]).await;
+    for target in ["/iso", "/alone", "/iso"] {
+        let r = proxy.get(target, &[("x-probe", "probe")]).await;
+        assert_eq!(r.status, 200, "{target}: {}", r.text());
+        let seen = r.json();
+        assert_eq!(seen["header"], "probe", "{target}: {seen}");
+        assert_eq!(seen["encoded"], "{\"a\":1}", "{target}: {seen}");
+        assert_eq!(seen["uri"], target, "{target}: {seen}");
+        assert_eq!(seen["spoof"], true, "{target}: {seen}");
+        assert!(
+            seen["pairs"].as_u64().unwrap_or(0) > 10,
+            "pairs over a view: {seen}"
+        );
+        if target == "/iso" {
+            assert_eq!(seen["refused"], 11, "every attempt refused: {seen}");
+            assert_eq!(
+                seen["shared_note"], "from tamper",
+                "kong.ctx.shared is shared"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn issue_11_writes_to_shared_tables_name_what_was_protected() {
+    let code = "local ok, err = pcall(function() kong.request.get_header = nil end) do return kong.response.exit(200, { err = err }) end";
+    let proxy = Proxy::start(&attack_config(&[("writer", code)])).await;
+    let r = proxy.get("/writer", &[]).await;
+    let err = r.json()["err"].as_str().unwrap_or_default().to_string();
+    assert!(
+        err.contains("Cannot modify kong.request.get_header. Protected by the sandbox."),
+        "{err}"
+    );
+}

@@ -180,25 +180,34 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
     let ngx = super::util::ngx_base(lua)?;
     ngx::install(lua, &ngx)?;
 
+    // One read-only view of each shared table per VM (plugins cannot change what others see).
+    let freezer = super::sandbox::Freezer::new(lua)?;
+    let kong = freezer.freeze(kong, "kong")?;
+    let ngx = freezer.freeze(ngx, "ngx")?;
     let modules = lua.create_table()?;
     for (name, module) in super::util::modules(lua)? {
-        modules.set(name, module)?;
+        modules.set(name, freezer.freeze(module, name)?)?;
     }
-    let typedefs: Value = lua
+    // Data modules: a fresh copy for each `require`.
+    let copies = lua.create_table()?;
+    let typedefs: Table = lua
         .load(super::schema::TYPEDEFS_LUA)
         .set_name("@kong/db/schema/typedefs.lua")
         .set_mode(mlua::chunk::ChunkMode::Text)
         .call(())?;
-    modules.set("kong.db.schema.typedefs", typedefs)?;
+    copies.set("kong.db.schema.typedefs", freezer.copier(lua, typedefs)?)?;
     let require: Function = crate::plugins::lua::util::support::raw_function(
         lua,
         move |_, name: String| {
-            match modules.get::<Value>(name.as_str())? {
-        Value::Nil => Err(mlua::Error::runtime(format!(
-            "module '{name}' not found: plugins may only require cjson, cjson.safe, kong.meta, kong.tools.uuid, kong.tools.utils, resty.string and kong.db.schema.typedefs"
-        ))),
-        v => Ok(v),
-    }
+            if let Value::Function(copy) = copies.raw_get::<Value>(name.as_str())? {
+                return copy.call::<Value>(());
+            }
+            match modules.raw_get::<Value>(name.as_str())? {
+                Value::Nil => Err(mlua::Error::runtime(format!(
+                    "module '{name}' not found: plugins may only require cjson, cjson.safe, kong.meta, kong.tools.uuid, kong.tools.utils, resty.string and kong.db.schema.typedefs"
+                ))),
+                v => Ok(v),
+            }
         },
     )?;
     Ok(vec![

@@ -15,8 +15,11 @@
 
 pub mod budget;
 mod patterns;
+mod readonly;
 pub mod stack;
 mod strlib;
+
+pub use readonly::Freezer;
 
 use std::sync::OnceLock;
 use std::time::Duration;

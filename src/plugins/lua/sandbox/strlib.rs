@@ -57,12 +57,12 @@ fn push_captures(
     Ok(())
 }
 
-/// The start offset of `find`/`match` from `init` (LuaJIT without 5.2 compatibility clamps an
-/// init past the end to the end).
-fn start(init: i64, len: usize) -> usize {
+/// The start offset of `find`/`match` from `init`; `None` past the end (LuaJIT with Lua 5.2
+/// compatibility, as Kong's OpenResty builds it, answers nil there).
+fn start(init: i64, len: usize) -> Option<usize> {
     let len = len as i64;
     let st = if init < 0 { init + len } else { init - 1 };
-    st.clamp(0, len) as usize
+    (st <= len).then_some(st.max(0) as usize)
 }
 
 fn find_aux(lua: &Lua, args: &MultiValue, find: bool) -> mlua::Result<MultiValue> {
@@ -75,8 +75,11 @@ fn find_aux(lua: &Lua, args: &MultiValue, find: bool) -> mlua::Result<MultiValue
     };
     let plain = find && !matches!(arg(args, 3), Value::Nil | Value::Boolean(false));
     let (src, pat) = (s.as_bytes(), p.as_bytes());
-    let st = start(init, src.len());
     let mut out = Vec::new();
+    let Some(st) = start(init, src.len()) else {
+        out.push(Value::Nil);
+        return Ok(MultiValue::from_vec(out));
+    };
     if find && (plain || !patterns::has_specials(&pat)) {
         if let Some(i) = memchr::memmem::find(&src[st..], &pat) {
             out.push(Value::Integer((st + i + 1) as _));
