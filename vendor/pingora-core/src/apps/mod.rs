@@ -89,6 +89,13 @@ pub struct HttpServerOptions {
     ///
     /// Default: `None`
     pub h2_idle_timeout: Option<Duration>,
+
+    /// Total time an HTTP/1 request header may take to arrive once its first byte has, and
+    /// how long a new connection may stay silent before its first request (nginx's
+    /// `client_header_timeout`). Also bounds the wait for an h2c preface.
+    ///
+    /// Default: `None` (per-read timeouts only; a new connection waits 60 s per read)
+    pub header_timeout: Option<Duration>,
 }
 
 /// Settings persisted across HTTP/1.x keepalive requests on the same downstream connection.
@@ -268,6 +275,7 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let mut h2c = self.server_options().as_ref().map_or(false, |o| o.h2c);
+        let header_timeout = self.server_options().and_then(|o| o.header_timeout);
         let custom = self
             .server_options()
             .as_ref()
@@ -281,9 +289,18 @@ where
         // try to read h2 preface
         else if h2c && !custom {
             let mut buf = [0u8; H2_PREFACE.len()];
-            let peeked = stream
-                .try_peek(&mut buf)
-                .await
+            let peek = stream.try_peek(&mut buf);
+            let peeked = match header_timeout {
+                Some(t) => match pingora_timeout::timeout(t, peek).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        debug!("no h2c preface or HTTP/1 request within {t:?}");
+                        return None;
+                    }
+                },
+                None => peek.await,
+            };
+            let peeked = peeked
                 .map_err(|e| {
                     // this error is normal when h1 reuse and close the connection
                     debug!("Read error while peeking h2c preface {e}");
@@ -349,9 +366,10 @@ where
                 // stop downstream from reusing if this service is shutting down soon
                 session.set_keepalive(None);
             } else {
-                // default 60s
-                session.set_keepalive(Some(60));
+                // the first request may take the header timeout to start (default 60s)
+                session.set_keepalive(Some(header_timeout.map_or(60, |t| t.as_secs().max(1))));
             }
+            session.set_header_timeout(header_timeout);
             session.set_keepalive_reuses_remaining(
                 self.server_options()
                     .and_then(|opts| opts.keepalive_request_limit),
@@ -363,6 +381,7 @@ where
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
                 }
+                session.set_header_timeout(header_timeout);
 
                 result = self.process_new_http(session, shutdown).await;
             }

@@ -376,6 +376,14 @@ impl Session {
     /// to read from the stream after `timeout`.
     ///
     /// This is a noop for h2.
+    /// Sets the total time an HTTP/1 request header may take to arrive once its first byte has
+    /// (see [`SessionV1::set_header_timeout`]). Not applicable for h2 or subrequests.
+    pub fn set_header_timeout(&mut self, timeout: Option<Duration>) {
+        if let Self::H1(s) = self {
+            s.set_header_timeout(timeout);
+        }
+    }
+
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         match self {
             Self::H1(s) => s.set_read_timeout(timeout),

@@ -101,6 +101,9 @@ pub struct HttpSession {
     update_resp_headers: bool,
     /// timeouts:
     keepalive_timeout: KeepaliveStatus,
+    /// Total time allowed to receive a request header once its first byte has arrived
+    /// (nginx's `client_header_timeout`). `None`: only the per-read timeouts apply.
+    header_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     /// How long to wait to make downstream session reusable, if body needs to be drained.
@@ -183,6 +186,7 @@ impl HttpSession {
             proxy_task_state: ProxyTaskState::default(),
             body_write_buf: BytesMut::new(),
             keepalive_timeout: KeepaliveStatus::Off,
+            header_timeout: None,
             update_resp_headers: true,
             response_written: None,
             request_header: None,
@@ -213,9 +217,22 @@ impl HttpSession {
         &mut self,
         buf: &mut BytesMut,
         already_read: usize,
+        deadline: Option<std::time::Instant>,
     ) -> Result<Option<usize>> {
         let read_result = {
             let read_event = self.underlying_stream.read_buf(buf);
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match timeout(left, read_event).await {
+                    Ok(res) => res,
+                    Err(_) => {
+                        return Error::e_explain(
+                            HTTPStatus(408),
+                            "client sent an incomplete request header within the header timeout",
+                        );
+                    }
+                }
+            } else {
             match self.keepalive_timeout {
                 KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
                     Ok(res) => res,
@@ -238,6 +255,7 @@ impl HttpSession {
                     },
                     None => read_event.await,
                 },
+            }
             }
         };
 
@@ -304,6 +322,14 @@ impl HttpSession {
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
+        // The header deadline starts with its first byte (idle waiting is the keepalive's).
+        let header_timeout = self.header_timeout;
+        let started = move |n: usize| {
+            (n > 0)
+                .then(|| header_timeout.map(|t| std::time::Instant::now() + t))
+                .flatten()
+        };
+        let mut deadline = started(already_read);
         loop {
             if already_read > MAX_HEADER_SIZE {
                 /* NOTE: this check only blocks second read. The first large read is allowed
@@ -323,8 +349,14 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
+            } else if let Some(n) = self
+                .read_request_buf(&mut buf, already_read, deadline)
+                .await?
+            {
                 already_read += n;
+                if deadline.is_none() {
+                    deadline = started(already_read);
+                }
             } else {
                 return Ok(None);
             }
@@ -1326,6 +1358,13 @@ impl HttpSession {
         } else {
             self.set_keepalive(keepalive);
         }
+    }
+
+    /// Sets the total time a request header may take to arrive once its first byte has
+    /// (nginx's `client_header_timeout`). When it passes, reading the header fails with
+    /// `HTTPStatus(408)`.
+    pub fn set_header_timeout(&mut self, timeout: Option<Duration>) {
+        self.header_timeout = timeout;
     }
 
     /// Sets the downstream read timeout. This will trigger if we're unable
