@@ -480,7 +480,18 @@ impl HttpSession {
                                     detached_suffix = Some(buf.split_off(header_end));
                                 }
                             }
-                            // try to escape URI
+                            // try to escape URI, unless the request line is malformed (extra or
+                            // misplaced whitespace): escaping would turn `GET  /a  HTTP/1.1`
+                            // into a request for `/` and `GET /a  HTTP/1.1` into `/a%20`.
+                            if !request_line_is_well_spaced(&buf) {
+                                debug!("Malformed request line from {:?}", self.underlying_stream);
+                                buf.truncate(MAX_ERR_BUF_LEN);
+                                return Error::e_because(
+                                    InvalidHTTPHeader,
+                                    format!("malformed request line: {}", buf.escape_ascii()),
+                                    e,
+                                );
+                            }
                             if let Some(new_buf) = escape_illegal_request_line(&buf) {
                                 buf = new_buf;
                                 already_read = buf.len();
@@ -1800,6 +1811,21 @@ static REQUEST_LINE_REGEX: Lazy<Regex> =
 // the chars httparse considers illegal in URL
 // Almost https://url.spec.whatwg.org/#query-percent-encode-set + {}
 const URI_ESC_CHARSET: &AsciiSet = &CONTROLS.add(b' ').add(b'<').add(b'>').add(b'"');
+
+/// Whether the request line is `METHOD SP TARGET SP VERSION` with single spaces and no other
+/// whitespace (RFC 9112 section 3; nginx rejects anything else since 1.21.1).
+fn request_line_is_well_spaced(buf: &[u8]) -> bool {
+    let end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+    let mut parts = line.split(|&b| b == b' ');
+    let well_formed = |p: Option<&[u8]>| {
+        p.is_some_and(|p| !p.is_empty() && !p.iter().any(|b| b.is_ascii_whitespace()))
+    };
+    well_formed(parts.next())
+        && well_formed(parts.next())
+        && well_formed(parts.next())
+        && parts.next().is_none()
+}
 
 fn escape_illegal_request_line(buf: &BytesMut) -> Option<BytesMut> {
     if let Some(captures) = REQUEST_LINE_REGEX.captures(buf) {
