@@ -433,16 +433,15 @@ impl HttpSession {
                         let contains_content_length =
                             request_header.headers.contains_key(CONTENT_LENGTH);
 
-                        // Transfer encoding overrides content length, so when
-                        // both are present, we can remove content length. This
-                        // is per https://datatracker.ietf.org/doc/html/rfc9112#section-6.3
-                        //
-                        // RFC 9112 Section 6.1 (https://datatracker.ietf.org/doc/html/rfc9112#section-6.1-15)
-                        // also requires us to disable keepalive when both headers are present.
-                        let has_both_te_and_cl =
-                            contains_content_length && contains_transfer_encoding;
-                        if has_both_te_and_cl {
-                            request_header.remove_header(&CONTENT_LENGTH);
+                        // A request with both is ambiguous framing, the root of request
+                        // smuggling between a proxy and its upstream: refuse it, as nginx does
+                        // (RFC 9112 section 6.1 allows rejecting it; forwarding it as chunked
+                        // would trust our reading over the upstream's).
+                        if contains_content_length && contains_transfer_encoding {
+                            return Error::e_explain(
+                                InvalidHTTPHeader,
+                                "request has both Content-Length and Transfer-Encoding",
+                            );
                         }
 
                         self.buf = buf;
@@ -454,10 +453,6 @@ impl HttpSession {
                         self.response_written = None;
                         self.respect_keepalive();
 
-                        // Disable keepalive if both Transfer-Encoding and Content-Length were present
-                        if has_both_te_and_cl {
-                            self.set_keepalive(None);
-                        }
                         self.validate_request()?;
 
                         return Ok(Some(s));
