@@ -96,6 +96,12 @@ pub struct HttpServerOptions {
     ///
     /// Default: `None` (per-read timeouts only; a new connection waits 60 s per read)
     pub header_timeout: Option<Duration>,
+
+    /// Size limits of an HTTP/1 request line and header (nginx's
+    /// `large_client_header_buffers`), checked as the header arrives.
+    ///
+    /// Default: `None` (a header may take up to about 1 MB)
+    pub header_limits: Option<crate::protocols::http::v1::server::HeaderLimits>,
 }
 
 /// Settings persisted across HTTP/1.x keepalive requests on the same downstream connection.
@@ -276,6 +282,7 @@ where
     ) -> Option<Stream> {
         let mut h2c = self.server_options().as_ref().map_or(false, |o| o.h2c);
         let header_timeout = self.server_options().and_then(|o| o.header_timeout);
+        let header_limits = self.server_options().and_then(|o| o.header_limits);
         let custom = self
             .server_options()
             .as_ref()
@@ -370,6 +377,7 @@ where
                 session.set_keepalive(Some(header_timeout.map_or(60, |t| t.as_secs().max(1))));
             }
             session.set_header_timeout(header_timeout);
+            session.set_header_limits(header_limits);
             session.set_keepalive_reuses_remaining(
                 self.server_options()
                     .and_then(|opts| opts.keepalive_request_limit),
@@ -382,6 +390,7 @@ where
                     persistent_settings.apply_to_session(&mut session);
                 }
                 session.set_header_timeout(header_timeout);
+                session.set_header_limits(header_limits);
 
                 result = self.process_new_http(session, shutdown).await;
             }

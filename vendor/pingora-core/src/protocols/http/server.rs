@@ -384,6 +384,18 @@ impl Session {
         }
     }
 
+    /// Sets the size limits of an HTTP/1 request header (see
+    /// [`crate::protocols::http::v1::server::HeaderLimits`]). Not applicable for h2 or
+    /// subrequests.
+    pub fn set_header_limits(
+        &mut self,
+        limits: Option<crate::protocols::http::v1::server::HeaderLimits>,
+    ) {
+        if let Self::H1(s) = self {
+            s.set_header_limits(limits);
+        }
+    }
+
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         match self {
             Self::H1(s) => s.set_read_timeout(timeout),

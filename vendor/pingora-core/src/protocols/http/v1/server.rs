@@ -104,6 +104,8 @@ pub struct HttpSession {
     /// Total time allowed to receive a request header once its first byte has arrived
     /// (nginx's `client_header_timeout`). `None`: only the per-read timeouts apply.
     header_timeout: Option<Duration>,
+    /// Size limits of the request line and header (nginx's `large_client_header_buffers`).
+    header_limits: Option<HeaderLimits>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     /// How long to wait to make downstream session reusable, if body needs to be drained.
@@ -187,6 +189,7 @@ impl HttpSession {
             body_write_buf: BytesMut::new(),
             keepalive_timeout: KeepaliveStatus::Off,
             header_timeout: None,
+            header_limits: None,
             update_resp_headers: true,
             response_written: None,
             request_header: None,
@@ -368,6 +371,9 @@ impl HttpSession {
                 let parsed = parse_req_buffer(&mut req, &buf);
                 match parsed {
                     HeaderParseState::Complete(s) => {
+                        if let Some(limits) = &self.header_limits {
+                            limits.check(&buf[..s])?;
+                        }
                         self.raw_header = Some(BufRef(0, s));
 
                         // We have the header name and values we parsed to be just 0 copy Bytes
@@ -458,6 +464,9 @@ impl HttpSession {
                         return Ok(Some(s));
                     }
                     HeaderParseState::Partial => {
+                        if let Some(limits) = &self.header_limits {
+                            limits.check(&buf)?;
+                        }
                         break; /* continue the read loop */
                     }
                     HeaderParseState::Invalid(e) => match e {
@@ -1373,6 +1382,11 @@ impl HttpSession {
         self.header_timeout = timeout;
     }
 
+    /// Sets the size limits of the request line and header (see [`HeaderLimits`]).
+    pub fn set_header_limits(&mut self, limits: Option<HeaderLimits>) {
+        self.header_limits = limits;
+    }
+
     /// Sets the downstream read timeout. This will trigger if we're unable
     /// to read from the stream after `timeout`.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
@@ -1806,6 +1820,41 @@ static REQUEST_LINE_REGEX: Lazy<Regex> =
 // the chars httparse considers illegal in URL
 // Almost https://url.spec.whatwg.org/#query-percent-encode-set + {}
 const URI_ESC_CHARSET: &AsciiSet = &CONTROLS.add(b' ').add(b'<').add(b'>').add(b'"');
+
+/// Size limits of a request header, as nginx's `large_client_header_buffers` sets them: the
+/// request line must fit in `request_line` bytes (else `HTTPStatus(414)`), each header line in
+/// `header_line` bytes and the whole header in `total` bytes (else `HTTPStatus(494)`, nginx's
+/// "Request Header Or Cookie Too Large"). Checked as the header arrives, so an oversized one is
+/// refused without buffering it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// Longest request line, without its line break.
+    pub request_line: usize,
+    /// Longest header line, without its line break.
+    pub header_line: usize,
+    /// Largest header (request line and header lines with their line breaks).
+    pub total: usize,
+}
+
+impl HeaderLimits {
+    /// Checks the header bytes received so far (all of them, or the complete header).
+    fn check(&self, buf: &[u8]) -> Result<()> {
+        let mut lines = buf.split(|&b| b == b'\n');
+        let request_line = lines.next().unwrap_or_default();
+        if request_line.strip_suffix(b"\r").unwrap_or(request_line).len() > self.request_line {
+            return Error::e_explain(HTTPStatus(414), "request line too long");
+        }
+        for line in lines {
+            if line.strip_suffix(b"\r").unwrap_or(line).len() > self.header_line {
+                return Error::e_explain(HTTPStatus(494), "request header line too long");
+            }
+        }
+        if buf.len() > self.total {
+            return Error::e_explain(HTTPStatus(494), "request header too large");
+        }
+        Ok(())
+    }
+}
 
 /// Whether the request line is `METHOD SP TARGET SP VERSION` with single spaces and no other
 /// whitespace (RFC 9112 section 3; nginx rejects anything else since 1.21.1).
