@@ -52,6 +52,20 @@ impl ReusableHttpStream {
     }
 }
 
+/// Builds the response (header with its content-length, and body) sent for an error status
+/// the server produces itself.
+pub type ErrorResponder = fn(u16) -> (ResponseHeader, Bytes);
+
+static ERROR_RESPONDER: std::sync::OnceLock<ErrorResponder> = std::sync::OnceLock::new();
+
+/// Registers, once per process, how the errors the server writes itself (400 on an invalid
+/// request, 408, 414, 494, 405 on CONNECT, ...) look, so that an application can answer them in
+/// its own format and with its own `Server` header instead of pingora's empty
+/// `Server: Pingora` response. Later calls are ignored.
+pub fn set_error_responder(responder: ErrorResponder) {
+    let _ = ERROR_RESPONDER.set(responder);
+}
+
 /// HTTP server session object for both HTTP/1.x and HTTP/2
 pub enum Session {
     H1(SessionV1),
@@ -627,7 +641,14 @@ impl Session {
     }
 
     /// Send error response to client using a pre-generated error message and custom body.
+    /// Without a body, the response registered with [`set_error_responder`] is sent, if any.
     pub async fn respond_error_with_body(&mut self, error: u16, body: Bytes) -> Result<()> {
+        if body.is_empty() {
+            if let Some(responder) = ERROR_RESPONDER.get() {
+                let (resp, body) = responder(error);
+                return self.write_error_response(resp, body).await;
+            }
+        }
         let mut resp = Self::generate_error(error);
         if !body.is_empty() {
             // error responses have a default content-length of zero
