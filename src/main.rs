@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand, ValueEnum};
-use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 
@@ -81,13 +80,42 @@ struct Cli {
     /// Do not watch the config file for changes (SIGHUP and POST /config still reload).
     #[arg(long)]
     no_watch: bool,
-    /// CPU (wall) time one phase call of one Lua plugin may take, in milliseconds; past it the
-    /// request fails with a 500.
+    /// CPU time (the worker thread's own, not wall time) one call into Lua plugin code may
+    /// take, in milliseconds, loading included; past it the request fails with a 500 and the
+    /// plugin cannot catch it.
     #[arg(long, env = "PROXY_LUA_CPU_BUDGET_MS", default_value_t = 100)]
     lua_cpu_budget_ms: u64,
     /// Memory each worker's Lua VM may use, in MiB; an allocation past it fails the request.
     #[arg(long, env = "PROXY_LUA_MEMORY_MB", default_value_t = 256)]
     lua_memory_mb: usize,
+    /// Seconds a client may take to send a request header once it started, and to start its
+    /// first request (nginx's client_header_timeout); past it: 408, or a silent close.
+    #[arg(long, env = "PROXY_CLIENT_HEADER_TIMEOUT", default_value_t = 60)]
+    client_header_timeout: u64,
+    /// Seconds allowed between two reads of a request body (nginx's client_body_timeout);
+    /// past it: 408.
+    #[arg(long, env = "PROXY_CLIENT_BODY_TIMEOUT", default_value_t = 60)]
+    client_body_timeout: u64,
+    /// Seconds an idle client connection is kept open between requests (nginx's
+    /// keepalive_timeout).
+    #[arg(long, env = "PROXY_KEEPALIVE_TIMEOUT", default_value_t = 75)]
+    keepalive_timeout: u64,
+    /// Requests served on one client connection before it is closed (Kong's
+    /// nginx_http_keepalive_requests).
+    #[arg(long, env = "PROXY_KEEPALIVE_REQUESTS", default_value_t = 10_000)]
+    keepalive_requests: u32,
+    /// nginx's large_client_header_buffers: a longer request line gets 414, a longer header
+    /// line or a larger header 400 "Request header or cookie too large".
+    #[arg(long, env = "PROXY_LARGE_CLIENT_HEADER_BUFFERS", default_value = "4 8k", value_parser = sluice::proxy::limits::parse_header_buffers)]
+    large_client_header_buffers: pingora::protocols::http::v1::server::HeaderLimits,
+    /// Open client connections per worker thread; connections beyond it are closed on
+    /// accept (nginx's worker_connections).
+    #[arg(
+        long,
+        env = "PROXY_MAX_CONNECTIONS_PER_WORKER",
+        default_value_t = 16_384
+    )]
+    max_connections_per_worker: usize,
     /// Do not log one line per request.
     #[arg(long)]
     no_access_log: bool,
@@ -257,7 +285,18 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
         "health checks",
         sluice::balancer::probe::HealthChecker::new(state.clone()),
     ));
-    let gateway = Gateway::new(state, metrics.clone(), !cli.no_access_log);
+    let limits = sluice::proxy::limits::ClientLimits {
+        header_timeout: Duration::from_secs(cli.client_header_timeout.max(1)),
+        body_timeout: Duration::from_secs(cli.client_body_timeout.max(1)),
+        keepalive_timeout: Duration::from_secs(cli.keepalive_timeout.max(1)),
+        keepalive_requests: cli.keepalive_requests.max(1),
+        header: cli.large_client_header_buffers,
+        connections_per_worker: cli.max_connections_per_worker,
+    };
+    // The errors Pingora writes itself go out in Kong's shape.
+    pingora::protocols::http::server::set_error_responder(sluice::proxy::limits::error_response);
+    let gateway =
+        Gateway::new(state, metrics.clone(), !cli.no_access_log).with_limits(limits.clone());
     server.add_service(background_service(
         "drain",
         Drain::new(
@@ -265,14 +304,13 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
             Duration::from_secs(cli.shutdown_timeout),
         ),
     ));
-    let mut service = http_proxy_service(&server.configuration, gateway);
-    if cli.h2c {
-        let mut options = pingora::apps::HttpServerOptions::default();
-        options.h2c = true;
-        if let Some(app) = service.app_logic_mut() {
-            app.server_options = Some(options);
-        }
-    }
+    let mut proxy = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
+    proxy.handle_init_modules();
+    proxy.server_options = Some(limits.server_options(cli.h2c));
+    let mut service = Service::new(
+        "proxy".to_string(),
+        sluice::proxy::limits::ConnectionCap::new(proxy, limits.connections_per_worker),
+    );
     for addr in &cli.listen {
         service.add_tcp(addr);
     }

@@ -11,6 +11,7 @@
 
 mod balance;
 mod headers;
+pub mod limits;
 mod observe;
 mod phases;
 mod resolve;
@@ -46,6 +47,7 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     access_log: bool,
     inflight: Arc<AtomicUsize>,
+    limits: limits::ClientLimits,
 }
 
 impl Gateway {
@@ -57,7 +59,14 @@ impl Gateway {
             metrics,
             access_log,
             inflight: Arc::default(),
+            limits: limits::ClientLimits::default(),
         }
+    }
+
+    /// The same gateway with these client connection limits.
+    pub fn with_limits(mut self, limits: limits::ClientLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The number of requests being served, for draining at shutdown.
@@ -176,7 +185,11 @@ impl Gateway {
             Some(n) if n <= MAX_PLUGIN_BODY => {
                 session.enable_retry_buffering();
                 let mut buf = bytes::BytesMut::with_capacity(n);
-                while let Some(chunk) = session.read_request_body().await? {
+                // A body that stops arriving is the client's fault (408), not ours.
+                while let Some(chunk) = session.read_request_body().await.map_err(|mut e| {
+                    e.as_down();
+                    e
+                })? {
                     buf.extend_from_slice(&chunk);
                     if buf.len() > MAX_PLUGIN_BODY {
                         break;
@@ -232,6 +245,10 @@ impl ProxyHttp for Gateway {
             balancing: balance::Balancing::default(),
             _inflight: InflightGuard::new(&self.inflight),
         }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        self.limits.prepare(session)
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -505,7 +522,7 @@ impl ProxyHttp for Gateway {
         Ctx: Send + Sync,
     {
         let (code, message) = match (e.esource(), e.etype()) {
-            (_, ErrorType::HTTPStatus(code)) => (*code, messages::UNEXPECTED),
+            (_, ErrorType::HTTPStatus(code)) => (*code, limits::status_message(*code)),
             (_, ErrorType::InternalError) => (500, messages::UNEXPECTED),
             (_, ErrorType::CustomCode(_, 503)) => (503, messages::NO_PEER),
             (_, ErrorType::CustomCode(_, 413)) => (413, messages::TOO_LARGE),
@@ -513,6 +530,10 @@ impl ProxyHttp for Gateway {
                 ErrorSource::Downstream,
                 ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
             ) => (0, ""),
+            // A request body that stops arriving (client_body_timeout).
+            (ErrorSource::Downstream, ErrorType::ReadTimedout) => {
+                (408, limits::status_message(408))
+            }
             (ErrorSource::Downstream, _) => (400, "Bad request"),
             (
                 ErrorSource::Upstream,
