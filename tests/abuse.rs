@@ -88,6 +88,18 @@ const CPU_ATTACKS: &[(&str, &str)] = &[
     ),
     ("big-sort", "local t = {} for i = 1, 5e5 do t[i] = -i end table.sort(t)"),
     (
+        "len-metamethod-exit",
+        "local t = setmetatable({}, { __len = function() return 1e15 end }) do return kong.response.exit(200, t) end",
+    ),
+    (
+        "exit-body-amplification",
+        "local big = string.rep('x', 1e7) local t = {} for i = 1, 3000 do t[i] = big end do return kong.response.exit(200, t) end",
+    ),
+    (
+        "cjson-amplification",
+        "local big = string.rep('x', 1e7) local t = {} for i = 1, 3000 do t[i] = big end local s = require('cjson').encode(t)",
+    ),
+    (
         "gsub-amplification",
         "local s = string.rep('x', 1e6) local r = string.rep('y', 1e4) s = s:gsub('x', r)",
     ),

@@ -147,6 +147,9 @@ struct Encoder<'a> {
     lua: &'a Lua,
     cfg: &'a Config,
     out: Vec<u8>,
+    /// Most bytes the output may take (what the VM may still allocate): a table holding the
+    /// same large string many times would otherwise encode to gigabytes outside the VM's limit.
+    room: usize,
 }
 
 impl Encoder<'_> {
@@ -180,6 +183,14 @@ impl Encoder<'_> {
 
     fn string(&mut self, s: &[u8]) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
+        let spent = s.len() > 1 << 16 && crate::plugins::lua::sandbox::budget::check().is_err();
+        if spent || self.out.len().saturating_add(s.len()) > self.room {
+            // Over the limit either way: leave the output marked as too large.
+            self.out
+                .resize(self.room.saturating_add(1).min(self.out.len() + 1), 0);
+            self.room = 0;
+            return;
+        }
         self.out.push(b'"');
         for &c in s {
             match c {
@@ -273,7 +284,16 @@ impl Encoder<'_> {
             return self.scalar(v).map(drop);
         };
         let mut stack = vec![self.open(root, 1)?];
+        let mut steps = 0u32;
         loop {
+            if self.out.len() > self.room {
+                crate::plugins::lua::sandbox::budget::check().map_err(|e| e.to_string())?;
+                return Err("not enough memory".into());
+            }
+            steps = steps.wrapping_add(1);
+            if steps % 1024 == 0 {
+                crate::plugins::lua::sandbox::budget::check().map_err(|e| e.to_string())?;
+            }
             let depth = stack.len();
             let Some(frame) = stack.last_mut() else { break };
             let item = match &frame.items {
@@ -365,7 +385,11 @@ pub fn encode(lua: &Lua, cfg: &Config, v: &Value) -> Result<Vec<u8>, String> {
         lua,
         cfg,
         out: Vec::new(),
+        room: crate::plugins::lua::sandbox::memory_room(lua),
     };
     enc.value(v)?;
+    if enc.out.len() > enc.room {
+        return Err("not enough memory".into());
+    }
     Ok(enc.out)
 }

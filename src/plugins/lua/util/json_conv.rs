@@ -100,7 +100,8 @@ fn open(t: &Table, depth: usize) -> Result<Frame, String> {
             t: t.clone(),
             len,
             raw,
-            items: Vec::with_capacity(len),
+            // `len` may come from a `__len` metamethod: never trust it for an allocation.
+            items: Vec::with_capacity(len.min(1024)),
         },
         Shape::Object => {
             let pairs = t.pairs::<Value, Value>().collect::<mlua::Result<Vec<_>>>();
@@ -121,7 +122,19 @@ pub fn lua_to_json(v: &Value) -> Result<J, String> {
         return scalar(v).map(|j| j.unwrap_or(J::Null));
     };
     let mut stack = vec![open(root, 1)?];
+    // What the result may grow to: a table holding one large string many times, or claiming
+    // a huge length, would otherwise convert to gigabytes outside the VM's memory limit.
+    let room = crate::plugins::lua::sandbox::limits().memory;
+    let mut size = 0usize;
+    let mut steps = 0u32;
     loop {
+        steps = steps.wrapping_add(1);
+        if steps % 1024 == 0 {
+            crate::plugins::lua::sandbox::budget::check().map_err(|e| e.to_string())?;
+        }
+        if size > room {
+            return Err("not enough memory".into());
+        }
         let depth = stack.len();
         let Some(frame) = stack.last_mut() else {
             return Ok(J::Null);
@@ -141,6 +154,11 @@ pub fn lua_to_json(v: &Value) -> Result<J, String> {
             }
             _ => None,
         };
+        size += 16
+            + match &child {
+                Some(Value::String(s)) => s.as_bytes().len(),
+                _ => 0,
+            };
         let done = match child {
             Some(child) => match scalar(&child)? {
                 Some(j) => j,
