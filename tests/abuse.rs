@@ -42,6 +42,10 @@ const RECURSION_ATTACKS: &[(&str, &str)] = &[
         "local t = setmetatable({}, {}) getmetatable(t).__tostring = function(x) kong.log.err(x) return 'x' end kong.log.err(t)",
     ),
     (
+        "deep-copy-recursion",
+        "local t = {} for i = 1, 1e5 do t = { t } end require('kong.tools.table').cycle_aware_deep_copy(t)",
+    ),
+    (
         "recursion-under-pcall",
         "local function f(s) return (string.gsub(s, '.', f)) end while true do pcall(f, 'xx') end",
     ),
@@ -98,6 +102,30 @@ const CPU_ATTACKS: &[(&str, &str)] = &[
     (
         "cjson-amplification",
         "local big = string.rep('x', 1e7) local t = {} for i = 1, 3000 do t[i] = big end local s = require('cjson').encode(t)",
+    ),
+    (
+        "empty-match-split",
+        "require('kong.tools.string').psplitn('abc', 'x*')",
+    ),
+    (
+        "huge-random-bytes",
+        "require('kong.tools.rand').get_rand_bytes(2^40)",
+    ),
+    (
+        "huge-unpack",
+        "require('kong.tools.table').unpack({}, 1, 1e12)",
+    ),
+    (
+        "ngx-re-gsub-amplification",
+        "ngx.re.gsub(string.rep('a', 1e6), 'a', string.rep('x', 1e7))",
+    ),
+    (
+        "encode-args-amplification",
+        "local s = string.rep('x', 1e7) local t = {} for i = 1, 3000 do t[i] = s end ngx.encode_args({ a = t })",
+    ),
+    (
+        "header-list-amplification",
+        "local s = string.rep('x', 1e7) local t = {} for i = 1, 3000 do t[i] = s end kong.response.set_headers({ x = t })",
     ),
     (
         "gsub-amplification",
@@ -192,7 +220,9 @@ async fn issue_11_the_cpu_budget_cannot_be_caught_or_outrun() {
             .find(|l| l.contains("plugin failed") && l.contains(&format!("plugin {name} ")))
             .unwrap_or_else(|| panic!("no error logged for {name}:\n{log}"));
         assert!(
-            line.contains("CPU budget") || line.contains("not enough memory"),
+            ["CPU budget", "not enough memory", "too many results"]
+                .iter()
+                .any(|m| line.contains(m)),
             "{name}: {line}"
         );
     }
@@ -425,4 +455,69 @@ async fn issue_11_writes_to_shared_tables_name_what_was_protected() {
         err.contains("Cannot modify kong.request.get_header. Protected by the sandbox."),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn issue_11_pdk_edge_cases_fail_or_pass_cleanly() {
+    // (name, code, status, what the log must show)
+    let cases: &[(&str, &str, u16, &str)] = &[
+        (
+            "pdk-reentered-from-a-metamethod",
+            "local t = setmetatable({}, { __len = function() kong.response.set_header('x', 'y') return 1 end }) do return kong.response.exit(200, t) end",
+            500,
+            "cannot be called from a metamethod",
+        ),
+        (
+            "log-amplification",
+            "local s = string.rep('x', 1e7) local t = {} for i = 1, 7000 do t[i] = s end kong.log.err(unpack(t))",
+            200,
+            "...(truncated)",
+        ),
+        (
+            "bytes-to-str-precision",
+            "require('kong.tools.string').bytes_to_str(1, 'k', 1e6)",
+            500,
+            "precision too long",
+        ),
+    ];
+    let attacks: Vec<(&str, &str)> = cases.iter().map(|c| (c.0, c.1)).collect();
+    let proxy = Proxy::start(&attack_config(&attacks)).await;
+    for (name, _, status, logged) in cases {
+        let r = proxy.get(&format!("/{name}"), &[]).await;
+        assert_eq!(r.status, *status, "{name}: {}", r.text());
+        assert!(
+            proxy.stderr().contains(logged),
+            "{name}: {}",
+            proxy.stderr()
+        );
+        assert_plain_serves(&proxy, name).await;
+    }
+}
+
+#[test]
+fn issue_11_a_handler_whose_metamethods_loop_is_rejected_at_load() {
+    let handler = "return setmetatable({ PRIORITY = 1, VERSION = '1.0.0' }, { __index = function() while true do end end })";
+    let cfg = format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n{}",
+        embed::render("meta", handler, &schema("meta"), false)
+    );
+    let started = Instant::now();
+    let (ok, err) = check_file(&cfg, "kong.yaml");
+    assert!(!ok);
+    assert!(err.contains("CPU budget"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test]
+async fn issue_11_a_condition_over_a_hostile_shared_table_fails_its_request() {
+    let setter = "local P = { PRIORITY = 2000, VERSION = \"1.0.0\" }\nfunction P:access(conf)\n  kong.ctx.shared.x = setmetatable({}, { __len = function() while true do end end })\nend\nreturn P\n";
+    let reader = "local P = { PRIORITY = 1000, VERSION = \"1.0.0\" }\nfunction P:access(conf)\n  return kong.response.exit(200, { ran = true })\nend\nreturn P\n";
+    let mut cfg = String::from("_format_version: \"3.0\"\ncustom_plugins:\n");
+    cfg.push_str(&embed::render("setter", setter, &schema("setter"), false));
+    cfg.push_str(&embed::render("reader", reader, &schema("reader"), false));
+    cfg.push_str("routes:\n  - name: c\n    paths: [/c]\n    plugins:\n      - name: setter\n      - name: reader\n        condition: 'has(kong.ctx.shared.x)'\n  - name: plain\n    paths: [/plain]\n    plugins:\n      - name: request-termination\n        config: {status_code: 200, message: plain}\n");
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/c", &[]).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_plain_serves(&proxy, "the condition").await;
 }

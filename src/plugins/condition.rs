@@ -211,6 +211,7 @@ impl Condition {
         if self.vars.kong {
             let shared = if ctx.state.lua_tables {
                 super::lua::runtime::shared_ctx(ctx.state.id)
+                    .map_err(|e| format!("kong.ctx.shared: {e}"))?
             } else {
                 None
             };

@@ -132,10 +132,19 @@ impl Loader {
             version: String::new(),
             phases: Vec::new(),
         };
-        match runtime::load_handler(&self.lua, &plugin, &self.globals) {
-            Ok(table) => self.check_handler(&table, &mut plugin, &mut errors),
-            Err(e) => errors.push(format!("handler: {}", lua_error(&e))),
-        }
+        // Loading runs the chunk, and reading its fields may run its metamethods: one budget.
+        sandbox::with_budget(|| {
+            match runtime::load_handler(&self.lua, &plugin, &self.globals) {
+                Ok(table) => self.check_handler(&table, &mut plugin, &mut errors),
+                Err(e) => errors.push(format!("handler: {}", lua_error(&e))),
+            }
+            // Reading a method may have failed quietly (a metamethod that never returns).
+            if let Some(overrun) = sandbox::budget::overrun() {
+                if !errors.iter().any(|e| e.contains(&overrun.to_string())) {
+                    errors.push(format!("handler: {overrun}"));
+                }
+            }
+        });
         match self.load_schema(name, schema_src) {
             Ok(schema) => self.schemas.push((name.to_string(), schema)),
             Err(e) => errors.push(format!("schema: {e}")),
@@ -200,15 +209,19 @@ impl Loader {
         let env = sandbox::plugin_env(&self.lua, &self.globals).map_err(|e| e.to_string())?;
         let module = format!("kong.plugins.{name}.schema");
         let chunk = format!("{name}/schema.lua");
-        let value = sandbox::run_chunk(&self.lua, source, &chunk, env, &module)
-            .map_err(|e| lua_error(&e))?;
-        let Value::Table(table) = value else {
-            return Err(format!(
-                "schema.lua must return a table, got {}",
-                describe_value(&value)
-            ));
-        };
-        let schema = schema::Schema::from_lua(&self.lua, &table)?;
+        // The chunk and the reading of what it returned (its metamethods, its defaults) share
+        // one budget.
+        let schema = sandbox::with_budget(|| {
+            let value = sandbox::run_chunk(&self.lua, source, &chunk, env, &module)
+                .map_err(|e| lua_error(&e))?;
+            let Value::Table(table) = value else {
+                return Err(format!(
+                    "schema.lua must return a table, got {}",
+                    describe_value(&value)
+                ));
+            };
+            schema::Schema::from_lua(&self.lua, &table)
+        })?;
         if schema.name() != name {
             return Err(format!(
                 "the schema's name {:?} does not match the plugin's name {name:?}",

@@ -120,13 +120,18 @@ impl Worker {
     ) -> mlua::Result<(Table, Option<Function>)> {
         if !self.handlers.contains_key(plugin.key.as_str()) {
             let globals = self.globals()?;
-            let table = load_handler(&self.lua, plugin, &globals)?;
-            let mut methods: [Option<RegistryKey>; 5] = Default::default();
-            for p in PHASES {
-                if let Value::Function(f) = table.get::<Value>(p.as_str())? {
-                    methods[slot(p)] = Some(self.lua.create_registry_value(f)?);
+            // The chunk and the reading of its methods (which may run its metamethods) have a
+            // budget of their own, apart from the request's phase call.
+            let (table, methods) = sandbox::with_budget(|| {
+                let table = load_handler(&self.lua, plugin, &globals)?;
+                let mut methods: [Option<RegistryKey>; 5] = Default::default();
+                for p in PHASES {
+                    if let Value::Function(f) = table.get::<Value>(p.as_str())? {
+                        methods[slot(p)] = Some(self.lua.create_registry_value(f)?);
+                    }
                 }
-            }
+                Ok::<_, mlua::Error>((table, methods))
+            })?;
             let loaded = Loaded {
                 table: self.lua.create_registry_value(table)?,
                 methods,
@@ -278,14 +283,22 @@ pub fn release(id: u64, generation: u64) {
     });
 }
 
-/// The request's `kong.ctx.shared` as JSON (for conditions), if Lua created it.
-pub fn shared_ctx(id: u64) -> Option<serde_json::Value> {
+/// The request's `kong.ctx.shared` as JSON (for conditions), if Lua created it; an error
+/// when it cannot be converted (a condition then fails its request rather than guess).
+pub fn shared_ctx(id: u64) -> Result<Option<serde_json::Value>, String> {
     WORKER.with(|cell| {
-        let slot = cell.try_borrow().ok()?;
-        let worker = slot.as_ref()?;
-        let tables: Table = worker.requests.raw_get(id).ok()?;
-        let shared: Value = tables.get("shared").ok()?;
-        super::util::lua_to_json(&shared).ok()
+        let Ok(slot) = cell.try_borrow() else {
+            return Ok(None);
+        };
+        let Some(worker) = slot.as_ref() else {
+            return Ok(None);
+        };
+        let Ok(tables) = worker.requests.raw_get::<Table>(id) else {
+            return Ok(None);
+        };
+        let shared: Value = tables.raw_get("shared").map_err(|e| e.to_string())?;
+        // The conversion may run plugin metamethods (__len, __index): under a budget.
+        sandbox::with_budget(|| super::util::lua_to_json(&shared)).map(Some)
     })
 }
 

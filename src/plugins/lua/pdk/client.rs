@@ -19,13 +19,19 @@ fn consumer_table(lua: &Lua, cfg: &Config, i: usize) -> mlua::Result<Table> {
     Ok(t)
 }
 
-/// Joins log arguments as Kong does (no separator), with Lua's tostring.
+/// Joins log arguments as Kong does (no separator), with Lua's tostring, cut at
+/// [`crate::plugins::lua::util::support::MAX_LOG_LINE`] bytes as nginx cuts error log lines.
 fn message(tostring: &Function, args: MultiValue) -> mlua::Result<String> {
     let mut out = String::new();
     for v in args {
         match v {
-            Value::String(s) => out.push_str(&s.to_string_lossy()),
-            other => out.push_str(&tostring.call::<String>(other)?),
+            Value::String(s) => {
+                crate::plugins::lua::util::support::push_capped(&mut out, &s.as_bytes())
+            }
+            other => crate::plugins::lua::util::support::push_capped(
+                &mut out,
+                tostring.call::<String>(other)?.as_bytes(),
+            ),
         }
     }
     Ok(out)

@@ -89,12 +89,31 @@ fn cur<R>(
                 "this function can only be called while a request is processed",
             ));
         };
-        // SAFETY: see `with_current`: the pointee outlives this synchronous call and no other
-        // reference to it is used while a PDK function runs.
+        // A PDK function whose work runs plugin code (a metamethod of an argument) must not
+        // reach the request again from there: that would be a second `&mut PhaseCtx`.
+        if IN_CUR.with(|b| b.replace(true)) {
+            return Err(mlua::Error::runtime(
+                "a PDK function cannot be called from a metamethod run by another PDK function",
+            ));
+        }
+        struct Leave;
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                IN_CUR.with(|b| b.set(false));
+            }
+        }
+        let _leave = Leave;
+        // SAFETY: see `with_current`: the pointee outlives this synchronous call, and `IN_CUR`
+        // makes this the only reference to it while `f` runs.
         let ctx = unsafe { &mut *current.ctx };
         let inst = unsafe { &*current.inst };
         f(ctx, inst, &current.tables)
     })
+}
+
+thread_local! {
+    /// A PDK function holds the request (`cur` is running).
+    static IN_CUR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Registers a Rust function under `name` in `t`.

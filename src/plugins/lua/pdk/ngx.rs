@@ -153,8 +153,11 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
                     Value::Nil => vec![HeaderOp::Clear(name)],
                     Value::Table(list) => {
                         let mut ops = vec![HeaderOp::Clear(name.clone())];
+                        let mut room = crate::plugins::lua::sandbox::Room::within_limit();
                         for v in list.sequence_values::<Value>() {
-                            ops.push(HeaderOp::Add(name.clone(), header_value(&v?)?));
+                            let v = header_value(&v?)?;
+                            room.take(name.len() + v.len())?;
+                            ops.push(HeaderOp::Add(name.clone(), v));
                         }
                         ops
                     }

@@ -84,17 +84,22 @@ fn exit(
         }
     }
     if let Some(h) = headers {
+        let mut room = super::super::sandbox::Room::within_limit();
         for pair in h.pairs::<String, Value>() {
             let (k, v) = pair?;
             match v {
                 Value::Table(list) => {
                     for v in list.sequence_values::<Value>() {
-                        out.headers.push((k.clone(), header_value(&v?)?));
+                        let v = header_value(&v?)?;
+                        room.take(k.len() + v.len())?;
+                        out.headers.push((k.clone(), v));
                     }
                 }
                 v => {
+                    let v = header_value(&v)?;
+                    room.take(k.len() + v.len())?;
                     out.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&k));
-                    out.headers.push((k.clone(), header_value(&v)?));
+                    out.headers.push((k.clone(), v));
                 }
             }
         }
@@ -195,20 +200,32 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
             Ok(())
         })
     })?;
-    set_fn(lua, &t, "set_headers", |_, headers: Table| {
+    set_fn(lua, &t, "set_headers", |lua, headers: Table| {
         cur(|c, _, _| {
+            // All values are checked before any is applied: a failing call changes nothing.
+            let mut room = super::super::sandbox::Room::new(lua);
+            let mut ops = Vec::new();
             for pair in headers.pairs::<String, Value>() {
                 let (k, v) = pair?;
                 let k = header_key(&k).into_owned();
                 match v {
                     Value::Table(list) => {
-                        header_op(c, HeaderOp::Clear(k.clone()));
+                        ops.push(HeaderOp::Clear(k.clone()));
                         for v in list.sequence_values::<Value>() {
-                            header_op(c, HeaderOp::Add(k.clone(), header_value(&v?)?));
+                            let v = header_value(&v?)?;
+                            room.take(k.len() + v.len())?;
+                            ops.push(HeaderOp::Add(k.clone(), v));
                         }
                     }
-                    v => header_op(c, HeaderOp::Set(k, header_value(&v)?)),
+                    v => {
+                        let v = header_value(&v)?;
+                        room.take(k.len() + v.len())?;
+                        ops.push(HeaderOp::Set(k, v));
+                    }
                 }
+            }
+            for op in ops {
+                header_op(c, op);
             }
             Ok(())
         })

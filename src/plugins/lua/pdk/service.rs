@@ -46,20 +46,26 @@ fn encode_query(t: &Table) -> mlua::Result<String> {
             .replace('+', "%2B")
             .replace(' ', "%20")
     };
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
+    let mut room = crate::plugins::lua::sandbox::Room::within_limit();
+    let mut push = |piece: String| -> mlua::Result<()> {
+        room.take(piece.len() + 1)?;
+        out.push(piece);
+        Ok(())
+    };
     for (k, v) in pairs {
         match v {
-            Value::Boolean(true) => out.push(esc(&k)),
+            Value::Boolean(true) => push(esc(&k))?,
             Value::Boolean(false) => {}
             Value::Table(list) => {
                 for v in list.sequence_values::<Value>() {
                     match v? {
-                        Value::Boolean(true) => out.push(esc(&k)),
-                        v => out.push(format!("{}={}", esc(&k), esc(&header_value(&v)?))),
+                        Value::Boolean(true) => push(esc(&k))?,
+                        v => push(format!("{}={}", esc(&k), esc(&header_value(&v)?)))?,
                     }
                 }
             }
-            v => out.push(format!("{}={}", esc(&k), esc(&header_value(&v)?))),
+            v => push(format!("{}={}", esc(&k), esc(&header_value(&v)?)))?,
         }
     }
     Ok(out.join("&"))
@@ -159,18 +165,25 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
             Ok(())
         })
     })?;
-    set_fn(lua, &req, "set_headers", |_, headers: Table| {
+    set_fn(lua, &req, "set_headers", |lua, headers: Table| {
         cur(|c, _, _| {
+            let mut room = crate::plugins::lua::sandbox::Room::new(lua);
             for pair in headers.pairs::<String, Value>() {
                 let (k, v) = pair?;
                 match v {
                     Value::Table(list) => {
                         c.req.remove_header(header_key(&k).as_ref());
                         for v in list.sequence_values::<Value>() {
-                            set_header(c, &k, &header_value(&v?)?, true)?;
+                            let v = header_value(&v?)?;
+                            room.take(k.len() + v.len())?;
+                            set_header(c, &k, &v, true)?;
                         }
                     }
-                    v => set_header(c, &k, &header_value(&v)?, false)?,
+                    v => {
+                        let v = header_value(&v)?;
+                        room.take(k.len() + v.len())?;
+                        set_header(c, &k, &v, false)?;
+                    }
                 }
             }
             Ok(())

@@ -63,6 +63,54 @@ pub fn with_budget<R>(f: impl FnOnce() -> R) -> R {
     budget::with_budget(limits().cpu_budget, f)
 }
 
+/// For Rust code working over plugin data (recursions, long loops): fails when the native
+/// stack is nearly exhausted or the call's CPU budget is spent.
+pub fn guard() -> mlua::Result<()> {
+    stack::check()?;
+    budget::check().map_err(|e| support::raise(e.to_string()))
+}
+
+/// Output that Rust builds from plugin data outside the VM's allocator (header lists, joined
+/// strings): each piece is taken from what the VM could still hold, and the budget is checked
+/// every few pieces, so a table repeating a large value cannot blow up the process.
+pub struct Room {
+    left: usize,
+    pieces: u32,
+}
+
+impl Room {
+    /// The room left in `lua`.
+    pub fn new(lua: &Lua) -> Room {
+        Room {
+            left: memory_room(lua),
+            pieces: 0,
+        }
+    }
+
+    /// The room of a whole VM's memory limit (where no VM is at hand).
+    pub fn within_limit() -> Room {
+        Room {
+            left: limits().memory,
+            pieces: 0,
+        }
+    }
+
+    /// Takes `bytes` for one more piece.
+    pub fn take(&mut self, bytes: usize) -> mlua::Result<()> {
+        self.pieces = self.pieces.wrapping_add(1);
+        if self.pieces % 64 == 0 {
+            guard()?;
+        }
+        match self.left.checked_sub(bytes) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(support::raise("not enough memory")),
+        }
+    }
+}
+
 /// Bytes the VM may still allocate before its memory limit: a bound for output that Rust
 /// builds for plugin code outside the VM's allocator (a `gsub` result, say).
 pub fn memory_room(lua: &Lua) -> usize {
@@ -163,8 +211,11 @@ fn print(lua: &Lua) -> mlua::Result<Function> {
         let mut line = String::new();
         for v in args {
             match v {
-                Value::String(s) => line.push_str(&s.to_string_lossy()),
-                other => line.push_str(&tostring.call::<mlua::LuaString>(other)?.to_string_lossy()),
+                Value::String(s) => support::push_capped(&mut line, &s.as_bytes()),
+                other => support::push_capped(
+                    &mut line,
+                    &tostring.call::<mlua::LuaString>(other)?.as_bytes(),
+                ),
             }
         }
         tracing::info!(target: "lua", "{line}");

@@ -46,6 +46,9 @@ pub(crate) fn lua_to_json(v: &Value, hint: Option<&Field>) -> Result<Json, Strin
 }
 
 fn table_to_json(t: &Table, hint: Option<&Field>) -> Result<Json, String> {
+    // Plugin-made tables: cycles and deep nesting meet the stack guard, shared subtables
+    // (exponential when expanded) the CPU budget.
+    crate::plugins::lua::sandbox::guard().map_err(|e| crate::plugins::lua::lua_error(&e))?;
     let mut count = 0usize;
     for pair in t.pairs::<Value, Value>() {
         pair.map_err(|e| e.to_string())?;

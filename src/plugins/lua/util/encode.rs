@@ -163,17 +163,20 @@ pub fn unescape_uri(s: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Sort key putting numbers first (ascending), then strings, so multi-value lists keep order.
-fn value_order(a: &Value, b: &Value) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    match (super::support::as_f64(a), super::support::as_f64(b)) {
-        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        _ => tostring_bytes(a)
-            .unwrap_or_default()
-            .cmp(&tostring_bytes(b).unwrap_or_default()),
-    }
+/// Sort key of a list entry: numbers first (ascending), then other keys by their text, so
+/// multi-value lists keep their order. Computed once per entry (a key's `__tostring` runs
+/// once, and its errors are raised).
+#[derive(PartialEq, PartialOrd)]
+enum ListKey {
+    Number(f64),
+    Text(Vec<u8>),
+}
+
+fn list_key(k: &Value) -> mlua::Result<ListKey> {
+    Ok(match super::support::as_f64(k) {
+        Some(x) => ListKey::Number(x),
+        None => ListKey::Text(tostring_bytes(k)?),
+    })
 }
 
 /// ngx.encode_args. Keys are sorted (nginx walks the hash order) to make output deterministic.
@@ -192,7 +195,12 @@ pub fn encode_args(t: &Table) -> mlua::Result<Vec<u8>> {
     }
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
     let mut parts: Vec<Vec<u8>> = Vec::new();
-    let one = |key: &[u8], v: &Value, parts: &mut Vec<Vec<u8>>| -> mlua::Result<()> {
+    // Built outside the VM's allocator (a list may repeat a large value): bounded by the VM's
+    // memory limit, with the budget checked per argument.
+    let room = crate::plugins::lua::sandbox::limits().memory;
+    let mut size = 0usize;
+    let mut one = |key: &[u8], v: &Value, parts: &mut Vec<Vec<u8>>| -> mlua::Result<()> {
+        crate::plugins::lua::sandbox::guard()?;
         let mut p = escape_uri(key, 2);
         match v {
             Value::Boolean(true) => {}
@@ -206,15 +214,22 @@ pub fn encode_args(t: &Table) -> mlua::Result<Vec<u8>> {
                 return Err(raise(msg));
             }
         }
+        size += p.len() + 1;
+        if size > room {
+            return Err(raise("not enough memory"));
+        }
         parts.push(p);
         Ok(())
     };
     for (key, v) in &pairs {
         match v {
             Value::Table(list) => {
-                let mut items: Vec<(Value, Value)> =
-                    list.pairs::<Value, Value>().collect::<mlua::Result<_>>()?;
-                items.sort_by(|a, b| value_order(&a.0, &b.0));
+                let mut items: Vec<(ListKey, Value)> = Vec::new();
+                for pair in list.pairs::<Value, Value>() {
+                    let (k, v) = pair?;
+                    items.push((list_key(&k)?, v));
+                }
+                items.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
                 for (_, item) in &items {
                     if matches!(item, Value::Table(_)) {
                         return Err(raise("attempt to use table as query arg value"));

@@ -45,7 +45,14 @@ pub fn tools_rand(lua: &Lua) -> mlua::Result<Table> {
         lua,
         &m,
         "get_rand_bytes",
-        |lua, (n, _urandom): (f64, Value)| lua.create_string(random_bytes(n.max(0.0) as usize)),
+        |lua, (n, _urandom): (f64, Value)| {
+            // The length comes from plugin code: never allocate more than the VM may hold.
+            let n = n.max(0.0);
+            if n > crate::plugins::lua::sandbox::memory_room(lua) as f64 {
+                return Err(super::support::raise("not enough memory"));
+            }
+            lua.create_string(random_bytes(n as usize))
+        },
     )?;
     set_fn(lua, &m, "random_string", |_, ()| Ok(random_string()))?;
     Ok(m)
@@ -86,14 +93,41 @@ fn pattern_find<'a>(
     lua: &'a Lua,
     pat: &'a [u8],
 ) -> impl Fn(&[u8], usize) -> mlua::Result<Option<(usize, usize)>> + 'a {
+    // The subject is the same on every call: make its Lua string once (interning a long
+    // subject per call made a split quadratic).
+    let subject: std::cell::RefCell<Option<(usize, mlua::LuaString)>> = Default::default();
     move |s: &[u8], from: usize| {
+        crate::plugins::lua::sandbox::budget::check()
+            .map_err(|e| super::support::raise(e.to_string()))?;
+        let cached = subject
+            .borrow()
+            .as_ref()
+            .filter(|(ptr, t)| *ptr == s.as_ptr() as usize && t.as_bytes().len() == s.len())
+            .map(|(_, l)| l.clone());
+        let text = match cached {
+            Some(t) => t,
+            None => {
+                let t = lua.create_string(s)?;
+                *subject.borrow_mut() = Some((s.as_ptr() as usize, t.clone()));
+                t
+            }
+        };
         let (a, b): (Option<f64>, Option<f64>) =
-            find.call((lua.create_string(s)?, lua.create_string(pat)?, from + 1))?;
+            find.call((text, lua.create_string(pat)?, from + 1))?;
         Ok(match (a, b) {
             (Some(a), Some(b)) => Some((a as usize - 1, b as usize)),
             _ => None,
         })
     }
+}
+
+/// Each part costs a Rust allocation before it becomes a Lua string: refuse more parts than
+/// the VM's memory could hold.
+fn too_many_parts(n: usize) -> mlua::Result<()> {
+    if n.saturating_mul(48) > crate::plugins::lua::sandbox::limits().memory {
+        return Err(super::support::raise("not enough memory"));
+    }
+    Ok(())
 }
 
 /// splitn_common(): up to `n` parts (`None` = unlimited).
@@ -127,6 +161,7 @@ fn splitn_common(
         } else {
             limit as usize
         };
+        too_many_parts(size)?;
         let mut t = vec![Vec::new()];
         for i in 2..=size {
             if i < size {
@@ -142,9 +177,17 @@ fn splitn_common(
     }
     let mut parts = Vec::new();
     let mut p = 0usize;
+    let mut steps = 0u32;
     while ((parts.len() + 1) as f64) < limit {
+        // An empty match does not advance (Kong's loop does not either): the budget ends it.
+        steps = steps.wrapping_add(1);
+        if steps % 256 == 0 {
+            crate::plugins::lua::sandbox::budget::check()
+                .map_err(|e| super::support::raise(e.to_string()))?;
+        }
         match find(&value, p)? {
             Some((s, e)) => {
+                too_many_parts(parts.len())?;
                 parts.push(value[p..s].to_vec());
                 p = e;
             }
@@ -268,6 +311,12 @@ fn bytes_to_str(
             _ => return Err(raise_here("scale must be equal or greater than 0")),
         },
     } as usize;
+    // Kong formats with string.format("%.<scale>f"), which allows at most 99.
+    if scale > 99 {
+        return Err(raise_here(
+            "invalid option '%f' to 'format' (precision too long)",
+        ));
+    }
     let (div, name) = match u.as_str() {
         "k" => (1024f64, "KiB"),
         "m" => (1024f64 * 1024.0, "MiB"),
@@ -380,11 +429,14 @@ pub fn tools_string(lua: &Lua) -> mlua::Result<Table> {
         "join",
         |lua, (sep, seq): (mlua::LuaString, Table)| {
             let mut out = Vec::new();
+            let mut room = crate::plugins::lua::sandbox::Room::new(lua);
             for (i, v) in seq.sequence_values::<Value>().enumerate() {
+                let piece = tostring_bytes(&v?)?;
+                room.take(piece.len() + if i > 0 { sep.as_bytes().len() } else { 0 })?;
                 if i > 0 {
                     out.extend_from_slice(&sep.as_bytes());
                 }
-                out.extend(tostring_bytes(&v?)?);
+                out.extend(piece);
             }
             lua.create_string(out)
         },

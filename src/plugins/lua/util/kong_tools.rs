@@ -3,7 +3,7 @@
 
 use mlua::{Lua, MultiValue, Table, Value, Variadic};
 
-use super::support::{as_f64, check_table, raise_here, set_fn, type_error};
+use super::support::{as_f64, check_table, raise, raise_here, set_fn, type_error};
 use super::{kong, kong_strings};
 
 /// Registry slot of the metatable add_error() tags error lists with.
@@ -106,6 +106,7 @@ pub fn deep_copy(lua: &Lua, orig: &Value, copy_mt: bool, depth: usize) -> mlua::
     if depth > MAX_DEPTH {
         return Err(raise_here("stack overflow"));
     }
+    crate::plugins::lua::sandbox::guard()?;
     let copy = lua.create_table()?;
     for pair in t.pairs::<Value, Value>() {
         let (k, v) = pair?;
@@ -140,6 +141,7 @@ fn deep_merge(lua: &Lua, t1: &Value, t2: &Value, depth: usize) -> mlua::Result<V
     if depth > MAX_DEPTH {
         return Err(raise_here("stack overflow"));
     }
+    crate::plugins::lua::sandbox::guard()?;
     let res = deep_copy(lua, t1, true, 0)?;
     let Value::Table(res_t) = &res else {
         return Err(type_error(1, "deep_merge", "table", t1));
@@ -170,6 +172,7 @@ impl CycleCopy<'_> {
         let Value::Table(t) = orig else {
             return Ok(orig.clone());
         };
+        crate::plugins::lua::sandbox::guard()?;
         let cached: Value = self.cache.raw_get(t)?;
         if !cached.is_nil() {
             return Ok(cached);
@@ -199,6 +202,7 @@ impl CycleCopy<'_> {
     }
 
     fn merge(&self, t1: &Value, t2: &Value) -> mlua::Result<Value> {
+        crate::plugins::lua::sandbox::guard()?;
         let merged = self.copy(t1)?;
         let Value::Table(m) = &merged else {
             return Err(type_error(1, "cycle_aware_deep_merge", "table", t1));
@@ -308,8 +312,13 @@ pub fn tools_table(lua: &Lua) -> mlua::Result<Table> {
                 Some(j) => j,
                 None => as_f64(&t.raw_get::<Value>("n")?).unwrap_or(t.raw_len() as f64),
             } as i64;
+            let from = i.unwrap_or(1.0) as i64;
+            // LuaJIT's own limit for unpack's results.
+            if n.saturating_sub(from) >= 8000 {
+                return Err(raise("too many results to unpack"));
+            }
             let mut out = Vec::new();
-            for k in i.unwrap_or(1.0) as i64..=n {
+            for k in from..=n {
                 out.push(t.raw_get::<Value>(k)?);
             }
             Ok(MultiValue::from_vec(out))

@@ -122,6 +122,9 @@ const CACHE_MAX: usize = 1024;
 type CacheKey = (Vec<u8>, Opts);
 
 /// Per-VM cache of compiled patterns (Lua app data), first-in first-out past 1024 entries.
+/// Longest pattern the per-VM cache keeps.
+const MAX_CACHED_PATTERN: usize = 4096;
+
 #[derive(Default)]
 struct Cache {
     map: HashMap<CacheKey, Arc<Compiled>>,
@@ -137,6 +140,11 @@ pub fn cached(lua: &Lua, pattern: &[u8], opts: Opts) -> Result<Arc<Compiled>, St
         }
     }
     let compiled = Arc::new(compile(pattern, opts)?);
+    // Long patterns are compiled each time rather than kept: the cache must not hold
+    // plugin-sized amounts of memory outside the VM.
+    if pattern.len() > MAX_CACHED_PATTERN {
+        return Ok(compiled);
+    }
     if lua.app_data_ref::<Cache>().is_none() {
         lua.set_app_data(Cache::default());
     }

@@ -473,7 +473,14 @@ impl Tr<'_> {
 
     /// Translates the whole pattern into `self.out`.
     pub(super) fn run(&mut self) -> Result<(), String> {
+        let mut steps = 0u32;
         while let Some(c) = self.peek(0) {
+            // Some constructs rescan the rest of the pattern: a huge hostile pattern meets
+            // the call's CPU budget.
+            steps = steps.wrapping_add(1);
+            if steps % 16 == 0 {
+                crate::plugins::lua::sandbox::budget::check().map_err(|e| e.to_string())?;
+            }
             if self.x && matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0B | 0x0C) {
                 self.i += 1;
                 continue;

@@ -85,7 +85,7 @@ fn captures_table(
 fn start_pos(ctx: &Value) -> mlua::Result<usize> {
     if let Value::Table(ctx) = ctx {
         if let Some(p) = as_f64(&ctx.get::<Value>("pos")?) {
-            if p > 0.0 {
+            if p >= 1.0 {
                 return Ok(p as usize - 1);
             }
         }
@@ -261,10 +261,18 @@ fn re_sub_common(lua: &Lua, args: MultiValue, global: bool) -> mlua::Result<Mult
     };
     let subj = tostring_bytes(&arg(&args, 0))?;
     let mut out = Vec::with_capacity(subj.len());
+    // The output is built outside the VM's allocator: bound it by what the VM could hold.
+    let room = crate::plugins::lua::sandbox::memory_room(lua);
     let (mut pos, mut cp_pos, mut count) = (0usize, 0usize, 0i64);
     while let Some(caps) = exec(&c, &subj, pos) {
         let (start, end) = caps.get(0).map_or((pos, pos), |m| (m.start(), m.end()));
         count += 1;
+        if out.len() > room {
+            return Err(super::support::raise("not enough memory"));
+        }
+        if count % 256 == 0 {
+            crate::plugins::lua::sandbox::guard()?;
+        }
         out.extend_from_slice(&subj[cp_pos..start]);
         match &replace {
             Replace::Template(segs) => {

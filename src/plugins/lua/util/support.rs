@@ -145,6 +145,25 @@ where
     t.raw_set(name, function(lua, f)?)
 }
 
+/// Longest log line plugin code can write (nginx's `NGX_MAX_ERROR_STR` is 2048; the rest is
+/// dropped with a marker).
+pub const MAX_LOG_LINE: usize = 4096;
+
+/// Appends `piece` (lossily as UTF-8) to a log line, up to [`MAX_LOG_LINE`] bytes.
+pub fn push_capped(line: &mut String, piece: &[u8]) {
+    const MARK: &str = "...(truncated)";
+    if line.len() >= MAX_LOG_LINE {
+        return;
+    }
+    let room = MAX_LOG_LINE - line.len();
+    if piece.len() <= room {
+        line.push_str(&String::from_utf8_lossy(piece));
+    } else {
+        line.push_str(&String::from_utf8_lossy(&piece[..room]));
+        line.push_str(MARK);
+    }
+}
+
 /// Lua's name for a value's type, as `type()` and `luaL_typename` report it.
 pub fn type_name(v: &Value) -> &'static str {
     match v {
