@@ -3,10 +3,16 @@
 
 use libfuzzer_sys::fuzz_target;
 
+thread_local! {
+    /// Building CEL's environment is the slow part: once per process.
+    static COMPILER: sluice::plugins::condition::Compiler = sluice::plugins::condition::Compiler::new();
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let compiler = sluice::plugins::condition::Compiler::new();
-    let _ = compiler.parse(text);
+    COMPILER.with(|compiler| {
+        let _ = compiler.parse(text);
+    });
 });

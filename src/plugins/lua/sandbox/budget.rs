@@ -2,9 +2,13 @@
 //!
 //! A call is given `limit` of CPU time (`CLOCK_THREAD_CPUTIME_ID`): time the thread spends
 //! descheduled, stolen by the hypervisor or waiting does not count. Reading that clock is a
-//! system call, so the wall clock (a vDSO read) is used as a cheap lower bound: the budget
-//! cannot be spent before `limit` of wall time has passed, and the CPU clock is read only then
-//! (and again when the remainder could be spent).
+//! system call (measured at about 1.4 µs on this project's VMs, against 30 ns for the wall
+//! clock), too dear for every call, so the call's start is timed with the wall clock only: no
+//! call can use `limit` of CPU before `limit` of wall time has passed. Only then is the CPU
+//! clock read, and from that reading the call may use `limit` more. A call is therefore
+//! stopped after between `limit` and twice `limit` of CPU time (a call that spins from its
+//! start, after about twice), and a call that is slow only because its thread was not running
+//! is never stopped, however long it takes.
 //!
 //! Once spent, the budget stays spent until the call returns to Rust: every later
 //! [`check`] fails, the instruction hook keeps raising, and the sandbox's `pcall`, `xpcall` and
@@ -28,9 +32,10 @@ pub enum Exceeded {
 
 #[derive(Clone, Copy)]
 struct Armed {
-    /// The thread's CPU time when the call started.
-    cpu_start: Duration,
     limit: Duration,
+    /// The thread's CPU time at which the budget is spent; unknown until `limit` of wall time
+    /// has passed (see the module's documentation).
+    cpu_deadline: Option<Duration>,
     /// Before this instant the budget cannot be spent (CPU time never outruns wall time).
     next_check: Instant,
     expired: Option<Exceeded>,
@@ -68,7 +73,7 @@ pub fn with_budget<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
     }
     ARMED.with(|a| {
         a.set(Some(Armed {
-            cpu_start: thread_cpu_time(),
+            cpu_deadline: None,
             limit,
             next_check: Instant::now() + limit,
             expired: None,
@@ -92,14 +97,15 @@ pub fn check() -> Result<(), Exceeded> {
         if now < armed.next_check {
             return Ok(());
         }
-        let used = thread_cpu_time().saturating_sub(armed.cpu_start);
-        if used >= armed.limit {
+        let cpu = thread_cpu_time();
+        let deadline = *armed.cpu_deadline.get_or_insert(cpu + armed.limit);
+        if cpu >= deadline {
             let e = Exceeded::Cpu(armed.limit);
             armed.expired = Some(e);
             a.set(Some(armed));
             return Err(e);
         }
-        armed.next_check = now + (armed.limit - used);
+        armed.next_check = now + (deadline - cpu);
         a.set(Some(armed));
         Ok(())
     })
