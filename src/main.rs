@@ -307,6 +307,11 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut proxy = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
     proxy.handle_init_modules();
     proxy.server_options = Some(limits.server_options(cli.h2c));
+    // HTTP/2 requests get the header size limit of HTTP/1 ones (Pingora's bounded defaults
+    // otherwise: concurrent streams, malformed-stream budget).
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_header_list_size(u32::try_from(limits.header.total).unwrap_or(u32::MAX));
+    proxy.h2_options = Some(h2);
     let mut service = Service::new(
         "proxy".to_string(),
         sluice::proxy::limits::ConnectionCap::new(proxy, limits.connections_per_worker),

@@ -521,3 +521,36 @@ async fn issue_11_a_condition_over_a_hostile_shared_table_fails_its_request() {
     assert_eq!(r.status, 500, "{}", r.text());
     assert_plain_serves(&proxy, "the condition").await;
 }
+
+#[tokio::test]
+async fn issue_11_a_vm_that_plugin_code_fills_is_replaced() {
+    // The plugin keeps 4 MB more on every request in module state: the worker's VM fills up
+    // and stays full. The request that finds it full fails; the VM is then replaced, and the
+    // plugin (and every other Lua plugin on that worker) works again.
+    let hoarder = "local keep = {}\nlocal P = { PRIORITY = 1, VERSION = \"1.0.0\" }\nfunction P:access(conf)\n  keep[#keep + 1] = string.rep('x', 4e6) .. #keep\n  return kong.response.exit(200, { kept = #keep })\nend\nreturn P\n";
+    let mut cfg = String::from("_format_version: \"3.0\"\ncustom_plugins:\n");
+    cfg.push_str(&embed::render(
+        "hoarder",
+        hoarder,
+        &schema("hoarder"),
+        false,
+    ));
+    cfg.push_str("routes:\n  - name: h\n    paths: [/h]\n    plugins: [{name: hoarder}]\n");
+    let proxy = Proxy::start_with(&cfg, &["--workers", "1", "--lua-memory-mb", "64"]).await;
+    let mut failed = false;
+    for _ in 0..40 {
+        let r = proxy.get("/h", &[]).await;
+        if r.status == 500 {
+            failed = true;
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert!(failed, "the VM never filled up");
+    let r = proxy.get("/h", &[]).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.stderr());
+    assert_eq!(r.json()["kept"], 1, "a fresh VM: {}", r.text());
+    assert!(proxy
+        .stderr()
+        .contains("replacing this worker's exhausted Lua VM"));
+}

@@ -35,7 +35,23 @@ struct Worker {
     /// Requests that ran Lua on this thread, per generation.
     active: HashMap<u64, usize>,
     newest: u64,
+    /// The VM stayed near its memory limit after a full collection: plugin code keeps more
+    /// than it may (a module-level cache that only grows). It is replaced by a fresh VM as
+    /// soon as no request on this thread holds Lua state, as an nginx worker is restarted.
+    exhausted: bool,
 }
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.memory.store(0, Ordering::Relaxed);
+        if let Ok(mut all) = VM_MEMORY.lock() {
+            all.retain(|m| !Arc::ptr_eq(m, &self.memory));
+        }
+    }
+}
+
+/// Share of the memory limit a VM may still use after a full collection before it is replaced.
+const EXHAUSTED_PERCENT: usize = 80;
 
 /// A handler loaded in a worker's VM.
 struct Loaded {
@@ -101,7 +117,28 @@ impl Worker {
             requests,
             active: HashMap::new(),
             newest: 0,
+            exhausted: false,
         })
+    }
+
+    /// After a call failed for want of memory: collects garbage, and marks the VM for
+    /// replacement if it is still nearly full (the memory is held, not garbage).
+    fn after_memory_error(&mut self) {
+        let _ = self.lua.gc_collect();
+        let _ = self.lua.gc_collect();
+        let used = self.lua.used_memory();
+        if used * 100 > sandbox::limits().memory * EXHAUSTED_PERCENT && !self.exhausted {
+            self.exhausted = true;
+            tracing::warn!(
+                used_bytes = used,
+                "this worker's Lua VM stays near its memory limit (plugin code holds the memory); it is replaced by a fresh one once its requests finish"
+            );
+        }
+    }
+
+    /// Whether the VM can be dropped now: it is exhausted and no request holds Lua state.
+    fn can_retire(&self) -> bool {
+        self.exhausted && self.active.values().all(|n| *n == 0)
     }
 
     fn globals(&self) -> mlua::Result<Vec<(&'static str, Value)>> {
@@ -267,9 +304,23 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
         }
         match result {
             Ok(_) => Ok(Flow::Continue),
-            Err(e) => Err(PluginError(describe(inst, phase, &e))),
+            Err(e) => {
+                if is_memory_error(&e) {
+                    worker.after_memory_error();
+                }
+                Err(PluginError(describe(inst, phase, &e)))
+            }
         }
     })
+}
+
+/// Whether a call failed because the VM's memory limit was reached.
+fn is_memory_error(e: &mlua::Error) -> bool {
+    match e {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } => is_memory_error(cause),
+        other => other.to_string().contains("not enough memory"),
+    }
 }
 
 /// Frees a finished request's Lua tables (called when its context is dropped, on its thread).
@@ -278,6 +329,10 @@ pub fn release(id: u64, generation: u64) {
         if let Ok(mut slot) = cell.try_borrow_mut() {
             if let Some(worker) = slot.as_mut() {
                 worker.release(id, generation);
+                if worker.can_retire() {
+                    tracing::warn!("replacing this worker's exhausted Lua VM with a fresh one");
+                    *slot = None;
+                }
             }
         }
     });
