@@ -133,15 +133,7 @@ const CPU_ATTACKS: &[(&str, &str)] = &[
     ),
 ];
 
-fn handler(code: &str) -> String {
-    format!(
-        "local P = {{ PRIORITY = 1, VERSION = \"1.0.0\" }}\nfunction P:access(conf)\n  {code}\n  return kong.response.exit(200, {{ survived = true }})\nend\nreturn P\n"
-    )
-}
-
-fn schema(name: &str) -> String {
-    format!("return {{ name = \"{name}\", fields = {{ {{ config = {{ type = \"record\", fields = {{}} }} }} }} }}")
-}
+use common::{access_handler as handler, empty_schema as schema};
 
 /// A config with one route per attack plus `/plain`, answered by request-termination.
 fn attack_config(attacks: &[(&str, &str)]) -> String {

@@ -55,15 +55,7 @@ const ATTEMPTS: &[(&str, &str)] = &[
     ),
 ];
 
-fn handler(code: &str) -> String {
-    format!(
-        "local P = {{ PRIORITY = 1, VERSION = \"1.0.0\" }}\nfunction P:access(conf)\n  {code}\n  return kong.response.exit(200, {{ escaped = true }})\nend\nreturn P\n"
-    )
-}
-
-fn schema(name: &str) -> String {
-    format!("return {{ name = \"{name}\", fields = {{ {{ config = {{ type = \"record\", fields = {{}} }} }} }} }}")
-}
+use common::{access_handler as handler, empty_schema as schema};
 
 #[tokio::test]
 async fn escape_attempts_are_denied_and_the_proxy_keeps_serving() {
@@ -80,7 +72,7 @@ async fn escape_attempts_are_denied_and_the_proxy_keeps_serving() {
     let tamper = "string.upper = nil; kong = nil; ngx = nil; _G.print = nil";
     cfg.push_str(&embed::render(
         "tamper",
-        &handler(tamper).replace("return kong.response.exit(200, { escaped = true })", ""),
+        &handler(tamper).replace("return kong.response.exit(200, { ok = true })", ""),
         &schema("tamper"),
         false,
     ));

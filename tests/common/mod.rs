@@ -553,3 +553,16 @@ pub async fn send(
         .await
         .expect("request timed out after 30s")
 }
+
+/// A streamed plugin handler that runs `code` in `access`, then answers 200 `{"ok": true}`
+/// (so a 200 means the code did not fail the request).
+pub fn access_handler(code: &str) -> String {
+    format!(
+        "local P = {{ PRIORITY = 1, VERSION = \"1.0.0\" }}\nfunction P:access(conf)\n  {code}\n  return kong.response.exit(200, {{ ok = true }})\nend\nreturn P\n"
+    )
+}
+
+/// The schema of a streamed plugin without config fields.
+pub fn empty_schema(name: &str) -> String {
+    format!("return {{ name = \"{name}\", fields = {{ {{ config = {{ type = \"record\", fields = {{}} }} }} }} }}")
+}
