@@ -123,7 +123,11 @@ impl ClientLimits {
         // rest of the body is drained, within the body timeout, before the next request.
         downstream.set_close_on_response_before_downstream_finish(false);
         downstream.set_total_drain_timeout(Some(self.body_timeout));
-        downstream.set_read_timeout(Some(self.body_timeout));
+        // An upgraded connection (WebSocket) may stay quiet on the client side while the
+        // upstream talks: its reads are bounded by the service's timeouts, not this one.
+        if !downstream.req_header().headers.contains_key(http::header::UPGRADE) {
+            downstream.set_read_timeout(Some(self.body_timeout));
+        }
         if downstream.get_keepalive().is_some() {
             downstream.set_keepalive(Some(self.keepalive_timeout.as_secs().max(1)));
         }
