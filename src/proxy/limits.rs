@@ -125,7 +125,11 @@ impl ClientLimits {
         downstream.set_total_drain_timeout(Some(self.body_timeout));
         // An upgraded connection (WebSocket) may stay quiet on the client side while the
         // upstream talks: its reads are bounded by the service's timeouts, not this one.
-        if !downstream.req_header().headers.contains_key(http::header::UPGRADE) {
+        if !downstream
+            .req_header()
+            .headers
+            .contains_key(http::header::UPGRADE)
+        {
             downstream.set_read_timeout(Some(self.body_timeout));
         }
         if downstream.get_keepalive().is_some() {
