@@ -104,6 +104,12 @@ pub struct UpstreamChanges {
     pub body: Option<Bytes>,
     /// `kong.service.request.set_header("Host", ...)`: the Host header sent upstream.
     pub host: Option<String>,
+    /// `kong.service.set_retries`: replaces the service's `retries`.
+    pub retries: Option<u16>,
+    /// `kong.service.set_timeouts`: connect, write and read timeouts.
+    pub timeouts: Option<[std::time::Duration; 3]>,
+    /// `kong.service.set_tls_verify`: replaces the service's `tls_verify`.
+    pub tls_verify: Option<bool>,
     /// Largest request body allowed while it streams (request-size-limiting on a body of
     /// unknown length): more gives 413.
     pub body_limit: Option<u64>,
@@ -178,6 +184,9 @@ pub struct RequestState {
     pub response_body: Option<bytes::BytesMut>,
     /// Per-request values of native plugins, kept between phases (Kong's `kong.ctx.plugin`).
     pub plugin_data: PluginData,
+    /// A Lua plugin called `kong.client.authenticate`: its tables (in the request's Lua
+    /// tables) are what `get_consumer`/`get_credential` return.
+    pub lua_auth: bool,
     /// The Lua worker holds per-request tables for this request.
     pub lua_tables: bool,
     /// Generation of the snapshot the request runs on.
@@ -186,6 +195,20 @@ pub struct RequestState {
     pub log: LogData,
     /// Metrics the prometheus plugin asked for this request.
     pub metrics: Option<MetricFlags>,
+}
+
+impl RequestState {
+    /// The request's id as nginx's `$request_id` gives it (32 hex digits): unique per request,
+    /// not guessable from another's. `kong.response.error` bodies and `ngx.var.request_id`.
+    pub fn request_id(&self) -> String {
+        static SEED: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+        let (a, b) = *SEED.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair());
+        // splitmix64 of the per-process counter, keyed by the process's random seed.
+        let mut z = self.id.wrapping_add(b).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        format!("{a:016x}{:016x}", z ^ (z >> 31))
+    }
 }
 
 /// Which per-request metric families to record (the prometheus plugin's flags).
@@ -254,6 +277,7 @@ impl RequestState {
             response_body: None,
             plugin_data: PluginData::default(),
             lua_tables: false,
+            lua_auth: false,
             generation,
             log: LogData::default(),
             metrics: None,

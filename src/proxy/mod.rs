@@ -365,10 +365,17 @@ impl ProxyHttp for Gateway {
         let mut peer = HttpPeer::new(addr, tls, sni);
         let opts = &mut peer.options;
         let default = Duration::from_secs(60);
-        opts.connection_timeout = Some(service.map_or(default, |s| s.connect_timeout));
-        opts.read_timeout = Some(service.map_or(default, |s| s.read_timeout));
-        opts.write_timeout = Some(service.map_or(default, |s| s.write_timeout));
-        let verify = service.is_some_and(|s| s.tls_verify);
+        let [connect, write, read] = changes.timeouts.unwrap_or_else(|| {
+            service.map_or([default; 3], |s| {
+                [s.connect_timeout, s.write_timeout, s.read_timeout]
+            })
+        });
+        opts.connection_timeout = Some(connect);
+        opts.read_timeout = Some(read);
+        opts.write_timeout = Some(write);
+        let verify = changes
+            .tls_verify
+            .unwrap_or_else(|| service.is_some_and(|s| s.tls_verify));
         opts.verify_cert = verify;
         opts.verify_hostname = verify;
         upstream_tls_and_version(&mut peer, snap, ctx.state.service);
@@ -387,10 +394,14 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         balance::connect_failed(ctx, &e);
-        let retries = ctx
-            .state
-            .service
-            .map_or(0, |s| ctx.snap.services[s].retries);
+        let retries = ctx.state.upstream.retries.map_or_else(
+            || {
+                ctx.state
+                    .service
+                    .map_or(0, |s| ctx.snap.services[s].retries)
+            },
+            |r| r,
+        );
         if ctx.tries < retries {
             ctx.tries += 1;
             tracing::debug!(peer = %peer, try_ = ctx.tries, error = %e, "retrying upstream connection");

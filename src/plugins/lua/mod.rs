@@ -169,34 +169,34 @@ impl Loader {
             Err(e) => errors.push(format!("handler: PRIORITY: {e}")),
         }
         match table.get::<Value>("VERSION") {
-            Ok(Value::String(s)) => {
-                let v = s.to_string_lossy();
-                let ok = v.split('.').count() == 3
-                    && v.split('.')
-                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-                if ok {
-                    plugin.version = v;
-                } else {
-                    errors.push(format!("handler: VERSION must be \"x.y.z\", got {v:?}"));
-                }
-            }
+            Ok(Value::String(s)) => match valid_version(&s.to_string_lossy()) {
+                Some(v) => plugin.version = v,
+                None => errors.push(format!(
+                    "handler: VERSION must follow the \"x.y.z\" format (1 to 3 numeric parts), got {:?}",
+                    s.to_string_lossy()
+                )),
+            },
             Ok(v) => errors.push(format!(
-                "handler: VERSION must be a string \"x.y.z\", got {}",
+                "handler: VERSION must be a string in the \"x.y.z\" format, got {}",
                 describe_value(&v)
             )),
             Err(e) => errors.push(format!("handler: VERSION: {e}")),
         }
         let has = |m: &str| matches!(table.get::<Value>(m), Ok(Value::Function(_)));
-        if has("init_worker") {
-            errors.push("handler: streamed plugins may not define init_worker".into());
-        }
         if has("response") && (has("header_filter") || has("body_filter")) {
             errors.push(
-                "handler: `response` cannot be combined with `header_filter` or `body_filter`"
+                "handler: implements both `response` and `header_filter` or `body_filter` (Kong refuses such a plugin)"
                     .into(),
             );
         } else if has("response") {
             errors.push("handler: the buffered `response` phase is not supported yet; use header_filter/body_filter".into());
+        }
+        if has("init_worker") {
+            // Run here too, so that an init_worker that fails (or needs timers) fails the
+            // config rather than every request of a worker later.
+            if let Err(e) = runtime::init_worker(table) {
+                errors.push(format!("handler: init_worker: {}", lua_error(&e)));
+            }
         }
         plugin.phases = PHASE_METHODS
             .iter()
@@ -289,6 +289,21 @@ impl Loader {
             }
         }
     }
+}
+
+/// Kong's rule for a handler's VERSION: one to three numeric parts ("1", "0.1", "1.2.3"),
+/// optionally followed by a pre-release or build suffix ("1.0.0-beta", "2.1+build").
+fn valid_version(v: &str) -> Option<String> {
+    let numeric = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = numeric.split('.').collect();
+    let ok = (1..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let suffix_ok = v[numeric.len()..]
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-+.".contains(&b));
+    (ok && suffix_ok).then(|| v.to_string())
 }
 
 /// A Lua error as one line with its `chunk:line:` prefix.

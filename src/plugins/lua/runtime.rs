@@ -161,6 +161,7 @@ impl Worker {
             // budget of their own, apart from the request's phase call.
             let (table, methods) = sandbox::with_budget(|| {
                 let table = load_handler(&self.lua, plugin, &globals)?;
+                init_worker(&table)?;
                 let mut methods: [Option<RegistryKey>; 5] = Default::default();
                 for p in PHASES {
                     if let Value::Function(f) = table.get::<Value>(p.as_str())? {
@@ -193,7 +194,7 @@ impl Worker {
         if let Some(k) = self.confs.get(&key) {
             return self.lua.registry_value(k);
         }
-        let value = super::util::json_to_lua(&self.lua, &inst.conf)?;
+        let value = super::util::conf_to_lua(&self.lua, &inst.conf)?;
         let Value::Table(table) = value else {
             return Err(mlua::Error::runtime("plugin conf is not a table"));
         };
@@ -261,6 +262,15 @@ pub(super) fn load_handler(
             other.type_name()
         ))),
     }
+}
+
+/// Runs a handler's `init_worker` method, if it has one, as Kong does once per worker: here
+/// once per VM that loads the handler (no request is in progress; timers do not exist).
+pub(super) fn init_worker(handler: &Table) -> mlua::Result<()> {
+    if let Value::Function(f) = handler.get::<Value>("init_worker")? {
+        f.call::<()>(handler.clone())?;
+    }
+    Ok(())
 }
 
 /// Runs one phase of a Lua instance on this thread's VM.

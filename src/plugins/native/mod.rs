@@ -17,7 +17,7 @@ mod http_log;
 mod ip_restriction;
 mod key_auth;
 mod log_serializer;
-mod multipart;
+pub(crate) mod multipart;
 mod prometheus;
 mod rate_limiting;
 mod request_size_limiting;

@@ -5,6 +5,19 @@
 use super::template::Env;
 use super::transform::Ops;
 
+/// The named fields of a `multipart/form-data` body, in order (`None` if the content type has
+/// no boundary or the body does not parse). Parts without a name are left out.
+pub(crate) fn fields(body: &[u8], content_type: &str) -> Option<Vec<(String, Vec<u8>)>> {
+    let boundary = boundary(content_type)?;
+    let parts = parse(body, &boundary)?;
+    Some(
+        parts
+            .into_iter()
+            .filter_map(|p| Some((p.name?, p.body)))
+            .collect(),
+    )
+}
+
 /// One part: its raw header block and body.
 #[derive(Debug, Clone)]
 struct Part {

@@ -75,16 +75,28 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     set_fn(lua, &client, "get_protocol", |_, ()| {
         cur(|c, _, _| Ok(c.state.scheme))
     })?;
+    // What a Lua plugin passed to `authenticate` is returned as it was given (Kong keeps the
+    // tables); otherwise the consumer a native plugin authenticated.
     set_fn(lua, &client, "get_consumer", |lua, ()| {
-        cur(|c, _, _| match c.state.consumer {
-            Some(i) => Ok(Value::Table(consumer_table(lua, &c.snap.config, i)?)),
-            None => Ok(Value::Nil),
+        cur(|c, _, tables| {
+            if c.state.lua_auth {
+                return tables.get(lua)?.raw_get::<Value>("consumer");
+            }
+            match c.state.consumer {
+                Some(i) => Ok(Value::Table(consumer_table(lua, &c.snap.config, i)?)),
+                None => Ok(Value::Nil),
+            }
         })
     })?;
     set_fn(lua, &client, "get_credential", |lua, ()| {
-        cur(|c, _, _| match &c.state.credential {
-            Some(j) => super::super::util::json_to_lua(lua, j),
-            None => Ok(Value::Nil),
+        cur(|c, _, tables| {
+            if c.state.lua_auth {
+                return tables.get(lua)?.raw_get::<Value>("credential");
+            }
+            match &c.state.credential {
+                Some(j) => super::super::util::json_to_lua(lua, j),
+                None => Ok(Value::Nil),
+            }
         })
     })?;
     set_fn(
@@ -109,26 +121,28 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
         lua,
         &client,
         "authenticate",
-        |_, (consumer, credential): (Option<Table>, Value)| {
-            cur(|c, _, _| {
-                if consumer.is_none() && credential.is_nil() {
-                    return Err(mlua::Error::runtime(
-                        "either credential or consumer must be provided",
-                    ));
-                }
-                if let Some(t) = consumer {
-                    let id: String = t.get("id")?;
-                    c.state.consumer = c.snap.config.consumers.iter().position(|x| x.id == id);
-                    if c.state.consumer.is_none() {
-                        return Err(mlua::Error::runtime(format!(
-                            "consumer {id} does not exist"
-                        )));
-                    }
-                }
-                c.state.credential = match credential {
-                    Value::Nil => None,
-                    v => Some(super::super::util::lua_to_json(&v).map_err(mlua::Error::runtime)?),
+        |lua, (consumer, credential): (Value, Value)| {
+            cur(|c, _, tables| {
+                // Native plugins (acl, rate limiting by consumer) and the log see the consumer
+                // of the config with that id, if there is one.
+                c.state.consumer = match &consumer {
+                    Value::Table(t) => match t.raw_get::<Value>("id")? {
+                        Value::String(id) => {
+                            let id = id.to_string_lossy();
+                            c.snap.config.consumers.iter().position(|x| x.id == id)
+                        }
+                        _ => None,
+                    },
+                    _ => None,
                 };
+                c.state.credential = match &credential {
+                    Value::Table(_) => super::super::util::lua_to_json(&credential).ok(),
+                    _ => None,
+                };
+                let t = tables.get(lua)?;
+                t.raw_set("consumer", consumer)?;
+                t.raw_set("credential", credential)?;
+                c.state.lua_auth = true;
                 Ok(())
             })
         },

@@ -116,17 +116,15 @@ thread_local! {
     static IN_CUR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Registers a Rust function under `name` in `t`.
+/// Registers a Rust function under `name` in `t`; its errors reach Lua as plain strings, as
+/// the errors of Kong's PDK (written in Lua) do.
 fn set_fn<A, R, F>(lua: &Lua, t: &Table, name: &str, f: F) -> mlua::Result<()>
 where
     A: mlua::FromLuaMulti,
     R: mlua::IntoLuaMulti,
     F: Fn(&Lua, A) -> mlua::Result<R> + mlua::MaybeSend + 'static,
 {
-    t.set(
-        name,
-        crate::plugins::lua::util::support::raw_function(lua, f)?,
-    )
+    t.set(name, crate::plugins::lua::util::support::function(lua, f)?)
 }
 
 /// Lower-cases a header name and treats `_` as `-`, as Kong's getters do (without allocating
@@ -140,12 +138,30 @@ fn header_key(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// How many headers or query arguments a getter returns when not told (nginx's default,
+/// which Kong keeps); `Some(0)` means all of them.
+pub(super) fn max_entries(max: Option<usize>) -> usize {
+    match max {
+        None => 100,
+        Some(0) => usize::MAX,
+        Some(m) => m,
+    }
+}
+
 /// A header map as Kong's `get_headers` returns it: lower-case names, several values as an
-/// array, and lookups that ignore case and `_`/`-`.
-fn headers_table(lua: &Lua, headers: &http::HeaderMap, max: Option<usize>) -> mlua::Result<Table> {
+/// array, and lookups that ignore case and `_`/`-`; at most `max` entries (see
+/// [`max_entries`]), with `"truncated"` as second value when there were more.
+fn headers_table(
+    lua: &Lua,
+    headers: &http::HeaderMap,
+    max: Option<usize>,
+) -> mlua::Result<(Table, Option<&'static str>)> {
     let t = lua.create_table()?;
+    let max = max_entries(max);
+    let mut truncated = None;
     for (n, (name, value)) in headers.iter().enumerate() {
-        if max.is_some_and(|m| n >= m) {
+        if n >= max {
+            truncated = Some("truncated");
             break;
         }
         let v = lua.create_string(value.as_bytes())?;
@@ -168,7 +184,7 @@ fn headers_table(lua: &Lua, headers: &http::HeaderMap, max: Option<usize>) -> ml
         })?,
     )?;
     t.set_metatable(Some(mt))?;
-    Ok(t)
+    Ok((t, truncated))
 }
 
 /// Converts a Lua value given as a header value to text (strings, numbers, booleans).
@@ -185,6 +201,55 @@ fn header_value(v: &Value) -> mlua::Result<String> {
     }
 }
 
+/// Helpers for surface.lua that no plugin sees.
+fn internal(lua: &Lua) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    set_fn(lua, &t, "pending_header", |_, name: String| {
+        cur(|c, _, _| Ok(response::pending_header(c, &name)))
+    })?;
+    set_fn(lua, &t, "request_id", |_, ()| {
+        cur(|c, _, _| Ok(c.state.request_id()))
+    })?;
+    set_fn(
+        lua,
+        &t,
+        "decode_args",
+        |lua, (body, max): (mlua::LuaString, Option<usize>)| {
+            let text = String::from_utf8_lossy(&body.as_bytes()).into_owned();
+            request::query_table(lua, &text, max).map(|(t, _)| t)
+        },
+    )?;
+    set_fn(
+        lua,
+        &t,
+        "multipart_fields",
+        |lua, (body, ctype): (mlua::LuaString, String)| {
+            let Some(fields) = crate::plugins::native::multipart::fields(&body.as_bytes(), &ctype)
+            else {
+                return Ok(Value::Nil);
+            };
+            let out = lua.create_table()?;
+            let mut room = super::sandbox::Room::new(lua);
+            for (name, value) in fields {
+                room.take(name.len() + value.len())?;
+                let v = Value::String(lua.create_string(&value)?);
+                match out.raw_get::<Value>(name.as_str())? {
+                    Value::Nil => out.raw_set(name, v)?,
+                    Value::Table(list) => list.raw_push(v)?,
+                    first => {
+                        let list = lua.create_table()?;
+                        list.raw_push(first)?;
+                        list.raw_push(v)?;
+                        out.raw_set(name, list)?;
+                    }
+                }
+            }
+            Ok(Value::Table(out))
+        },
+    )?;
+    Ok(t)
+}
+
 /// Installs the PDK in `lua` and returns the globals every plugin environment gets:
 /// `kong`, `ngx` and `require`.
 pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
@@ -198,13 +263,22 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
     client::install(lua, &kong)?;
     let ngx = super::util::ngx_base(lua)?;
     ngx::install(lua, &ngx)?;
+    let all_modules = super::util::modules(lua)?;
+    let cjson = all_modules
+        .iter()
+        .find(|(n, _)| *n == "cjson")
+        .map(|(_, m)| m.clone());
+    lua.load(include_str!("surface.lua"))
+        .set_name("=kong.pdk")
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .call::<()>((kong.clone(), ngx.clone(), cjson, internal(lua)?))?;
 
     // One read-only view of each shared table per VM (plugins cannot change what others see).
     let freezer = super::sandbox::Freezer::new(lua)?;
     let kong = freezer.freeze(kong, "kong")?;
     let ngx = freezer.freeze(ngx, "ngx")?;
     let modules = lua.create_table()?;
-    for (name, module) in super::util::modules(lua)? {
+    for (name, module) in all_modules {
         modules.set(name, freezer.freeze(module, name)?)?;
     }
     // Data modules: a fresh copy for each `require`.

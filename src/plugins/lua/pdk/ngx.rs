@@ -19,6 +19,7 @@ fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
             .path_and_query()
             .map_or("/".into(), |p| p.as_str().to_string())),
         "host" => s(host_of(req)),
+        "request_id" => s(c.state.request_id()),
         "scheme" => s(c.state.scheme.to_string()),
         "request_method" => s(req.method.as_str().to_string()),
         "args" | "query_string" => match req.uri.query() {

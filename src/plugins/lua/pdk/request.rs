@@ -41,11 +41,19 @@ pub(super) fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A query as Kong's `get_query` returns it: repeated names as arrays, flags as `true`.
-pub(super) fn query_table(lua: &Lua, q: &str, max: Option<usize>) -> mlua::Result<Table> {
+/// A query as Kong's `get_query` returns it: repeated names as arrays, flags as `true`; at
+/// most `max` arguments (see `max_entries`), `"truncated"` second when there were more.
+pub(super) fn query_table(
+    lua: &Lua,
+    q: &str,
+    max: Option<usize>,
+) -> mlua::Result<(Table, Option<&'static str>)> {
     let t = lua.create_table()?;
+    let max = super::max_entries(max);
+    let mut truncated = None;
     for (n, (k, v)) in query_pairs(q).into_iter().enumerate() {
-        if max.is_some_and(|m| n >= m) {
+        if n >= max {
+            truncated = Some("truncated");
             break;
         }
         let v = match v {
@@ -63,7 +71,7 @@ pub(super) fn query_table(lua: &Lua, q: &str, max: Option<usize>) -> mlua::Resul
             }
         }
     }
-    Ok(t)
+    Ok((t, truncated))
 }
 
 /// The request's Content-Type, if it has a readable one.
@@ -177,49 +185,12 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
             // unknown length, which streams to the upstream unread.
             None => Ok((
                 Value::Nil,
-                Value::String(lua.create_string("request body is larger than the 64 KiB buffer")?),
+                Value::String(lua.create_string(
+                    "request body did not fit into client body buffer, consider raising 'client_body_buffer_size'",
+                )?),
             )),
         })
     })?;
-    set_fn(
-        lua,
-        &t,
-        "get_body",
-        |lua, (mime, _max): (Option<String>, Option<usize>)| {
-            cur(|c, _, _| {
-                let ctype =
-                    mime.unwrap_or_else(|| content_type(c.req).unwrap_or("").to_ascii_lowercase());
-                let body = c.state.body.clone().unwrap_or_default();
-                let text = String::from_utf8_lossy(&body).into_owned();
-                if ctype.contains("application/json") {
-                    match serde_json::from_str::<serde_json::Value>(&text) {
-                        Ok(v) => Ok((
-                            super::super::util::json_to_lua(lua, &v)?,
-                            Value::Nil,
-                            Value::String(lua.create_string("application/json")?),
-                        )),
-                        Err(_) => Ok((
-                            Value::Nil,
-                            Value::String(lua.create_string("failed to decode json")?),
-                            Value::Nil,
-                        )),
-                    }
-                } else if ctype.contains("application/x-www-form-urlencoded") {
-                    Ok((
-                        Value::Table(query_table(lua, &text, None)?),
-                        Value::Nil,
-                        Value::String(lua.create_string("application/x-www-form-urlencoded")?),
-                    ))
-                } else {
-                    Ok((
-                        Value::Nil,
-                        Value::String(lua.create_string("missing content type")?),
-                        Value::Nil,
-                    ))
-                }
-            })
-        },
-    )?;
     set_fn(lua, &t, "get_start_time", |_, ()| {
         cur(|c, _, _| {
             Ok(c.state

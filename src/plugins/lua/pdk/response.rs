@@ -15,27 +15,6 @@ fn header_op(c: &mut PhaseCtx<'_>, op: HeaderOp) {
     }
 }
 
-/// Kong's default message for an error status.
-fn default_message(status: u16) -> &'static str {
-    match status {
-        400 => "Bad request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not found",
-        405 => "Method not allowed",
-        408 => "Request timeout",
-        409 => "Conflict",
-        413 => "Request size limit exceeded",
-        415 => "Unsupported media type",
-        429 => "API rate limit exceeded",
-        500 => "An unexpected error occurred",
-        502 => "An invalid response was received from the upstream server",
-        503 => "Service unavailable",
-        504 => "The upstream server is timed out",
-        _ => "The request was terminated",
-    }
-}
-
 fn check_status(status: i64) -> mlua::Result<u16> {
     u16::try_from(status)
         .ok()
@@ -65,28 +44,22 @@ fn exit(
         headers: Vec::new(),
         body: Bytes::new(),
     };
-    match body {
-        Value::Nil => {}
-        Value::String(s) => out.body = Bytes::copy_from_slice(&s.as_bytes()),
-        Value::Table(_) => {
-            let json = super::super::util::lua_to_json(&body).map_err(mlua::Error::runtime)?;
-            out.body = Bytes::from(json.to_string());
-            out.headers.push((
-                "content-type".into(),
-                "application/json; charset=utf-8".into(),
-            ));
-        }
-        other => {
-            return Err(mlua::Error::runtime(format!(
-                "body must be a nil, string or table, got {}",
-                other.type_name()
-            )))
+    // Headers set earlier with kong.response.set_header, then the ones given here on top.
+    for op in c.state.response_headers.drain(..) {
+        match op {
+            HeaderOp::Set(n, v) => {
+                out.headers.retain(|(x, _)| !x.eq_ignore_ascii_case(&n));
+                out.headers.push((n, v));
+            }
+            HeaderOp::Add(n, v) => out.headers.push((n, v)),
+            HeaderOp::Clear(n) => out.headers.retain(|(x, _)| !x.eq_ignore_ascii_case(&n)),
         }
     }
     if let Some(h) = headers {
         let mut room = super::super::sandbox::Room::within_limit();
         for pair in h.pairs::<String, Value>() {
             let (k, v) = pair?;
+            out.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&k));
             match v {
                 Value::Table(list) => {
                     for v in list.sequence_values::<Value>() {
@@ -98,25 +71,66 @@ fn exit(
                 v => {
                     let v = header_value(&v)?;
                     room.take(k.len() + v.len())?;
-                    out.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&k));
                     out.headers.push((k.clone(), v));
                 }
             }
         }
     }
-    for op in c.state.response_headers.drain(..) {
-        match op {
-            HeaderOp::Set(n, v) => {
-                out.headers.retain(|(x, _)| !x.eq_ignore_ascii_case(&n));
-                out.headers.push((n, v));
+    match body {
+        Value::Nil => {}
+        Value::String(s) => out.body = Bytes::copy_from_slice(&s.as_bytes()),
+        Value::Table(_) => {
+            let json = super::super::util::lua_to_json(&body).map_err(|e| {
+                mlua::Error::runtime(format!("body encoding failed while flushing response: {e}"))
+            })?;
+            out.body = Bytes::from(json.to_string());
+            if !out
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            {
+                out.headers.push((
+                    "content-type".into(),
+                    "application/json; charset=utf-8".into(),
+                ));
             }
-            HeaderOp::Add(n, v) => out.headers.push((n, v)),
-            HeaderOp::Clear(n) => out.headers.retain(|(x, _)| !x.eq_ignore_ascii_case(&n)),
+        }
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "body must be a nil, string or table, got {}",
+                other.type_name()
+            )))
         }
     }
     c.state.exit = Some(out);
     // Stops the handler (the caller sees the recorded exit and answers with it).
     Err(mlua::Error::runtime("kong.response.exit"))
+}
+
+/// The value a response header will have, as far as the request knows now: the response's
+/// own (header_filter and later) or the last one set with `kong.response.set_header`/
+/// `add_header` before it exists. Used by the Lua layer of `kong.response.exit`.
+pub(super) fn pending_header(c: &PhaseCtx<'_>, name: &str) -> Option<String> {
+    if let Some(resp) = c.resp.as_deref() {
+        return resp
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+    }
+    let mut value = None;
+    for op in &c.state.response_headers {
+        match op {
+            HeaderOp::Set(n, v) | HeaderOp::Add(n, v) if n.eq_ignore_ascii_case(name) => {
+                if value.is_none() || matches!(op, HeaderOp::Set(..)) {
+                    value = Some(v.clone());
+                }
+            }
+            HeaderOp::Clear(n) if n.eq_ignore_ascii_case(name) => value = None,
+            _ => {}
+        }
+    }
+    value
 }
 
 /// `get_header` and `get_headers` on the response header (both `kong.response` and
@@ -137,7 +151,7 @@ fn header_getters(lua: &Lua, t: &Table) -> mlua::Result<()> {
     set_fn(lua, t, "get_headers", |lua, max: Option<usize>| {
         cur(|c, _, _| match c.resp.as_ref() {
             Some(r) => headers_table(lua, &r.headers, max),
-            None => lua.create_table(),
+            None => Ok((lua.create_table()?, None)),
         })
     })
 }
@@ -236,22 +250,6 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         "exit",
         |_, (status, body, headers): (i64, Value, Option<Table>)| {
             cur(|c, _, _| exit(c, check_status(status)?, body, headers))
-        },
-    )?;
-    set_fn(
-        lua,
-        &t,
-        "error",
-        |lua, (status, message, headers): (i64, Option<String>, Option<Table>)| {
-            cur(|c, _, _| {
-                let status = check_status(status)?;
-                let body = lua.create_table()?;
-                body.set(
-                    "message",
-                    message.unwrap_or_else(|| default_message(status).to_string()),
-                )?;
-                exit(c, status, Value::Table(body), headers)
-            })
         },
     )?;
     set_fn(lua, &t, "get_raw_body", |lua, ()| {

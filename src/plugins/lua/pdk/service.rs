@@ -101,8 +101,53 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         )
     })?;
 
+    set_fn(lua, &service, "set_retries", |_, retries: u16| {
+        cur(|c, _, _| {
+            c.state.upstream.retries = Some(retries);
+            Ok(())
+        })
+    })?;
+    set_fn(
+        lua,
+        &service,
+        "set_timeouts",
+        |_, ms: (u64, u64, u64)| {
+            cur(|c, _, _| {
+                let d = std::time::Duration::from_millis;
+                c.state.upstream.timeouts = Some([d(ms.0), d(ms.1), d(ms.2)]);
+                Ok(())
+            })
+        },
+    )?;
+    set_fn(lua, &service, "set_tls_verify", |_, on: bool| {
+        cur(|c, _, _| {
+            c.state.upstream.tls_verify = Some(on);
+            Ok(true)
+        })
+    })?;
+
     let req = lua.create_table()?;
     set_fn(lua, &req, "enable_buffering", |_, ()| Ok(()))?;
+    set_fn(lua, &req, "clear_query_arg", |_, name: String| {
+        cur(|c, _, _| {
+            let query = match &c.state.upstream.query {
+                Some(q) => q.clone(),
+                None => c.req.uri.query().unwrap_or("").to_string(),
+            };
+            if query.is_empty() {
+                return Ok(());
+            }
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|kv| {
+                    let key = kv.split_once('=').map_or(*kv, |(k, _)| k);
+                    !kv.is_empty() && super::request::unescape(key) != name
+                })
+                .collect();
+            c.state.upstream.query = Some(kept.join("&").replace('+', "%20"));
+            Ok(())
+        })
+    })?;
     set_fn(lua, &req, "set_scheme", |_, scheme: String| {
         cur(|c, _, _| {
             if scheme != "http" && scheme != "https" {

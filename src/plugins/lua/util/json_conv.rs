@@ -8,6 +8,16 @@ use super::support::{as_f64, fmt_g, null, type_name};
 
 /// See [`super::json_to_lua`].
 pub fn json_to_lua(lua: &Lua, v: &J) -> mlua::Result<Value> {
+    convert(lua, v, false)
+}
+
+/// A plugin's conf as Kong hands it to handlers: like [`json_to_lua`], but object fields that
+/// are `null` (unset optional fields) are absent rather than `ngx.null`.
+pub fn conf_to_lua(lua: &Lua, v: &J) -> mlua::Result<Value> {
+    convert(lua, v, true)
+}
+
+fn convert(lua: &Lua, v: &J, drop_nulls: bool) -> mlua::Result<Value> {
     Ok(match v {
         J::Null => null(),
         J::Bool(b) => Value::Boolean(*b),
@@ -19,14 +29,17 @@ pub fn json_to_lua(lua: &Lua, v: &J) -> mlua::Result<Value> {
         J::Array(items) => {
             let t = lua.create_table_with_capacity(items.len(), 0)?;
             for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, json_to_lua(lua, item)?)?;
+                t.raw_set(i + 1, convert(lua, item, drop_nulls)?)?;
             }
             Value::Table(t)
         }
         J::Object(map) => {
             let t = lua.create_table_with_capacity(0, map.len())?;
             for (k, item) in map {
-                t.raw_set(k.as_str(), json_to_lua(lua, item)?)?;
+                if drop_nulls && item.is_null() {
+                    continue;
+                }
+                t.raw_set(k.as_str(), convert(lua, item, drop_nulls)?)?;
             }
             Value::Table(t)
         }

@@ -84,6 +84,11 @@ pub fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
     json_conv::json_to_lua(lua, v)
 }
 
+/// A plugin conf as a Lua table without `null` fields (see [`json_conv::conf_to_lua`]).
+pub fn conf_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
+    json_conv::conf_to_lua(lua, v)
+}
+
 /// A Lua value as JSON, with `cjson.encode`'s rules and default settings: sequences become
 /// arrays, other tables objects (number keys stringified), empty tables `{}` unless marked with
 /// `cjson.array_mt`/`empty_array_mt` or equal to `cjson.empty_array`; `nil`/`cjson.null` become
