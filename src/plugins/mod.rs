@@ -184,6 +184,8 @@ pub struct RequestState {
     pub response_body: Option<bytes::BytesMut>,
     /// Per-request values of native plugins, kept between phases (Kong's `kong.ctx.plugin`).
     pub plugin_data: PluginData,
+    /// The response headers as sent, for body_filter and log plugins that read them.
+    pub sent_headers: Option<http::HeaderMap>,
     /// A Lua plugin called `kong.client.authenticate`: its tables (in the request's Lua
     /// tables) are what `get_consumer`/`get_credential` return.
     pub lua_auth: bool,
@@ -278,6 +280,7 @@ impl RequestState {
             plugin_data: PluginData::default(),
             lua_tables: false,
             lua_auth: false,
+            sent_headers: None,
             generation,
             log: LogData::default(),
             metrics: None,
@@ -336,6 +339,15 @@ pub struct PhaseCtx<'a> {
 }
 
 impl PhaseCtx<'_> {
+    /// The response's headers: the header itself in header_filter, the copy kept as it was
+    /// sent in body_filter and log (None before the response exists).
+    pub fn response_headers(&self) -> Option<&http::HeaderMap> {
+        match self.resp.as_deref() {
+            Some(r) => Some(&r.headers),
+            None => self.state.sent_headers.as_ref(),
+        }
+    }
+
     /// The client's IP address.
     pub fn client_ip(&self) -> Option<IpAddr> {
         self.state.client.map(|a| a.ip())

@@ -188,7 +188,24 @@ impl Gateway {
             op.apply(resp);
         }
         ctx.state.status = resp.status.as_u16();
-        self.run_response_phase(session, ctx, Phase::HeaderFilter, Some(resp), None)
+        let ok = self.run_response_phase(session, ctx, Phase::HeaderFilter, Some(resp), None);
+        // Plugins read the headers again in body_filter and log (ngx.header,
+        // kong.response.get_headers): keep them as sent, only for requests with such plugins.
+        if Self::has_late_phase(ctx) {
+            ctx.state.sent_headers = Some(resp.headers.clone());
+        }
+        ok
+    }
+
+    /// Whether an instance of the request runs in body_filter or log.
+    fn has_late_phase(ctx: &Ctx) -> bool {
+        ctx.ran.iter().any(|&i| {
+            ctx.snap.instances[i].as_ref().is_some_and(|inst| {
+                inst.phases()
+                    .iter()
+                    .any(|p| matches!(p, Phase::BodyFilter | Phase::Log))
+            })
+        })
     }
 
     /// Whether any instance of the request has a body_filter phase.

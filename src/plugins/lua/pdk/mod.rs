@@ -271,7 +271,13 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
     lua.load(include_str!("surface.lua"))
         .set_name("=kong.pdk")
         .set_mode(mlua::chunk::ChunkMode::Text)
-        .call::<()>((kong.clone(), ngx.clone(), cjson, internal(lua)?))?;
+        .call::<()>((
+            kong.clone(),
+            ngx.clone(),
+            cjson,
+            super::util::cjson_with_array_mt(lua)?,
+            internal(lua)?,
+        ))?;
 
     // One read-only view of each shared table per VM (plugins cannot change what others see).
     let freezer = super::sandbox::Freezer::new(lua)?;

@@ -71,8 +71,8 @@ fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
                 .strip_prefix("sent_http_")
                 .or_else(|| name.strip_prefix("upstream_http_"))
             {
-                match c.resp.as_ref() {
-                    Some(r) => header(lua, &r.headers, &header_key(h)),
+                match c.response_headers() {
+                    Some(h2) => header(lua, h2, &header_key(h)),
                     None => Ok(Value::Nil),
                 }
             } else if let Some(arg) = name.strip_prefix("arg_") {
@@ -138,8 +138,8 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
     let header_t = lua.create_table()?;
     let mt = lua.create_table()?;
     set_fn(lua, &mt, "__index", |lua, (_t, k): (Table, String)| {
-        cur(|c, _, _| match c.resp.as_ref() {
-            Some(r) => header(lua, &r.headers, &header_key(&k)),
+        cur(|c, _, _| match c.response_headers() {
+            Some(h) => header(lua, h, &header_key(&k)),
             None => Ok(Value::Nil),
         })
     })?;
@@ -297,21 +297,13 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
     set_fn(lua, &req, "get_uri_args", |lua, max: Option<usize>| {
         cur(|c, _, _| query_table(lua, c.req.uri.query().unwrap_or(""), max))
     })?;
-    set_fn(lua, &req, "set_uri_args", |lua, args: Value| {
+    set_fn(lua, &req, "set_uri_args", |_, args: Value| {
         cur(|c, _, _| {
             let q = match args {
                 Value::String(s) => s.to_str()?.to_string(),
-                Value::Table(_) => {
-                    let encode: mlua::Function = lua
-                        .globals()
-                        .get::<Table>("ngx")
-                        .ok()
-                        .map_or(Ok(Value::Nil), |n| n.get("encode_args"))
-                        .and_then(|v: Value| match v {
-                            Value::Function(f) => Ok(f),
-                            _ => Err(mlua::Error::runtime("ngx.encode_args unavailable")),
-                        })?;
-                    encode.call::<String>(args)?
+                Value::Table(t) => {
+                    String::from_utf8_lossy(&crate::plugins::lua::util::encode_args(&t)?)
+                        .into_owned()
                 }
                 _ => return Err(mlua::Error::runtime("args must be a string or a table")),
             };

@@ -136,21 +136,26 @@ pub(super) fn pending_header(c: &PhaseCtx<'_>, name: &str) -> Option<String> {
 /// `get_header` and `get_headers` on the response header (both `kong.response` and
 /// `kong.service.response` read it).
 fn header_getters(lua: &Lua, t: &Table) -> mlua::Result<()> {
+    // Like Kong (which looks the name up in `get_headers()`), only the first 100 header lines
+    // are searched.
     set_fn(lua, t, "get_header", |lua, name: String| {
         cur(|c, _, _| {
-            match c
-                .resp
-                .as_ref()
-                .and_then(|r| r.headers.get(header_key(&name).as_ref()))
-            {
+            let key = header_key(&name);
+            let found = c.response_headers().and_then(|h| {
+                h.iter()
+                    .take(super::max_entries(None))
+                    .find(|(n, _)| n.as_str() == key.as_ref())
+                    .map(|(_, v)| v)
+            });
+            match found {
                 Some(v) => Ok(Value::String(lua.create_string(v.as_bytes())?)),
                 None => Ok(Value::Nil),
             }
         })
     })?;
     set_fn(lua, t, "get_headers", |lua, max: Option<usize>| {
-        cur(|c, _, _| match c.resp.as_ref() {
-            Some(r) => headers_table(lua, &r.headers, max),
+        cur(|c, _, _| match c.response_headers() {
+            Some(h) => headers_table(lua, h, max),
             None => Ok((lua.create_table()?, None)),
         })
     })

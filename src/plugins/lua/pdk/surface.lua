@@ -4,9 +4,10 @@
 -- the checks here keeps that behaviour (levels, `%q` quoting, `tostring` of numbers) without a
 -- Rust conversion that would coerce `127001` to "127001" first.
 --
--- Called once per VM with the unfrozen `kong` and `ngx` tables, `cjson` and `internal` (Rust
--- helpers no plugin sees); it replaces functions in place before the tables are frozen.
-local kong, ngx, cjson, internal = ...
+-- Called once per VM with the unfrozen `kong` and `ngx` tables, `cjson`, a `cjson.safe` whose
+-- decoder marks arrays with `cjson.array_mt`, and `internal` (Rust helpers no plugin sees); it
+-- replaces functions in place before the tables are frozen.
+local kong, ngx, cjson, json_array_mt, internal = ...
 
 local type, tostring, tonumber, pairs, ipairs, error, pcall = type, tostring, tonumber, pairs, ipairs, error, pcall
 local fmt, find, sub, lower, gsub, match = string.format, string.find, string.sub, string.lower, string.gsub, string.match
@@ -152,8 +153,8 @@ do
       if not body then
         return nil, err, JSON
       end
-      local ok, json = pcall(cjson.decode_with_array_mt, body)
-      if not ok or type(json) ~= "table" then
+      local json = json_array_mt.decode(body)
+      if type(json) ~= "table" then
         return nil, "invalid json body", JSON
       end
       return json, nil, JSON
@@ -270,8 +271,8 @@ local function response_type(accept)
   end
   for entry in string.gmatch(accept, "[^,]+") do
     entry = match(entry, "^%s*(.-)%s*$")
-    local media = match(entry, "^([^;%s]+)")
-    local major, minor = media and match(lower(media), "^([^/]+)/([^/]+)$")
+    local media = match(entry, "^([^;%s]+)") or ""
+    local major, minor = match(lower(media), "^([^/]+)/([^/]+)$")
     local valid = major
       and (major == "*" or match(major, "^" .. TOKEN .. "$"))
       and (minor == "*" or match(minor, "^" .. TOKEN .. "$"))

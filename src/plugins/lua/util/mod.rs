@@ -84,6 +84,20 @@ pub fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
     json_conv::json_to_lua(lua, v)
 }
 
+/// `ngx.encode_args` of a table (for `ngx.req.set_uri_args`).
+pub fn encode_args(t: &Table) -> mlua::Result<Vec<u8>> {
+    encode::encode_args(t)
+}
+
+/// A `cjson` module of its own whose decoder marks arrays with `cjson.array_mt`, as Kong's
+/// `kong.tools.cjson.decode_with_array_mt` does (for `kong.request.get_body`).
+pub fn cjson_with_array_mt(lua: &Lua) -> mlua::Result<Table> {
+    let m = cjson_module::module(lua, true)?;
+    m.get::<mlua::Function>("decode_array_with_array_mt")?
+        .call::<()>(true)?;
+    Ok(m)
+}
+
 /// A plugin conf as a Lua table without `null` fields (see [`json_conv::conf_to_lua`]).
 pub fn conf_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
     json_conv::conf_to_lua(lua, v)
