@@ -182,6 +182,8 @@ pub struct RequestState {
     pub body: Option<bytes::Bytes>,
     /// Response body buffered by `kong.response.get_raw_body` (body_filter).
     pub response_body: Option<bytes::BytesMut>,
+    /// The buffered body is whole (the eof chunk was added to it).
+    pub response_body_complete: bool,
     /// Per-request values of native plugins, kept between phases (Kong's `kong.ctx.plugin`).
     pub plugin_data: PluginData,
     /// The response headers as sent, for body_filter and log plugins that read them.
@@ -280,6 +282,7 @@ impl RequestState {
             plugin_data: PluginData::default(),
             lua_tables: false,
             lua_auth: false,
+            response_body_complete: false,
             sent_headers: None,
             generation,
             log: LogData::default(),
@@ -345,6 +348,16 @@ impl PhaseCtx<'_> {
         match self.resp.as_deref() {
             Some(r) => Some(&r.headers),
             None => self.state.sent_headers.as_ref(),
+        }
+    }
+
+    /// The request's query string as nginx's `$args` holds it: what a plugin set with
+    /// `kong.service.request.set_query`/`set_raw_query` or `ngx.req.set_uri_args`, else the
+    /// client's (None when there is none).
+    pub fn query(&self) -> Option<&str> {
+        match &self.state.upstream.query {
+            Some(q) => Some(q.as_str()),
+            None => self.req.uri.query(),
         }
     }
 

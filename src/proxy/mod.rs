@@ -155,18 +155,21 @@ impl Gateway {
             .await?;
             return Ok(true);
         }
-        if Self::has_body_filter(ctx) && !exit.body.is_empty() {
-            chunked_if_unsized(session, &mut resp);
+        // The whole body is at hand: body_filter runs before the header leaves, so the length
+        // it produces is the one announced (nginx runs it even on an empty body).
+        let head = session.req_header().method == http::Method::HEAD;
+        let mut body = Some(exit.body.clone());
+        if Self::has_body_filter(ctx) && !head {
+            self.run_body_filter(session, ctx, &mut body, true);
+            let len = body.as_ref().map_or(0, |b| b.len());
+            resp.remove_header(&http::header::TRANSFER_ENCODING);
+            resp.insert_header(http::header::CONTENT_LENGTH, len)?;
         }
-        let head_only = session.req_header().method == http::Method::HEAD || exit.body.is_empty();
+        let head_only = head || body.as_ref().is_none_or(|b| b.is_empty());
         session
             .write_response_header(Box::new(resp), head_only)
             .await?;
         if !head_only {
-            let mut body = Some(exit.body.clone());
-            if Self::has_body_filter(ctx) {
-                self.run_body_filter(session, ctx, &mut body, true);
-            }
             session.write_response_body(body, true).await?;
         }
         Ok(true)

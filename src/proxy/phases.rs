@@ -219,6 +219,10 @@ impl Gateway {
 
     /// Runs body_filter on one chunk. On failure the rest of the body is dropped (the status
     /// line is already sent) and the error is logged.
+    ///
+    /// As nginx does, the end of the body is its own call: a last chunk with data is filtered
+    /// with `eof = false`, then an empty chunk with `eof = true` (plugins that buffer until eof
+    /// see every byte once), and the two outputs are sent together.
     pub(super) fn run_body_filter(
         &self,
         session: &mut Session,
@@ -226,6 +230,25 @@ impl Gateway {
         body: &mut Option<Bytes>,
         eof: bool,
     ) -> bool {
+        if eof && body.as_ref().is_some_and(|b| !b.is_empty()) {
+            if !self.run_body_filter(session, ctx, body, false) {
+                return false;
+            }
+            let mut last = Some(Bytes::new());
+            let ok = self.run_body_filter(session, ctx, &mut last, true);
+            *body = match (body.take(), last) {
+                (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() => {
+                    let mut joined = bytes::BytesMut::with_capacity(a.len() + b.len());
+                    joined.extend_from_slice(&a);
+                    joined.extend_from_slice(&b);
+                    Some(joined.freeze())
+                }
+                (Some(a), Some(b)) if b.is_empty() => Some(a),
+                (a, None) => a,
+                (_, b) => b,
+            };
+            return ok;
+        }
         let ok = self.run_response_phase(
             session,
             ctx,

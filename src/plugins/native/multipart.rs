@@ -9,7 +9,17 @@ use super::transform::Ops;
 /// no boundary or the body does not parse). Parts without a name are left out.
 pub(crate) fn fields(body: &[u8], content_type: &str) -> Option<Vec<(String, Vec<u8>)>> {
     let boundary = boundary(content_type)?;
-    let parts = parse(body, &boundary)?;
+    // Bodies written by hand often end lines with LF alone; parsers Kong uses accept them.
+    let parts = parse(body, &boundary).or_else(|| {
+        let mut crlf = Vec::with_capacity(body.len() + body.len() / 16);
+        for (i, &b) in body.iter().enumerate() {
+            if b == b'\n' && (i == 0 || body[i - 1] != b'\r') {
+                crlf.push(b'\r');
+            }
+            crlf.push(b);
+        }
+        parse(&crlf, &boundary)
+    })?;
     Some(
         parts
             .into_iter()

@@ -22,11 +22,11 @@ fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
         "request_id" => s(c.state.request_id()),
         "scheme" => s(c.state.scheme.to_string()),
         "request_method" => s(req.method.as_str().to_string()),
-        "args" | "query_string" => match req.uri.query() {
+        "args" | "query_string" => match c.query() {
             Some(q) if !q.is_empty() => s(q.to_string()),
             _ => Ok(Value::Nil),
         },
-        "is_args" => s(if req.uri.query().is_some_and(|q| !q.is_empty()) {
+        "is_args" => s(if c.query().is_some_and(|q| !q.is_empty()) {
             "?"
         } else {
             ""
@@ -76,7 +76,7 @@ fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
                     None => Ok(Value::Nil),
                 }
             } else if let Some(arg) = name.strip_prefix("arg_") {
-                let q = req.uri.query().unwrap_or("");
+                let q = c.query().unwrap_or("");
                 match query_pairs(q).into_iter().find(|(k, _)| k == arg) {
                     Some((_, Some(v))) => s(v),
                     Some((_, None)) => s(String::new()),
@@ -295,7 +295,7 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
         })
     })?;
     set_fn(lua, &req, "get_uri_args", |lua, max: Option<usize>| {
-        cur(|c, _, _| query_table(lua, c.req.uri.query().unwrap_or(""), max))
+        cur(|c, _, _| query_table(lua, c.query().unwrap_or(""), max))
     })?;
     set_fn(lua, &req, "set_uri_args", |_, args: Value| {
         cur(|c, _, _| {

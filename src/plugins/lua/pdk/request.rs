@@ -141,18 +141,18 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     set_fn(lua, &t, "get_path_with_query", |_, ()| {
         cur(|c, _, _| {
             let path = crate::router::normalize_path(c.req.uri.path()).into_owned();
-            Ok(match c.req.uri.query() {
+            Ok(match c.query() {
                 Some(q) if !q.is_empty() => format!("{path}?{q}"),
                 _ => path,
             })
         })
     })?;
     set_fn(lua, &t, "get_raw_query", |_, ()| {
-        cur(|c, _, _| Ok(c.req.uri.query().unwrap_or("").to_string()))
+        cur(|c, _, _| Ok(c.query().unwrap_or("").to_string()))
     })?;
     set_fn(lua, &t, "get_query_arg", |lua, name: String| {
         cur(|c, _, _| {
-            let q = c.req.uri.query().unwrap_or("");
+            let q = c.query().unwrap_or("");
             for (k, v) in query_pairs(q) {
                 if k == name {
                     return Ok(match v {
@@ -165,7 +165,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         })
     })?;
     set_fn(lua, &t, "get_query", |lua, max: Option<usize>| {
-        cur(|c, _, _| query_table(lua, c.req.uri.query().unwrap_or(""), max))
+        cur(|c, _, _| query_table(lua, c.query().unwrap_or(""), max))
     })?;
     set_fn(lua, &t, "get_header", |lua, name: String| {
         cur(

@@ -264,16 +264,23 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
                     "kong.response.get_raw_body can only be called in body_filter",
                 ));
             };
-            // Buffer: hold every chunk back until the last one, then return the whole body.
+            // Buffer: hold every chunk back until the last one, then return the whole body
+            // (as often as it is asked for in that call).
             let buf = c.state.response_body.get_or_insert_with(Default::default);
-            if let Some(data) = chunk.take() {
-                buf.extend_from_slice(&data);
-            }
             if *eof {
-                let all = buf.clone();
-                **chunk = Some(all.clone().freeze());
+                if let Some(data) = chunk.take() {
+                    if !c.state.response_body_complete {
+                        buf.extend_from_slice(&data);
+                    }
+                }
+                c.state.response_body_complete = true;
+                let all = buf.clone().freeze();
+                **chunk = Some(all.clone());
                 Ok(Value::String(lua.create_string(&all)?))
             } else {
+                if let Some(data) = chunk.take() {
+                    buf.extend_from_slice(&data);
+                }
                 Ok(Value::Nil)
             }
         })

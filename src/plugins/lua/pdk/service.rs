@@ -132,7 +132,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         cur(|c, _, _| {
             let query = match &c.state.upstream.query {
                 Some(q) => q.clone(),
-                None => c.req.uri.query().unwrap_or("").to_string(),
+                None => c.query().unwrap_or("").to_string(),
             };
             if query.is_empty() {
                 return Ok(());

@@ -480,7 +480,7 @@ do
       if is_grpc_request() then
         content_type = "application/grpc"
       else
-        content_type = response_type(request.get_header("accept"))
+        content_type = response_type(request.get_headers()["accept"])
       end
     end
     out["Content-Type"] = content_type
