@@ -182,6 +182,8 @@ pub struct RequestState {
     pub body: Option<bytes::Bytes>,
     /// Response body buffered by `kong.response.get_raw_body` (body_filter).
     pub response_body: Option<bytes::BytesMut>,
+    /// Edits of the log serializer's output (`kong.log.set_serialize_value`), in order.
+    pub serialize_values: Vec<SerializeValue>,
     /// The buffered body is whole (the eof chunk was added to it).
     pub response_body_complete: bool,
     /// Per-request values of native plugins, kept between phases (Kong's `kong.ctx.plugin`).
@@ -199,6 +201,28 @@ pub struct RequestState {
     pub log: LogData,
     /// Metrics the prometheus plugin asked for this request.
     pub metrics: Option<MetricFlags>,
+}
+
+/// How `kong.log.set_serialize_value` changes the serializer's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SerializeMode {
+    /// Create the path if needed and set the value.
+    Set,
+    /// Set only where no value is.
+    Add,
+    /// Set only where a value is.
+    Replace,
+}
+
+/// One `kong.log.set_serialize_value` edit.
+#[derive(Debug, Clone)]
+pub struct SerializeValue {
+    /// The key, split at unescaped dots.
+    pub path: Vec<String>,
+    /// The value (`null` removes the key).
+    pub value: serde_json::Value,
+    /// The mode.
+    pub mode: SerializeMode,
 }
 
 impl RequestState {
@@ -283,6 +307,7 @@ impl RequestState {
             lua_tables: false,
             lua_auth: false,
             response_body_complete: false,
+            serialize_values: Vec::new(),
             sent_headers: None,
             generation,
             log: LogData::default(),

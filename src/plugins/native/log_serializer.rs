@@ -29,8 +29,18 @@ fn headers<'a>(pairs: impl Iterator<Item = (&'a str, String)>) -> Value {
 }
 
 /// The serialized request, Kong's shape: request, response, route, service, consumer,
-/// latencies, tries, client_ip, started_at, upstream_uri, authenticated_entity.
+/// latencies, tries, client_ip, started_at, upstream_uri, authenticated_entity; with the
+/// request's `kong.log.set_serialize_value` edits applied.
 pub fn serialize(ctx: &PhaseCtx<'_>) -> Value {
+    let mut out = serialize_base(ctx);
+    for edit in &ctx.state.serialize_values {
+        apply(&mut out, edit);
+    }
+    out
+}
+
+/// [`serialize`] without the edits.
+pub fn serialize_base(ctx: &PhaseCtx<'_>) -> Value {
     let state = &*ctx.state;
     let req = &*ctx.req;
     let cfg = &ctx.snap.config;
@@ -121,7 +131,7 @@ pub fn serialize(ctx: &PhaseCtx<'_>) -> Value {
 
     let mut out = json!({
         "request": {
-            "id": format!("{:032x}", state.id),
+            "id": state.request_id(),
             "uri": req.uri.to_string(),
             "url": url,
             "querystring": query,
@@ -160,4 +170,41 @@ pub fn serialize(ctx: &PhaseCtx<'_>) -> Value {
         }
     }
     out
+}
+
+/// Applies one `kong.log.set_serialize_value` edit (a path through a non-object is skipped).
+fn apply(root: &mut Value, edit: &crate::plugins::SerializeValue) {
+    use crate::plugins::SerializeMode;
+    let Some((leaf, branches)) = edit.path.split_last() else {
+        return;
+    };
+    let mut node = root;
+    for k in branches {
+        let Some(obj) = node.as_object_mut() else {
+            return;
+        };
+        if !obj.contains_key(k) {
+            if edit.mode == SerializeMode::Replace {
+                return;
+            }
+            obj.insert(k.clone(), Value::Object(Map::new()));
+        }
+        node = &mut obj[k.as_str()];
+    }
+    let Some(obj) = node.as_object_mut() else {
+        return;
+    };
+    let present = obj.get(leaf).is_some_and(|v| !v.is_null());
+    let write = match edit.mode {
+        SerializeMode::Set => true,
+        SerializeMode::Add => !present,
+        SerializeMode::Replace => present,
+    };
+    if write {
+        if edit.value.is_null() {
+            obj.remove(leaf);
+        } else {
+            obj.insert(leaf.clone(), edit.value.clone());
+        }
+    }
 }

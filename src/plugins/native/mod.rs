@@ -16,7 +16,7 @@ mod functions;
 mod http_log;
 mod ip_restriction;
 mod key_auth;
-mod log_serializer;
+pub(crate) mod log_serializer;
 pub(crate) mod multipart;
 mod prometheus;
 mod rate_limiting;

@@ -183,36 +183,12 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     }
     let inspect = logger(lua, "debug")?;
     log.set("inspect", inspect)?;
-    set_fn(
-        lua,
-        &log,
-        "set_serialize_value",
-        |_, (_k, _v): (String, Value)| Ok(()),
-    )?;
+    // What Kong's serializer gives (as file-log writes it); log.lua applies the request's
+    // set_serialize_value edits on top.
     set_fn(lua, &log, "serialize", |lua, ()| {
         cur(|c, _, _| {
-            let t = lua.create_table()?;
-            let req = lua.create_table()?;
-            req.set("method", c.req.method.as_str())?;
-            req.set("uri", c.req.uri.to_string())?;
-            t.set("request", req)?;
-            t.set("client_ip", c.client_ip().map(|i| i.to_string()))?;
-            let resp = lua.create_table()?;
-            resp.set("status", c.state.status)?;
-            t.set("response", resp)?;
-            if let Some((id, name)) = c.route() {
-                let r = lua.create_table()?;
-                r.set("id", id)?;
-                r.set("name", name)?;
-                t.set("route", r)?;
-            }
-            if let Some((id, name)) = c.service() {
-                let s = lua.create_table()?;
-                s.set("id", id)?;
-                s.set("name", name)?;
-                t.set("service", s)?;
-            }
-            Ok(t)
+            let json = crate::plugins::native::log_serializer::serialize_base(c);
+            crate::plugins::lua::util::conf_to_lua(lua, &json)
         })
     })?;
     let log_mt = lua.create_table()?;

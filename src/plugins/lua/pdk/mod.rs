@@ -207,6 +207,43 @@ fn internal(lua: &Lua) -> mlua::Result<Table> {
     set_fn(lua, &t, "pending_header", |_, name: String| {
         cur(|c, _, _| Ok(response::pending_header(c, &name)))
     })?;
+    set_fn(lua, &t, "plugin_name", |_, ()| {
+        Ok(cur(|_, inst, _| Ok(inst.name.clone())).unwrap_or_default())
+    })?;
+    // Source, line and function name of the Lua function `level` frames up (1: the caller).
+    t.set(
+        "where",
+        crate::plugins::lua::util::support::raw_function(lua, |lua, level: usize| {
+            Ok(lua
+                .inspect_stack(level, |d| {
+                    let src = d.source().short_src.map(|s| s.into_owned());
+                    let line = d.current_line();
+                    let name = d.names().name.map(|s| s.into_owned());
+                    (src, line, name)
+                })
+                .unwrap_or((None, None, None)))
+        })?,
+    )?;
+    set_fn(
+        lua,
+        &t,
+        "add_serialize_value",
+        |_, (path, value, mode): (Vec<String>, Value, String)| {
+            let json = super::util::lua_to_json(&value).map_err(mlua::Error::runtime)?;
+            cur(|c, _, _| {
+                c.state.serialize_values.push(crate::plugins::SerializeValue {
+                    path,
+                    value: json,
+                    mode: match mode.as_str() {
+                        "add" => crate::plugins::SerializeMode::Add,
+                        "replace" => crate::plugins::SerializeMode::Replace,
+                        _ => crate::plugins::SerializeMode::Set,
+                    },
+                });
+                Ok(())
+            })
+        },
+    )?;
     set_fn(lua, &t, "request_id", |_, ()| {
         cur(|c, _, _| Ok(c.state.request_id()))
     })?;
@@ -278,6 +315,10 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
             super::util::cjson_with_array_mt(lua)?,
             internal(lua)?,
         ))?;
+    lua.load(include_str!("log.lua"))
+        .set_name("=kong.pdk.log")
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .call::<()>((kong.clone(), ngx.clone(), internal(lua)?))?;
 
     // One read-only view of each shared table per VM (plugins cannot change what others see).
     let freezer = super::sandbox::Freezer::new(lua)?;
