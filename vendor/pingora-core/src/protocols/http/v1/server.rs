@@ -450,6 +450,30 @@ impl HttpSession {
                             );
                         }
 
+                        // RFC 9112 section 3.2.2: with an absolute-form target, the target's
+                        // authority is the request's host and a received Host is replaced
+                        // (nginx does the same), so routing and the upstream agree on it.
+                        let mut request_header = request_header;
+                        let target_host = match crate::protocols::http::authority::raw_target_authority(
+                            request_header.raw_path(),
+                        ) {
+                            crate::protocols::http::authority::RawTargetAuthority::Absolute {
+                                scheme,
+                                authority,
+                                ..
+                            } if crate::protocols::http::authority::is_http_family_scheme(scheme)
+                                && !authority.is_empty()
+                                && !authority.contains(&b'@') =>
+                            {
+                                http::HeaderValue::from_bytes(authority).ok()
+                            }
+                            _ => None,
+                        };
+                        if let Some(host) = target_host {
+                            request_header.remove_header(&http::header::HOST);
+                            request_header.insert_header(http::header::HOST, host)?;
+                        }
+
                         self.buf = buf;
                         self.preread_body = Some(preread_body);
                         self.request_header = Some(request_header);
@@ -3039,22 +3063,15 @@ mod tests_stream {
     }
 
     #[tokio::test]
-    async fn read_absolute_form_request_target_rejects_host_mismatch() {
+    async fn read_absolute_form_request_target_replaces_host() {
         init_log();
-        // The fixture above has to keep `Host` and the request-target authority
-        // consistent to get past ingress validation. Pin the rejection it relies on, so
-        // that agreement stays a deliberate property of the fixture rather than an
-        // assumption that could silently stop holding.
+        // RFC 9112 section 3.2.2: the target's authority replaces a differing Host.
         let input = b"GET http://pingora.org:8080/a?q=b HTTP/1.1\r\nHost: pingora.org\r\n\r\n";
         let mock_io = Builder::new().read(&input[..]).build();
         let mut http_stream = HttpSession::new(Box::new(mock_io));
-        let err = http_stream.read_request().await.unwrap_err();
-        assert_eq!(&InvalidHTTPHeader, err.etype());
-        // InvalidHTTPHeader covers every authority rejection, so pin the reason as well.
-        assert!(
-            format!("{err}").contains("Host header differs from request-target authority"),
-            "rejected for the wrong reason: {err}"
-        );
+        http_stream.read_request().await.unwrap();
+        let host = http_stream.req_header().headers.get(http::header::HOST);
+        assert_eq!(Some(&b"pingora.org:8080"[..]), host.map(|h| h.as_bytes()));
     }
 
     #[tokio::test]
