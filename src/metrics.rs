@@ -170,3 +170,55 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+/// Process-wide connection and request counts, the figures of nginx's stub_status
+/// (`kong.nginx.get_statistics`).
+pub mod connections {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+    static HANDLED: AtomicU64 = AtomicU64::new(0);
+    static ACTIVE: AtomicU64 = AtomicU64::new(0);
+    static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+    static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+    /// A connection was accepted; `handled` when it is served (not refused by a cap).
+    pub fn accepted(handled: bool) {
+        ACCEPTED.fetch_add(1, Ordering::Relaxed);
+        if handled {
+            HANDLED.fetch_add(1, Ordering::Relaxed);
+            ACTIVE.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A handled connection closed.
+    pub fn closed() {
+        ACTIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A request started (`true`) or finished (`false`).
+    pub fn request(started: bool) {
+        if started {
+            REQUESTS.fetch_add(1, Ordering::Relaxed);
+            IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        } else {
+            IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `[active, reading, writing, waiting, accepted, handled, total_requests]`, as nginx
+    /// counts them (reading: 0, a request header is read before it counts here).
+    pub fn snapshot() -> [u64; 7] {
+        let active = ACTIVE.load(Ordering::Relaxed);
+        let writing = IN_FLIGHT.load(Ordering::Relaxed);
+        [
+            active,
+            0,
+            writing,
+            active.saturating_sub(writing),
+            ACCEPTED.load(Ordering::Relaxed),
+            HANDLED.load(Ordering::Relaxed),
+            REQUESTS.load(Ordering::Relaxed),
+        ]
+    }
+}

@@ -184,6 +184,9 @@ pub struct RequestState {
     pub response_body: Option<bytes::BytesMut>,
     /// Edits of the log serializer's output (`kong.log.set_serialize_value`), in order.
     pub serialize_values: Vec<SerializeValue>,
+    /// A body_filter plugin ended the body (`ngx.arg[2] = true`, `set_raw_body`): later chunks
+    /// are dropped without running body_filter.
+    pub body_ended: bool,
     /// The buffered body is whole (the eof chunk was added to it).
     pub response_body_complete: bool,
     /// Per-request values of native plugins, kept between phases (Kong's `kong.ctx.plugin`).
@@ -307,6 +310,7 @@ impl RequestState {
             lua_tables: false,
             lua_auth: false,
             response_body_complete: false,
+            body_ended: false,
             serialize_values: Vec::new(),
             sent_headers: None,
             generation,

@@ -258,6 +258,7 @@ impl Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
+        crate::metrics::connections::closed();
         OPEN.with(|open| open.set(open.get().saturating_sub(1)));
     }
 }
@@ -269,7 +270,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionCap<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let Some(_counted) = Counted::enter(self.max) else {
+        let counted = Counted::enter(self.max);
+        crate::metrics::connections::accepted(counted.is_some());
+        let Some(_counted) = counted else {
             tracing::warn!(
                 max = self.max,
                 "connection refused: the worker has reached its connection cap"

@@ -81,6 +81,7 @@ pub struct InflightGuard(Arc<AtomicUsize>);
 impl InflightGuard {
     fn new(counter: &Arc<AtomicUsize>) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::connections::request(true);
         InflightGuard(counter.clone())
     }
 }
@@ -88,6 +89,7 @@ impl InflightGuard {
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        crate::metrics::connections::request(false);
     }
 }
 

@@ -230,6 +230,10 @@ impl Gateway {
         body: &mut Option<Bytes>,
         eof: bool,
     ) -> bool {
+        if ctx.state.body_ended {
+            *body = None;
+            return true;
+        }
         if eof && body.as_ref().is_some_and(|b| !b.is_empty()) {
             if !self.run_body_filter(session, ctx, body, false) {
                 return false;

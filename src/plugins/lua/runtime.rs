@@ -87,6 +87,14 @@ thread_local! {
 /// Memory use of every worker VM (each worker updates its own entry after a call).
 static VM_MEMORY: Mutex<Vec<Arc<AtomicUsize>>> = Mutex::new(Vec::new());
 
+/// Memory used by each worker VM.
+pub fn vm_memory() -> Vec<usize> {
+    VM_MEMORY
+        .lock()
+        .map(|all| all.iter().map(|m| m.load(Ordering::Relaxed)).collect())
+        .unwrap_or_default()
+}
+
 /// Memory used by all worker VMs together.
 pub fn total_memory() -> usize {
     VM_MEMORY

@@ -276,7 +276,48 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     kong.set("ip", ip)?;
     let nginx = lua.create_table()?;
     set_fn(lua, &nginx, "get_subsystem", |_, ()| Ok("http"))?;
+    set_fn(lua, &nginx, "get_statistics", |lua, ()| {
+        let [active, reading, writing, waiting, accepted, handled, total] =
+            crate::metrics::connections::snapshot();
+        let t = lua.create_table()?;
+        t.set("connections_active", active)?;
+        t.set("connections_reading", reading)?;
+        t.set("connections_writing", writing)?;
+        t.set("connections_waiting", waiting)?;
+        t.set("connections_accepted", accepted)?;
+        t.set("connections_handled", handled)?;
+        t.set("total_requests", total)?;
+        Ok(t)
+    })?;
     kong.set("nginx", nginx)?;
+
+    // kong.node.get_memory_stats: each worker's Lua VM (no shared dicts exist here).
+    let node: Table = kong.get("node")?;
+    set_fn(
+        lua,
+        &node,
+        "get_memory_stats",
+        |lua, (unit, scale): (Option<String>, Value)| {
+            let convert = |n: usize| {
+                crate::plugins::lua::util::bytes_to_str(lua, n as f64, unit.clone(), scale.clone())
+            };
+            convert(0)?;
+            let workers = lua.create_table()?;
+            for used in crate::plugins::lua::runtime::vm_memory() {
+                let w = lua.create_table()?;
+                w.set("pid", std::process::id())?;
+                match unit.as_deref() {
+                    None | Some("b") | Some("B") => w.set("http_allocated_gc", used)?,
+                    _ => w.set("http_allocated_gc", convert(used)?)?,
+                }
+                workers.raw_push(w)?;
+            }
+            let t = lua.create_table()?;
+            t.set("workers_lua_vms", workers)?;
+            t.set("lua_shared_dicts", lua.create_table()?)?;
+            Ok(t)
+        },
+    )?;
     let configuration = lua.create_table()?;
     configuration.set("database", "off")?;
     configuration.set("role", "traditional")?;

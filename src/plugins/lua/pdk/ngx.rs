@@ -206,6 +206,10 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
                         Value::String(s) => Some(Bytes::copy_from_slice(&s.as_bytes())),
                         other => Some(Bytes::from(header_value(&other)?)),
                     };
+                } else if k == 2 && v.as_boolean() == Some(true) {
+                    // The body ends here: what the upstream sends after it is dropped, and
+                    // body_filter is not called again (lua-nginx-module's last buffer).
+                    c.state.body_ended = true;
                 }
                 Ok(())
             })

@@ -152,8 +152,9 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     })?;
     set_fn(lua, &t, "get_query_arg", |lua, name: String| {
         cur(|c, _, _| {
+            // Kong looks the name up in `get_query()`: among the first 100 arguments.
             let q = c.query().unwrap_or("");
-            for (k, v) in query_pairs(q) {
+            for (k, v) in query_pairs(q).into_iter().take(super::max_entries(None)) {
                 if k == name {
                     return Ok(match v {
                         Some(v) => Value::String(lua.create_string(&v)?),
@@ -179,7 +180,9 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         cur(|c, _, _| headers_table(lua, &c.req.headers, max))
     })?;
     set_fn(lua, &t, "get_raw_body", |lua, ()| {
-        cur(|c, _, _| match &c.state.body {
+        // A body a plugin set (`set_raw_body`, `ngx.req.set_body_data`) is the request's body
+        // from then on, as in nginx.
+        cur(|c, _, _| match c.state.upstream.body.as_ref().or(c.state.body.as_ref()) {
             Some(b) => Ok((Value::String(lua.create_string(b)?), Value::Nil)),
             // Kong returns nil for a body nginx buffered to disk; here: a body over 64 KiB or of
             // unknown length, which streams to the upstream unread.

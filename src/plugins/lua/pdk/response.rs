@@ -292,8 +292,16 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
                     "kong.response.set_raw_body can only be called in body_filter",
                 ));
             };
-            **chunk = Some(Bytes::copy_from_slice(&body.as_bytes()));
+            // As Kong: the body ends with this chunk; an empty one is sent as "\n" (nginx
+            // would treat an empty last buffer as no body change).
+            let body = body.as_bytes();
+            **chunk = Some(if body.is_empty() {
+                Bytes::from_static(b"\n")
+            } else {
+                Bytes::copy_from_slice(&body)
+            });
             c.state.response_body = None;
+            c.state.body_ended = true;
             Ok(())
         })
     })?;

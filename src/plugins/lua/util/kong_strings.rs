@@ -296,7 +296,8 @@ fn pl_split(s: &[u8], delim: Option<&[u8]>, n: Option<usize>) -> Vec<Vec<u8>> {
     parts
 }
 
-fn bytes_to_str(
+/// `kong.tools.string.bytes_to_str(bytes, unit, scale)` with Kong's argument errors.
+pub(crate) fn bytes_to_str(
     _: &Lua,
     (bytes, unit, scale): (f64, Option<String>, Value),
 ) -> mlua::Result<String> {

@@ -84,6 +84,11 @@ pub fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
     json_conv::json_to_lua(lua, v)
 }
 
+/// `kong.tools.string.bytes_to_str`.
+pub fn bytes_to_str(lua: &Lua, bytes: f64, unit: Option<String>, scale: Value) -> mlua::Result<String> {
+    kong_strings::bytes_to_str(lua, (bytes, unit, scale))
+}
+
 /// `ngx.encode_args` of a table (for `ngx.req.set_uri_args`).
 pub fn encode_args(t: &Table) -> mlua::Result<Vec<u8>> {
     encode::encode_args(t)
