@@ -1,0 +1,344 @@
+//! Kong's PDK behaviours that Kong's own PDK tests (t/01-pdk) and real plugins rely on, checked
+//! here end to end (issue #12): argument errors as Kong's strings, getters' caps, the error
+//! page negotiation, request bodies, the loader's rules, body_filter's end of body, kong.log
+//! facilities and serializer edits, absolute-form request targets, per-request timeouts.
+
+mod common;
+
+use common::{empty_schema, render, Proxy, Upstream};
+use sluice::plugins::lua::embed;
+
+/// A plugin whose access phase answers 200 with what `code` returns (as a string).
+fn answering(code: &str) -> String {
+    format!(
+        "local P = {{ PRIORITY = 1, VERSION = \"0.1\" }}\nfunction P:access(conf)\n  local result = (function() {code} end)()\n  return kong.response.exit(200, tostring(result))\nend\nreturn P\n"
+    )
+}
+
+/// (name, Lua code returning the answer, expected body)
+const CASES: &[(&str, &str, &str)] = &[
+    (
+        "header-name-number",
+        "local ok, err = pcall(kong.service.request.set_header, 127001, 'x') return err",
+        "invalid header name \"127001\": got number, expected string",
+    ),
+    (
+        "header-value-function",
+        "local ok, err = pcall(kong.response.set_header, 'foo', print) return err",
+        "invalid header value for \"foo\": got function, expected array of string, string, number or boolean",
+    ),
+    (
+        "scheme-invalid",
+        "local ok, err = pcall(kong.service.request.set_scheme, 'HTTP') return err",
+        "invalid scheme: HTTP",
+    ),
+    (
+        "method-invalid",
+        "local ok, err = pcall(kong.service.request.set_method, 'get') return err",
+        "invalid method: get",
+    ),
+    (
+        "max-args",
+        "local ok, err = pcall(kong.request.get_query, 0) return err",
+        "max_args must be >= 1",
+    ),
+    (
+        "retries-range",
+        "local ok, err = pcall(kong.service.set_retries, 32768) return err",
+        "retries must be an integer between 0 and 32767: given 32768",
+    ),
+    (
+        "error-string-concat",
+        "local ok, err = pcall(kong.response.exit, '200') return 'error: ' .. err",
+        "error: code must be a number",
+    ),
+    (
+        "error-position",
+        "local ok, err = pcall(function() kong.request.get_header(1) end) return err",
+        "error-position/handler.lua:3: header name must be a string",
+    ),
+    (
+        "json-not-object",
+        "local body, err = kong.request.get_body('application/json') return tostring(body) .. ' ' .. err",
+        "nil invalid json body",
+    ),
+    (
+        "unsupported-body",
+        "local body, err = kong.request.get_body('text/foo') return err",
+        "unsupported content type 'text/foo'",
+    ),
+    (
+        "query-cap",
+        "local args, err = kong.request.get_query() local n = 0 for _ in pairs(args) do n = n + 1 end return n .. ' ' .. tostring(err)",
+        "100 truncated",
+    ),
+    (
+        "query-set-visible",
+        "kong.service.request.set_query({ b = '2', a = 'x y' }) return kong.request.get_raw_query() .. ' ' .. kong.request.get_query_arg('a')",
+        "a=x%20y&b=2 x y",
+    ),
+    (
+        "clear-query-arg",
+        "kong.service.request.set_raw_query('a=1&b=2&a=3') kong.service.request.clear_query_arg('a') return kong.request.get_raw_query()",
+        "b=2",
+    ),
+    (
+        "authenticate-any-table",
+        "kong.client.authenticate({ id = 'external', username = 'from-idp' }, { id = 'cred' }) return kong.client.get_consumer().username .. ' ' .. kong.client.get_credential().id",
+        "from-idp cred",
+    ),
+    (
+        "log-facility",
+        "local l = kong.log.new('my_ns', '%namespace says %message') l.notice('hello') return 'ok'",
+        "ok",
+    ),
+    (
+        "log-new-check",
+        "local ok, err = pcall(kong.log.new, '') return err",
+        "namespace cannot be an empty string",
+    ),
+    (
+        "memory-stats-check",
+        "local ok, err = pcall(kong.node.get_memory_stats, 'V') return err",
+        "invalid unit 'V' (expected 'k/K', 'm/M', or 'g/G')",
+    ),
+    (
+        "statistics",
+        "local s = kong.nginx.get_statistics() return tostring(s.connections_active >= 1 and s.total_requests >= 1)",
+        "true",
+    ),
+];
+
+#[tokio::test]
+async fn pdk_functions_check_arguments_and_answer_as_kong_does() {
+    let up = Upstream::start().await;
+    let mut cfg = String::from("_format_version: \"3.0\"\ncustom_plugins:\n");
+    let mut routes = String::new();
+    for (name, code, _) in CASES {
+        cfg.push_str(&embed::render(name, &answering(code), &empty_schema(name), false));
+        routes.push_str(&format!(
+            "      - {{name: {name}, paths: [/{name}], plugins: [{{name: {name}}}]}}\n"
+        ));
+    }
+    cfg.push_str(&render(
+        "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n",
+        &[&up],
+    ));
+    cfg.push_str(&routes);
+    let proxy = Proxy::start(&cfg).await;
+
+    let many: String = (1..=150).map(|i| format!("a{i}=1&")).collect();
+    for (name, _, expected) in CASES {
+        let target = if *name == "query-cap" {
+            format!("/{name}?{many}")
+        } else {
+            format!("/{name}")
+        };
+        let r = proxy
+            .request_body(
+                "POST",
+                &target,
+                &[("content-type", "application/json")],
+                bytes::Bytes::from_static(b"\"a string\""),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        assert_eq!(r.text(), *expected, "{name}");
+    }
+    let log = proxy.stderr();
+    assert!(log.contains("my_ns says hello"), "{log}");
+}
+
+#[tokio::test]
+async fn error_pages_follow_accept_and_carry_the_request_id() {
+    let up = Upstream::start().await;
+    let name = "err-page";
+    let handler = "local P = { PRIORITY = 1, VERSION = \"1\" }\nfunction P:access()\n  return kong.response.error(502)\nend\nreturn P\n";
+    let grpc = "grpc-exit";
+    let grpc_handler = "local P = { PRIORITY = 1, VERSION = \"1\" }\nfunction P:access()\n  return kong.response.exit(403, 'denied', { ['Content-Type'] = 'application/grpc' })\nend\nreturn P\n";
+    let cfg = format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n{}{}{}",
+        embed::render(name, handler, &empty_schema(name), false),
+        embed::render(grpc, grpc_handler, &empty_schema(grpc), false),
+        render(
+            "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: e, paths: [/e], plugins: [{name: err-page}]}\n      - {name: g, paths: [/g], plugins: [{name: grpc-exit}]}\n",
+            &[&up],
+        )
+    );
+    let proxy = Proxy::start(&cfg).await;
+
+    let json = proxy.get("/e", &[]).await;
+    assert_eq!(json.status, 502);
+    let body = json.json();
+    assert_eq!(
+        body["message"],
+        "An invalid response was received from the upstream server"
+    );
+    let id = body["request_id"].as_str().expect("request_id");
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    let other = proxy.get("/e", &[]).await.json();
+    assert_ne!(other["request_id"], body["request_id"]);
+
+    let html = proxy
+        .get("/e", &[("accept", "text/plain;q=0.2, text/html;q=0.9")])
+        .await;
+    assert_eq!(
+        html.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(html.text().contains("<h1>Error</h1>"), "{}", html.text());
+    let xml = proxy.get("/e", &[("accept", "application/xml")]).await;
+    assert!(xml.text().contains("<requestid>"), "{}", xml.text());
+
+    let g = proxy.get("/g", &[]).await;
+    assert_eq!(g.status, 403);
+    assert_eq!(g.header("grpc-status"), Some("7"));
+    assert_eq!(g.header("grpc-message"), Some("PermissionDenied"));
+    assert_eq!(g.text(), "denied");
+    assert!(up.seen().is_empty(), "no request reached the upstream");
+}
+
+#[tokio::test]
+async fn handlers_get_conf_without_nulls_and_init_worker_runs_once_per_vm() {
+    let up = Upstream::start().await;
+    let name = "conf-shape";
+    let handler = "local inits = 0\nlocal P = { PRIORITY = 1, VERSION = \"0.1\" }\nfunction P:init_worker()\n  inits = inits + 1\nend\nfunction P:access(conf)\n  return kong.response.exit(200, tostring(conf.optional == nil) .. ' ' .. conf.limit .. ' ' .. inits)\nend\nreturn P\n";
+    let schema = "return { name = \"conf-shape\", fields = { { config = { type = \"record\", fields = {\n  { optional = { type = \"string\" } },\n  { limit = { type = \"integer\", default = 5 } },\n} } } } }";
+    let cfg = format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n{}{}",
+        embed::render(name, handler, schema, false),
+        render(
+            "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/], plugins: [{name: conf-shape}]}\n",
+            &[&up],
+        )
+    );
+    let proxy = Proxy::start_with(&cfg, &["--workers", "1"]).await;
+    for _ in 0..3 {
+        let r = proxy.get("/", &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "true 5 1");
+    }
+}
+
+#[tokio::test]
+async fn an_init_worker_that_fails_fails_the_config() {
+    let handler = "local P = { PRIORITY = 1, VERSION = \"1.0\" }\nfunction P:init_worker()\n  ngx.timer.at(0, function() end)\nend\nreturn P\n";
+    let cfg = format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n{}",
+        embed::render("timers", handler, &empty_schema("timers"), false)
+    );
+    let (ok, out) = common::check_file(&cfg, "kong.yaml");
+    assert!(!ok, "{out}");
+    assert!(out.contains("init_worker"), "{out}");
+    assert!(out.contains("timers"), "{out}");
+}
+
+#[tokio::test]
+async fn body_filter_sees_the_end_of_the_body_as_its_own_call() {
+    let up = Upstream::start().await;
+    // Kong's example: buffer every chunk, answer them upper-cased at eof.
+    let name = "upper";
+    let handler = "local P = { PRIORITY = 1, VERSION = \"1.0.0\" }\nfunction P:header_filter()\n  kong.response.clear_header('content-length')\n  kong.response.set_header('x-seen', 'yes')\nend\nfunction P:body_filter()\n  local ctx = kong.ctx.plugin\n  ctx.calls = (ctx.calls or 0) + 1\n  ctx.buf = (ctx.buf or '') .. (ngx.arg[1] or '')\n  if ngx.arg[2] then\n    ngx.arg[1] = ctx.buf:upper() .. ' ' .. ngx.header['x-seen'] .. ' ' .. ctx.calls\n  else\n    ngx.arg[1] = nil\n  end\nend\nreturn P\n";
+    let cfg = format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n{}{}",
+        embed::render(name, handler, &empty_schema(name), false),
+        render(
+            "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/], plugins: [{name: upper}]}\n",
+            &[&up],
+        )
+    );
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/abc", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    // The whole echo upper-cased, the header set in header_filter, and the eof call apart
+    // from the data.
+    assert!(text.contains("\"/ABC\""), "{text}");
+    let calls: u32 = text.rsplit(' ').next().unwrap().parse().expect(&text);
+    assert!(text.contains(" yes ") && calls >= 2, "{text}");
+}
+
+#[tokio::test]
+async fn serialize_values_reach_file_log() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let name = "tagger";
+    let handler = "local P = { PRIORITY = 2000, VERSION = \"1.0.0\" }\nfunction P:access()\n  kong.log.set_serialize_value('custom.team', 'payments')\n  kong.log.set_serialize_value('request.headers.x-secret', nil)\n  kong.log.set_serialize_value('route.name', 'ignored', { mode = 'add' })\nend\nreturn P\n";
+    let cfg = format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n{}{}",
+        embed::render(name, handler, &empty_schema(name), false),
+        render(
+            &format!("services:\n  - name: s\n    url: http://{{upstream}}\n    routes:\n      - {{name: r, paths: [/], plugins: [{{name: tagger}}, {{name: file-log, config: {{path: {}}}}}]}}\n", path.display()),
+            &[&up],
+        )
+    );
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/", &[("x-secret", "s3cr3t")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The line is written after the response went out: bounded wait for a whole line.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut line = String::new();
+    while std::time::Instant::now() < deadline {
+        line = std::fs::read_to_string(&path).unwrap_or_default();
+        if line.ends_with('\n') {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let entry: serde_json::Value = serde_json::from_str(line.trim()).expect(&line);
+    assert_eq!(entry["custom"]["team"], "payments");
+    assert!(entry["request"]["headers"].get("x-secret").is_none(), "{entry}");
+    assert_eq!(entry["route"]["name"], "r");
+}
+
+#[tokio::test]
+async fn absolute_form_targets_take_their_host_from_the_request_line() {
+    let up = Upstream::start().await;
+    let cfg = render(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: other, hosts: [other.test], paths: [/], preserve_host: true}\n",
+        &[&up],
+    );
+    let proxy = Proxy::start(&cfg).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET http://OTHER.test/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let seen = up.last();
+    assert_eq!(seen.uri, "/x");
+    assert_eq!(seen.header("host"), Some("OTHER.test"));
+}
+
+#[tokio::test]
+async fn set_timeouts_bounds_the_upstream_wait_of_one_request() {
+    let up = Upstream::start().await;
+    let name = "hurry";
+    let handler = "local P = { PRIORITY = 1, VERSION = \"1.0.0\" }\nfunction P:access()\n  kong.service.set_timeouts(1000, 1000, 100)\n  kong.service.set_retries(0)\nend\nreturn P\n";
+    let cfg = format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n{}{}",
+        embed::render(name, handler, &empty_schema(name), false),
+        render(
+            "services:\n  - name: s\n    url: http://{upstream}\n    read_timeout: 60000\n    routes:\n      - {name: h, paths: [/h], plugins: [{name: hurry}]}\n      - {name: slow, paths: [/slow]}\n",
+            &[&up],
+        )
+    );
+    let proxy = Proxy::start(&cfg).await;
+    let started = std::time::Instant::now();
+    let r = proxy.get("/h/delay/3000", &[]).await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // Other requests keep the service's own timeout.
+    let r = proxy.get("/slow/delay/300", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
