@@ -115,7 +115,12 @@ async fn pdk_functions_check_arguments_and_answer_as_kong_does() {
     let mut cfg = String::from("_format_version: \"3.0\"\ncustom_plugins:\n");
     let mut routes = String::new();
     for (name, code, _) in CASES {
-        cfg.push_str(&embed::render(name, &answering(code), &empty_schema(name), false));
+        cfg.push_str(&embed::render(
+            name,
+            &answering(code),
+            &empty_schema(name),
+            false,
+        ));
         routes.push_str(&format!(
             "      - {{name: {name}, paths: [/{name}], plugins: [{{name: {name}}}]}}\n"
         ));
@@ -291,7 +296,10 @@ async fn serialize_values_reach_file_log() {
     }
     let entry: serde_json::Value = serde_json::from_str(line.trim()).expect(&line);
     assert_eq!(entry["custom"]["team"], "payments");
-    assert!(entry["request"]["headers"].get("x-secret").is_none(), "{entry}");
+    assert!(
+        entry["request"]["headers"].get("x-secret").is_none(),
+        "{entry}"
+    );
     assert_eq!(entry["route"]["name"], "r");
 }
 
@@ -305,9 +313,11 @@ async fn absolute_form_targets_take_their_host_from_the_request_line() {
     let proxy = Proxy::start(&cfg).await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    s.write_all(b"GET http://OTHER.test/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        b"GET http://OTHER.test/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
         .await

@@ -231,15 +231,17 @@ fn internal(lua: &Lua) -> mlua::Result<Table> {
         |_, (path, value, mode): (Vec<String>, Value, String)| {
             let json = super::util::lua_to_json(&value).map_err(mlua::Error::runtime)?;
             cur(|c, _, _| {
-                c.state.serialize_values.push(crate::plugins::SerializeValue {
-                    path,
-                    value: json,
-                    mode: match mode.as_str() {
-                        "add" => crate::plugins::SerializeMode::Add,
-                        "replace" => crate::plugins::SerializeMode::Replace,
-                        _ => crate::plugins::SerializeMode::Set,
-                    },
-                });
+                c.state
+                    .serialize_values
+                    .push(crate::plugins::SerializeValue {
+                        path,
+                        value: json,
+                        mode: match mode.as_str() {
+                            "add" => crate::plugins::SerializeMode::Add,
+                            "replace" => crate::plugins::SerializeMode::Replace,
+                            _ => crate::plugins::SerializeMode::Set,
+                        },
+                    });
                 Ok(())
             })
         },

@@ -182,7 +182,8 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     set_fn(lua, &t, "get_raw_body", |lua, ()| {
         // A body a plugin set (`set_raw_body`, `ngx.req.set_body_data`) is the request's body
         // from then on, as in nginx.
-        cur(|c, _, _| match c.state.upstream.body.as_ref().or(c.state.body.as_ref()) {
+        cur(|c, _, _| {
+            match c.state.upstream.body.as_ref().or(c.state.body.as_ref()) {
             Some(b) => Ok((Value::String(lua.create_string(b)?), Value::Nil)),
             // Kong returns nil for a body nginx buffered to disk; here: a body over 64 KiB or of
             // unknown length, which streams to the upstream unread.
@@ -192,6 +193,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
                     "request body did not fit into client body buffer, consider raising 'client_body_buffer_size'",
                 )?),
             )),
+        }
         })
     })?;
     set_fn(lua, &t, "get_start_time", |_, ()| {

@@ -107,18 +107,13 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
             Ok(())
         })
     })?;
-    set_fn(
-        lua,
-        &service,
-        "set_timeouts",
-        |_, ms: (u64, u64, u64)| {
-            cur(|c, _, _| {
-                let d = std::time::Duration::from_millis;
-                c.state.upstream.timeouts = Some([d(ms.0), d(ms.1), d(ms.2)]);
-                Ok(())
-            })
-        },
-    )?;
+    set_fn(lua, &service, "set_timeouts", |_, ms: (u64, u64, u64)| {
+        cur(|c, _, _| {
+            let d = std::time::Duration::from_millis;
+            c.state.upstream.timeouts = Some([d(ms.0), d(ms.1), d(ms.2)]);
+            Ok(())
+        })
+    })?;
     set_fn(lua, &service, "set_tls_verify", |_, on: bool| {
         cur(|c, _, _| {
             c.state.upstream.tls_verify = Some(on);

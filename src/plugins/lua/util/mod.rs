@@ -85,7 +85,12 @@ pub fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
 }
 
 /// `kong.tools.string.bytes_to_str`.
-pub fn bytes_to_str(lua: &Lua, bytes: f64, unit: Option<String>, scale: Value) -> mlua::Result<String> {
+pub fn bytes_to_str(
+    lua: &Lua,
+    bytes: f64,
+    unit: Option<String>,
+    scale: Value,
+) -> mlua::Result<String> {
     kong_strings::bytes_to_str(lua, (bytes, unit, scale))
 }
 
