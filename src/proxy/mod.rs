@@ -399,14 +399,11 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         balance::connect_failed(ctx, &e);
-        let retries = ctx.state.upstream.retries.map_or_else(
-            || {
-                ctx.state
-                    .service
-                    .map_or(0, |s| ctx.snap.services[s].retries)
-            },
-            |r| r,
-        );
+        let retries = ctx.state.upstream.retries.unwrap_or_else(|| {
+            ctx.state
+                .service
+                .map_or(0, |s| ctx.snap.services[s].retries)
+        });
         if ctx.tries < retries {
             ctx.tries += 1;
             tracing::debug!(peer = %peer, try_ = ctx.tries, error = %e, "retrying upstream connection");

@@ -121,10 +121,9 @@ pub(super) fn pending_header(c: &PhaseCtx<'_>, name: &str) -> Option<String> {
     let mut value = None;
     for op in &c.state.response_headers {
         match op {
-            HeaderOp::Set(n, v) | HeaderOp::Add(n, v) if n.eq_ignore_ascii_case(name) => {
-                if value.is_none() || matches!(op, HeaderOp::Set(..)) {
-                    value = Some(v.clone());
-                }
+            HeaderOp::Set(n, v) if n.eq_ignore_ascii_case(name) => value = Some(v.clone()),
+            HeaderOp::Add(n, v) if n.eq_ignore_ascii_case(name) && value.is_none() => {
+                value = Some(v.clone());
             }
             HeaderOp::Clear(n) if n.eq_ignore_ascii_case(name) => value = None,
             _ => {}
