@@ -103,6 +103,23 @@ const CASES: &[(&str, &str, &str)] = &[
         "invalid unit 'V' (expected 'k/K', 'm/M', or 'g/G')",
     ),
     (
+        "modules",
+        "local lru = require('resty.lrucache').new(2) lru:set('a', 1) lru:set('b', 2) lru:get('a') lru:set('c', 3) \
+         local sha = require('resty.sha256'):new() sha:update('abc') \
+         local gz = require('kong.tools.gzip') \
+         return tostring(lru:get('b')) .. lru:get('a') .. lru:count() .. ' ' \
+           .. table.concat(require('ngx.re').split('a,b,,c', ','), '|') .. ' ' \
+           .. require('resty.string').to_hex(sha:final()):sub(1, 8) .. ' ' \
+           .. gz.inflate_gzip(gz.deflate_gzip('zipped')) .. ' ' \
+           .. require('kong.constants').HEADERS.CONSUMER_ID .. ' ' .. ngx.get_phase()",
+        "nil12 a|b||c ba7816bf zipped X-Consumer-ID access",
+    ),
+    (
+        "require-error",
+        "local ok, err = pcall(require, 'resty.nope') return err:match('^(module .-: plugins may only require) ') .. tostring(err:find('resty.lrucache', 1, true) ~= nil)",
+        "module 'resty.nope' not found: plugins may only requiretrue",
+    ),
+    (
         "statistics",
         "local s = kong.nginx.get_statistics() return tostring(s.connections_active >= 1 and s.total_requests >= 1)",
         "true",
@@ -351,4 +368,30 @@ async fn set_timeouts_bounds_the_upstream_wait_of_one_request() {
     // Other requests keep the service's own timeout.
     let r = proxy.get("/slow/delay/300", &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn ngx_var_sets_what_kongs_template_lets_plugins_set() {
+    let up = Upstream::start().await;
+    let name = "vars";
+    let handler = "local P = { PRIORITY = 1, VERSION = \"1.0.0\" }\nfunction P:access()\n  ngx.var.upstream_uri = '/rewritten/path?x=1'\n  ngx.var.upstream_host = 'backend.internal'\n  ngx.var.upstream_x_forwarded_prefix = '/public'\n  kong.service.request.set_header('x-read-back', ngx.var.upstream_uri .. ' ' .. ngx.var.upstream_host)\nend\nreturn P\n";
+    let cfg = format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n{}{}",
+        embed::render(name, handler, &empty_schema(name), false),
+        render(
+            "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/], plugins: [{name: vars}]}\n",
+            &[&up],
+        )
+    );
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/original?y=2", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.uri, "/rewritten/path?x=1");
+    assert_eq!(seen.header("host"), Some("backend.internal"));
+    assert_eq!(seen.header("x-forwarded-prefix"), Some("/public"));
+    assert_eq!(
+        seen.header("x-read-back"),
+        Some("/rewritten/path?x=1 backend.internal")
+    );
 }

@@ -104,6 +104,9 @@ pub struct UpstreamChanges {
     pub body: Option<Bytes>,
     /// `kong.service.request.set_header("Host", ...)`: the Host header sent upstream.
     pub host: Option<String>,
+    /// `ngx.var.upstream_x_forwarded_{host,port,proto,path,prefix} = v`: the X-Forwarded-*
+    /// values sent upstream, in that order (None keeps Kong's own).
+    pub forwarded: [Option<String>; 5],
     /// `kong.service.set_retries`: replaces the service's `retries`.
     pub retries: Option<u16>,
     /// `kong.service.set_timeouts`: connect, write and read timeouts.

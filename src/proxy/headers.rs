@@ -90,6 +90,19 @@ pub fn upstream(
             upstream.remove_header("x-forwarded-prefix");
         }
     }
+    // A plugin's `ngx.var.upstream_x_forwarded_* = v` (Kong's template variables).
+    const FORWARDED: [&str; 5] = [
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-proto",
+        "x-forwarded-path",
+        "x-forwarded-prefix",
+    ];
+    for (name, value) in FORWARDED.iter().zip(&changes.forwarded) {
+        if let Some(v) = value {
+            upstream.insert_header(*name, v.as_str())?;
+        }
+    }
     Ok(())
 }
 

@@ -276,7 +276,7 @@ pub(super) fn load_handler(
 /// once per VM that loads the handler (no request is in progress; timers do not exist).
 pub(super) fn init_worker(handler: &Table) -> mlua::Result<()> {
     if let Value::Function(f) = handler.get::<Value>("init_worker")? {
-        f.call::<()>(handler.clone())?;
+        pdk::as_init_worker(|| f.call::<()>(handler.clone()))?;
     }
     Ok(())
 }

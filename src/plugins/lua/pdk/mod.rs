@@ -112,6 +112,35 @@ fn cur<R>(
 }
 
 thread_local! {
+    /// A handler's `init_worker` is running on this thread (for `ngx.get_phase`).
+    static IN_INIT_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` as Kong's `init_worker` phase (what `ngx.get_phase()` answers).
+pub fn as_init_worker<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            IN_INIT_WORKER.with(|b| b.set(self.0));
+        }
+    }
+    let _reset = Reset(IN_INIT_WORKER.with(|b| b.replace(true)));
+    f()
+}
+
+/// `ngx.get_phase()`: the phase of the call in progress; `init_worker` while a handler's
+/// init_worker runs, `init` while plugin code loads.
+fn phase_name() -> &'static str {
+    CURRENT.with(|c| match c.borrow().as_ref() {
+        // SAFETY: as in `cur`: the pointee lives while the call is in progress; only a field
+        // is read.
+        Some(current) => unsafe { (*current.ctx).phase.as_str() },
+        None if IN_INIT_WORKER.with(|b| b.get()) => "init_worker",
+        None => "init",
+    })
+}
+
+thread_local! {
     /// A PDK function holds the request (`cur` is running).
     static IN_CUR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -302,7 +331,8 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
     client::install(lua, &kong)?;
     let ngx = super::util::ngx_base(lua)?;
     ngx::install(lua, &ngx)?;
-    let all_modules = super::util::modules(lua)?;
+    set_fn(lua, &ngx, "get_phase", |_, ()| Ok(phase_name()))?;
+    let all_modules = super::util::modules(lua, &ngx)?;
     let cjson = all_modules
         .iter()
         .find(|(n, _)| *n == "cjson")
@@ -338,20 +368,25 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
         .set_mode(mlua::chunk::ChunkMode::Text)
         .call(())?;
     copies.set("kong.db.schema.typedefs", freezer.copier(lua, typedefs)?)?;
-    let require: Function = crate::plugins::lua::util::support::raw_function(
-        lua,
-        move |_, name: String| {
+    let mut allowed: Vec<String> = modules
+        .pairs::<String, Value>()
+        .filter_map(|p| p.ok().map(|(k, _)| k))
+        .chain(["kong.db.schema.typedefs".to_string()])
+        .collect();
+    allowed.sort();
+    let allowed = allowed.join(", ");
+    let require: Function =
+        crate::plugins::lua::util::support::function(lua, move |_, name: String| {
             if let Value::Function(copy) = copies.raw_get::<Value>(name.as_str())? {
                 return copy.call::<Value>(());
             }
             match modules.raw_get::<Value>(name.as_str())? {
                 Value::Nil => Err(mlua::Error::runtime(format!(
-                    "module '{name}' not found: plugins may only require cjson, cjson.safe, kong.meta, kong.tools.uuid, kong.tools.utils, resty.string and kong.db.schema.typedefs"
+                    "module '{name}' not found: plugins may only require {allowed}"
                 ))),
                 v => Ok(v),
             }
-        },
-    )?;
+        })?;
     Ok(vec![
         ("kong", Value::Table(kong)),
         ("ngx", Value::Table(ngx)),

@@ -8,6 +8,66 @@ use super::request::{host_of, query_pairs, query_table};
 use super::{cur, header_key, header_value, headers_table, set_fn};
 use crate::plugins::{Exit, HeaderOp, PhaseCtx};
 
+/// Kong's template variables for the X-Forwarded-* headers sent upstream (writable).
+const FORWARDED_VARS: [&str; 5] = [
+    "upstream_x_forwarded_host",
+    "upstream_x_forwarded_port",
+    "upstream_x_forwarded_proto",
+    "upstream_x_forwarded_path",
+    "upstream_x_forwarded_prefix",
+];
+
+/// `ngx.var.<name> = value` for the variables Kong's nginx template lets plugins set.
+fn set_var(c: &mut PhaseCtx<'_>, name: &str, value: Value) -> mlua::Result<()> {
+    let text = match &value {
+        Value::Nil => None,
+        Value::String(s) => Some(s.to_str()?.to_string()),
+        Value::Integer(i) => Some(i.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "bad variable value: string, number or nil expected, got {}",
+                other.type_name()
+            )))
+        }
+    };
+    let up = &mut c.state.upstream;
+    match name {
+        "upstream_uri" => {
+            let uri = text.unwrap_or_default();
+            let (path, query) = match uri.split_once('?') {
+                Some((p, q)) => (p.to_string(), q.to_string()),
+                None => (uri, String::new()),
+            };
+            if !path.starts_with('/') {
+                return Err(mlua::Error::runtime(
+                    "upstream_uri must start with /".to_string(),
+                ));
+            }
+            up.path = Some(path);
+            up.query = Some(query);
+        }
+        "upstream_host" => up.host = text,
+        "upstream_scheme" => match text.as_deref() {
+            Some("http") | Some("https") | None => up.scheme = text,
+            Some(other) => {
+                return Err(mlua::Error::runtime(format!(
+                    "upstream_scheme must be http or https, got {other:?}"
+                )))
+            }
+        },
+        _ => match FORWARDED_VARS.iter().position(|v| *v == name) {
+            Some(i) => up.forwarded[i] = text,
+            None => {
+                return Err(mlua::Error::runtime(format!(
+                    "variable \"{name}\" not changeable"
+                )))
+            }
+        },
+    }
+    Ok(())
+}
+
 /// `ngx.var.<name>` for the common variables.
 fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
     let s = |v: String| -> mlua::Result<Value> { Ok(Value::String(lua.create_string(v)?)) };
@@ -62,6 +122,33 @@ fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
             "{:.3}",
             c.state.started.elapsed().map_or(0.0, |d| d.as_secs_f64())
         )),
+        "upstream_uri" => match (&c.state.upstream.path, &c.state.log.upstream_uri) {
+            (Some(p), _) => s(match &c.state.upstream.query {
+                Some(q) if !q.is_empty() => format!("{p}?{q}"),
+                _ => p.clone(),
+            }),
+            (None, Some(u)) => s(u.clone()),
+            (None, None) => s(String::new()),
+        },
+        "upstream_host" => s(c.state.upstream.host.clone().unwrap_or_default()),
+        "upstream_scheme" => s(c.state.upstream.scheme.clone().unwrap_or_default()),
+        "http2" => s(if c.req.version == http::Version::HTTP_2 {
+            "h2".into()
+        } else {
+            String::new()
+        }),
+        "https" => s(if c.state.scheme == "https" {
+            "on".into()
+        } else {
+            String::new()
+        }),
+        "ssl_server_name" => c.state.sni.clone().map_or(Ok(Value::Nil), s),
+        "request_length" => c
+            .req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .map_or(Ok(Value::Nil), |v| s(v.to_string())),
         "content_type" => header(lua, &c.req.headers, "content-type"),
         "content_length" => header(lua, &c.req.headers, "content-length"),
         _ => {
@@ -75,6 +162,8 @@ fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
                     Some(h2) => header(lua, h2, &header_key(h)),
                     None => Ok(Value::Nil),
                 }
+            } else if let Some(i) = FORWARDED_VARS.iter().position(|v| *v == name) {
+                s(c.state.upstream.forwarded[i].clone().unwrap_or_default())
             } else if let Some(arg) = name.strip_prefix("arg_") {
                 let q = c.query().unwrap_or("");
                 match query_pairs(q).into_iter().find(|(k, _)| k == arg) {
@@ -125,10 +214,8 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
         lua,
         &mt,
         "__newindex",
-        |_, (_t, k, _v): (Table, String, Value)| -> mlua::Result<()> {
-            Err(mlua::Error::runtime(format!(
-                "variable \"{k}\" not changeable"
-            )))
+        |_, (_t, k, v): (Table, String, Value)| -> mlua::Result<()> {
+            cur(|c, _, _| set_var(c, &k, v))
         },
     )?;
     var_t.set_metatable(Some(mt))?;

@@ -13,6 +13,7 @@
 
 mod cjson;
 mod cjson_module;
+mod digest;
 mod encode;
 mod json_conv;
 mod json_decode;
@@ -39,8 +40,22 @@ use mlua::{Lua, Table, Value};
 /// `cjson`, `cjson.safe`, `resty.string`, `kong.meta`, `kong.tools.uuid`, `kong.tools.utils`,
 /// and the Kong 3.10 modules `kong.tools.utils` re-exports: `kong.tools.table`,
 /// `kong.tools.string`, `kong.tools.rand`.
-pub fn modules(lua: &Lua) -> mlua::Result<Vec<(&'static str, Table)>> {
-    Ok(vec![
+///
+/// Also `resty.md5`/`sha1`/`sha224`/`sha256`/`sha384`/`sha512`, `kong.tools.gzip`, and from
+/// libs.lua `resty.lrucache`, `ngx.re` and `kong.constants` (built over `ngx`, the VM's base
+/// `ngx` table).
+pub fn modules(lua: &Lua, ngx: &Table) -> mlua::Result<Vec<(&'static str, Table)>> {
+    let lua_libs: Table = lua
+        .load(include_str!("libs.lua"))
+        .set_name("=sluice.libs")
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .call(ngx.clone())?;
+    let utils = kong_tools::tools_utils(lua)?;
+    let gzip = digest::gzip(lua)?;
+    for name in ["deflate_gzip", "inflate_gzip"] {
+        utils.raw_set(name, gzip.raw_get::<Value>(name)?)?;
+    }
+    let mut all = vec![
         ("cjson", cjson_module::module(lua, false)?),
         ("cjson.safe", cjson_module::module(lua, true)?),
         ("resty.string", kong::resty_string(lua)?),
@@ -49,8 +64,14 @@ pub fn modules(lua: &Lua) -> mlua::Result<Vec<(&'static str, Table)>> {
         ("kong.tools.table", kong_tools::tools_table(lua)?),
         ("kong.tools.string", kong_strings::tools_string(lua)?),
         ("kong.tools.rand", kong_strings::tools_rand(lua)?),
-        ("kong.tools.utils", kong_tools::tools_utils(lua)?),
-    ])
+        ("kong.tools.utils", utils),
+        ("kong.tools.gzip", gzip),
+    ];
+    all.extend(digest::modules(lua)?);
+    for name in ["resty.lrucache", "ngx.re", "kong.constants"] {
+        all.push((name, lua_libs.raw_get(name)?));
+    }
+    Ok(all)
 }
 
 /// A fresh `ngx` table with the request-independent parts of OpenResty's API:

@@ -6,11 +6,12 @@ use mlua::{Lua, Table, Value};
 pub(super) fn env() -> Lua {
     let lua = Lua::new();
     let g = lua.globals();
-    g.set("ngx", super::ngx_base(&lua).unwrap()).unwrap();
+    let ngx = super::ngx_base(&lua).unwrap();
+    g.set("ngx", ngx.clone()).unwrap();
     g.set("kong", super::kong_base(&lua, "node-1").unwrap())
         .unwrap();
     let mods = lua.create_table().unwrap();
-    for (name, t) in super::modules(&lua).unwrap() {
+    for (name, t) in super::modules(&lua, &ngx).unwrap() {
         mods.set(name, t).unwrap();
     }
     let require = crate::plugins::lua::util::support::raw_function(&lua, move |_, name: String| {
