@@ -120,6 +120,16 @@ const CASES: &[(&str, &str, &str)] = &[
         "module 'resty.nope' not found: plugins may only requiretrue",
     ),
     (
+        "buffering-refused",
+        "local ok, err = pcall(kong.service.request.enable_buffering) return tostring(ok) .. ' ' .. tostring(err:find('not supported', 1, true) ~= nil)",
+        "false true",
+    ),
+    (
+        "service-body",
+        "local ok, err = pcall(kong.service.response.get_raw_body) return err",
+        "service body is only available with buffered proxying (see: kong.service.request.enable_buffering function)",
+    ),
+    (
         "statistics",
         "local s = kong.nginx.get_statistics() return tostring(s.connections_active >= 1 and s.total_requests >= 1)",
         "true",

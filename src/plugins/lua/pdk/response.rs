@@ -321,8 +321,18 @@ pub(super) fn service_response(lua: &Lua) -> mlua::Result<Table> {
         })
     })?;
     header_getters(lua, &t)?;
-    set_fn(lua, &t, "get_raw_body", |_, ()| {
-        cur(|_, _, _| Ok(Value::Nil))
-    })?;
+    // Kong's answer without buffered proxying, which is the only mode here.
+    for name in ["get_raw_body", "get_body"] {
+        set_fn(
+            lua,
+            &t,
+            name,
+            |_, _: mlua::MultiValue| -> mlua::Result<()> {
+                Err(crate::plugins::lua::util::support::raise_here(
+                "service body is only available with buffered proxying (see: kong.service.request.enable_buffering function)",
+            ))
+            },
+        )?;
+    }
     Ok(t)
 }

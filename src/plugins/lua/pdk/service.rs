@@ -122,7 +122,12 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     })?;
 
     let req = lua.create_table()?;
-    set_fn(lua, &req, "enable_buffering", |_, ()| Ok(()))?;
+    // Fail closed: a plugin that asks for buffering means to read the service's body later.
+    set_fn(lua, &req, "enable_buffering", |_, ()| -> mlua::Result<()> {
+        Err(crate::plugins::lua::util::support::raise_here(
+            "kong.service.request.enable_buffering is not supported: this gateway does not implement buffered proxying (the response phase) yet",
+        ))
+    })?;
     set_fn(lua, &req, "clear_query_arg", |_, name: String| {
         cur(|c, _, _| {
             let query = match &c.state.upstream.query {
