@@ -405,3 +405,28 @@ async fn ngx_var_sets_what_kongs_template_lets_plugins_set() {
         Some("/rewritten/path?x=1 backend.internal")
     );
 }
+
+#[tokio::test]
+async fn nothing_after_kong_response_exit_runs_even_under_pcall() {
+    let up = Upstream::start().await;
+    let name = "exit-once";
+    let handler = "local P = { PRIORITY = 1, VERSION = \"1.0.0\" }\nfunction P:access()\n  pcall(kong.response.exit, 403, 'first')\n  kong.service.request.set_header('x-after-exit', 'ran')\n  return kong.response.exit(200, 'second')\nend\nreturn P\n";
+    let cfg = format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n{}{}",
+        embed::render(name, handler, &empty_schema(name), false),
+        render(
+            "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/], plugins: [{name: exit-once}]}\n",
+            &[&up],
+        )
+    );
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/", &[]).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.text(), "first");
+    assert!(up.seen().is_empty());
+    assert!(
+        !proxy.stderr().contains("plugin failed"),
+        "{}",
+        proxy.stderr()
+    );
+}

@@ -264,6 +264,37 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
     header_t.set_metatable(Some(mt))?;
     ngx.set("header", header_t)?;
 
+    // ngx.resp.get_headers(max?, raw?): the response headers as they stand (100 by default,
+    // "truncated" when there were more); ngx.resp.add_header(name, value).
+    let resp_t = lua.create_table()?;
+    set_fn(
+        lua,
+        &resp_t,
+        "get_headers",
+        |lua, (max, _raw): (Option<usize>, Option<bool>)| {
+            cur(|c, _, _| match c.response_headers() {
+                Some(h) => super::headers_table(lua, h, max),
+                None => Ok((lua.create_table()?, None)),
+            })
+        },
+    )?;
+    set_fn(
+        lua,
+        &resp_t,
+        "add_header",
+        |_, (name, value): (String, Value)| {
+            cur(|c, _, _| {
+                let op = HeaderOp::Add(header_key(&name).into_owned(), header_value(&value)?);
+                match c.resp.as_deref_mut() {
+                    Some(r) => op.apply(r),
+                    None => c.state.response_headers.push(op),
+                }
+                Ok(())
+            })
+        },
+    )?;
+    ngx.set("resp", resp_t)?;
+
     // ngx.arg[1] (the chunk) and ngx.arg[2] (eof) in body_filter.
     let arg_t = lua.create_table()?;
     let mt = lua.create_table()?;

@@ -103,6 +103,7 @@ fn exit(
         }
     }
     c.state.exit = Some(out);
+    super::super::sandbox::stop_handler();
     // Stops the handler (the caller sees the recorded exit and answers with it).
     Err(mlua::Error::runtime("kong.response.exit"))
 }

@@ -1,16 +1,21 @@
 -- Guards installed over the base library of every plugin VM (see sandbox/mod.rs).
 --
 -- pcall, xpcall and coroutine.resume re-raise once the call's CPU budget is spent, so plugin
--- code cannot catch the overrun and go on. LuaJIT C functions that call back into Lua
+-- code cannot catch the overrun and go on; they also re-raise the error that ends a handler
+-- after kong.response.exit (Kong yields the handler away: nothing after the exit runs). LuaJIT C functions that call back into Lua
 -- (string.format through __tostring, table.sort through its comparator, coroutine.resume)
 -- check the native stack first; string.rep and table.sort check the budget as well. A sort of
 -- a large table without a comparator gets a Lua one, so the instruction hook sees its work.
-local pcall, xpcall, resume, format, sort, rep, expired, overrun, check = ...
-local type = type
+local pcall, xpcall, resume, format, sort, rep, expired, overrun, check, stopped = ...
+local type, error = type, error
 
 local function after(ok, ...)
-  if not ok and expired() then
-    overrun()
+  if not ok then
+    if expired() then
+      overrun()
+    elseif stopped() then
+      error((...), 0)
+    end
   end
   return ok, ...
 end

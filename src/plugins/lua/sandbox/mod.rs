@@ -60,7 +60,26 @@ pub fn limits() -> Limits {
 
 /// Runs `f` (a call into plugin code) with the CPU budget armed for this thread.
 pub fn with_budget<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STOPPED.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(STOPPED.with(|s| s.replace(false)));
     budget::with_budget(limits().cpu_budget, f)
+}
+
+thread_local! {
+    /// The handler of the call in progress has answered (`kong.response.exit`).
+    static STOPPED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Ends the handler of the call in progress as Kong's `kong.response.exit` does (Kong yields
+/// the handler's coroutine): the error that unwinds it is re-raised by `pcall`, `xpcall` and
+/// `coroutine.resume`, so the plugin's code after the exit does not run.
+pub fn stop_handler() {
+    STOPPED.with(|s| s.set(true));
 }
 
 /// For Rust code working over plugin data (recursions, long loops): fails when the native
@@ -175,6 +194,7 @@ fn install_guards(lua: &Lua, globals: &Table) -> mlua::Result<()> {
                 budget::overrun().unwrap_or(budget::Exceeded::Cpu(limits().cpu_budget)),
             ))
         })?;
+    let stopped = support::function(lua, |_, ()| Ok(STOPPED.with(|s| s.get())))?;
     let check = support::function(lua, |_, ()| {
         stack::check()?;
         budget::check().map_err(|e| support::raise(e.to_string()))
@@ -193,6 +213,7 @@ fn install_guards(lua: &Lua, globals: &Table) -> mlua::Result<()> {
             expired,
             overrun,
             check,
+            stopped,
         ))?;
     globals.set("pcall", guards.get::<Function>("pcall")?)?;
     globals.set("xpcall", guards.get::<Function>("xpcall")?)?;
