@@ -337,20 +337,34 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
         .iter()
         .find(|(n, _)| *n == "cjson")
         .map(|(_, m)| m.clone());
-    lua.load(include_str!("surface.lua"))
-        .set_name("=kong.pdk")
-        .set_mode(mlua::chunk::ChunkMode::Text)
-        .call::<()>((
-            kong.clone(),
-            ngx.clone(),
-            cjson,
-            super::util::cjson_with_array_mt(lua)?,
-            internal(lua)?,
-        ))?;
-    lua.load(include_str!("log.lua"))
-        .set_name("=kong.pdk.log")
-        .set_mode(mlua::chunk::ChunkMode::Text)
-        .call::<()>((kong.clone(), ngx.clone(), internal(lua)?))?;
+    // The Lua layer: Kong's argument checks and Lua-level logic over the Rust functions.
+    let chunk = |source: &str, name: &str| {
+        lua.load(source)
+            .set_name(name)
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .into_function()
+    };
+    let checks: Table = chunk(include_str!("checks.lua"), "=kong.pdk.checks")?.call(())?;
+    let internal = internal(lua)?;
+    chunk(include_str!("surface.lua"), "=kong.pdk")?.call::<()>((
+        kong.clone(),
+        ngx.clone(),
+        cjson.clone(),
+        super::util::cjson_with_array_mt(lua)?,
+        internal.clone(),
+        checks.clone(),
+    ))?;
+    chunk(include_str!("response.lua"), "=kong.pdk.response")?.call::<()>((
+        kong.clone(),
+        cjson,
+        internal.clone(),
+        checks,
+    ))?;
+    chunk(include_str!("log.lua"), "=kong.pdk.log")?.call::<()>((
+        kong.clone(),
+        ngx.clone(),
+        internal,
+    ))?;
 
     // One read-only view of each shared table per VM (plugins cannot change what others see).
     let freezer = super::sandbox::Freezer::new(lua)?;
