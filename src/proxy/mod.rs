@@ -141,42 +141,6 @@ static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 const MAX_PLUGIN_BODY: usize = 64 * 1024;
 
 impl Gateway {
-    /// Writes a response produced by the gateway or a plugin, with header_filter applied.
-    async fn exit(&self, session: &mut Session, ctx: &mut Ctx, exit: &Exit) -> Result<bool> {
-        ctx.state.status = exit.status;
-        ctx.state.source = "exit";
-        let ms = ctx.elapsed_ms();
-        let mut resp = respond::exit_header(exit, ms)?;
-        resp.insert_header("via", VIA)?;
-        if !self.run_header_filter(session, ctx, &mut resp) {
-            let failed = Exit::message(500, messages::UNEXPECTED);
-            ctx.state.status = 500;
-            write_exit(session, &failed, ms, |resp| {
-                let _ = resp.insert_header("via", VIA);
-            })
-            .await?;
-            return Ok(true);
-        }
-        // The whole body is at hand: body_filter runs before the header leaves, so the length
-        // it produces is the one announced (nginx runs it even on an empty body).
-        let head = session.req_header().method == http::Method::HEAD;
-        let mut body = Some(exit.body.clone());
-        if Self::has_body_filter(ctx) && !head {
-            self.run_body_filter(session, ctx, &mut body, true);
-            let len = body.as_ref().map_or(0, |b| b.len());
-            resp.remove_header(&http::header::TRANSFER_ENCODING);
-            resp.insert_header(http::header::CONTENT_LENGTH, len)?;
-        }
-        let head_only = head || body.as_ref().is_none_or(|b| b.is_empty());
-        session
-            .write_response_header(Box::new(resp), head_only)
-            .await?;
-        if !head_only {
-            session.write_response_body(body, true).await?;
-        }
-        Ok(true)
-    }
-
     /// Reads a small request body for plugins that may ask for it (Kong's get_raw_body).
     async fn read_body_for_plugins(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         let len = session

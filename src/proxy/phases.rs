@@ -10,7 +10,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-use super::respond::messages;
+use super::respond::{self, messages, write_exit, VIA};
 use super::{Ctx, Gateway};
 use crate::plugins::chain::Link;
 use crate::plugins::{Exit, Flow, Phase, PhaseCtx};
@@ -176,6 +176,47 @@ impl Gateway {
         }
     }
 
+    /// Writes a response produced by the gateway or a plugin, with header_filter applied.
+    pub(super) async fn exit(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        exit: &Exit,
+    ) -> pingora::Result<bool> {
+        ctx.state.status = exit.status;
+        ctx.state.source = "exit";
+        let ms = ctx.elapsed_ms();
+        let mut resp = respond::exit_header(exit, ms)?;
+        resp.insert_header("via", VIA)?;
+        if !self.run_header_filter(session, ctx, &mut resp) {
+            let failed = Exit::message(500, messages::UNEXPECTED);
+            ctx.state.status = 500;
+            write_exit(session, &failed, ms, |resp| {
+                let _ = resp.insert_header("via", VIA);
+            })
+            .await?;
+            return Ok(true);
+        }
+        // The whole body is at hand: body_filter runs before the header leaves, so the length
+        // it produces is the one announced (nginx runs it even on an empty body).
+        let head = session.req_header().method == http::Method::HEAD;
+        let mut body = Some(exit.body.clone());
+        if Self::has_body_filter(ctx) && !head {
+            self.run_body_filter(session, ctx, &mut body, true);
+            let len = body.as_ref().map_or(0, |b| b.len());
+            resp.remove_header(&http::header::TRANSFER_ENCODING);
+            resp.insert_header(http::header::CONTENT_LENGTH, len)?;
+        }
+        let head_only = head || body.as_ref().is_none_or(|b| b.is_empty());
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
+        if !head_only {
+            session.write_response_body(body, true).await?;
+        }
+        Ok(true)
+    }
+
     /// Runs header_filter for the instances that took part in the request. A failure turns the
     /// response into a 500 (headers are not sent yet).
     pub(super) fn run_header_filter(
@@ -199,21 +240,20 @@ impl Gateway {
 
     /// Whether an instance of the request runs in body_filter or log.
     fn has_late_phase(ctx: &Ctx) -> bool {
-        ctx.ran.iter().any(|&i| {
-            ctx.snap.instances[i].as_ref().is_some_and(|inst| {
-                inst.phases()
-                    .iter()
-                    .any(|p| matches!(p, Phase::BodyFilter | Phase::Log))
-            })
-        })
+        Self::runs_in(ctx, &[Phase::BodyFilter, Phase::Log])
     }
 
     /// Whether any instance of the request has a body_filter phase.
     pub(super) fn has_body_filter(ctx: &Ctx) -> bool {
+        Self::runs_in(ctx, &[Phase::BodyFilter])
+    }
+
+    /// Whether an instance that took part in the request implements one of `phases`.
+    fn runs_in(ctx: &Ctx, phases: &[Phase]) -> bool {
         ctx.ran.iter().any(|&i| {
             ctx.snap.instances[i]
                 .as_ref()
-                .is_some_and(|inst| inst.phases().contains(&Phase::BodyFilter))
+                .is_some_and(|inst| inst.phases().iter().any(|p| phases.contains(p)))
         })
     }
 

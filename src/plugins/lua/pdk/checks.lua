@@ -66,6 +66,20 @@ local function normalize(value)
   return tostring(value)
 end
 
+-- Writes a header whose value may be an array, through a PDK's Rust setters: `replace` clears
+-- the header first (set_header), otherwise the values are added (add_header).
+local function put_header(name, value, replace, set, add, clear)
+  if type(value) ~= "table" then
+    return (replace and set or add)(name, normalize(value))
+  end
+  if replace then
+    clear(name)
+  end
+  for _, v in ipairs(normalize(value)) do
+    add(name, v)
+  end
+end
+
 local function is_transfer_encoding(name)
   local l = lower(name)
   return l == "transfer-encoding" or l == "transfer_encoding"
@@ -89,6 +103,7 @@ return {
   validate_header = validate_header,
   validate_headers = validate_headers,
   normalize = normalize,
+  put_header = put_header,
   is_transfer_encoding = is_transfer_encoding,
   check_max = check_max,
 }

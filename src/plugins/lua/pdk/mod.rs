@@ -167,6 +167,21 @@ fn header_key(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Adds `v` under `key` as Kong's getters shape repeated names: the first value alone, then an
+/// array of all of them.
+fn push_value(lua: &Lua, t: &Table, key: &str, v: Value) -> mlua::Result<()> {
+    match t.raw_get::<Value>(key)? {
+        Value::Nil => t.raw_set(key, v),
+        Value::Table(list) => list.raw_push(v),
+        first => {
+            let list = lua.create_table()?;
+            list.raw_push(first)?;
+            list.raw_push(v)?;
+            t.raw_set(key, list)
+        }
+    }
+}
+
 /// How many headers or query arguments a getter returns when not told (nginx's default,
 /// which Kong keeps); `Some(0)` means all of them.
 pub(super) fn max_entries(max: Option<usize>) -> usize {
@@ -193,17 +208,8 @@ fn headers_table(
             truncated = Some("truncated");
             break;
         }
-        let v = lua.create_string(value.as_bytes())?;
-        match t.raw_get::<Value>(name.as_str())? {
-            Value::Nil => t.raw_set(name.as_str(), v)?,
-            Value::Table(list) => list.raw_push(v)?,
-            first => {
-                let list = lua.create_table()?;
-                list.raw_push(first)?;
-                list.raw_push(v)?;
-                t.raw_set(name.as_str(), list)?;
-            }
-        }
+        let v = Value::String(lua.create_string(value.as_bytes())?);
+        push_value(lua, &t, name.as_str(), v)?;
     }
     let mt = lua.create_table()?;
     mt.set(
@@ -301,16 +307,7 @@ fn internal(lua: &Lua) -> mlua::Result<Table> {
             for (name, value) in fields {
                 room.take(name.len() + value.len())?;
                 let v = Value::String(lua.create_string(&value)?);
-                match out.raw_get::<Value>(name.as_str())? {
-                    Value::Nil => out.raw_set(name, v)?,
-                    Value::Table(list) => list.raw_push(v)?,
-                    first => {
-                        let list = lua.create_table()?;
-                        list.raw_push(first)?;
-                        list.raw_push(v)?;
-                        out.raw_set(name, list)?;
-                    }
-                }
+                push_value(lua, &out, &name, v)?;
             }
             Ok(Value::Table(out))
         },

@@ -252,10 +252,7 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
                     v => vec![HeaderOp::Set(name, header_value(&v)?)],
                 };
                 for op in ops {
-                    match c.resp.as_deref_mut() {
-                        Some(r) => op.apply(r),
-                        None => c.state.response_headers.push(op),
-                    }
+                    super::response::header_op(c, op);
                 }
                 Ok(())
             })
@@ -285,10 +282,7 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
         |_, (name, value): (String, Value)| {
             cur(|c, _, _| {
                 let op = HeaderOp::Add(header_key(&name).into_owned(), header_value(&value)?);
-                match c.resp.as_deref_mut() {
-                    Some(r) => op.apply(r),
-                    None => c.state.response_headers.push(op),
-                }
+                super::response::header_op(c, op);
                 Ok(())
             })
         },

@@ -60,16 +60,7 @@ pub(super) fn query_table(
             Some(v) => Value::String(lua.create_string(&v)?),
             None => Value::Boolean(true),
         };
-        match t.raw_get::<Value>(k.as_str())? {
-            Value::Nil => t.raw_set(k, v)?,
-            Value::Table(list) => list.raw_push(v)?,
-            first => {
-                let list = lua.create_table()?;
-                list.raw_push(first)?;
-                list.raw_push(v)?;
-                t.raw_set(k, list)?;
-            }
-        }
+        super::push_value(lua, &t, &k, v)?;
     }
     Ok((t, truncated))
 }

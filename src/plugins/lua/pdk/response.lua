@@ -9,6 +9,7 @@ local type, tostring, tonumber, pairs, error, pcall = type, tostring, tonumber, 
 local fmt, find, lower, match, concat = string.format, string.find, string.lower, string.match, table.concat
 local validate_header, validate_headers = checks.validate_header, checks.validate_headers
 local normalize, is_transfer_encoding, check_max = checks.normalize, checks.is_transfer_encoding, checks.check_max
+local put_header = checks.put_header
 
 local request, response = kong.request, kong.response
 
@@ -168,25 +169,12 @@ do
       warn("manually setting Transfer-Encoding. Ignored.")
       return
     end
-    if type(value) == "table" then
-      clear_header(name)
-      for _, v in ipairs(normalize(value)) do
-        add_header(name, v)
-      end
-      return
-    end
-    return set_header(name, normalize(value))
+    return put_header(name, value, true, set_header, add_header, clear_header)
   end
 
   function response.add_header(name, value)
     validate_header(name, value)
-    if type(value) == "table" then
-      for _, v in ipairs(normalize(value)) do
-        add_header(name, v)
-      end
-      return
-    end
-    return add_header(name, normalize(value))
+    return put_header(name, value, false, set_header, add_header, clear_header)
   end
 
   function response.clear_header(name)

@@ -8,7 +8,7 @@ use super::{cur, header_key, header_value, headers_table, set_fn};
 use crate::plugins::{Exit, HeaderOp, Phase, PhaseCtx};
 
 /// Applies or records a response header change, depending on whether the response exists.
-fn header_op(c: &mut PhaseCtx<'_>, op: HeaderOp) {
+pub(super) fn header_op(c: &mut PhaseCtx<'_>, op: HeaderOp) {
     match c.resp.as_deref_mut() {
         Some(resp) => op.apply(resp),
         None => c.state.response_headers.push(op),

@@ -18,7 +18,7 @@ local request = kong.request
 local service, srequest = kong.service, kong.service.request
 
 local is_integer, validate_header, validate_headers = checks.is_integer, checks.validate_header, checks.validate_headers
-local normalize, is_transfer_encoding, check_max = checks.normalize, checks.is_transfer_encoding, checks.check_max
+local normalize, check_max, put_header = checks.normalize, checks.check_max, checks.put_header
 
 
 -- kong.request ----------------------------------------------------------------------------------
@@ -191,25 +191,12 @@ do
     if lower(name) == ":authority" then
       return nil, "cannot set :authority pseudo-header on non-grpc requests"
     end
-    if type(value) == "table" then
-      clear_header(name)
-      for _, v in ipairs(normalize(value)) do
-        add_header(name, v)
-      end
-      return
-    end
-    return set_header(name, normalize(value))
+    return put_header(name, value, true, set_header, add_header, clear_header)
   end
 
   function srequest.add_header(name, value)
     validate_header(name, value)
-    if type(value) == "table" then
-      for _, v in ipairs(value) do
-        add_header(name, normalize(v))
-      end
-      return
-    end
-    return add_header(name, normalize(value))
+    return put_header(name, value, false, set_header, add_header, clear_header)
   end
 
   function srequest.clear_header(name)
