@@ -15,6 +15,18 @@ fn answering(code: &str) -> String {
     )
 }
 
+/// A config with the streamed plugin `name` on the only route, `/`, of a service on `up`.
+fn one_plugin(name: &str, handler: &str, schema: &str, up: &Upstream) -> String {
+    format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n{}{}",
+        embed::render(name, handler, schema, false),
+        render(
+            &format!("services:\n  - name: s\n    url: http://{{upstream}}\n    routes:\n      - {{name: r, paths: [/], plugins: [{{name: {name}}}]}}\n"),
+            &[up],
+        )
+    )
+}
+
 /// (name, Lua code returning the answer, expected body)
 const CASES: &[(&str, &str, &str)] = &[
     (
@@ -239,14 +251,7 @@ async fn handlers_get_conf_without_nulls_and_init_worker_runs_once_per_vm() {
     let name = "conf-shape";
     let handler = "local inits = 0\nlocal P = { PRIORITY = 1, VERSION = \"0.1\" }\nfunction P:init_worker()\n  inits = inits + 1\nend\nfunction P:access(conf)\n  return kong.response.exit(200, tostring(conf.optional == nil) .. ' ' .. conf.limit .. ' ' .. inits)\nend\nreturn P\n";
     let schema = "return { name = \"conf-shape\", fields = { { config = { type = \"record\", fields = {\n  { optional = { type = \"string\" } },\n  { limit = { type = \"integer\", default = 5 } },\n} } } } }";
-    let cfg = format!(
-        "_format_version: \"3.0\"\ncustom_plugins:\n{}{}",
-        embed::render(name, handler, schema, false),
-        render(
-            "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/], plugins: [{name: conf-shape}]}\n",
-            &[&up],
-        )
-    );
+    let cfg = one_plugin(name, handler, schema, &up);
     let proxy = Proxy::start_with(&cfg, &["--workers", "1"]).await;
     for _ in 0..3 {
         let r = proxy.get("/", &[]).await;
@@ -274,14 +279,7 @@ async fn body_filter_sees_the_end_of_the_body_as_its_own_call() {
     // Kong's example: buffer every chunk, answer them upper-cased at eof.
     let name = "upper";
     let handler = "local P = { PRIORITY = 1, VERSION = \"1.0.0\" }\nfunction P:header_filter()\n  kong.response.clear_header('content-length')\n  kong.response.set_header('x-seen', 'yes')\nend\nfunction P:body_filter()\n  local ctx = kong.ctx.plugin\n  ctx.calls = (ctx.calls or 0) + 1\n  ctx.buf = (ctx.buf or '') .. (ngx.arg[1] or '')\n  if ngx.arg[2] then\n    ngx.arg[1] = ctx.buf:upper() .. ' ' .. ngx.header['x-seen'] .. ' ' .. ctx.calls\n  else\n    ngx.arg[1] = nil\n  end\nend\nreturn P\n";
-    let cfg = format!(
-        "_format_version: \"3.0\"\ncustom_plugins:\n{}{}",
-        embed::render(name, handler, &empty_schema(name), false),
-        render(
-            "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/], plugins: [{name: upper}]}\n",
-            &[&up],
-        )
-    );
+    let cfg = one_plugin(name, handler, &empty_schema(name), &up);
     let proxy = Proxy::start(&cfg).await;
     let r = proxy.get("/abc", &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -385,14 +383,7 @@ async fn ngx_var_sets_what_kongs_template_lets_plugins_set() {
     let up = Upstream::start().await;
     let name = "vars";
     let handler = "local P = { PRIORITY = 1, VERSION = \"1.0.0\" }\nfunction P:access()\n  ngx.var.upstream_uri = '/rewritten/path?x=1'\n  ngx.var.upstream_host = 'backend.internal'\n  ngx.var.upstream_x_forwarded_prefix = '/public'\n  kong.service.request.set_header('x-read-back', ngx.var.upstream_uri .. ' ' .. ngx.var.upstream_host)\nend\nreturn P\n";
-    let cfg = format!(
-        "_format_version: \"3.0\"\ncustom_plugins:\n{}{}",
-        embed::render(name, handler, &empty_schema(name), false),
-        render(
-            "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/], plugins: [{name: vars}]}\n",
-            &[&up],
-        )
-    );
+    let cfg = one_plugin(name, handler, &empty_schema(name), &up);
     let proxy = Proxy::start(&cfg).await;
     let r = proxy.get("/original?y=2", &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -411,14 +402,7 @@ async fn nothing_after_kong_response_exit_runs_even_under_pcall() {
     let up = Upstream::start().await;
     let name = "exit-once";
     let handler = "local P = { PRIORITY = 1, VERSION = \"1.0.0\" }\nfunction P:access()\n  pcall(kong.response.exit, 403, 'first')\n  kong.service.request.set_header('x-after-exit', 'ran')\n  return kong.response.exit(200, 'second')\nend\nreturn P\n";
-    let cfg = format!(
-        "_format_version: \"3.0\"\ncustom_plugins:\n{}{}",
-        embed::render(name, handler, &empty_schema(name), false),
-        render(
-            "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/], plugins: [{name: exit-once}]}\n",
-            &[&up],
-        )
-    );
+    let cfg = one_plugin(name, handler, &empty_schema(name), &up);
     let proxy = Proxy::start(&cfg).await;
     let r = proxy.get("/", &[]).await;
     assert_eq!(r.status, 403, "{}", r.text());
