@@ -91,6 +91,7 @@ mod proxy_common;
 mod proxy_custom;
 mod proxy_h1;
 mod proxy_h2;
+mod proxy_hold;
 mod proxy_purge;
 mod proxy_trait;
 pub mod subrequest;
@@ -614,6 +615,8 @@ pub struct Session {
     upstream_write_pending_time: Duration,
     /// Flag that is set when the shutdown process has begun.
     shutdown_flag: Arc<AtomicBool>,
+    /// The upstream response is held back whole (see [Session::hold_response]).
+    response_hold: Option<proxy_hold::ResponseHold>,
 }
 
 impl Session {
@@ -641,7 +644,21 @@ impl Session {
             downstream_task_seen_upgraded: false,
             upstream_write_pending_time: Duration::ZERO,
             shutdown_flag,
+            response_hold: None,
         }
+    }
+
+    /// Holds the upstream response back until it is complete (at most `limit` body bytes,
+    /// more fails with 502), then hands it to [ProxyHttp::upstream_response_held] before the
+    /// usual response filters run on it. Call before the request is proxied; upgraded
+    /// (101) responses are not held.
+    pub fn hold_response(&mut self, limit: usize) {
+        self.response_hold = Some(proxy_hold::ResponseHold::new(limit));
+    }
+
+    /// Whether the upstream response is being held back ([Session::hold_response]).
+    pub fn holds_response(&self) -> bool {
+        self.response_hold.as_ref().is_some_and(|h| !h.is_done())
     }
 
     /// Create a new [Session] from the given [Stream]

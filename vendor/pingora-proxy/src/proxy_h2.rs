@@ -433,6 +433,11 @@ where
             }
         }
 
+        let tasks = match self.hold_upstream_tasks(session, ctx, tasks).await? {
+            Some(tasks) => tasks,
+            None => return Ok(None),
+        };
+
         /* run filters before sending to downstream */
         let mut filtered_tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
         for mut t in tasks {

@@ -364,6 +364,24 @@ pub trait ProxyHttp {
         Ok(())
     }
 
+    /// Called once with the whole upstream response of a request that asked for it with
+    /// [Session::hold_response], before any other response filter sees it. The header and the
+    /// body may be changed or replaced; the response is then framed by the body's length and
+    /// goes through `upstream_response_filter`, `response_filter` and
+    /// `response_body_filter` (one body call) as usual.
+    async fn upstream_response_held(
+        &self,
+        _session: &mut Session,
+        _header: &mut ResponseHeader,
+        _body: &mut Bytes,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        Ok(())
+    }
+
     /// Modify the response header from the upstream
     ///
     /// The modification is before caching, so any change here will be stored in the cache if enabled.
