@@ -116,6 +116,15 @@ struct Cli {
         default_value_t = 16_384
     )]
     max_connections_per_worker: usize,
+    /// Largest upstream response body, in MiB, read whole for buffered proxying (plugins
+    /// with a `response` phase); a larger one fails that request with 502.
+    #[arg(long, env = "PROXY_MAX_BUFFERED_RESPONSE_MB", default_value_t = 64)]
+    max_buffered_response_mb: usize,
+    /// nginx's client_body_buffer_size (Kong's default 8k): request bodies larger than this
+    /// are, as in Kong, returned by kong.request.get_raw_body() only when the plugin passes a
+    /// max_allowed_file_size.
+    #[arg(long, env = "PROXY_CLIENT_BODY_BUFFER_SIZE", default_value = "8k", value_parser = sluice::proxy::limits::parse_size)]
+    client_body_buffer_size: usize,
     /// Do not log one line per request.
     #[arg(long)]
     no_access_log: bool,
@@ -292,6 +301,8 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
         keepalive_requests: cli.keepalive_requests.max(1),
         header: cli.large_client_header_buffers,
         connections_per_worker: cli.max_connections_per_worker,
+        buffered_response: cli.max_buffered_response_mb << 20,
+        body_buffer: cli.client_body_buffer_size,
     };
     // The errors Pingora writes itself go out in Kong's shape.
     pingora::protocols::http::server::set_error_responder(sluice::proxy::limits::error_response);

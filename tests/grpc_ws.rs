@@ -267,3 +267,16 @@ async fn websocket_echo(cfg: &str) {
         assert_eq!(payload, msg.to_ascii_uppercase().as_bytes());
     }
 }
+
+/// A plugin with a `response` phase would buffer the response; an upgrade turns that off, as
+/// in Kong, and the WebSocket still flows.
+#[tokio::test]
+async fn websocket_upgrade_is_not_buffered_by_a_response_phase_plugin() {
+    let up = ws_upstream().await;
+    let handler = "local P = { PRIORITY = 1, VERSION = \"0.1\" }\nfunction P:response() kong.response.set_header(\"x-buffered\", \"yes\") end\nreturn P\n";
+    let cfg = format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n{}services:\n  - name: ws\n    url: http://{up}\n    routes:\n      - name: chat\n        paths: [/chat]\n        plugins: [{{name: buffers}}]\n",
+        sluice::plugins::lua::embed::render("buffers", handler, &common::empty_schema("buffers"), false)
+    );
+    websocket_echo(&cfg).await;
+}

@@ -132,9 +132,9 @@ const CASES: &[(&str, &str, &str)] = &[
         "module 'resty.nope' not found: plugins may only requiretrue",
     ),
     (
-        "buffering-refused",
-        "local ok, err = pcall(kong.service.request.enable_buffering) return tostring(ok) .. ' ' .. tostring(err:find('not supported', 1, true) ~= nil)",
-        "false true",
+        "disable-tls-balancer-only",
+        "local ok, err = pcall(kong.service.request.disable_tls) return err",
+        "function cannot be called in access phase (only in: balancer, preread)",
     ),
     (
         "service-body",
@@ -413,4 +413,58 @@ async fn nothing_after_kong_response_exit_runs_even_under_pcall() {
         "{}",
         proxy.stderr()
     );
+}
+
+/// Kong's client_body_buffer_size (8k): a larger body is one nginx keeps in a file, and
+/// `get_raw_body()` hands it out only when given a `max_allowed_file_size` (0: any size).
+#[tokio::test]
+async fn request_bodies_over_the_body_buffer_need_a_max_allowed_file_size() {
+    let up = Upstream::start().await;
+    let code = "local max = kong.request.get_header('x-max') \
+        local body, err = kong.request.get_raw_body(max and tonumber(max)) \
+        if kong.request.get_header('x-form') then \
+          local args, ferr = kong.request.get_body('application/x-www-form-urlencoded') \
+          return tostring(args) .. ' ' .. ferr \
+        end \
+        return body and #body or err";
+    let cfg = one_plugin(
+        "body-size",
+        &answering(code),
+        &empty_schema("body-size"),
+        &up,
+    );
+    let big = bytes::Bytes::from(vec![b'a'; 20_000]);
+    let ask = |proxy: &Proxy, headers: Vec<(&'static str, &'static str)>, body: bytes::Bytes| {
+        let addr = proxy.addr;
+        async move { common::send(addr, "POST", "/", &headers, body).await.text() }
+    };
+    let proxy = Proxy::start(&cfg).await;
+    assert_eq!(
+        ask(&proxy, vec![], big.clone()).await,
+        "request body did not fit into client body buffer, consider raising 'client_body_buffer_size'"
+    );
+    assert_eq!(
+        ask(&proxy, vec![("x-max", "19999")], big.clone()).await,
+        "request body file too big: 20000 > 19999"
+    );
+    assert_eq!(
+        ask(&proxy, vec![("x-max", "20000")], big.clone()).await,
+        "20000"
+    );
+    assert_eq!(
+        ask(&proxy, vec![("x-max", "0")], big.clone()).await,
+        "20000"
+    );
+    assert_eq!(
+        ask(&proxy, vec![("x-form", "1")], big.clone()).await,
+        "nil request body did not fit into client body buffer, consider raising 'client_body_buffer_size'"
+    );
+    assert_eq!(
+        ask(&proxy, vec![], bytes::Bytes::from_static(b"small")).await,
+        "5"
+    );
+    drop(proxy);
+
+    let proxy = Proxy::start_with(&cfg, &["--client-body-buffer-size", "32k"]).await;
+    assert_eq!(ask(&proxy, vec![], big).await, "20000");
 }

@@ -64,6 +64,8 @@ pub enum Phase {
     Rewrite,
     /// After routing, before proxying.
     Access,
+    /// On the whole upstream response, before it is sent (Kong's buffered proxying).
+    Response,
     /// On the response header.
     HeaderFilter,
     /// On each response body chunk.
@@ -78,6 +80,7 @@ impl Phase {
         match self {
             Phase::Rewrite => "rewrite",
             Phase::Access => "access",
+            Phase::Response => "response",
             Phase::HeaderFilter => "header_filter",
             Phase::BodyFilter => "body_filter",
             Phase::Log => "log",
@@ -183,6 +186,13 @@ pub struct RequestState {
     pub source: &'static str,
     /// The request body, when it was read for plugins.
     pub body: Option<bytes::Bytes>,
+    /// nginx's `client_body_buffer_size`: a larger body is one nginx would keep in a file.
+    pub body_buffer: usize,
+    /// Buffered proxying was asked for (`kong.service.request.enable_buffering`).
+    pub buffering: bool,
+    /// The upstream's response as received, when it was buffered whole (Kong's buffered
+    /// proxying): `kong.service.response.*` read it.
+    pub service_response: Option<Box<ServiceResponse>>,
     /// Response body buffered by `kong.response.get_raw_body` (body_filter).
     pub response_body: Option<bytes::BytesMut>,
     /// Edits of the log serializer's output (`kong.log.set_serialize_value`), in order.
@@ -207,6 +217,17 @@ pub struct RequestState {
     pub log: LogData,
     /// Metrics the prometheus plugin asked for this request.
     pub metrics: Option<MetricFlags>,
+}
+
+/// An upstream response read whole before it was sent (buffered proxying).
+#[derive(Debug, Clone)]
+pub struct ServiceResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers as received.
+    pub headers: http::HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
 }
 
 /// How `kong.log.set_serialize_value` changes the serializer's output.
@@ -308,7 +329,10 @@ impl RequestState {
             status: 0,
             source: "exit",
             body: None,
+            body_buffer: 8 << 10,
             response_body: None,
+            buffering: false,
+            service_response: None,
             plugin_data: PluginData::default(),
             lua_tables: false,
             lua_auth: false,
@@ -438,6 +462,12 @@ pub trait Instance: Send + Sync {
 
     /// Kong's `access` phase.
     fn access(&self, _ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
+        Ok(Flow::Continue)
+    }
+
+    /// Kong's `response` phase: the whole upstream response is in `ctx.resp` and
+    /// [`RequestState::service_response`]; an exit replaces it.
+    fn response(&self, _ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
         Ok(Flow::Continue)
     }
 

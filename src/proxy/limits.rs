@@ -38,6 +38,13 @@ pub struct ClientLimits {
     /// Open client connections per worker thread; more are closed at once (nginx
     /// `worker_connections`).
     pub connections_per_worker: usize,
+    /// Largest upstream response body read whole for buffered proxying (the `response`
+    /// phase); a larger one fails the request with 502.
+    pub buffered_response: usize,
+    /// nginx's `client_body_buffer_size` (Kong: 8k): a request body larger than this is one
+    /// nginx keeps in a file, which `kong.request.get_raw_body()` answers only when given a
+    /// `max_allowed_file_size`.
+    pub body_buffer: usize,
 }
 
 impl Default for ClientLimits {
@@ -49,6 +56,8 @@ impl Default for ClientLimits {
             keepalive_requests: 10_000,
             header: header_buffers(4, 8 << 10),
             connections_per_worker: 16_384,
+            buffered_response: 64 << 20,
+            body_buffer: 8 << 10,
         }
     }
 }
@@ -81,7 +90,7 @@ pub fn parse_header_buffers(text: &str) -> Result<HeaderLimits, String> {
 }
 
 /// nginx's size syntax: bytes, or a number with `k`/`m`.
-fn parse_size(text: &str) -> Result<usize, String> {
+pub fn parse_size(text: &str) -> Result<usize, String> {
     let lower = text.to_ascii_lowercase();
     let (digits, unit) = match lower.strip_suffix('k') {
         Some(d) => (d, 1 << 10),

@@ -10,6 +10,7 @@
 //! | `logging`                | `log`                                 |
 
 mod balance;
+mod buffered;
 mod headers;
 pub mod limits;
 mod observe;
@@ -109,6 +110,8 @@ pub struct Ctx {
     upstream_latency: Option<Duration>,
     /// body_filter plugins run on this response.
     filter_body: bool,
+    /// The upstream response was held whole and the response phase ran on it.
+    response_held: bool,
     /// The replacement request body was sent.
     body_sent: bool,
     /// Request body bytes streamed upstream so far.
@@ -136,9 +139,10 @@ impl Ctx {
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Largest request body read for plugins (it must also fit Pingora's retry buffer, which
-/// replays it upstream); larger bodies stream through and `get_raw_body` returns nil, as Kong
-/// does for bodies buffered to disk.
-const MAX_PLUGIN_BODY: usize = 64 * 1024;
+/// replays it upstream); larger bodies stream through unread and `get_raw_body` answers nil and
+/// an error. Bodies over `client_body_buffer_size` are read too, but, as in Kong, handed out
+/// only to a `get_raw_body(max_allowed_file_size)` call.
+pub const MAX_PLUGIN_BODY: usize = 64 * 1024;
 
 impl Gateway {
     /// Reads a small request body for plugins that may ask for it (Kong's get_raw_body).
@@ -198,10 +202,12 @@ impl ProxyHttp for Gateway {
         let snap = self.state.load_full();
         let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
         let generation = snap.generation;
+        let mut state = RequestState::new(id, generation);
+        state.body_buffer = self.limits.body_buffer;
         Ctx {
             snap,
             started: Instant::now(),
-            state: RequestState::new(id, generation),
+            state,
             matched: None,
             ran: Vec::new(),
             tries: 0,
@@ -209,6 +215,7 @@ impl ProxyHttp for Gateway {
             proxy_latency: None,
             upstream_latency: None,
             filter_body: false,
+            response_held: false,
             body_sent: false,
             body_streamed: 0,
             balancing: balance::Balancing::default(),
@@ -299,6 +306,7 @@ impl ProxyHttp for Gateway {
             let exit = Exit::message(503, messages::NO_SERVICE);
             return self.exit(session, ctx, &exit).await;
         }
+        self.maybe_hold_response(session, ctx);
         Ok(false)
     }
 
@@ -442,12 +450,26 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // A held response was accounted for (and maybe replaced) in upstream_response_held.
+        if ctx.response_held {
+            return Ok(());
+        }
         if let Some(at) = ctx.upstream_started {
             ctx.upstream_latency = Some(at.elapsed());
         }
         balance::responded(ctx, resp.status.as_u16(), ctx.upstream_latency);
         ctx.state.source = "service";
         Ok(())
+    }
+
+    async fn upstream_response_held(
+        &self,
+        session: &mut Session,
+        header: &mut ResponseHeader,
+        body: &mut bytes::Bytes,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.response_held(session, header, body, ctx)
     }
 
     async fn response_filter(

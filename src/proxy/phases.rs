@@ -18,7 +18,7 @@ use crate::plugins::{Exit, Flow, Phase, PhaseCtx};
 thread_local! {
     /// Histogram handles per plugin name and phase: `with_label_values` hashes and locks on
     /// every call, which would cost more than a trivial plugin.
-    static LATENCY: RefCell<HashMap<String, [Option<Histogram>; 5]>> = RefCell::new(HashMap::new());
+    static LATENCY: RefCell<HashMap<String, [Option<Histogram>; 6]>> = RefCell::new(HashMap::new());
 }
 
 fn phase_slot(phase: Phase) -> usize {
@@ -28,11 +28,12 @@ fn phase_slot(phase: Phase) -> usize {
         Phase::HeaderFilter => 2,
         Phase::BodyFilter => 3,
         Phase::Log => 4,
+        Phase::Response => 5,
     }
 }
 
 impl Gateway {
-    fn observe(&self, plugin: &str, phase: Phase, started: Instant, failed: bool) {
+    pub(super) fn observe(&self, plugin: &str, phase: Phase, started: Instant, failed: bool) {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         LATENCY.with(|cache| {
             let mut cache = cache.borrow_mut();
@@ -249,7 +250,7 @@ impl Gateway {
     }
 
     /// Whether an instance that took part in the request implements one of `phases`.
-    fn runs_in(ctx: &Ctx, phases: &[Phase]) -> bool {
+    pub(super) fn runs_in(ctx: &Ctx, phases: &[Phase]) -> bool {
         ctx.ran.iter().any(|&i| {
             ctx.snap.instances[i]
                 .as_ref()

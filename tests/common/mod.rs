@@ -42,8 +42,9 @@ impl Seen {
 }
 
 /// A loopback HTTP server that records every request and answers 200 with a JSON echo.
-/// `/delay/<ms>` waits before answering (to exercise timeouts); `/status/<code>` answers that code
-/// (both anywhere in the path).
+/// `/delay/<ms>` waits before answering (to exercise timeouts); `/status/<code>` answers that code;
+/// `/bytes/<n>` answers n bytes of `x` as text/plain instead of the echo (all anywhere in the
+/// path).
 pub struct Upstream {
     pub addr: SocketAddr,
     /// The PEM certificate of a TLS upstream (self-signed, CN localhost).
@@ -248,6 +249,13 @@ async fn echo(
     let status = after("/status/")
         .and_then(|s| u16::try_from(s).ok())
         .unwrap_or(200);
+    if let Some(n) = after("/bytes/") {
+        return Response::builder()
+            .status(status)
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(vec![b'x'; n as usize])))
+            .expect("bytes response");
+    }
     let json = serde_json::json!({
         "method": parts.method.as_str(),
         "uri": uri,

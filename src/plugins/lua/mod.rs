@@ -68,6 +68,10 @@ impl Instance for LuaInstance {
         runtime::call(self, ctx)
     }
 
+    fn response(&self, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
+        runtime::call(self, ctx)
+    }
+
     fn header_filter(&self, ctx: &mut PhaseCtx<'_>) -> Result<(), PluginError> {
         runtime::call(self, ctx).map(|_| ())
     }
@@ -96,7 +100,7 @@ const PHASE_METHODS: &[(&str, Option<Phase>)] = &[
     ("header_filter", Some(Phase::HeaderFilter)),
     ("body_filter", Some(Phase::BodyFilter)),
     ("log", Some(Phase::Log)),
-    ("response", None),
+    ("response", Some(Phase::Response)),
     ("init_worker", None),
     ("configure", None),
     ("certificate", None),
@@ -188,8 +192,6 @@ impl Loader {
                 "handler: implements both `response` and `header_filter` or `body_filter` (Kong refuses such a plugin)"
                     .into(),
             );
-        } else if has("response") {
-            errors.push("handler: the buffered `response` phase is not supported yet; use header_filter/body_filter".into());
         }
         if has("init_worker") {
             // Run here too, so that an init_worker that fails (or needs timers) fails the

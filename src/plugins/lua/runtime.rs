@@ -57,7 +57,7 @@ const EXHAUSTED_PERCENT: usize = 80;
 struct Loaded {
     table: RegistryKey,
     /// The phase methods, resolved once (indexed like `Phase`'s slots).
-    methods: [Option<RegistryKey>; 5],
+    methods: [Option<RegistryKey>; 6],
     /// Newest snapshot generation that uses it.
     generation: u64,
 }
@@ -69,12 +69,14 @@ fn slot(phase: Phase) -> usize {
         Phase::HeaderFilter => 2,
         Phase::BodyFilter => 3,
         Phase::Log => 4,
+        Phase::Response => 5,
     }
 }
 
-const PHASES: [Phase; 5] = [
+const PHASES: [Phase; 6] = [
     Phase::Rewrite,
     Phase::Access,
+    Phase::Response,
     Phase::HeaderFilter,
     Phase::BodyFilter,
     Phase::Log,
@@ -170,7 +172,7 @@ impl Worker {
             let (table, methods) = sandbox::with_budget(|| {
                 let table = load_handler(&self.lua, plugin, &globals)?;
                 init_worker(&table)?;
-                let mut methods: [Option<RegistryKey>; 5] = Default::default();
+                let mut methods: [Option<RegistryKey>; 6] = Default::default();
                 for p in PHASES {
                     if let Value::Function(f) = table.get::<Value>(p.as_str())? {
                         methods[slot(p)] = Some(self.lua.create_registry_value(f)?);

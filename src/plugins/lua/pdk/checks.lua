@@ -85,16 +85,18 @@ local function is_transfer_encoding(name)
   return l == "transfer-encoding" or l == "transfer_encoding"
 end
 
-local function check_max(value, what, max)
+-- `level` defaults to 3 (the caller of the PDK function that called the check).
+local function check_max(value, what, max, level)
   if value == nil then
     return
   end
+  level = level or 3
   if type(value) ~= "number" then
-    error(what .. " must be a number", 3)
+    error(what .. " must be a number", level)
   elseif value < 1 then
-    error(what .. " must be >= 1", 3)
+    error(what .. " must be >= 1", level)
   elseif value > max then
-    error(what .. " must be <= " .. max, 3)
+    error(what .. " must be <= " .. max, level)
   end
 end
 

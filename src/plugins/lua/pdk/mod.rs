@@ -134,7 +134,11 @@ fn phase_name() -> &'static str {
     CURRENT.with(|c| match c.borrow().as_ref() {
         // SAFETY: as in `cur`: the pointee lives while the call is in progress; only a field
         // is read.
-        Some(current) => unsafe { (*current.ctx).phase.as_str() },
+        // Kong runs `response` inside nginx's access phase.
+        Some(current) => match unsafe { (*current.ctx).phase } {
+            crate::plugins::Phase::Response => "access",
+            phase => phase.as_str(),
+        },
         None if IN_INIT_WORKER.with(|b| b.get()) => "init_worker",
         None => "init",
     })
@@ -281,6 +285,10 @@ fn internal(lua: &Lua) -> mlua::Result<Table> {
             })
         },
     )?;
+    // Kong's name of the phase in progress (`ngx.get_phase` answers nginx's).
+    set_fn(lua, &t, "kong_phase", |_, ()| {
+        Ok(cur(|c, _, _| Ok(c.phase.as_str())).unwrap_or("init"))
+    })?;
     set_fn(lua, &t, "request_id", |_, ()| {
         cur(|c, _, _| Ok(c.state.request_id()))
     })?;

@@ -381,7 +381,9 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
     set_fn(lua, &req, "get_method", |_, ()| {
         cur(|c, _, _| Ok(c.req.method.as_str().to_string()))
     })?;
-    set_fn(lua, &req, "http_version", |_, ()| cur(|_, _, _| Ok(1.1)))?;
+    set_fn(lua, &req, "http_version", |_, ()| {
+        cur(|c, _, _| Ok(super::request::http_version(c.req.version)))
+    })?;
     set_fn(lua, &req, "start_time", |_, ()| {
         cur(|c, _, _| {
             Ok(c.state

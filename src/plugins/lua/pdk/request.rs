@@ -112,13 +112,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         cur(|_, _, _| Ok(Value::Nil))
     })?;
     set_fn(lua, &t, "get_http_version", |_, ()| {
-        cur(|c, _, _| {
-            Ok(match c.req.version {
-                http::Version::HTTP_10 => 1.0,
-                http::Version::HTTP_2 => 2.0,
-                _ => 1.1,
-            })
-        })
+        cur(|c, _, _| Ok(http_version(c.req.version)))
     })?;
     set_fn(lua, &t, "get_method", |_, ()| {
         cur(|c, _, _| Ok(c.req.method.as_str().to_string()))
@@ -170,21 +164,48 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     set_fn(lua, &t, "get_headers", |lua, max: Option<usize>| {
         cur(|c, _, _| headers_table(lua, &c.req.headers, max))
     })?;
-    set_fn(lua, &t, "get_raw_body", |lua, ()| {
-        // A body a plugin set (`set_raw_body`, `ngx.req.set_body_data`) is the request's body
-        // from then on, as in nginx.
+    set_fn(lua, &t, "get_raw_body", |lua, max: Option<i64>| {
         cur(|c, _, _| {
-            match c.state.upstream.body.as_ref().or(c.state.body.as_ref()) {
-            Some(b) => Ok((Value::String(lua.create_string(b)?), Value::Nil)),
-            // Kong returns nil for a body nginx buffered to disk; here: a body over 64 KiB or of
-            // unknown length, which streams to the upstream unread.
-            None => Ok((
-                Value::Nil,
-                Value::String(lua.create_string(
+            let text = |s: &[u8]| lua.create_string(s).map(Value::String);
+            let fail = |msg: &str| Ok((Value::Nil, text(msg.as_bytes())?));
+            // A body a plugin set (`set_raw_body`, `ngx.req.set_body_data`) is the request's
+            // body from then on, in memory, as in nginx.
+            if let Some(b) = &c.state.upstream.body {
+                return Ok((text(b)?, Value::Nil));
+            }
+            if let Some(b) = c
+                .state
+                .body
+                .as_ref()
+                .filter(|b| b.len() <= c.state.body_buffer)
+            {
+                return Ok((text(b)?, Value::Nil));
+            }
+            // Larger than client_body_buffer_size: nginx keeps it in a file, which Kong reads
+            // only when the plugin allows a size (0: any).
+            let max = match max {
+                Some(m) if m >= 0 => m,
+                _ => return fail(
                     "request body did not fit into client body buffer, consider raising 'client_body_buffer_size'",
-                )?),
-            )),
-        }
+                ),
+            };
+            let size = c.state.body.as_ref().map(|b| b.len()).or_else(|| {
+                c.req
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+            });
+            if let Some(size) = size.filter(|s| max > 0 && *s as i64 > max) {
+                return fail(&format!("request body file too big: {size} > {max}"));
+            }
+            match &c.state.body {
+                Some(b) => Ok((text(b)?, Value::Nil)),
+                // Over the size the gateway reads for plugins: it streams upstream unread.
+                None => fail(&format!(
+                    "request body larger than the {} bytes this gateway reads for plugins",
+                    crate::proxy::MAX_PLUGIN_BODY
+                )),
+            }
         })
     })?;
     set_fn(lua, &t, "get_start_time", |_, ()| {
@@ -216,4 +237,16 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         })
     })?;
     Ok(t)
+}
+
+/// The request's HTTP version as nginx's `ngx.req.http_version()` and Kong's
+/// `get_http_version()` give it.
+pub(super) fn http_version(v: http::Version) -> f64 {
+    match v {
+        http::Version::HTTP_09 => 0.9,
+        http::Version::HTTP_10 => 1.0,
+        http::Version::HTTP_2 => 2.0,
+        http::Version::HTTP_3 => 3.0,
+        _ => 1.1,
+    }
 }

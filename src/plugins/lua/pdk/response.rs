@@ -33,7 +33,7 @@ fn exit(
     body: Value,
     headers: Option<Table>,
 ) -> mlua::Result<()> {
-    if !matches!(c.phase, Phase::Rewrite | Phase::Access) {
+    if !matches!(c.phase, Phase::Rewrite | Phase::Access | Phase::Response) {
         return Err(mlua::Error::runtime(format!(
             "kong.response.exit cannot be called in the {} phase",
             c.phase.as_str()
@@ -308,12 +308,16 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
-/// `kong.service.response`: the upstream's status and headers (as received; later plugins'
-/// changes to the client response are visible too, as both share the header).
+/// `kong.service.response`: the upstream's status and headers. With buffered proxying they
+/// are the response as received (kept apart from the client response that plugins change);
+/// otherwise the response header itself, which later plugins' changes reach too.
 pub(super) fn service_response(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     set_fn(lua, &t, "get_status", |_, ()| {
         cur(|c, _, _| {
+            if let Some(r) = &c.state.service_response {
+                return Ok(Some(r.status));
+            }
             Ok((c.state.source == "service").then(|| {
                 c.resp
                     .as_ref()
@@ -322,18 +326,56 @@ pub(super) fn service_response(lua: &Lua) -> mlua::Result<Table> {
         })
     })?;
     header_getters(lua, &t)?;
-    // Kong's answer without buffered proxying, which is the only mode here.
-    for name in ["get_raw_body", "get_body"] {
-        set_fn(
-            lua,
-            &t,
-            name,
-            |_, _: mlua::MultiValue| -> mlua::Result<()> {
-                Err(crate::plugins::lua::util::support::raise_here(
-                "service body is only available with buffered proxying (see: kong.service.request.enable_buffering function)",
-            ))
-            },
-        )?;
-    }
+    // The buffered variants take precedence over the response header's.
+    let get_header: mlua::Function = t.get("get_header")?;
+    let get_headers: mlua::Function = t.get("get_headers")?;
+    set_fn(lua, &t, "get_header", move |lua, name: String| {
+        let buffered = cur(|c, _, _| {
+            let Some(r) = &c.state.service_response else {
+                return Ok(None);
+            };
+            let key = header_key(&name);
+            let v = r
+                .headers
+                .iter()
+                .take(super::max_entries(None))
+                .find(|(n, _)| n.as_str() == key.as_ref())
+                .map(|(_, v)| v);
+            Ok(Some(match v {
+                Some(v) => Value::String(lua.create_string(v.as_bytes())?),
+                None => Value::Nil,
+            }))
+        })?;
+        match buffered {
+            Some(v) => Ok(v),
+            None => get_header.call::<Value>(name),
+        }
+    })?;
+    set_fn(lua, &t, "get_headers", move |lua, max: Option<usize>| {
+        let buffered = cur(|c, _, _| match &c.state.service_response {
+            Some(r) => headers_table(lua, &r.headers, max).map(Some),
+            None => Ok(None),
+        })?;
+        match buffered {
+            Some((t, truncated)) => {
+                let truncated = match truncated {
+                    Some(s) => Value::String(lua.create_string(s)?),
+                    None => Value::Nil,
+                };
+                Ok((Value::Table(t), truncated))
+            }
+            None => get_headers.call::<(Value, Value)>(max),
+        }
+    })?;
+    set_fn(lua, &t, "get_raw_body", |lua, ()| {
+        cur(|c, _, _| {
+            // nil without buffered proxying (the Lua layer raises Kong's error).
+            if !c.state.buffering {
+                return Ok(Value::Nil);
+            }
+            let body = c.state.service_response.as_ref().map(|r| &r.body[..]);
+            Ok(Value::String(lua.create_string(body.unwrap_or(b""))?))
+        })
+    })?;
     Ok(t)
 }

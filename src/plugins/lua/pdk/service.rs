@@ -122,11 +122,12 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     })?;
 
     let req = lua.create_table()?;
-    // Fail closed: a plugin that asks for buffering means to read the service's body later.
-    set_fn(lua, &req, "enable_buffering", |_, ()| -> mlua::Result<()> {
-        Err(crate::plugins::lua::util::support::raise_here(
-            "kong.service.request.enable_buffering is not supported: this gateway does not implement buffered proxying (the response phase) yet",
-        ))
+    // Kong's buffered proxying: the upstream response is read whole (see proxy/buffered.rs).
+    set_fn(lua, &req, "enable_buffering", |_, ()| {
+        cur(|c, _, _| {
+            c.state.buffering = true;
+            Ok(())
+        })
     })?;
     set_fn(lua, &req, "clear_query_arg", |_, name: String| {
         cur(|c, _, _| {

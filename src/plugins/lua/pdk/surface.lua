@@ -21,6 +21,56 @@ local is_integer, validate_header, validate_headers = checks.is_integer, checks.
 local normalize, check_max, put_header = checks.normalize, checks.check_max, checks.put_header
 
 
+-- A body decoded by its content type, as kong.request.get_body and
+-- kong.service.response.get_body do; `raw()` gives the body or nil and an error. Called
+-- directly by those functions (errors are raised at the level of their caller).
+local JSON, FORM, MULTIPART = "application/json", "application/x-www-form-urlencoded", "multipart/form-data"
+
+local function decode_body(content_type, max_args, raw)
+  if not content_type then
+    return nil, "missing content type"
+  end
+  local ctype = lower(content_type)
+  local semi = find(ctype, ";", 1, true)
+  if semi then
+    ctype = sub(ctype, 1, semi - 1)
+  end
+
+  if find(ctype, FORM, 1, true) == 1 then
+    check_max(max_args, "max_args", 1000, 4)
+    local body, err = raw()
+    if not body then
+      return nil, err, FORM
+    end
+    return internal.decode_args(body, max_args), nil, FORM
+
+  elseif find(ctype, JSON, 1, true) == 1 then
+    local body, err = raw()
+    if not body then
+      return nil, err, JSON
+    end
+    local json = json_array_mt.decode(body)
+    if type(json) ~= "table" then
+      return nil, "invalid json body", JSON
+    end
+    return json, nil, JSON
+
+  elseif find(ctype, MULTIPART, 1, true) == 1 then
+    local body, err = raw()
+    if not body then
+      return nil, err, MULTIPART
+    end
+    local fields = internal.multipart_fields(body, content_type)
+    if not fields then
+      return nil, "unable to decode multipart body", MULTIPART
+    end
+    return fields, nil, MULTIPART
+  end
+
+  return nil, "unsupported content type '" .. content_type .. "'", ctype
+end
+
+
 -- kong.request ----------------------------------------------------------------------------------
 
 do
@@ -52,51 +102,56 @@ do
     return get_query(max_args)
   end
 
-  local JSON, FORM, MULTIPART = "application/json", "application/x-www-form-urlencoded", "multipart/form-data"
-
   function request.get_body(mimetype, max_args, max_allowed_file_size)
-    local content_type = mimetype or get_header("content-type")
-    if not content_type then
-      return nil, "missing content type"
+    local body, err, ctype = decode_body(mimetype or get_header("content-type"), max_args, function()
+      return get_raw_body(max_allowed_file_size)
+    end)
+    return body, err, ctype
+  end
+end
+
+
+-- kong.service.response --------------------------------------------------------------------------
+
+do
+  local sresponse = kong.service.response
+  local get_header, get_headers, get_raw_body = sresponse.get_header, sresponse.get_headers,
+    sresponse.get_raw_body
+
+  function sresponse.get_header(name)
+    if type(name) ~= "string" then
+      error("name must be a string", 2)
     end
-    local ctype = lower(content_type)
-    local semi = find(ctype, ";", 1, true)
-    if semi then
-      ctype = sub(ctype, 1, semi - 1)
+    return get_header(name)
+  end
+
+  function sresponse.get_headers(max_headers)
+    check_max(max_headers, "max_headers", 1000)
+    return get_headers(max_headers)
+  end
+
+  local NOT_BUFFERED = "service body is only available with buffered proxying " ..
+    "(see: kong.service.request.enable_buffering function)"
+
+  -- The Rust getter answers nil without buffered proxying.
+  function sresponse.get_raw_body()
+    local body = get_raw_body()
+    if not body then
+      error(NOT_BUFFERED, 2)
     end
+    return body
+  end
 
-    if find(ctype, FORM, 1, true) == 1 then
-      check_max(max_args, "max_args", 1000)
-      local body, err = get_raw_body(max_allowed_file_size)
-      if not body then
-        return nil, err, FORM
-      end
-      return internal.decode_args(body, max_args), nil, FORM
-
-    elseif find(ctype, JSON, 1, true) == 1 then
-      local body, err = get_raw_body(max_allowed_file_size)
-      if not body then
-        return nil, err, JSON
-      end
-      local json = json_array_mt.decode(body)
-      if type(json) ~= "table" then
-        return nil, "invalid json body", JSON
-      end
-      return json, nil, JSON
-
-    elseif find(ctype, MULTIPART, 1, true) == 1 then
-      local body, err = get_raw_body(max_allowed_file_size)
-      if not body then
-        return nil, err, MULTIPART
-      end
-      local fields = internal.multipart_fields(body, content_type)
-      if not fields then
-        return nil, "unable to decode multipart body", MULTIPART
-      end
-      return fields, nil, MULTIPART
+  -- Kong decodes the buffered body by the service's Content-Type.
+  function sresponse.get_body(mimetype, max_args)
+    local raw = get_raw_body()
+    if not raw then
+      error(NOT_BUFFERED, 2)
     end
-
-    return nil, "unsupported content type '" .. content_type .. "'", ctype
+    local body, err, ctype = decode_body(mimetype or get_header("content-type"), max_args, function()
+      return raw
+    end)
+    return body, err, ctype
   end
 end
 
@@ -134,6 +189,19 @@ do
   local set_query, clear_query_arg = srequest.set_raw_query, srequest.clear_query_arg
   local set_header, add_header, clear_header = srequest.set_header, srequest.add_header, srequest.clear_header
   local set_headers, set_raw_body = srequest.set_headers, srequest.set_raw_body
+
+  -- Kong offers these in the balancer phase only, which plugins here do not have: a call
+  -- fails as Kong's phase check fails it anywhere else.
+  local function balancer_only()
+    error(fmt("function cannot be called in %s phase (only in: balancer, preread)",
+              internal.kong_phase()), 3)
+  end
+  function srequest.disable_tls()
+    balancer_only()
+  end
+  function srequest.enable_tls()
+    balancer_only()
+  end
 
   function srequest.set_scheme(scheme)
     if type(scheme) ~= "string" then
