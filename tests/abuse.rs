@@ -364,7 +364,8 @@ async fn issue_11_pre_function_recursion_is_a_500() {
 #[tokio::test]
 async fn issue_11_a_plugin_cannot_change_what_other_plugins_see() {
     // `tamper` runs first and tries to replace or spy on shared tables; `victim` runs after it
-    // (and on later requests) and must see the PDK and modules unchanged.
+    // (and on later requests) and must see the PDK and modules unchanged. Writes to `ngx` that
+    // the shared table refuses land in tamper's own view of it (issue #12), not in victim's.
     let tamper = r#"
 local P = { PRIORITY = 2000, VERSION = "1.0.0" }
 function P:access(conf)
@@ -387,6 +388,8 @@ function P:access(conf)
     if not ok then refused = refused + 1 end
   end
   kong.ctx.shared.refused = refused
+  ngx.req.get_method = function() return "SPOOF" end
+  kong.ctx.shared.own_view = ngx.spoof == true and ngx.req.get_method() == "SPOOF"
   kong.ctx.shared.note = "from tamper"
 end
 return P
@@ -400,6 +403,8 @@ function P:access(conf)
     encoded = cjson.encode({ a = 1 }),
     uri = ngx.var.uri,
     spoof = ngx.spoof == nil,
+    get_headers = type(ngx.req.get_headers) == "function" and ngx.req.get_method() == "GET",
+    own_view = kong.ctx.shared.own_view,
     shared_note = kong.ctx.shared.note,
     refused = kong.ctx.shared.refused,
     pairs = 0,
@@ -423,12 +428,17 @@ return P
         assert_eq!(seen["encoded"], "{\"a\":1}", "{target}: {seen}");
         assert_eq!(seen["uri"], target, "{target}: {seen}");
         assert_eq!(seen["spoof"], true, "{target}: {seen}");
+        assert_eq!(seen["get_headers"], true, "{target}: {seen}");
         assert!(
             seen["pairs"].as_u64().unwrap_or(0) > 10,
             "pairs over a view: {seen}"
         );
         if target == "/iso" {
-            assert_eq!(seen["refused"], 11, "every attempt refused: {seen}");
+            assert_eq!(
+                seen["refused"], 9,
+                "every attempt refused but the two on ngx: {seen}"
+            );
+            assert_eq!(seen["own_view"], true, "tamper sees its own ngx: {seen}");
             assert_eq!(
                 seen["shared_note"], "from tamper",
                 "kong.ctx.shared is shared"

@@ -457,7 +457,7 @@ async fn request_bodies_over_the_body_buffer_need_a_max_allowed_file_size() {
     );
     assert_eq!(
         ask(&proxy, vec![("x-form", "1")], big.clone()).await,
-        "nil request body did not fit into client body buffer, consider raising 'client_body_buffer_size'"
+        "nil request body in temp file not supported"
     );
     assert_eq!(
         ask(&proxy, vec![], bytes::Bytes::from_static(b"small")).await,
@@ -467,4 +467,91 @@ async fn request_bodies_over_the_body_buffer_need_a_max_allowed_file_size() {
 
     let proxy = Proxy::start_with(&cfg, &["--client-body-buffer-size", "32k"]).await;
     assert_eq!(ask(&proxy, vec![], big).await, "20000");
+}
+
+/// As Kong: exit sets Content-Length unless the plugin gave one, and without a body the
+/// plugin's stands (a HEAD answer advertising the size of what a GET would send).
+#[tokio::test]
+async fn exit_keeps_a_content_length_the_plugin_gave_without_a_body() {
+    let up = Upstream::start().await;
+    let handler = "local P = { PRIORITY = 1, VERSION = \"1\" }\nfunction P:access()\n  if kong.request.get_header('x-body') then return kong.response.exit(200, 'abc', { ['Content-Length'] = '100' }) end\n  return kong.response.exit(200, nil, { ['Content-Length'] = '100' })\nend\nreturn P\n";
+    let cfg = one_plugin("head-size", handler, &empty_schema("head-size"), &up);
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.request("HEAD", "/", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("100"));
+    // With a body, the body's length is sent (a false one would break the connection).
+    let r = proxy.get("/", &[("x-body", "1")]).await;
+    assert_eq!(r.header("content-length"), Some("3"));
+    assert_eq!(r.text(), "abc");
+}
+
+/// A plugin's writes to `ngx` that the shared table refuses land in its own view: its code,
+/// and the PDK functions that Kong implements over them (the serializer's request headers, the
+/// gRPC detection of exit/error), see them; other plugins do not.
+#[tokio::test]
+async fn a_plugin_replacing_ngx_functions_changes_only_its_own_view() {
+    let up = Upstream::start().await;
+    let mocker = r#"local P = { PRIORITY = 20, VERSION = "1" }
+local real = ngx.req.get_headers
+ngx.req.get_headers = function()
+  local h = real()
+  h.foo = "bar"
+  h.authorization = "secret"
+  return h
+end
+function P:access()
+  if kong.request.get_header("content-type") == "application/grpc" then
+    ngx.req.http_version = function() return 2 end
+    return kong.response.exit(200, { message = "hello" })
+  end
+  local s = kong.log.serialize()
+  kong.ctx.shared.mocker = s.request.headers.foo .. " " .. s.request.headers.Authorization
+end
+return P
+"#;
+    let other = r#"local P = { PRIORITY = 10, VERSION = "1" }
+function P:access()
+  local s = kong.log.serialize()
+  return kong.response.exit(200, {
+    mocker = kong.ctx.shared.mocker,
+    other = tostring(s.request.headers.foo) .. " " .. tostring(ngx.req.get_headers().foo),
+    version = ngx.req.http_version(),
+  })
+end
+return P
+"#;
+    let mut cfg = String::from("_format_version: \"3.0\"\ncustom_plugins:\n");
+    cfg.push_str(&embed::render(
+        "mocker",
+        mocker,
+        &empty_schema("mocker"),
+        false,
+    ));
+    cfg.push_str(&embed::render(
+        "other",
+        other,
+        &empty_schema("other"),
+        false,
+    ));
+    cfg.push_str(&render(
+        "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/], plugins: [{name: mocker}, {name: other}]}\n",
+        &[&up],
+    ));
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["mocker"], "bar REDACTED", "{j}");
+    assert_eq!(j["other"], "nil nil", "{j}");
+    assert_eq!(j["version"], 1.1, "{j}");
+
+    // Kong's exit reads ngx.req.http_version for its gRPC detection.
+    let r = proxy
+        .get("/", &[("content-type", "application/grpc")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("grpc-status"), Some("0"));
+    assert_eq!(r.header("grpc-message"), Some("hello"));
+    assert!(r.body.is_empty());
 }

@@ -38,7 +38,11 @@ pub fn exit_header(exit: &Exit, latency_ms: u128) -> pingora::Result<ResponseHea
     for (name, value) in &exit.headers {
         resp.append_header(name.clone(), value.as_str())?;
     }
-    resp.insert_header("content-length", exit.body.len().to_string())?;
+    // Kong sets Content-Length unless the plugin gave one; with a body its length wins (a
+    // false one would break the connection), without one the plugin's stands (a HEAD answer).
+    if !exit.body.is_empty() || resp.headers.get(http::header::CONTENT_LENGTH).is_none() {
+        resp.insert_header("content-length", exit.body.len().to_string())?;
+    }
     resp.insert_header("server", PRODUCT)?;
     resp.insert_header("x-kong-response-latency", latency_ms.to_string())?;
     Ok(resp)

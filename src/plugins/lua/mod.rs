@@ -139,7 +139,7 @@ impl Loader {
         // Loading runs the chunk, and reading its fields may run its metamethods: one budget.
         sandbox::with_budget(|| {
             match runtime::load_handler(&self.lua, &plugin, &self.globals) {
-                Ok(table) => self.check_handler(&table, &mut plugin, &mut errors),
+                Ok((table, _)) => self.check_handler(&table, &mut plugin, &mut errors),
                 Err(e) => errors.push(format!("handler: {}", lua_error(&e))),
             }
             // Reading a method may have failed quietly (a metamethod that never returns).

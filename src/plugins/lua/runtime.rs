@@ -170,7 +170,10 @@ impl Worker {
             // The chunk and the reading of its methods (which may run its metamethods) have a
             // budget of their own, apart from the request's phase call.
             let (table, methods) = sandbox::with_budget(|| {
-                let table = load_handler(&self.lua, plugin, &globals)?;
+                let (table, env) = load_handler(&self.lua, plugin, &globals)?;
+                // The PDK honours what this handler assigned in its own view of ngx.
+                let views: Table = self.lua.named_registry_value(sandbox::PLUGIN_NGX)?;
+                views.raw_set(plugin.key.as_str(), env.raw_get::<Value>("ngx")?)?;
                 init_worker(&table)?;
                 let mut methods: [Option<RegistryKey>; 6] = Default::default();
                 for p in PHASES {
@@ -251,22 +254,33 @@ impl Worker {
         }
         let oldest_live = self.active.keys().copied().min().unwrap_or(newest);
         self.confs.retain(|(g, _), _| *g >= oldest_live);
-        self.handlers.retain(|_, h| h.generation >= oldest_live);
+        let views = self
+            .lua
+            .named_registry_value::<Table>(sandbox::PLUGIN_NGX)
+            .ok();
+        self.handlers.retain(|key, h| {
+            let keep = h.generation >= oldest_live;
+            if let (false, Some(views)) = (keep, &views) {
+                let _ = views.raw_set(key.as_str(), Value::Nil);
+            }
+            keep
+        });
         self.lua.expire_registry_values();
     }
 }
 
-/// Loads a handler chunk in `lua` with a fresh sandboxed environment and checks its shape.
+/// Loads a handler chunk in `lua` with a fresh sandboxed environment and checks its shape;
+/// returns the handler table and its environment.
 pub(super) fn load_handler(
     lua: &Lua,
     plugin: &LuaPlugin,
     globals: &[(&str, Value)],
-) -> mlua::Result<Table> {
+) -> mlua::Result<(Table, Table)> {
     let env = sandbox::plugin_env(lua, globals)?;
     let module = format!("kong.plugins.{}.handler", plugin.name);
     let chunk = format!("{}/handler.lua", plugin.name);
-    match sandbox::run_chunk(lua, &plugin.handler, &chunk, env, &module)? {
-        Value::Table(t) => Ok(t),
+    match sandbox::run_chunk(lua, &plugin.handler, &chunk, env.clone(), &module)? {
+        Value::Table(t) => Ok((t, env)),
         other => Err(mlua::Error::runtime(format!(
             "handler.lua must return a table, got {}",
             other.type_name()

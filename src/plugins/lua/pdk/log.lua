@@ -354,9 +354,31 @@ local function apply(root, edits)
   return root
 end
 
+-- Kong's serializer reads the request headers through ngx.req.get_headers: a plugin that
+-- replaced it in its own view of ngx gets its replacement's answer (redacted as Kong does).
+local real_get_headers = ngx.req.get_headers
+local function own_request_headers(root)
+  local own = internal.plugin_ngx()
+  local get_headers = own and own.req.get_headers
+  if get_headers == nil or get_headers == real_get_headers or type(root.request) ~= "table" then
+    return
+  end
+  local headers = get_headers()
+  if type(headers) ~= "table" then
+    return
+  end
+  for _, name in ipairs({ "authorization", "proxy-authorization" }) do
+    if headers[name] ~= nil then
+      headers[name] = "REDACTED"
+    end
+  end
+  root.request.headers = headers
+end
+
 local serialize_base = log.serialize
 function log.serialize()
   local root = serialize_base()
+  own_request_headers(root)
   local edits = rawget(ngx.ctx, "serialize_values")
   if edits then
     apply(root, edits)

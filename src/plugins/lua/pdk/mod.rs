@@ -323,6 +323,15 @@ fn internal(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
+fn install_plugin_ngx(lua: &Lua, internal: &Table, views: Table) -> mlua::Result<()> {
+    set_fn(lua, internal, "plugin_ngx", move |_, ()| {
+        match cur(|_, inst, _| Ok(inst.plugin.key.clone())) {
+            Ok(key) => views.raw_get::<Value>(key),
+            Err(_) => Ok(Value::Nil),
+        }
+    })
+}
+
 /// Installs the PDK in `lua` and returns the globals every plugin environment gets:
 /// `kong`, `ngx` and `require`.
 pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
@@ -351,6 +360,10 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
     };
     let checks: Table = chunk(include_str!("checks.lua"), "=kong.pdk.checks")?.call(())?;
     let internal = internal(lua)?;
+    let plugin_ngx = lua.create_table()?;
+    lua.set_named_registry_value(super::sandbox::PLUGIN_NGX, plugin_ngx.clone())?;
+    // The calling plugin's own view of ngx (see sandbox/overlay.lua), nil outside a call.
+    install_plugin_ngx(lua, &internal, plugin_ngx)?;
     chunk(include_str!("surface.lua"), "=kong.pdk")?.call::<()>((
         kong.clone(),
         ngx.clone(),
@@ -375,6 +388,7 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
     let freezer = super::sandbox::Freezer::new(lua)?;
     let kong = freezer.freeze(kong, "kong")?;
     let ngx = freezer.freeze(ngx, "ngx")?;
+    lua.set_named_registry_value(super::sandbox::NGX_OVERLAY, freezer.overlay_maker())?;
     let modules = lua.create_table()?;
     for (name, module) in all_modules {
         modules.set(name, freezer.freeze(module, name)?)?;

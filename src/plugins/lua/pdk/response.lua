@@ -125,10 +125,16 @@ local function response_type(accept)
   return chosen
 end
 
+-- As Kong's: the version comes from ngx.req.http_version, the calling plugin's own if it
+-- replaced it in its view of ngx.
 local function is_grpc_request()
   local ctype = request.get_header("content-type")
-  return ctype ~= nil and find(ctype, "application/grpc", 1, true) == 1
-    and request.get_http_version() == 2
+  if ctype == nil or find(ctype, "application/grpc", 1, true) ~= 1 then
+    return false
+  end
+  local own = internal.plugin_ngx()
+  local version = own and own.req.http_version() or request.get_http_version()
+  return version == 2
 end
 
 do

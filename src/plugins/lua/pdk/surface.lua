@@ -22,11 +22,13 @@ local normalize, check_max, put_header = checks.normalize, checks.check_max, che
 
 
 -- A body decoded by its content type, as kong.request.get_body and
--- kong.service.response.get_body do; `raw()` gives the body or nil and an error. Called
--- directly by those functions (errors are raised at the level of their caller).
+-- kong.service.response.get_body do; `raw()` gives the body or nil and an error, `raw_form()`
+-- the same for a form body (Kong reads those with ngx.req.get_post_args, which has its own
+-- answer for a body nginx keeps in a file). Called directly by those functions (errors are
+-- raised at the level of their caller).
 local JSON, FORM, MULTIPART = "application/json", "application/x-www-form-urlencoded", "multipart/form-data"
 
-local function decode_body(content_type, max_args, raw)
+local function decode_body(content_type, max_args, raw, raw_form)
   if not content_type then
     return nil, "missing content type"
   end
@@ -38,7 +40,7 @@ local function decode_body(content_type, max_args, raw)
 
   if find(ctype, FORM, 1, true) == 1 then
     check_max(max_args, "max_args", 1000, 4)
-    local body, err = raw()
+    local body, err = (raw_form or raw)()
     if not body then
       return nil, err, FORM
     end
@@ -105,6 +107,12 @@ do
   function request.get_body(mimetype, max_args, max_allowed_file_size)
     local body, err, ctype = decode_body(mimetype or get_header("content-type"), max_args, function()
       return get_raw_body(max_allowed_file_size)
+    end, function()
+      local body = get_raw_body()
+      if not body then
+        return nil, "request body in temp file not supported"
+      end
+      return body
     end)
     return body, err, ctype
   end

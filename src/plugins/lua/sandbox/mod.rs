@@ -19,7 +19,7 @@ mod readonly;
 pub mod stack;
 mod strlib;
 
-pub use readonly::Freezer;
+pub use readonly::{Freezer, NGX_OVERLAY, PLUGIN_NGX};
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -347,8 +347,13 @@ pub fn plugin_env(lua: &Lua, extra: &[(&str, Value)]) -> mlua::Result<Table> {
     )?;
     let setmetatable: mlua::Function = globals.get("setmetatable")?;
     env.set("setmetatable", setmetatable)?;
+    // `ngx` becomes this environment's own view of the shared one (readonly.rs).
+    let overlay = lua.named_registry_value::<Option<mlua::Function>>(NGX_OVERLAY)?;
     for (name, value) in extra {
-        env.set(*name, value.clone())?;
+        match (&overlay, *name) {
+            (Some(make), "ngx") => env.set("ngx", make.call::<Value>(value.clone())?)?,
+            _ => env.set(*name, value.clone())?,
+        }
     }
     env.set("_G", env.clone())?;
     Ok(env)

@@ -23,6 +23,9 @@ end
 
 local freeze
 
+-- frozen proxy -> the hidden copy of its fields (for the per-plugin ngx views of overlay.lua)
+local VIEWS = setmetatable({}, { __mode = "k" })
+
 local function freeze_in_place(t, name)
   local mt = getmetatable(t)
   if mt == nil then
@@ -47,6 +50,7 @@ freeze = function(t, name, seen)
   end
   local view, proxy = {}, {}
   seen[t] = proxy
+  VIEWS[proxy] = view
   for k, v in next, t do
     if type(v) == "table" then
       v = freeze(v, name .. "." .. tostring(k), seen)
@@ -118,4 +122,8 @@ local function copy(t, seen)
   return c
 end
 
-return freeze, copy
+local function view_of(t)
+  return VIEWS[t]
+end
+
+return freeze, copy, view_of
