@@ -555,3 +555,20 @@ return P
     assert_eq!(r.header("grpc-message"), Some("hello"));
     assert!(r.body.is_empty());
 }
+
+/// A plugin reaching for a Kong facility this gateway does not give streamed plugins fails its
+/// request, and the log says which facility and why (the Lua error alone names only the line).
+#[tokio::test]
+async fn a_missing_kong_facility_is_named_in_the_error() {
+    let up = Upstream::start().await;
+    let handler = "local P = { PRIORITY = 1, VERSION = \"1\" }\nfunction P:access()\n  local row = kong.db.consumers:select({ id = 'x' })\nend\nreturn P\n";
+    let cfg = one_plugin("uses-db", handler, &empty_schema("uses-db"), &up);
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/", &[]).await;
+    assert_eq!(r.status, 500);
+    let log = proxy.stderr();
+    assert!(
+        log.contains("uses-db/handler.lua:3: attempt to index field 'db' (a nil value) (kong.db: this gateway has no database (DB-less), plugins cannot use DAOs)"),
+        "{log}"
+    );
+}

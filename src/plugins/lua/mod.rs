@@ -316,7 +316,71 @@ pub fn lua_error(e: &mlua::Error) -> String {
         mlua::Error::CallbackError { cause, .. } => cause.to_string(),
         other => other.to_string(),
     };
-    s.lines().next().unwrap_or("").trim().to_string()
+    with_hint(s.lines().next().unwrap_or("").trim())
+}
+
+/// Kong facilities a plugin may reach for that streamed plugins do not have here, and why.
+const UNAVAILABLE: &[(&str, &str)] = &[
+    (
+        "cache",
+        "kong.cache is not provided to streamed plugins yet",
+    ),
+    (
+        "vault",
+        "kong.vault is not provided to streamed plugins yet",
+    ),
+    (
+        "db",
+        "kong.db: this gateway has no database (DB-less), plugins cannot use DAOs",
+    ),
+    (
+        "dao",
+        "kong.dao: this gateway has no database (DB-less), plugins cannot use DAOs",
+    ),
+    (
+        "socket",
+        "ngx.socket (cosockets) is not provided to streamed plugins yet",
+    ),
+    ("sleep", "ngx.sleep is not provided to streamed plugins yet"),
+    (
+        "thread",
+        "ngx.thread is not provided to streamed plugins yet",
+    ),
+    (
+        "timer",
+        "ngx.timer is not available to streamed plugins (Kong's sandbox rules)",
+    ),
+    ("location", "ngx.location (subrequests) is not provided"),
+    (
+        "worker_events",
+        "kong.worker_events is not provided to streamed plugins",
+    ),
+    (
+        "cluster_events",
+        "kong.cluster_events is not provided to streamed plugins",
+    ),
+];
+
+/// `message` with the reason appended when it is Lua's error for indexing or calling a field
+/// that is nil and the field is one of Kong's facilities missing here (the plugin's line alone
+/// would not say why).
+pub fn with_hint(message: &str) -> String {
+    for what in ["attempt to index field '", "attempt to call field '"] {
+        let Some(at) = message.find(what) else {
+            continue;
+        };
+        let rest = &message[at + what.len()..];
+        let Some((field, tail)) = rest.split_once('\'') else {
+            continue;
+        };
+        if !tail.starts_with(" (a nil value)") {
+            continue;
+        }
+        if let Some((_, why)) = UNAVAILABLE.iter().find(|(f, _)| *f == field) {
+            return format!("{message} ({why})");
+        }
+    }
+    message.to_string()
 }
 
 fn describe_value(v: &Value) -> String {

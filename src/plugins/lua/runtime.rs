@@ -399,7 +399,7 @@ fn describe(inst: &LuaInstance, phase: Phase, e: &mlua::Error) -> String {
         }
         other => other.to_string(),
     };
-    let first = msg.lines().next().unwrap_or("").to_string();
+    let first = super::with_hint(msg.lines().next().unwrap_or(""));
     format!(
         "plugin {} ({}), phase {}: {first}",
         inst.name,
