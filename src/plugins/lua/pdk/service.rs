@@ -165,7 +165,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
             if !path.starts_with('/') {
                 return Err(mlua::Error::runtime("path must start with /"));
             }
-            c.state.upstream.path = Some(path);
+            c.state.upstream.path = Some(escape_path(&path));
             Ok(())
         })
     })?;
@@ -267,4 +267,22 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     )?;
     service.set("request", req)?;
     Ok(service)
+}
+
+/// Kong's `kong.tools.uri.escape` as `set_path` applies it: every byte outside the URI's
+/// reserved and unreserved characters (and `%`, so escapes stay as given) becomes `%XX`.
+fn escape_path(path: &str) -> String {
+    let keep = |b: u8| b.is_ascii_alphanumeric() || b"!#$&'()*+,/:;=?@[]-_.~%".contains(&b);
+    if path.bytes().all(keep) {
+        return path.to_string();
+    }
+    let mut out = String::with_capacity(path.len() + 8);
+    for b in path.bytes() {
+        if keep(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
