@@ -97,8 +97,9 @@ async fn response_phase_sees_the_whole_upstream_response_and_shapes_what_is_sent
     assert!(r.header("x-kong-upstream-latency").is_some());
     assert_eq!(up.seen().len(), 1, "one request upstream");
     assert!(
-        proxy.stderr().contains(&format!("logged {len} bytes")),
-        "log phase reads the buffered body"
+        proxy.wait_stderr(&format!("logged {len} bytes")).await,
+        "log phase reads the buffered body: {}",
+        proxy.stderr()
     );
 
     // HEAD: no body, the service's framing kept.

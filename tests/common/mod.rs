@@ -455,6 +455,22 @@ impl Proxy {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Waits (bounded, 10 s) until stderr contains `needle`: the log phase runs after the
+    /// client has its response, so a line it writes may come a moment later.
+    #[allow(dead_code)]
+    pub async fn wait_stderr(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Sends a request; `target` is written on the request line as is.
     pub async fn request(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
         self.request_body(method, target, headers, Bytes::new())
