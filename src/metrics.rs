@@ -41,6 +41,10 @@ pub struct Metrics {
     pub lua_memory: IntGauge,
     /// `sluice_admin_requests_total`
     pub admin_requests: IntCounter,
+    /// `sluice_lua_socket_connections_total{result}` (connected, reused, failed, denied)
+    pub lua_socket_connections: IntCounterVec,
+    /// `sluice_lua_socket_bytes_total{direction}` (sent, received)
+    pub lua_socket_bytes: IntCounterVec,
 }
 
 impl Metrics {
@@ -149,6 +153,16 @@ impl Metrics {
                 &["plugin", "phase"],
             ),
             lua_memory: gauge("sluice_lua_memory_bytes", "Memory used by the Lua VMs"),
+            lua_socket_connections: counter(
+                "sluice_lua_socket_connections_total",
+                "Connections plugin sockets made, by result (connected, reused from the keepalive pool, failed, denied by --lua-socket-allow)",
+                &["result"],
+            ),
+            lua_socket_bytes: counter(
+                "sluice_lua_socket_bytes_total",
+                "Bytes plugin sockets sent and received",
+                &["direction"],
+            ),
             admin_requests,
             registry,
         }
@@ -156,6 +170,17 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        // Figures counted outside the registry, brought up to date.
+        let (connections, bytes) = crate::plugins::lua::io::egress::totals();
+        for (vec, counts) in [
+            (&self.lua_socket_connections, &connections[..]),
+            (&self.lua_socket_bytes, &bytes[..]),
+        ] {
+            for (label, total) in counts {
+                let c = vec.with_label_values(&[label]);
+                c.inc_by(total.saturating_sub(c.get()));
+            }
+        }
         let mut buf = Vec::new();
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {

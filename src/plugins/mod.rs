@@ -50,6 +50,9 @@ pub enum Flow {
     Continue,
     /// Stop the phase and answer the client with this response.
     Exit(Exit),
+    /// The handler waits for I/O ([`RequestState::io`]): await [`lua::io::Io::wait`], then
+    /// call [`Instance::resume`].
+    Wait,
 }
 
 /// A plugin failed while handling a request (the request gets a 500, never the process).
@@ -217,6 +220,10 @@ pub struct RequestState {
     pub log: LogData,
     /// Metrics the prometheus plugin asked for this request.
     pub metrics: Option<MetricFlags>,
+    /// Plugin sockets and waits of the request (created when a Lua plugin first uses them).
+    pub io: Option<Box<lua::io::Io>>,
+    /// CPU budget the Lua call in progress has used in its earlier resumes (it waited).
+    pub lua_spent: std::time::Duration,
 }
 
 /// An upstream response read whole before it was sent (buffered proxying).
@@ -343,6 +350,8 @@ impl RequestState {
             generation,
             log: LogData::default(),
             metrics: None,
+            io: None,
+            lua_spent: std::time::Duration::ZERO,
         }
     }
 }
@@ -469,6 +478,12 @@ pub trait Instance: Send + Sync {
     /// [`RequestState::service_response`]; an exit replaces it.
     fn response(&self, _ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
         Ok(Flow::Continue)
+    }
+
+    /// Continues a rewrite, access or response call that returned [`Flow::Wait`], once
+    /// [`RequestState::io`] has a finished operation for it.
+    fn resume(&self, _ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
+        Err(PluginError("this plugin does not wait".into()))
     }
 
     /// Kong's `header_filter` phase.

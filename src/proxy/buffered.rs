@@ -17,7 +17,7 @@ use pingora::proxy::Session;
 use super::respond::{self, messages};
 use super::{balance, Ctx, Gateway};
 use crate::config::model::Protocol;
-use crate::plugins::{Exit, Flow, Phase, PhaseCtx, ServiceResponse};
+use crate::plugins::{Exit, Flow, Phase, ServiceResponse};
 
 impl Gateway {
     /// Asks Pingora to hold the upstream response back when the request needs buffered
@@ -51,7 +51,7 @@ impl Gateway {
     /// The whole upstream response is here: keeps it for `kong.service.response`, then runs
     /// the `response` handlers on it. A handler's exit replaces it; a failing handler turns it
     /// into Kong's 500.
-    pub(super) fn response_held(
+    pub(super) async fn response_held(
         &self,
         session: &mut Session,
         header: &mut ResponseHeader,
@@ -70,7 +70,7 @@ impl Gateway {
             headers: header.headers.clone(),
             body: body.clone(),
         }));
-        if let Some(exit) = self.run_response_handlers(session, ctx, header) {
+        if let Some(exit) = self.run_response_handlers(session, ctx, header).await {
             *header = respond::exit_header(&exit, ctx.elapsed_ms())?;
             // The request was proxied: the latency headers are the upstream's (response_filter).
             header.remove_header("x-kong-response-latency");
@@ -82,7 +82,7 @@ impl Gateway {
 
     /// Runs `response` for the request's instances in chain order; returns the response that
     /// replaces the upstream's, if a handler exited or failed.
-    fn run_response_handlers(
+    async fn run_response_handlers(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
@@ -100,18 +100,18 @@ impl Gateway {
             }
             let name = &snap.config.plugins[i].name;
             let started = Instant::now();
-            let mut pctx = PhaseCtx {
-                phase: Phase::Response,
-                snap: &snap,
-                state: &mut ctx.state,
-                req: session.req_header_mut(),
-                resp: Some(&mut *header),
-                chunk: None,
-            };
-            let result = instance.response(&mut pctx);
+            let result = Self::run_waiting(
+                session,
+                ctx,
+                &snap,
+                &**instance,
+                Phase::Response,
+                Some(&mut *header),
+            )
+            .await;
             self.observe(name, Phase::Response, started, result.is_err());
             match result {
-                Ok(Flow::Continue) => {}
+                Ok(Flow::Continue | Flow::Wait) => {}
                 Ok(Flow::Exit(exit)) => {
                     ctx.state.source = "exit";
                     replaced = Some(exit);

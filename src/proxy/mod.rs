@@ -237,8 +237,9 @@ impl ProxyHttp for Gateway {
 
         // Kong's rewrite phase: global instances, before routing.
         if !snap.global_chain.is_empty() {
-            if let Some(exit) =
-                self.run_request_phase(session, ctx, Phase::Rewrite, &snap.global_chain)
+            if let Some(exit) = self
+                .run_request_phase(session, ctx, Phase::Rewrite, &snap.global_chain)
+                .await
             {
                 return self.exit(session, ctx, &exit).await;
             }
@@ -299,7 +300,10 @@ impl ProxyHttp for Gateway {
         if Self::wants_body(&snap, &route.chain) {
             self.read_body_for_plugins(session, ctx).await?;
         }
-        if let Some(exit) = self.run_request_phase(session, ctx, Phase::Access, &route.chain) {
+        if let Some(exit) = self
+            .run_request_phase(session, ctx, Phase::Access, &route.chain)
+            .await
+        {
             return self.exit(session, ctx, &exit).await;
         }
         if route.service.is_none() && ctx.state.upstream.target.is_none() {
@@ -469,7 +473,7 @@ impl ProxyHttp for Gateway {
         body: &mut bytes::Bytes,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        self.response_held(session, header, body, ctx)
+        self.response_held(session, header, body, ctx).await
     }
 
     async fn response_filter(

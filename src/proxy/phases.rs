@@ -13,7 +13,8 @@ use pingora::proxy::Session;
 use super::respond::{self, messages, write_exit, VIA};
 use super::{Ctx, Gateway};
 use crate::plugins::chain::Link;
-use crate::plugins::{Exit, Flow, Phase, PhaseCtx};
+use crate::plugins::{Exit, Flow, Instance, Phase, PhaseCtx, PluginError};
+use crate::snapshot::Snapshot;
 
 thread_local! {
     /// Histogram handles per plugin name and phase: `with_label_values` hashes and locks on
@@ -64,7 +65,7 @@ impl Gateway {
     /// Runs rewrite or access over `chain`, selecting each plugin's instance with the consumer
     /// known at that moment (auth plugins earlier in the chain may have set it). Returns the
     /// response to send instead of proxying: a plugin's exit, or Kong's 500 when one failed.
-    pub(super) fn run_request_phase(
+    pub(super) async fn run_request_phase(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
@@ -97,21 +98,10 @@ impl Gateway {
                 continue;
             }
             let started = Instant::now();
-            let mut pctx = PhaseCtx {
-                phase,
-                snap: &snap,
-                state: &mut ctx.state,
-                req: session.req_header_mut(),
-                resp: None,
-                chunk: None,
-            };
-            let result = match phase {
-                Phase::Rewrite => instance.rewrite(&mut pctx),
-                _ => instance.access(&mut pctx),
-            };
+            let result = Self::run_waiting(session, ctx, &snap, &**instance, phase, None).await;
             self.observe(&link.name, phase, started, result.is_err());
             match result {
-                Ok(Flow::Continue) => {}
+                Ok(Flow::Continue | Flow::Wait) => {}
                 Ok(Flow::Exit(exit)) => {
                     if phase == Phase::Access {
                         self.collect(session, ctx, &chain[n + 1..]);
@@ -128,6 +118,51 @@ impl Gateway {
             }
         }
         None
+    }
+
+    /// Runs a phase that may wait (rewrite, access, response) for one instance: while the
+    /// handler waits for I/O, the request's operations are awaited (the worker serves other
+    /// requests meanwhile) and the handler resumed.
+    pub(super) async fn run_waiting(
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &Snapshot,
+        instance: &dyn Instance,
+        phase: Phase,
+        mut resp: Option<&mut ResponseHeader>,
+    ) -> Result<Flow, PluginError> {
+        let mut resumed = false;
+        loop {
+            let result = {
+                let mut pctx = PhaseCtx {
+                    phase,
+                    snap,
+                    state: &mut ctx.state,
+                    req: session.req_header_mut(),
+                    resp: resp.as_deref_mut(),
+                    chunk: None,
+                };
+                match (resumed, phase) {
+                    (true, _) => instance.resume(&mut pctx),
+                    (false, Phase::Rewrite) => instance.rewrite(&mut pctx),
+                    (false, Phase::Response) => instance.response(&mut pctx),
+                    (false, _) => instance.access(&mut pctx),
+                }
+            };
+            if !matches!(result, Ok(Flow::Wait)) {
+                return result;
+            }
+            resumed = true;
+            let ready = match ctx.state.io.as_mut() {
+                Some(io) => io.wait().await,
+                None => false,
+            };
+            if !ready {
+                return Err(PluginError(
+                    "the plugin waits, but no operation of its is in progress".into(),
+                ));
+            }
+        }
     }
 
     /// Whether instance `i`'s `condition` holds for the request (true without one).

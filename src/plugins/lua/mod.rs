@@ -2,6 +2,7 @@
 //! configuration is compiled, instances that run on the per-worker runtime, and the PDK.
 
 pub mod embed;
+pub mod io;
 pub mod pdk;
 pub mod runtime;
 pub mod sandbox;
@@ -70,6 +71,10 @@ impl Instance for LuaInstance {
 
     fn response(&self, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
         runtime::call(self, ctx)
+    }
+
+    fn resume(&self, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
+        runtime::resume(self, ctx)
     }
 
     fn header_filter(&self, ctx: &mut PhaseCtx<'_>) -> Result<(), PluginError> {

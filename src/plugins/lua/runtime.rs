@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mlua::{Function, Lua, RegistryKey, Table, Value};
+use mlua::thread::ThreadStatus;
+use mlua::{Function, IntoLuaMulti, Lua, MultiValue, RegistryKey, Table, Thread, Value};
 
-use super::{pdk, sandbox, LuaInstance, LuaPlugin};
+use super::{io, pdk, sandbox, LuaInstance, LuaPlugin};
 use crate::plugins::{Flow, Phase, PhaseCtx, PluginError};
 
 struct Worker {
@@ -32,6 +33,10 @@ struct Worker {
     /// request id → { shared = {}, plugin = {}, ngx = {} }, created when a plugin first uses
     /// kong.ctx or ngx.ctx.
     requests: Table,
+    /// request id → the coroutine of its phase call that waits for I/O.
+    waiting: Table,
+    /// Finished coroutines, reset and reused for the next calls that may wait.
+    spare: Vec<Thread>,
     /// Requests that ran Lua on this thread, per generation.
     active: HashMap<u64, usize>,
     newest: u64,
@@ -49,6 +54,9 @@ impl Drop for Worker {
         }
     }
 }
+
+/// Finished coroutines a worker keeps for reuse.
+const SPARE_THREADS: usize = 16;
 
 /// Share of the memory limit a VM may still use after a full collection before it is replaced.
 const EXHAUSTED_PERCENT: usize = 80;
@@ -114,6 +122,7 @@ impl Worker {
             .map(|(name, value)| Ok((name, lua.create_registry_value(value)?)))
             .collect::<mlua::Result<Vec<_>>>()?;
         let requests = lua.create_table()?;
+        let waiting = lua.create_table()?;
         let memory = Arc::new(AtomicUsize::new(lua.used_memory()));
         if let Ok(mut all) = VM_MEMORY.lock() {
             all.push(memory.clone());
@@ -125,6 +134,8 @@ impl Worker {
             handlers: HashMap::new(),
             confs: HashMap::new(),
             requests,
+            waiting,
+            spare: Vec::new(),
             active: HashMap::new(),
             newest: 0,
             exhausted: false,
@@ -216,6 +227,14 @@ impl Worker {
         Ok(table)
     }
 
+    /// Where the request's Lua tables live.
+    fn tables(&self, ctx: &PhaseCtx<'_>) -> pdk::RequestTables {
+        pdk::RequestTables {
+            requests: self.requests.clone(),
+            id: ctx.state.id,
+        }
+    }
+
     /// Counts the request as running Lua on this thread (its generation stays loaded).
     fn register_request(&mut self, ctx: &mut PhaseCtx<'_>) {
         if ctx.state.lua_tables {
@@ -229,8 +248,26 @@ impl Worker {
         }
     }
 
+    /// A coroutine for a phase call that may wait, running io.lua's scheduler.
+    fn thread(&mut self) -> mlua::Result<Thread> {
+        let run: Function = self.lua.named_registry_value(io::RUN)?;
+        if let Some(t) = self.spare.pop() {
+            t.reset(run)?;
+            return Ok(t);
+        }
+        sandbox::hooked_thread(&self.lua, run)
+    }
+
+    /// Keeps a finished coroutine for reuse (a few per worker).
+    fn recycle(&mut self, thread: Thread) {
+        if self.spare.len() < SPARE_THREADS && thread.status() == ThreadStatus::Finished {
+            self.spare.push(thread);
+        }
+    }
+
     fn release(&mut self, id: u64, generation: u64) {
         let _ = self.requests.raw_set(id, Value::Nil);
+        let _ = self.waiting.raw_set(id, Value::Nil);
         if let Some(n) = self.active.get_mut(&generation) {
             *n = n.saturating_sub(1);
         }
@@ -297,7 +334,9 @@ pub(super) fn init_worker(handler: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
-/// Runs one phase of a Lua instance on this thread's VM.
+/// Runs one phase of a Lua instance on this thread's VM. In the phases that may wait (rewrite,
+/// access, response) the handler runs as a coroutine under io.lua's scheduler and may return
+/// [`Flow::Wait`]; the caller then awaits the request's I/O and calls [`resume`].
 pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
     WORKER.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -311,10 +350,6 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
         };
         let phase = ctx.phase;
         worker.register_request(ctx);
-        let tables = pdk::RequestTables {
-            requests: worker.requests.clone(),
-            id: ctx.state.id,
-        };
         let prepared = (|| -> mlua::Result<_> {
             let (handler, method) = worker.handler(&inst.plugin, inst.generation, phase)?;
             let conf = worker.conf(inst)?;
@@ -326,26 +361,112 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
             return Ok(Flow::Continue);
         };
         ctx.state.exit = None;
+        if may_wait(phase) {
+            ctx.state.lua_spent = std::time::Duration::ZERO;
+            let thread = worker
+                .thread()
+                .map_err(|e| PluginError(describe(inst, phase, &e)))?;
+            return step(worker, inst, ctx, thread, (method, handler, conf));
+        }
+        let tables = worker.tables(ctx);
         let result = pdk::with_current(ctx, inst, tables, || {
             sandbox::with_budget(|| method.call::<Value>((handler.clone(), conf.clone())))
         });
-        // `kong.response.exit` records the response and raises an error to stop the handler.
+        finish(worker, inst, ctx, result.map(|_| ()))
+    })
+}
+
+/// Continues a call that returned [`Flow::Wait`] with the operation that finished.
+pub fn resume(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
+    WORKER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let Some(worker) = slot.as_mut() else {
+            return Err(PluginError("no Lua VM".into()));
+        };
+        let id = ctx.state.id;
+        let thread = match worker.waiting.raw_get::<Value>(id) {
+            Ok(Value::Thread(t)) => t,
+            _ => return Err(PluginError("no call of this request is waiting".into())),
+        };
+        let _ = worker.waiting.raw_set(id, Value::Nil);
+        let Some((ticket, outcome)) = ctx.state.io.as_mut().and_then(|io| io.take_done()) else {
+            return Err(PluginError("resumed without a finished operation".into()));
+        };
+        let args = io::outcome_values(&worker.lua, outcome).map(|mut v| {
+            v.push_front(Value::Number(ticket as f64));
+            v
+        });
+        let args = args.map_err(|e| PluginError(describe(inst, ctx.phase, &e)))?;
+        step(worker, inst, ctx, thread, args)
+    })
+}
+
+/// Whether plugin code may wait in `phase` (OpenResty's yieldable contexts; Kong runs
+/// `response` inside nginx's access phase).
+fn may_wait(phase: Phase) -> bool {
+    matches!(phase, Phase::Rewrite | Phase::Access | Phase::Response)
+}
+
+/// Resumes a call's coroutine with `args` under what is left of its CPU budget (only the time
+/// spent inside resumes counts; waiting does not).
+fn step(
+    worker: &mut Worker,
+    inst: &LuaInstance,
+    ctx: &mut PhaseCtx<'_>,
+    thread: Thread,
+    args: impl IntoLuaMulti,
+) -> Result<Flow, PluginError> {
+    let left = sandbox::limits()
+        .cpu_budget
+        .saturating_sub(ctx.state.lua_spent);
+    let tables = worker.tables(ctx);
+    let started = std::time::Instant::now();
+    let result = pdk::with_current(ctx, inst, tables, || {
+        sandbox::with_budget_left(left, || thread.resume::<MultiValue>(args))
+    });
+    ctx.state.lua_spent += started.elapsed();
+    if result.is_ok() && thread.status() == ThreadStatus::Resumable && ctx.state.exit.is_none() {
         worker
             .memory
             .store(worker.lua.used_memory(), Ordering::Relaxed);
-        if let Some(exit) = ctx.state.exit.take() {
-            return Ok(Flow::Exit(exit));
+        if let Err(e) = worker.waiting.raw_set(ctx.state.id, thread) {
+            return Err(PluginError(describe(inst, ctx.phase, &e)));
         }
-        match result {
-            Ok(_) => Ok(Flow::Continue),
-            Err(e) => {
-                if is_memory_error(&e) {
-                    worker.after_memory_error();
-                }
-                Err(PluginError(describe(inst, phase, &e)))
+        return Ok(Flow::Wait);
+    }
+    // The call is over: what its threads still had running is cancelled.
+    if let Some(io) = ctx.state.io.as_mut() {
+        io.cancel_all();
+    }
+    if result.is_ok() {
+        worker.recycle(thread);
+    }
+    finish(worker, inst, ctx, result.map(|_| ()))
+}
+
+/// The end of a phase call: its exit, its error, or on to the next plugin.
+fn finish(
+    worker: &mut Worker,
+    inst: &LuaInstance,
+    ctx: &mut PhaseCtx<'_>,
+    result: mlua::Result<()>,
+) -> Result<Flow, PluginError> {
+    worker
+        .memory
+        .store(worker.lua.used_memory(), Ordering::Relaxed);
+    // `kong.response.exit` records the response and raises an error to stop the handler.
+    if let Some(exit) = ctx.state.exit.take() {
+        return Ok(Flow::Exit(exit));
+    }
+    match result {
+        Ok(()) => Ok(Flow::Continue),
+        Err(e) => {
+            if is_memory_error(&e) {
+                worker.after_memory_error();
             }
+            Err(PluginError(describe(inst, ctx.phase, &e)))
         }
-    })
+    }
 }
 
 /// Whether a call failed because the VM's memory limit was reached.

@@ -111,6 +111,14 @@ fn cur<R>(
     })
 }
 
+/// Runs `f` on the state of the request a PDK function is called for (the io module's
+/// functions); an error outside a phase call.
+pub(crate) fn with_state<R>(
+    f: impl FnOnce(&mut crate::plugins::RequestState) -> mlua::Result<R>,
+) -> mlua::Result<R> {
+    cur(|c, _, _| f(c.state))
+}
+
 thread_local! {
     /// A handler's `init_worker` is running on this thread (for `ngx.get_phase`).
     static IN_INIT_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -130,7 +138,7 @@ pub fn as_init_worker<R>(f: impl FnOnce() -> R) -> R {
 
 /// `ngx.get_phase()`: the phase of the call in progress; `init_worker` while a handler's
 /// init_worker runs, `init` while plugin code loads.
-fn phase_name() -> &'static str {
+pub(crate) fn phase_name() -> &'static str {
     CURRENT.with(|c| match c.borrow().as_ref() {
         // SAFETY: as in `cur`: the pointee lives while the call is in progress; only a field
         // is read.
@@ -346,6 +354,7 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
     let ngx = super::util::ngx_base(lua)?;
     ngx::install(lua, &ngx)?;
     set_fn(lua, &ngx, "get_phase", |_, ()| Ok(phase_name()))?;
+    super::io::install(lua, &ngx)?;
     let all_modules = super::util::modules(lua, &ngx)?;
     let cjson = all_modules
         .iter()

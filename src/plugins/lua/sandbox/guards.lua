@@ -6,7 +6,8 @@
 -- (string.format through __tostring, table.sort through its comparator, coroutine.resume)
 -- check the native stack first; string.rep and table.sort check the budget as well. A sort of
 -- a large table without a comparator gets a Lua one, so the instruction hook sees its work.
-local pcall, xpcall, resume, format, sort, rep, expired, overrun, check, stopped = ...
+local pcall, xpcall, resume, format, sort, rep, expired, overrun, check, stopped, WAIT, yield,
+  status = ...
 local type, error = type, error
 
 local function after(ok, ...)
@@ -34,9 +35,19 @@ function guards.xpcall(f, handler, ...)
   return after(xpcall(f, handler, ...))
 end
 
+-- A coroutine of the plugin's that waits for I/O (io.lua yields WAIT) is waited for in its
+-- place: the wait goes up to the light thread's scheduler, and the coroutine is resumed with
+-- the result, so sockets and sleeps work inside plugin coroutines as in OpenResty.
+local function forward(co, ok, tag, ...)
+  if ok and tag == WAIT and status(co) == "suspended" then
+    return forward(co, resume(co, yield(WAIT, ...)))
+  end
+  return ok, tag, ...
+end
+
 function guards.resume(co, ...)
   check()
-  return after(resume(co, ...))
+  return after(forward(co, resume(co, ...)))
 end
 
 function guards.format(...)

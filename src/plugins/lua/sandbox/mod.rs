@@ -60,6 +60,17 @@ pub fn limits() -> Limits {
 
 /// Runs `f` (a call into plugin code) with the CPU budget armed for this thread.
 pub fn with_budget<R>(f: impl FnOnce() -> R) -> R {
+    with_budget_left(limits().cpu_budget, f)
+}
+
+thread_local! {
+    /// The handler of the call in progress has answered (`kong.response.exit`).
+    static STOPPED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (the continuation of a call into plugin code after it waited) with what is left of
+/// the call's CPU budget, `left`.
+pub fn with_budget_left<R>(left: Duration, f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -67,13 +78,22 @@ pub fn with_budget<R>(f: impl FnOnce() -> R) -> R {
         }
     }
     let _restore = Restore(STOPPED.with(|s| s.replace(false)));
-    budget::with_budget(limits().cpu_budget, f)
+    budget::with_budget(left, f)
 }
 
-thread_local! {
-    /// The handler of the call in progress has answered (`kong.response.exit`).
-    static STOPPED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+/// Whether the handler of the call in progress answered (`kong.response.exit`).
+pub fn stopped() -> bool {
+    STOPPED.with(|s| s.get())
 }
+
+/// Named registry value: the marker a waiting coroutine yields (io.lua and guards.lua).
+pub const WAIT: &str = "sluice.io.wait";
+/// Named registry value: LuaJIT's own `coroutine.resume` (io.lua's scheduler receives the
+/// waits that the sandbox's version passes up).
+pub const RAW_RESUME: &str = "sluice.raw_resume";
+/// Named registry value: the native stack and budget check the guards run before calling
+/// back into Lua.
+pub const CHECK: &str = "sluice.check";
 
 /// Ends the handler of the call in progress as Kong's `kong.response.exit` does (Kong yields
 /// the handler's coroutine): the error that unwinds it is re-raised by `pcall`, `xpcall` and
@@ -199,6 +219,10 @@ fn install_guards(lua: &Lua, globals: &Table) -> mlua::Result<()> {
         stack::check()?;
         budget::check().map_err(|e| support::raise(e.to_string()))
     })?;
+    let wait = lua.create_table()?;
+    lua.set_named_registry_value(WAIT, wait.clone())?;
+    lua.set_named_registry_value(RAW_RESUME, coroutine.get::<Function>("resume")?)?;
+    lua.set_named_registry_value(CHECK, check.clone())?;
     let guards: Table = lua
         .load(include_str!("guards.lua"))
         .set_name("=sandbox")
@@ -214,6 +238,9 @@ fn install_guards(lua: &Lua, globals: &Table) -> mlua::Result<()> {
             overrun,
             check,
             stopped,
+            wait,
+            coroutine.get::<Function>("yield")?,
+            coroutine.get::<Function>("status")?,
         ))?;
     globals.set("pcall", guards.get::<Function>("pcall")?)?;
     globals.set("xpcall", guards.get::<Function>("xpcall")?)?;
@@ -257,14 +284,18 @@ fn budget_hook(_lua: &Lua, _debug: &mlua::debug::Debug) -> mlua::Result<VmState>
     }
 }
 
+/// A coroutine running `f` that carries the budget hook (hooks set on the main thread do not
+/// reach coroutines).
+pub fn hooked_thread(lua: &Lua, f: Function) -> mlua::Result<mlua::Thread> {
+    let thread = lua.create_thread(f)?;
+    thread.set_hook(budget_triggers(), budget_hook)?;
+    Ok(thread)
+}
+
 /// `coroutine.create`/`wrap` whose coroutines carry the budget hook too (hooks set on the main
 /// thread do not reach coroutines that Lua code creates).
 fn hooked_coroutines(lua: &Lua, coroutine: &Table) -> mlua::Result<()> {
-    let create = support::function(lua, |lua, f: mlua::Function| {
-        let thread = lua.create_thread(f)?;
-        thread.set_hook(budget_triggers(), budget_hook)?;
-        Ok(thread)
-    })?;
+    let create = support::function(lua, hooked_thread)?;
     coroutine.set("create", create.clone())?;
     let wrap: mlua::Function = lua
         .load(

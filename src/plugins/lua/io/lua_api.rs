@@ -1,0 +1,316 @@
+//! The Rust functions `io.lua` calls (never handed to plugins), and the installation of
+//! `ngx.sleep`, `ngx.socket`, `ngx.thread` in a VM.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mlua::{Function, IntoLua, Lua, MultiValue, Table, Value};
+
+use super::conn::Read;
+use super::{Io, Outcome, Step, Ticket, DEFAULT_TIMEOUT};
+use crate::plugins::lua::pdk;
+use crate::plugins::lua::util::support;
+use crate::plugins::RequestState;
+
+/// Named registry value: io.lua's `run`, the body of every phase call that may wait.
+pub const RUN: &str = "sluice.io.run";
+/// Named registry value: io.lua's IDLE marker (what `run` yields when every thread waits).
+pub const IDLE: &str = "sluice.io.idle";
+/// Named registry value: the module io.lua returned (for modules built over it).
+pub const MODULE: &str = "sluice.io.module";
+
+/// Kong's `lua_socket_pool_size`.
+const POOL_SIZE: usize = 256;
+
+/// Runs `f` on the current request's I/O, checking that socket `rid` belongs to it.
+fn with_io<R>(rid: Option<u64>, f: impl FnOnce(&mut Io, u64) -> R) -> mlua::Result<R> {
+    pdk::with_state(|state: &mut RequestState| {
+        if rid.is_some_and(|r| r != state.id) {
+            return Err(support::raise("bad request"));
+        }
+        let id = state.id;
+        let io = state.io.get_or_insert_with(Default::default);
+        Ok(f(io, id))
+    })
+}
+
+/// The Lua values of an outcome: what the waiting Lua function returns.
+pub fn outcome_values(lua: &Lua, o: Outcome) -> mlua::Result<MultiValue> {
+    let s = |b: &Bytes| lua.create_string(b).map(Value::String);
+    Ok(match o {
+        Outcome::Unit => MultiValue::new(),
+        Outcome::Int(n) => MultiValue::from_vec(vec![Value::Integer(n)]),
+        Outcome::Data(d) => MultiValue::from_vec(vec![s(&d)?]),
+        Outcome::Until(d, found) => {
+            MultiValue::from_vec(vec![s(&d)?, Value::Nil, Value::Nil, Value::Boolean(found)])
+        }
+        Outcome::Fail(err, partial) => MultiValue::from_vec(vec![
+            Value::Nil,
+            lua.create_string(&err)?.into_lua(lua)?,
+            s(&partial)?,
+        ]),
+    })
+}
+
+/// What a Rust operation returns to io.lua: its ticket, or `false` and the results.
+fn step_values(lua: &Lua, step: Result<Step, String>) -> mlua::Result<MultiValue> {
+    match step {
+        Ok(Step::Wait(t)) => Ok(MultiValue::from_vec(vec![Value::Number(t as f64)])),
+        Ok(Step::Now(o)) => {
+            let mut v = outcome_values(lua, o)?;
+            v.push_front(Value::Boolean(false));
+            Ok(v)
+        }
+        Err(e) => Ok(MultiValue::from_vec(vec![
+            Value::Boolean(false),
+            Value::Nil,
+            lua.create_string(&e)?.into_lua(lua)?,
+        ])),
+    }
+}
+
+fn ms(v: Option<f64>) -> Option<Duration> {
+    v.map(|ms| {
+        if ms <= 0.0 {
+            DEFAULT_TIMEOUT
+        } else {
+            Duration::from_secs_f64(ms / 1000.0)
+        }
+    })
+}
+
+fn handle(h: f64) -> usize {
+    h as usize
+}
+
+/// nginx's name of the context the current code runs in, for "API disabled in the context
+/// of ..." errors.
+fn context() -> &'static str {
+    match pdk::phase_name() {
+        "rewrite" => "rewrite_by_lua*",
+        "access" => "access_by_lua*",
+        "header_filter" => "header_filter_by_lua*",
+        "body_filter" => "body_filter_by_lua*",
+        "log" => "log_by_lua*",
+        "init_worker" => "init_worker_by_lua*",
+        _ => "init_by_lua*",
+    }
+}
+
+fn functions(lua: &Lua) -> mlua::Result<Table> {
+    let rs = lua.create_table()?;
+    let f = |name: &str, func: Function| rs.raw_set(name, func);
+    f("context", support::function(lua, |_, ()| Ok(context()))?)?;
+    f(
+        "sleep",
+        support::function(lua, |lua, seconds: f64| {
+            let step = with_io(None, |io, _| {
+                io.sleep(Duration::from_secs_f64(seconds.max(0.0)))
+            })?;
+            step_values(lua, Ok(step))
+        })?,
+    )?;
+    f(
+        "cancel",
+        support::function(lua, |_, ticket: f64| {
+            with_io(None, |io, _| io.cancel(ticket as Ticket))
+        })?,
+    )?;
+    f(
+        "tcp",
+        support::function(lua, |_, ()| {
+            with_io(None, |io, id| (io.tcp() as f64, id as f64))
+        })?,
+    )?;
+    f(
+        "udp",
+        support::function(lua, |_, ()| {
+            with_io(None, |io, id| (io.udp() as f64, id as f64))
+        })?,
+    )?;
+    f(
+        "timeouts",
+        support::function(
+            lua,
+            |_, (h, rid, c, s, r): (f64, f64, Option<f64>, Option<f64>, Option<f64>)| {
+                with_io(Some(rid as u64), |io, _| {
+                    io.set_timeouts(handle(h), [ms(c), ms(s), ms(r)])
+                })
+            },
+        )?,
+    )?;
+    f(
+        "connect",
+        support::function(
+            lua,
+            |lua, (h, rid, host, port, pool): (f64, f64, String, Option<f64>, Option<String>)| {
+                let port = port.map(|p| p as u16);
+                let step = with_io(Some(rid as u64), |io, _| {
+                    io.connect(handle(h), host, port, pool)
+                })?;
+                step_values(lua, step)
+            },
+        )?,
+    )?;
+    f(
+        "handshake",
+        support::function(
+            lua,
+            |lua, (h, rid, name, verify): (f64, f64, Option<String>, bool)| {
+                let step = with_io(Some(rid as u64), |io, _| {
+                    io.handshake(handle(h), name, verify)
+                })?;
+                step_values(lua, step)
+            },
+        )?,
+    )?;
+    f(
+        "send",
+        support::function(lua, |lua, (h, rid, data): (f64, f64, mlua::LuaString)| {
+            let data = Bytes::copy_from_slice(&data.as_bytes());
+            let step = with_io(Some(rid as u64), |io, _| io.send(handle(h), data))?;
+            step_values(lua, step)
+        })?,
+    )?;
+    f(
+        "receive",
+        support::function(
+            lua,
+            |lua,
+             (h, rid, kind, n, pattern, inclusive): (
+                f64,
+                f64,
+                String,
+                Option<f64>,
+                Option<mlua::LuaString>,
+                Option<bool>,
+            )| {
+                let n = n.map(|n| n as usize);
+                let read = match kind.as_str() {
+                    "l" => Read::Line,
+                    "a" => Read::All,
+                    "n" => Read::Exactly(n.unwrap_or(0)),
+                    "any" => Read::Any(n.unwrap_or(1)),
+                    _ => Read::Until {
+                        pattern: pattern
+                            .map(|p| Bytes::copy_from_slice(&p.as_bytes()))
+                            .unwrap_or_default(),
+                        max: n,
+                        inclusive: inclusive.unwrap_or(false),
+                    },
+                };
+                let step = with_io(Some(rid as u64), |io, _| io.receive(handle(h), read))?;
+                step_values(lua, step)
+            },
+        )?,
+    )?;
+    f(
+        "keepalive",
+        support::function(
+            lua,
+            |_, (h, rid, idle, size): (f64, f64, Option<f64>, Option<f64>)| {
+                let idle = match idle {
+                    None => DEFAULT_TIMEOUT,
+                    Some(ms) => Duration::from_secs_f64(ms.max(0.0) / 1000.0),
+                };
+                let size = size.map_or(POOL_SIZE, |s| s as usize);
+                let r = with_io(Some(rid as u64), |io, _| {
+                    io.keepalive(handle(h), idle, size)
+                })?;
+                Ok(match r {
+                    Ok(()) => (Some(1), None),
+                    Err(e) => (None, Some(e)),
+                })
+            },
+        )?,
+    )?;
+    f(
+        "reused",
+        support::function(lua, |_, (h, rid): (f64, f64)| {
+            let r = with_io(Some(rid as u64), |io, _| io.reused(handle(h)))?;
+            Ok(match r {
+                Ok(n) => (Some(n), None),
+                Err(e) => (None, Some(e)),
+            })
+        })?,
+    )?;
+    f(
+        "close",
+        support::function(lua, |_, (h, rid): (f64, f64)| {
+            let r = with_io(Some(rid as u64), |io, _| io.close(handle(h)))?;
+            Ok(match r {
+                Ok(()) => (Some(1), None),
+                Err(e) => (None, Some(e)),
+            })
+        })?,
+    )?;
+    f(
+        "udp_peer",
+        support::function(lua, |lua, (h, rid, host, port): (f64, f64, String, f64)| {
+            let step = with_io(Some(rid as u64), |io, _| {
+                io.udp_peer(handle(h), host, port as u16)
+            })?;
+            step_values(lua, step)
+        })?,
+    )?;
+    f(
+        "udp_send",
+        support::function(lua, |lua, (h, rid, data): (f64, f64, mlua::LuaString)| {
+            let r = with_io(Some(rid as u64), |io, _| {
+                io.udp_send(handle(h), &data.as_bytes())
+            })?;
+            match r {
+                Ok(o) => outcome_values(lua, o),
+                Err(e) => outcome_values(lua, Outcome::fail(e)),
+            }
+        })?,
+    )?;
+    f(
+        "udp_receive",
+        support::function(lua, |lua, (h, rid, size): (f64, f64, f64)| {
+            let step = with_io(Some(rid as u64), |io, _| {
+                io.udp_receive(handle(h), size as usize)
+            })?;
+            step_values(lua, step)
+        })?,
+    )?;
+    Ok(rs)
+}
+
+/// Loads io.lua into `lua` and sets `ngx.sleep`, `ngx.socket` and `ngx.thread` on `ngx`.
+/// `wait` is the marker the sandbox's `coroutine.resume` passes up (see guards.lua).
+pub fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
+    let rs = functions(lua)?;
+    let wait: Table = lua.named_registry_value(crate::plugins::lua::sandbox::WAIT)?;
+    let resume: Function = lua.named_registry_value(crate::plugins::lua::sandbox::RAW_RESUME)?;
+    let check: Function = lua.named_registry_value(crate::plugins::lua::sandbox::CHECK)?;
+    let expired = support::function(lua, |_, ()| {
+        Ok(crate::plugins::lua::sandbox::budget::expired())
+    })?;
+    let overrun = support::raw_function(lua, |_, ()| -> mlua::Result<()> {
+        Err(mlua::Error::external(
+            crate::plugins::lua::sandbox::budget::overrun().unwrap_or(
+                crate::plugins::lua::sandbox::budget::Exceeded::Cpu(
+                    crate::plugins::lua::sandbox::limits().cpu_budget,
+                ),
+            ),
+        ))
+    })?;
+    let stopped = support::function(lua, |_, ()| Ok(crate::plugins::lua::sandbox::stopped()))?;
+    let log_err = support::function(lua, |_, msg: String| {
+        tracing::error!(target: "lua", "{msg}");
+        Ok(())
+    })?;
+    let module: Table = lua
+        .load(include_str!("io.lua"))
+        .set_name("=sluice.io")
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .call((rs, wait, resume, check, expired, overrun, stopped, log_err))?;
+    lua.set_named_registry_value(RUN, module.get::<Function>("run")?)?;
+    lua.set_named_registry_value(IDLE, module.get::<Table>("IDLE")?)?;
+    ngx.set("sleep", module.get::<Function>("sleep")?)?;
+    ngx.set("socket", module.get::<Table>("socket")?)?;
+    ngx.set("thread", module.get::<Table>("thread")?)?;
+    lua.set_named_registry_value(MODULE, module)?;
+    Ok(())
+}
