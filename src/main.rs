@@ -88,6 +88,26 @@ struct Cli {
     /// Memory each worker's Lua VM may use, in MiB; an allocation past it fails the request.
     #[arg(long, env = "PROXY_LUA_MEMORY_MB", default_value_t = 256)]
     lua_memory_mb: usize,
+    /// Where Lua plugin sockets may connect: comma-separated `host[:port]` entries (IPs, CIDR
+    /// ranges, names, `*.suffix`, `unix:/path/prefix`, `*` for any host); default: anywhere.
+    #[arg(long, env = "PROXY_LUA_SOCKET_ALLOW", default_value = "*", value_parser = sluice::plugins::lua::io::egress::Egress::parse)]
+    lua_socket_allow: sluice::plugins::lua::io::egress::Egress,
+    /// CA bundle (PEM) plugin sockets verify TLS peers with (Kong's
+    /// lua_ssl_trusted_certificate); default: the system's store.
+    #[arg(long, env = "PROXY_LUA_SSL_TRUSTED_CERTIFICATE")]
+    lua_ssl_trusted_certificate: Option<PathBuf>,
+    /// Modules plugins may `require`: names restrict the list to those, `-name` removes one
+    /// from it (e.g. `-resty.redis,-resty.http`); default: all the gateway provides (Kong's
+    /// untrusted_lua_sandbox_requires in spirit).
+    #[arg(long, env = "PROXY_LUA_SANDBOX_REQUIRES", default_value = "")]
+    lua_sandbox_requires: String,
+    /// Size of kong.cache's shared level for all workers (Kong's mem_cache_size), e.g. 128m.
+    #[arg(long, env = "PROXY_MEM_CACHE_SIZE", default_value = "128m", value_parser = sluice::proxy::limits::parse_size)]
+    mem_cache_size: usize,
+    /// Prefix of the environment variables kong.vault's env vault reads (Kong's
+    /// vault_env_prefix).
+    #[arg(long, env = "KONG_VAULT_ENV_PREFIX")]
+    vault_env_prefix: Option<String>,
     /// Seconds a client may take to send a request header once it started, and to start its
     /// first request (nginx's client_header_timeout); past it: 408, or a silent close.
     #[arg(long, env = "PROXY_CLIENT_HEADER_TIMEOUT", default_value_t = 60)]
@@ -388,6 +408,19 @@ fn tls_selector(
     .map_err(|e| anyhow::anyhow!("--ssl-cert: {e}"))
 }
 
+/// Settings of what Lua plugins may reach: sockets, TLS trust, modules, cache, vault.
+fn plugin_io(cli: &Cli) -> anyhow::Result<()> {
+    use sluice::plugins::lua::{io, pdk};
+    io::egress::set(cli.lua_socket_allow.clone());
+    io::set_trusted_certificate(cli.lua_ssl_trusted_certificate.clone());
+    io::check_trusted_certificate()
+        .map_err(|e| anyhow::anyhow!("--lua-ssl-trusted-certificate: {e}"))?;
+    io::cache::set_capacity(cli.mem_cache_size);
+    pdk::set_vault_env_prefix(cli.vault_env_prefix.clone());
+    pdk::set_requires(&cli.lua_sandbox_requires)
+        .map_err(|e| anyhow::anyhow!("--lua-sandbox-requires: {e}"))
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     // Threads that do not set their own stack size (Pingora's workers, the reloader, the admin
     // runtime) run Lua: give them room for the nesting the stack guard allows. Set before any
@@ -403,6 +436,7 @@ fn main() -> anyhow::Result<ExitCode> {
         cpu_budget: Duration::from_millis(cli.lua_cpu_budget_ms.max(1)),
         memory: cli.lua_memory_mb.max(1) << 20,
     });
+    plugin_io(&cli)?;
     match &cli.command {
         Some(Command::Check { path }) => Ok(check(path)),
         Some(Command::Plugin {

@@ -324,6 +324,17 @@ impl ServeHttp for Admin {
                     None => message(404, "Not found"),
                 }
             }
+            (&Method::GET, ["cache", key]) => cache_entry(key),
+            (&Method::DELETE, ["cache", key]) => {
+                crate::plugins::lua::io::cache::invalidate(
+                    &percent_decode(key).unwrap_or_else(|| key.to_string()),
+                );
+                reply_raw(204, "application/json; charset=utf-8", Vec::new())
+            }
+            (&Method::DELETE, ["cache"]) => {
+                crate::plugins::lua::io::cache::purge();
+                reply_raw(204, "application/json; charset=utf-8", Vec::new())
+            }
             (&Method::GET, [kind]) => self.collection(kind, None),
             (&Method::GET, [kind, key]) => self.collection(kind, Some(key)),
             (_, [kind, ..]) if entities::collection(&Default::default(), kind).is_some() => message(
@@ -332,5 +343,17 @@ impl ServeHttp for Admin {
             ),
             _ => message(404, "Not found"),
         }
+    }
+}
+
+/// `GET /cache/{key}`: kong.cache's shared entry, as Kong's admin API shows it (a table as is,
+/// another value as `{"message": value}`, a cached miss as `{}`).
+fn cache_entry(key: &str) -> Response<Vec<u8>> {
+    use crate::plugins::lua::io::cache::{self, Stored};
+    match cache::get(&percent_decode(key).unwrap_or_else(|| key.to_string())) {
+        None => message(404, "Not found"),
+        Some((Stored::Nil, _)) => reply(200, json!({})),
+        Some((v @ Stored::Table(_), _)) => reply(200, v.to_json()),
+        Some((v, _)) => reply(200, json!({ "message": v.to_json() })),
     }
 }

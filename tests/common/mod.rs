@@ -51,6 +51,7 @@ pub struct Upstream {
     #[allow(dead_code)]
     pub cert_pem: Option<String>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -97,6 +98,8 @@ impl Upstream {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = seen.clone();
         let tls = tls.map(Arc::new);
+        let accepted: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let count = accepted.clone();
         let task = tokio::spawn(async move {
             // Connections live in this task's set: aborting the task closes them too.
             let mut connections = tokio::task::JoinSet::new();
@@ -104,6 +107,7 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 while connections.try_join_next().is_some() {}
                 let log = log.clone();
                 let tls = tls.clone();
@@ -140,8 +144,14 @@ impl Upstream {
             addr,
             cert_pem: None,
             seen,
+            accepted,
             task,
         }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Requests received so far.
@@ -309,6 +319,44 @@ pub struct Proxy {
     stderr_path: std::path::PathBuf,
 }
 
+/// Whether process `pid` has a socket listening on TCP `port` (from /proc: the listening
+/// socket's inode among the process's open files).
+pub fn listens(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
+            else {
+                continue;
+            };
+            let listening = *state == "0A";
+            let on_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+                == Some(port);
+            if listening && on_port {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .map(|target| inodes.iter().any(|i| target.to_string_lossy() == *i))
+            .unwrap_or(false)
+    })
+}
+
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("pick port");
     l.local_addr().expect("addr").port()
@@ -422,11 +470,11 @@ impl Proxy {
                     );
                     break;
                 }
-                let admin_up = match admin_addr {
-                    Some(a) => TcpStream::connect(a).await.is_ok(),
-                    None => true,
-                };
-                if admin_up && TcpStream::connect(addr).await.is_ok() {
+                // The port must be this child's: a port picked free may have been taken by
+                // another test's server meanwhile, which would then answer in its place.
+                let pid = child.id();
+                let admin_up = admin_addr.is_none_or(|a| listens(pid, a.port()));
+                if admin_up && listens(pid, port) && TcpStream::connect(addr).await.is_ok() {
                     return Proxy {
                         addr,
                         admin: admin_addr,

@@ -327,29 +327,12 @@ pub fn lua_error(e: &mlua::Error) -> String {
 /// Kong facilities a plugin may reach for that streamed plugins do not have here, and why.
 const UNAVAILABLE: &[(&str, &str)] = &[
     (
-        "cache",
-        "kong.cache is not provided to streamed plugins yet",
-    ),
-    (
-        "vault",
-        "kong.vault is not provided to streamed plugins yet",
-    ),
-    (
         "db",
         "kong.db: this gateway has no database (DB-less), plugins cannot use DAOs",
     ),
     (
         "dao",
         "kong.dao: this gateway has no database (DB-less), plugins cannot use DAOs",
-    ),
-    (
-        "socket",
-        "ngx.socket (cosockets) is not provided to streamed plugins yet",
-    ),
-    ("sleep", "ngx.sleep is not provided to streamed plugins yet"),
-    (
-        "thread",
-        "ngx.thread is not provided to streamed plugins yet",
     ),
     (
         "timer",
@@ -363,6 +346,10 @@ const UNAVAILABLE: &[(&str, &str)] = &[
     (
         "cluster_events",
         "kong.cluster_events is not provided to streamed plugins",
+    ),
+    (
+        "shared",
+        "ngx.shared (shared dicts) is not available to streamed plugins (Kong's sandbox rules); kong.cache is",
     ),
 ];
 

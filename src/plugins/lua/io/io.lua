@@ -606,7 +606,11 @@ return {
   sleep = sleep,
   socket = socket,
   thread = thread,
-  -- For modules built on waiting (kong.cache): wait for a Rust operation.
+  -- For modules built on waiting (kong.cache): wait for a Rust operation, and whether the
+  -- code running may wait.
   finish = finish,
   check_ctx = check_ctx,
+  can_wait = function()
+    return current ~= nil
+  end,
 }

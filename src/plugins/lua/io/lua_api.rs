@@ -277,9 +277,92 @@ fn functions(lua: &Lua) -> mlua::Result<Table> {
     Ok(rs)
 }
 
-/// Loads io.lua into `lua` and sets `ngx.sleep`, `ngx.socket` and `ngx.thread` on `ngx`.
-/// `wait` is the marker the sandbox's `coroutine.resume` passes up (see guards.lua).
-pub fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
+/// The Rust half of `kong.cache` (cache.lua).
+fn cache_functions(lua: &Lua, now: Function) -> mlua::Result<Table> {
+    use super::cache;
+    let rs = lua.create_table()?;
+    rs.raw_set("now", now)?;
+    rs.raw_set(
+        "epoch",
+        support::function(lua, |_, ()| Ok(cache::epoch() as f64))?,
+    )?;
+    rs.raw_set(
+        "get",
+        support::function(lua, |lua, key: mlua::LuaString| {
+            let key = key.to_str()?;
+            Ok(match cache::get(&key) {
+                Some((v, left)) => (true, v.to_lua(lua)?, left),
+                None => (false, Value::Nil, 0.0),
+            })
+        })?,
+    )?;
+    rs.raw_set(
+        "set",
+        support::function(
+            lua,
+            |_, (key, value, ttl, _safe): (mlua::LuaString, Value, f64, Option<bool>)| {
+                let mut size = 0;
+                let stored =
+                    cache::Stored::from_lua(&value, 0, &mut size).map_err(support::raise_here)?;
+                Ok(cache::set(&key.to_str()?, stored, size, ttl))
+            },
+        )?,
+    )?;
+    // nil when the fill is ours to run; a ticket to wait for another request's fill.
+    rs.raw_set(
+        "lock",
+        support::function(lua, |lua, (key, can_wait): (mlua::LuaString, bool)| {
+            let key = key.to_str()?.to_string();
+            let step = with_io(None, |io, id| {
+                io.fill_owner = Some(id);
+                match cache::lock(&key, id) {
+                    Ok(()) => None,
+                    Err(_) if !can_wait => None,
+                    Err(rx) => Some(io.wait_for(async move {
+                        if cache::wait_fill(rx).await {
+                            Outcome::Int(1)
+                        } else {
+                            Outcome::Unit
+                        }
+                    })),
+                }
+            });
+            // Outside a request (init_worker) there is no one to wait for.
+            match step {
+                Ok(Some(step)) => step_values(lua, Ok(step)),
+                _ => Ok(MultiValue::new()),
+            }
+        })?,
+    )?;
+    rs.raw_set(
+        "unlock",
+        support::function(lua, |_, key: mlua::LuaString| {
+            let key = key.to_str()?.to_string();
+            let _ = with_io(None, |_, id| cache::unlock(&key, id));
+            Ok(())
+        })?,
+    )?;
+    rs.raw_set(
+        "invalidate",
+        support::function(lua, |_, key: mlua::LuaString| {
+            cache::invalidate(&key.to_str()?);
+            Ok(())
+        })?,
+    )?;
+    rs.raw_set(
+        "purge",
+        support::function(lua, |_, ()| {
+            cache::purge();
+            Ok(())
+        })?,
+    )?;
+    Ok(rs)
+}
+
+/// Loads io.lua into `lua` and sets `ngx.sleep`, `ngx.socket` and `ngx.thread` on `ngx` and
+/// `kong.cache` on `kong`. `wait` is the marker the sandbox's `coroutine.resume` passes up (see
+/// guards.lua).
+pub fn install(lua: &Lua, kong: &Table, ngx: &Table) -> mlua::Result<()> {
     let rs = functions(lua)?;
     let wait: Table = lua.named_registry_value(crate::plugins::lua::sandbox::WAIT)?;
     let resume: Function = lua.named_registry_value(crate::plugins::lua::sandbox::RAW_RESUME)?;
@@ -311,6 +394,12 @@ pub fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
     ngx.set("sleep", module.get::<Function>("sleep")?)?;
     ngx.set("socket", module.get::<Table>("socket")?)?;
     ngx.set("thread", module.get::<Table>("thread")?)?;
+    let cache: Table = lua
+        .load(include_str!("cache.lua"))
+        .set_name("=kong.cache")
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .call((cache_functions(lua, ngx.get("now")?)?, module.clone()))?;
+    kong.set("cache", cache)?;
     lua.set_named_registry_value(MODULE, module)?;
     Ok(())
 }

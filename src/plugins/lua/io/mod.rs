@@ -17,6 +17,7 @@
 //! The CPU budget counts only the time spent inside resumes. Sockets, the keepalive pool and
 //! the resolver are Rust objects referenced from Lua by handles.
 
+pub mod cache;
 mod conn;
 pub mod dns;
 pub mod egress;
@@ -37,6 +38,9 @@ use openssl::ssl::{SslConnector, SslMethod};
 use sync_wrapper::SyncWrapper;
 
 use conn::{Conn, Failed, Got, Read};
+
+/// The requirable modules built on waiting (`require` hands them out).
+pub const MODULE_NAMES: &[&str] = &[];
 
 /// Names one operation in progress.
 pub type Ticket = u64;
@@ -123,6 +127,16 @@ pub struct Io {
     aborts: HashMap<Ticket, AbortHandle>,
     done: VecDeque<(Ticket, Outcome)>,
     next_ticket: Ticket,
+    /// The request took part in kong.cache fills (they end with it if it ends first).
+    pub fill_owner: Option<u64>,
+}
+
+impl Drop for Io {
+    fn drop(&mut self) {
+        if let Some(owner) = self.fill_owner {
+            cache::unlock_all(owner);
+        }
+    }
 }
 
 impl std::fmt::Debug for Io {

@@ -340,6 +340,105 @@ fn install_plugin_ngx(lua: &Lua, internal: &Table, views: Table) -> mlua::Result
     })
 }
 
+static VAULT_ENV_PREFIX: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Which modules `require` hands out: `Only` these, or all `But` these.
+enum Requires {
+    Only(Vec<String>),
+    But(Vec<String>),
+}
+
+static REQUIRES: std::sync::OnceLock<Requires> = std::sync::OnceLock::new();
+
+/// Names every module plugins may `require` here (all VMs provide the same ones).
+pub fn provided_modules() -> Vec<String> {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES
+        .get_or_init(|| {
+            let Ok(lua) = super::sandbox::new_vm() else {
+                return Vec::new();
+            };
+            let Ok(ngx) = super::util::ngx_base(&lua) else {
+                return Vec::new();
+            };
+            let mut names: Vec<String> = super::util::modules(&lua, &ngx)
+                .map(|all| all.into_iter().map(|(n, _)| n.to_string()).collect())
+                .unwrap_or_default();
+            names.extend(super::io::MODULE_NAMES.iter().map(|n| n.to_string()));
+            names
+        })
+        .clone()
+}
+
+/// Sets the operator's `require` list (once, at startup): comma-separated names restrict it to
+/// those; `-name` entries remove modules from the full list. Unknown names are an error.
+pub fn set_requires(spec: &str) -> Result<(), String> {
+    let provided = provided_modules();
+    let mut only = Vec::new();
+    let mut but = Vec::new();
+    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (list, name) = match entry.strip_prefix('-') {
+            Some(name) => (&mut but, name),
+            None => (&mut only, entry),
+        };
+        if name != "kong.db.schema.typedefs" && !provided.iter().any(|p| p == name) {
+            return Err(format!(
+                "module {name:?} is not provided by this gateway (it provides {})",
+                provided.join(", ")
+            ));
+        }
+        list.push(name.to_string());
+    }
+    if !only.is_empty() && !but.is_empty() {
+        return Err(
+            "give either the modules to allow or `-name` entries to remove, not both".into(),
+        );
+    }
+    let _ = REQUIRES.set(if only.is_empty() {
+        Requires::But(but)
+    } else {
+        Requires::Only(only)
+    });
+    Ok(())
+}
+
+fn required_allowed(name: &str) -> bool {
+    match REQUIRES.get() {
+        None => true,
+        Some(Requires::Only(list)) => list.iter().any(|n| n == name),
+        Some(Requires::But(list)) => !list.iter().any(|n| n == name),
+    }
+}
+
+/// Sets the env vault's prefix (Kong's `vault_env_prefix`) and reads the environment, once at
+/// startup: later changes to the environment are not seen, as in Kong.
+pub fn set_vault_env_prefix(prefix: Option<String>) {
+    let _ = VAULT_ENV_PREFIX.set(prefix);
+    vault_env("");
+}
+
+/// The environment variable `name` as the env vault sees it. The gateway's own settings
+/// (`PROXY_*`, the admin token among them) are not visible to plugins.
+fn vault_env(name: &str) -> Option<String> {
+    static ENV: std::sync::OnceLock<std::collections::HashMap<String, String>> =
+        std::sync::OnceLock::new();
+    let env = ENV.get_or_init(|| {
+        std::env::vars()
+            .filter(|(k, _)| !k.starts_with("PROXY_"))
+            .collect()
+    });
+    env.get(name).cloned()
+}
+
+fn set_fn_value<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
+where
+    A: mlua::FromLuaMulti,
+    R: mlua::IntoLuaMulti,
+    F: Fn(&Lua, A) -> mlua::Result<R> + mlua::MaybeSend + 'static,
+{
+    crate::plugins::lua::util::support::function(lua, f)
+}
+
 /// Installs the PDK in `lua` and returns the globals every plugin environment gets:
 /// `kong`, `ngx` and `require`.
 pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
@@ -354,7 +453,7 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
     let ngx = super::util::ngx_base(lua)?;
     ngx::install(lua, &ngx)?;
     set_fn(lua, &ngx, "get_phase", |_, ()| Ok(phase_name()))?;
-    super::io::install(lua, &ngx)?;
+    super::io::install(lua, &kong, &ngx)?;
     let all_modules = super::util::modules(lua, &ngx)?;
     let cjson = all_modules
         .iter()
@@ -387,6 +486,20 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
         internal.clone(),
         checks,
     ))?;
+    let vault = lua.create_table()?;
+    let cjson_safe = all_modules
+        .iter()
+        .find(|(n, _)| *n == "cjson.safe")
+        .map(|(_, m)| m.clone());
+    let env = set_fn_value(lua, |_, name: String| Ok(vault_env(&name)))?;
+    chunk(include_str!("vault.lua"), "=kong.vault")?.call::<()>((
+        vault.clone(),
+        ngx.clone(),
+        cjson_safe,
+        env,
+        VAULT_ENV_PREFIX.get().cloned().flatten(),
+    ))?;
+    kong.set("vault", vault)?;
     chunk(include_str!("log.lua"), "=kong.pdk.log")?.call::<()>((
         kong.clone(),
         ngx.clone(),
@@ -410,6 +523,16 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
         .set_mode(mlua::chunk::ChunkMode::Text)
         .call(())?;
     copies.set("kong.db.schema.typedefs", freezer.copier(lua, typedefs)?)?;
+    // The operator's narrowing of the list (--lua-sandbox-requires).
+    let names: Vec<String> = modules
+        .pairs::<String, Value>()
+        .filter_map(|p| p.ok().map(|(k, _)| k))
+        .collect();
+    for name in names {
+        if !required_allowed(&name) {
+            modules.raw_set(name, Value::Nil)?;
+        }
+    }
     let mut allowed: Vec<String> = modules
         .pairs::<String, Value>()
         .filter_map(|p| p.ok().map(|(k, _)| k))
