@@ -2,6 +2,8 @@
 //! port, and a plain HTTP/1.1 client that sends paths and headers exactly as given.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

@@ -35,6 +35,9 @@ struct Worker {
     requests: Table,
     /// request id → the coroutine of its phase call that waits for I/O.
     waiting: Table,
+    /// io.lua's `run` (the body of calls that may wait) and its light-thread states.
+    run: Function,
+    states: Table,
     /// Finished coroutines, reset and reused for the next calls that may wait.
     spare: Vec<Thread>,
     /// Requests that ran Lua on this thread, per generation.
@@ -123,6 +126,8 @@ impl Worker {
             .collect::<mlua::Result<Vec<_>>>()?;
         let requests = lua.create_table()?;
         let waiting = lua.create_table()?;
+        let run: Function = lua.named_registry_value(io::RUN)?;
+        let states: Table = lua.named_registry_value(io::STATES)?;
         let memory = Arc::new(AtomicUsize::new(lua.used_memory()));
         if let Ok(mut all) = VM_MEMORY.lock() {
             all.push(memory.clone());
@@ -135,6 +140,8 @@ impl Worker {
             confs: HashMap::new(),
             requests,
             waiting,
+            run,
+            states,
             spare: Vec::new(),
             active: HashMap::new(),
             newest: 0,
@@ -250,12 +257,11 @@ impl Worker {
 
     /// A coroutine for a phase call that may wait, running io.lua's scheduler.
     fn thread(&mut self) -> mlua::Result<Thread> {
-        let run: Function = self.lua.named_registry_value(io::RUN)?;
         if let Some(t) = self.spare.pop() {
-            t.reset(run)?;
+            t.reset(self.run.clone())?;
             return Ok(t);
         }
-        sandbox::hooked_thread(&self.lua, run)
+        sandbox::hooked_thread(&self.lua, self.run.clone())
     }
 
     /// Keeps a finished coroutine for reuse (a few per worker).
@@ -268,6 +274,7 @@ impl Worker {
     fn release(&mut self, id: u64, generation: u64) {
         let _ = self.requests.raw_set(id, Value::Nil);
         let _ = self.waiting.raw_set(id, Value::Nil);
+        let _ = self.states.raw_set(id, Value::Nil);
         if let Some(n) = self.active.get_mut(&generation) {
             *n = n.saturating_sub(1);
         }
@@ -366,7 +373,8 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
             let thread = worker
                 .thread()
                 .map_err(|e| PluginError(describe(inst, phase, &e)))?;
-            return step(worker, inst, ctx, thread, (method, handler, conf));
+            let id = ctx.state.id as f64;
+            return step(worker, inst, ctx, thread, (id, method, handler, conf));
         }
         let tables = worker.tables(ctx);
         let result = pdk::with_current(ctx, inst, tables, || {

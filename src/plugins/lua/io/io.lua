@@ -1,40 +1,50 @@
--- The scheduler of phase calls that may wait, light threads (ngx.thread), ngx.sleep and the
--- cosocket objects (ngx.socket.tcp/udp). Runs once per VM; see io/mod.rs for the protocol.
+-- Waiting in plugin code: the phase calls that may wait, light threads (ngx.thread), ngx.sleep
+-- and the cosocket objects (ngx.socket.tcp/udp). Runs once per VM; io/mod.rs has the protocol.
 --
--- A phase call that may wait runs as `run(method, handler, conf)` in a coroutine of its own.
--- Every light thread (the handler itself, and each ngx.thread.spawn) is a coroutine that
--- `run` resumes. A thread that must wait for an operation yields (WAIT, "io", ticket) and is
--- parked on the ticket; one that waits for other threads yields (WAIT, "threads", list). When
--- no thread can run, `run` yields IDLE to Rust, which resumes it with a finished ticket and
--- that operation's results. Plugin coroutines inside a light thread pass WAIT yields up
--- (sandbox/guards.lua), so waiting works at any depth, as it does in OpenResty.
+-- A phase call that may wait runs as `run(id, method, handler, conf)` in a coroutine that Rust
+-- resumes: the handler runs right there, so a call that never waits costs one coroutine
+-- resume. Code that waits for an operation started in Rust yields (WAIT, ticket); from the
+-- handler's own thread the yield reaches Rust, which resumes the call with (ticket, results)
+-- once some operation of the request finished. Light threads (ngx.thread.spawn) are
+-- coroutines the call's own thread resumes: a result for one of them arriving while the
+-- handler waits is handed to it (`dispatch`), and the call ends when the handler and all its
+-- threads have. Plugin coroutines pass WAIT yields up (sandbox/guards.lua), so waiting works
+-- at any depth, as in OpenResty.
 local rs, WAIT, resume, check, expired, overrun, stopped, log_err = ...
 
 local create, yield, status = coroutine.create, coroutine.yield, coroutine.status
 local type, error, tostring, tonumber, select, setmetatable, pairs =
   type, error, tostring, tonumber, select, setmetatable, pairs
-local concat, floor = table.concat, math.floor
+local concat, floor, remove = table.concat, math.floor, table.remove
 local function pack(...)
   return { n = select("#", ...), ... }
 end
 local unpack = unpack
 
-local IDLE = {}
--- The scheduler state of the call being run (nil outside one: waiting is not allowed).
-local current
+-- request id -> the light threads of its call in progress (created by the first spawn; Rust
+-- drops a request's entry when the request ends).
+local states = {}
 
-local function check_ctx(level)
-  if not current then
-    error("API disabled in the context of " .. rs.context(), (level or 2) + 1)
+-- The request whose call may wait now, or an error naming where waiting is not allowed.
+local function waitable(level)
+  local id = rs.waitable()
+  if not id then
+    error("API disabled in the context of " .. rs.context(), level + 1)
   end
+  return id
+end
+
+local function state_of(id)
+  local state = states[id]
+  if not state then
+    local main = { main = true }
+    state = { ready = {}, parked = {}, nparked = 0, recs = {}, main = main, running = main }
+    states[id] = state
+  end
+  return state
 end
 
 -- Threads ------------------------------------------------------------------------------------
-
-local function push(state, rec)
-  local q = state.ready
-  q[#q + 1] = rec
-end
 
 local function park(state, rec, ticket)
   rec.ticket = ticket
@@ -42,8 +52,9 @@ local function park(state, rec, ticket)
   state.nparked = state.nparked + 1
 end
 
+-- A finished thread wakes the thread waiting for it (the handler's own thread checks for
+-- itself in its wait loop).
 local function deliver(state, rec)
-  -- A finished thread wakes the thread waiting for it, if any.
   local w = rec.waiter
   if not w then
     return
@@ -52,19 +63,22 @@ local function deliver(state, rec)
     t.waiter = nil
   end
   w.waiting = nil
-  rec.waited = true
-  w.args = rec.results
-  push(state, w)
+  if not w.main then
+    rec.waited = true
+    w.args = rec.results
+    local q = state.ready
+    q[#q + 1] = w
+  end
 end
 
 -- What a resume of `rec` gave: it ended, failed, or waits.
 local function settle(state, rec, ok, tag, ...)
-  if expired() then
-    overrun()
-  end
   if not ok then
-    if stopped() or rec == state.main then
-      -- kong.response.exit, or the handler failed: the whole call ends with it.
+    if expired() then
+      overrun()
+    end
+    if stopped() then
+      -- kong.response.exit in a thread ends the whole call.
       error(tag, 0)
     end
     log_err("lua user thread aborted: runtime error: " .. tostring(tag))
@@ -76,80 +90,88 @@ local function settle(state, rec, ok, tag, ...)
     rec.results = pack(true, tag, ...)
     deliver(state, rec)
   elseif tag == WAIT then
-    local kind, what = ...
-    if kind == "io" then
-      park(state, rec, what)
+    local ticket, targets = ...
+    if ticket then
+      park(state, rec, ticket)
     else
-      rec.waiting = what
-      for _, t in pairs(what) do
+      rec.waiting = targets
+      for _, t in pairs(targets) do
         t.waiter = rec
       end
     end
   else
     -- A plain coroutine.yield at a light thread's top: it runs again after the others.
     rec.args = { n = 0 }
-    push(state, rec)
+    local q = state.ready
+    q[#q + 1] = rec
   end
 end
 
-local function step(state, rec)
-  -- Each spawn nests a resume on the native stack: bounded like every way back into Lua.
+local function step(state, rec, ...)
+  -- Each resume nests on the native stack: bounded like every way back into Lua.
   check()
   local previous = state.running
   state.running = rec
-  current = state
-  local args = rec.args
-  rec.args = nil
-  settle(state, rec, resume(rec.co, unpack(args, 1, args.n)))
+  settle(state, rec, resume(rec.co, ...))
   state.running = previous
 end
 
--- Ends what the call's threads are doing (the call is over).
-local function abandon(state)
-  for ticket in pairs(state.parked) do
-    rs.cancel(ticket)
+local function run_ready(state)
+  local q = state.ready
+  while q[1] do
+    local rec = remove(q, 1)
+    if not rec.killed then
+      local args = rec.args
+      rec.args = nil
+      step(state, rec, unpack(args, 1, args.n))
+    end
   end
 end
 
-local function run(fn, ...)
-  local state = { ready = {}, parked = {}, nparked = 0, recs = {} }
-  local main = { co = create(fn), args = pack(...) }
-  state.main = main
-  state.recs[main.co] = main
-  push(state, main)
-  local ok, err = pcall(function()
-    while true do
-      local q = state.ready
-      if #q > 0 then
-        local rec = table.remove(q, 1)
-        if not rec.killed then
-          step(state, rec)
-        end
-      elseif main.done and state.nparked == 0 then
-        -- Threads still waiting for threads can never be woken: the call is over.
-        return
-      elseif state.nparked == 0 then
-        error("light threads wait for each other: none can run", 0)
-      else
-        current = nil
-        local ticket, a, b, c, d = yield(IDLE)
-        local rec = state.parked[ticket]
-        if rec then
-          state.parked[ticket] = nil
-          state.nparked = state.nparked - 1
-          rec.ticket = nil
-          rec.args = { n = 4, a, b, c, d }
-          push(state, rec)
-        end
-      end
-    end
-  end)
-  current = nil
-  if not ok then
-    abandon(state)
-    error(err, 0)
+-- Hands a finished operation to the thread parked on it, and runs what that made ready.
+local function dispatch(state, ticket, ...)
+  local rec = state.parked[ticket]
+  if rec then
+    state.parked[ticket] = nil
+    state.nparked = state.nparked - 1
+    rec.ticket = nil
+    step(state, rec, ticket, ...)
   end
-  return unpack(main.results, 2, main.results.n)
+  run_ready(state)
+end
+
+-- Waits for operation `t` (a ticket, or false: the results follow).
+local function finish(t, ...)
+  if not t then
+    return ...
+  end
+  local id
+  while true do
+    local ticket, a, b, c, d = yield(WAIT, t)
+    if ticket == t then
+      return a, b, c, d
+    end
+    -- The handler's own thread receives what finished for its light threads.
+    id = id or rs.waitable()
+    local state = id and states[id]
+    if state then
+      dispatch(state, ticket, a, b, c, d)
+    end
+  end
+end
+
+local function run(id, fn, handler, conf)
+  fn(handler, conf)
+  local state = states[id]
+  if state then
+    -- The call ends when its threads have ended too.
+    run_ready(state)
+    while state.nparked > 0 do
+      local ticket, a, b, c, d = yield(WAIT, false)
+      dispatch(state, ticket, a, b, c, d)
+    end
+    states[id] = nil
+  end
 end
 
 local thread = {}
@@ -158,30 +180,23 @@ local function record(state, co, n, fname)
   if type(co) ~= "thread" then
     error("bad argument #" .. n .. " to '" .. fname .. "' (lua thread expected)", 3)
   end
-  local rec = state.recs[co]
-  if rec == state.main then
-    return nil
-  end
-  return rec
+  return state and state.recs[co]
 end
 
 function thread.spawn(fn, ...)
-  check_ctx()
   if type(fn) ~= "function" then
     error("bad argument #1 to 'spawn' (Lua function expected)", 2)
   end
-  local state = current
-  local rec = { co = create(fn), args = pack(...), parent = state.running }
+  local state = state_of(waitable(2))
+  local rec = { co = create(fn), parent = state.running }
   state.recs[rec.co] = rec
   -- The new thread runs first, until it waits or ends, as in OpenResty.
-  step(state, rec)
-  current = state
+  step(state, rec, ...)
   return rec.co
 end
 
 function thread.wait(...)
-  check_ctx()
-  local state = current
+  local state = states[waitable(2)]
   local n = select("#", ...)
   if n == 0 then
     error("at least one coroutine should be specified", 2)
@@ -206,7 +221,25 @@ function thread.wait(...)
   if #targets == 0 then
     return nil, "already waited or killed"
   end
-  return yield(WAIT, "threads", targets)
+  if not state.running.main then
+    -- A light thread: its resumer wakes it with the results.
+    return yield(WAIT, false, targets)
+  end
+  -- The handler's own thread: it hands finished operations to their threads until one of
+  -- its targets has ended.
+  while true do
+    for _, rec in pairs(targets) do
+      if rec.done and not rec.killed then
+        rec.waited = true
+        return unpack(rec.results, 1, rec.results.n)
+      end
+    end
+    if state.nparked == 0 and not state.ready[1] then
+      error("the threads waited for wait for each other: none can end", 2)
+    end
+    local ticket, a, b, c, d = yield(WAIT, false)
+    dispatch(state, ticket, a, b, c, d)
+  end
 end
 
 local function kill(state, rec)
@@ -233,8 +266,7 @@ local function kill(state, rec)
 end
 
 function thread.kill(co)
-  check_ctx()
-  local state = current
+  local state = states[waitable(2)]
   local rec = record(state, co, 1, "kill")
   if not rec then
     return nil, "not user thread"
@@ -255,16 +287,8 @@ end
 
 -- Waiting ------------------------------------------------------------------------------------
 
--- Finishes a Rust operation: `t` is its ticket (wait for it) or false (the results follow).
-local function finish(t, ...)
-  if t then
-    return yield(WAIT, "io", t)
-  end
-  return ...
-end
-
 local function sleep(seconds)
-  check_ctx()
+  waitable(2)
   local s = tonumber(seconds)
   if not s then
     error("bad argument #1 to 'sleep' (number expected, got " .. type(seconds) .. ")", 2)
@@ -275,6 +299,11 @@ local function sleep(seconds)
     error('invalid sleep duration "' .. ms .. '"', 2)
   end
   finish(rs.sleep(ms / 1000))
+end
+
+-- The socket functions check where they are called with `check_ctx`.
+local function check_ctx(level)
+  waitable((level or 2) + 1)
 end
 
 -- Sockets ------------------------------------------------------------------------------------
@@ -602,7 +631,7 @@ local socket = {
 
 return {
   run = run,
-  IDLE = IDLE,
+  states = states,
   sleep = sleep,
   socket = socket,
   thread = thread,
@@ -611,6 +640,6 @@ return {
   finish = finish,
   check_ctx = check_ctx,
   can_wait = function()
-    return current ~= nil
+    return rs.waitable() ~= nil
   end,
 }

@@ -14,8 +14,9 @@ use crate::plugins::RequestState;
 
 /// Named registry value: io.lua's `run`, the body of every phase call that may wait.
 pub const RUN: &str = "sluice.io.run";
-/// Named registry value: io.lua's IDLE marker (what `run` yields when every thread waits).
-pub const IDLE: &str = "sluice.io.idle";
+/// Named registry value: io.lua's table of light-thread states by request id (the runtime
+/// drops a request's entry when the request ends).
+pub const STATES: &str = "sluice.io.states";
 /// Named registry value: the module io.lua returned (for modules built over it).
 pub const MODULE: &str = "sluice.io.module";
 
@@ -101,6 +102,11 @@ fn functions(lua: &Lua) -> mlua::Result<Table> {
     let rs = lua.create_table()?;
     let f = |name: &str, func: Function| rs.raw_set(name, func);
     f("context", support::function(lua, |_, ()| Ok(context()))?)?;
+    // The request whose phase call may wait now (nil elsewhere).
+    f(
+        "waitable",
+        support::function(lua, |_, ()| Ok(pdk::waitable_request().map(|id| id as f64)))?,
+    )?;
     f(
         "sleep",
         support::function(lua, |lua, seconds: f64| {
@@ -390,7 +396,7 @@ pub fn install(lua: &Lua, kong: &Table, ngx: &Table) -> mlua::Result<()> {
         .set_mode(mlua::chunk::ChunkMode::Text)
         .call((rs, wait, resume, check, expired, overrun, stopped, log_err))?;
     lua.set_named_registry_value(RUN, module.get::<Function>("run")?)?;
-    lua.set_named_registry_value(IDLE, module.get::<Table>("IDLE")?)?;
+    lua.set_named_registry_value(STATES, module.get::<Table>("states")?)?;
     ngx.set("sleep", module.get::<Function>("sleep")?)?;
     ngx.set("socket", module.get::<Table>("socket")?)?;
     ngx.set("thread", module.get::<Table>("thread")?)?;

@@ -24,7 +24,7 @@ pub mod egress;
 mod lua_api;
 pub mod pool;
 
-pub use lua_api::{install, outcome_values, RUN};
+pub use lua_api::{install, outcome_values, RUN, STATES};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};

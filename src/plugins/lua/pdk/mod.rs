@@ -111,6 +111,22 @@ fn cur<R>(
     })
 }
 
+/// The request whose phase call may wait for I/O now: rewrite, access and response calls run
+/// as coroutines (see `runtime`); None in other phases and outside calls.
+pub(crate) fn waitable_request() -> Option<u64> {
+    cur(|c, _, _| {
+        Ok(matches!(
+            c.phase,
+            crate::plugins::Phase::Rewrite
+                | crate::plugins::Phase::Access
+                | crate::plugins::Phase::Response
+        )
+        .then_some(c.state.id))
+    })
+    .ok()
+    .flatten()
+}
+
 /// Runs `f` on the state of the request a PDK function is called for (the io module's
 /// functions); an error outside a phase call.
 pub(crate) fn with_state<R>(
