@@ -48,23 +48,17 @@ impl Redis {
         panic!("redis-server did not start listening");
     }
 
-    /// Runs one command with redis-cli-like RESP over a plain TCP connection; the raw reply.
-    pub async fn command(&self, args: &[&str]) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .expect("connect to redis");
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        s.write_all(req.as_bytes()).await.expect("send to redis");
-        let mut buf = vec![0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-            .await
-            .expect("redis reply in time")
-            .expect("read from redis");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+    /// Runs `redis-cli` against this server with `args` (e.g. `["-n", "2", "GET", "k"]`);
+    /// what it printed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--no-auth-warning"])
+            .args(args)
+            .output()
+            .expect(
+                "redis-cli not found: install it with scripts/deps (apt-get install redis-server)",
+            );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
 

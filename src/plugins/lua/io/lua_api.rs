@@ -368,7 +368,10 @@ fn cache_functions(lua: &Lua, now: Function) -> mlua::Result<Table> {
 /// Loads io.lua into `lua` and sets `ngx.sleep`, `ngx.socket` and `ngx.thread` on `ngx` and
 /// `kong.cache` on `kong`. `wait` is the marker the sandbox's `coroutine.resume` passes up (see
 /// guards.lua).
-pub fn install(lua: &Lua, kong: &Table, ngx: &Table) -> mlua::Result<()> {
+///
+/// Returns the requirable modules built on waiting: `resty.http`, `resty.http_headers`,
+/// `resty.redis` ([`super::MODULE_NAMES`]).
+pub fn install(lua: &Lua, kong: &Table, ngx: &Table) -> mlua::Result<Vec<(&'static str, Table)>> {
     let rs = functions(lua)?;
     let wait: Table = lua.named_registry_value(crate::plugins::lua::sandbox::WAIT)?;
     let resume: Function = lua.named_registry_value(crate::plugins::lua::sandbox::RAW_RESUME)?;
@@ -407,5 +410,21 @@ pub fn install(lua: &Lua, kong: &Table, ngx: &Table) -> mlua::Result<()> {
         .call((cache_functions(lua, ngx.get("now")?)?, module.clone()))?;
     kong.set("cache", cache)?;
     lua.set_named_registry_value(MODULE, module)?;
-    Ok(())
+    let mut modules = Vec::new();
+    for (source, chunk) in [
+        (include_str!("http.lua"), "=resty.http"),
+        (include_str!("redis.lua"), "=resty.redis"),
+    ] {
+        let found: Table = lua
+            .load(source)
+            .set_name(chunk)
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .call(ngx.clone())?;
+        for name in super::MODULE_NAMES {
+            if let Ok(Value::Table(m)) = found.raw_get::<Value>(*name) {
+                modules.push((*name, m));
+            }
+        }
+    }
+    Ok(modules)
 }

@@ -40,7 +40,7 @@ use sync_wrapper::SyncWrapper;
 use conn::{Conn, Failed, Got, Read};
 
 /// The requirable modules built on waiting (`require` hands them out).
-pub const MODULE_NAMES: &[&str] = &[];
+pub const MODULE_NAMES: &[&str] = &["resty.http", "resty.http_headers", "resty.redis"];
 
 /// Names one operation in progress.
 pub type Ticket = u64;

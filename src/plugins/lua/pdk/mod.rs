@@ -469,8 +469,9 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
     let ngx = super::util::ngx_base(lua)?;
     ngx::install(lua, &ngx)?;
     set_fn(lua, &ngx, "get_phase", |_, ()| Ok(phase_name()))?;
-    super::io::install(lua, &kong, &ngx)?;
-    let all_modules = super::util::modules(lua, &ngx)?;
+    let waiting_modules = super::io::install(lua, &kong, &ngx)?;
+    let mut all_modules = super::util::modules(lua, &ngx)?;
+    all_modules.extend(waiting_modules);
     let cjson = all_modules
         .iter()
         .find(|(n, _)| *n == "cjson")
