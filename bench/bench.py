@@ -342,8 +342,45 @@ def make_groups(ctx, only):
         bundled_group(ctx),
         https_group(ctx),
         reload_group(ctx, req_file),
+        callout_group(ctx) if (not only or "callout" in only) else None,
     ]
     return [g for g in groups if g and (not only or g.name in only)]
+
+
+def callout_group(ctx):
+    """Scenarios 8-9, plugins that call out: a Lua plugin that does one Redis GET per request
+    (resty.redis over a kept-alive connection, to a redis-server on the load core), and one
+    that does one HTTP request per request (resty.http's request_uri to the upstream nginx),
+    against nginx+Lua running the same handler code (nginx_callout.lua)."""
+    up = ctx.upstream_port
+    redis = start_redis(ctx)
+
+    def pair(kind, port):
+        nport = free_port()
+        return [
+            Contender("proxy-%s" % kind, "sluice, Lua plugin + one %s call" % kind.upper(),
+                      "proxy", configs.kong_callout(up, kind, port), port=free_port(), plugins=1),
+            Contender("nginx-%s" % kind, "nginx+Lua, the same + one %s call" % kind.upper(),
+                      "nginx", configs.nginx_peer(ctx.tmp, "nginx-%s" % kind, nport, up, 1,
+                                                  callout=(kind, port)),
+                      port=nport, plugins=1),
+        ]
+
+    return Group("callout", "scenarios 8-9: a Lua plugin calling Redis or HTTP per request",
+                 pair("redis", redis) + pair("http", up))
+
+
+def start_redis(ctx):
+    """A redis-server on the load core, holding the key the Redis scenario reads."""
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", ctx.tmp]
+    ctx.record("redis (load core)", ["taskset", "-c", str(ctx.args.load_cpu)] + argv)
+    p = PROCS.start("redis", argv, ctx.args.load_cpu, os.path.join(ctx.tmp, "redis.log"))
+    wait_port(port, p, os.path.join(ctx.tmp, "redis.log"))
+    subprocess.run(["redis-cli", "-p", str(port), "SET", "bench-key", "hello"], check=True,
+                   capture_output=True)
+    return port
 
 
 def reload_group(ctx, req_file):
@@ -424,6 +461,10 @@ COMPARISONS = [
                "+ rate-limiting / key-auth"),
     Comparison("7", "HTTPS termination, same certificate", "proxy-https", "nginx-https",
                "sluice / nginx"),
+    Comparison("8", "Lua plugin + one Redis GET (resty.redis, keepalive)", "proxy-redis",
+               "nginx-redis", "sluice / nginx+Lua"),
+    Comparison("9", "Lua plugin + one HTTP call (resty.http)", "proxy-http", "nginx-http",
+               "sluice / nginx+Lua"),
 ]
 
 
@@ -830,6 +871,13 @@ def targets_table(cs):
     else:
         rows.append("| 10,000 routes ≥ 0.95× of 1 route's req/s | %s | – |"
                     % why("proxy-routes", "proxy-1route"))
+    label = "Redis GET per request: ratio to nginx+Lua ≥ the plain proxy's ratio to nginx (#13)"
+    if both("proxy-redis", "nginx-redis") and both("proxy-plain", "nginx-plain"):
+        r = paired(g("proxy-redis"), g("nginx-redis"), "rps")
+        plain = paired(g("proxy-plain"), g("nginx-plain"), "rps")
+        rows.append("| %s | %s vs %s | %s |" % (label, fmt_ratio(r), fmt_ratio(plain), met(r >= plain)))
+    else:
+        rows.append("| %s | %s | – |" % (label, why("proxy-redis", "nginx-redis", "proxy-plain")))
     return "\n".join(rows)
 
 
@@ -1039,7 +1087,7 @@ def parse_args(argv):
     p.add_argument("--duration", type=int, help="seconds per measured run (default 10; quick 3)")
     p.add_argument("--warmup", type=int, help="seconds of warm-up per server (default 2; quick 1)")
     p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    p.add_argument("--only", default="", help="comma-separated groups: lua,routes,bundled,https,reload")
+    p.add_argument("--only", default="", help="comma-separated groups: lua,routes,bundled,https,reload,callout")
     p.add_argument("--server-cpu", type=int, default=0, help="core for the servers under test (0)")
     p.add_argument("--load-cpu", type=int, default=1, help="core for wrk and the upstream (1)")
     p.add_argument("--reload-interval", type=float, default=1.0, help="seconds between POSTs (1)")
@@ -1076,7 +1124,7 @@ def main(argv):
     if args.server_cpu not in cores or args.load_cpu not in cores or args.server_cpu == args.load_cpu:
         sys.exit("need two distinct usable cores for --server-cpu %d and --load-cpu %d (have %s)"
                  % (args.server_cpu, args.load_cpu, cores))
-    for tool in ("nginx", "wrk", "taskset"):
+    for tool in ("nginx", "wrk", "taskset", "redis-server", "redis-cli"):
         if not shutil.which(tool):
             sys.exit("%s not found: run bench/run, which installs it" % tool)
     if not os.access(args.proxy, os.X_OK):
@@ -1096,6 +1144,9 @@ def main(argv):
     tmp = tempfile.mkdtemp(prefix="sluice-bench.")
     os.makedirs(os.path.join(tmp, "nginx-tmp"))
     write(os.path.join(tmp, "nginx_plugins.lua"), configs.nginx_plugins_lua())
+    write(os.path.join(tmp, "nginx_callout.lua"), configs.nginx_callout_lua())
+    os.makedirs(os.path.join(tmp, "resty"))
+    write(os.path.join(tmp, "resty", "http.lua"), configs.nginx_resty_http_lua())
     ctx = Ctx(args, tmp)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.monotonic()

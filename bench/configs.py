@@ -80,6 +80,19 @@ def kong_plain(upstream_port, plugins=0):
     return "\n".join(out) + "\n"
 
 
+def kong_callout(upstream_port, kind, port):
+    """Scenarios 8-9: one route with the callout plugin (kind "redis": one GET per request on
+    `port`; "http": one request_uri per request to `port`)."""
+    handler = template("kong-callout-handler.lua", KIND=kind, PORT=port)
+    schema = template("kong-plugin-schema.lua", NAME="bench-callout")
+    out = ['_format_version: "3.0"', "custom_plugins:", '  - name: "bench-callout"',
+           "    handler: |", block(handler, 6), "    schema: |", block(schema, 6),
+           "services:", "  - name: up", "    url: %s" % q("http://127.0.0.1:%d" % upstream_port),
+           "    routes:", "      - name: r", '        paths: ["/"]', "        plugins:",
+           '          - name: "bench-callout"']
+    return "\n".join(out) + "\n"
+
+
 def route_and_request(i):
     """Route number i of the many-routes config, and one request (host, path) that it matches.
 
@@ -187,9 +200,10 @@ def nginx_upstream(tmp, port):
     return template("nginx-upstream.conf", USER=nginx_user(), DIR=tmp, PORT=port)
 
 
-def nginx_peer(tmp, name, port, upstream_port, plugins=0, tls=None):
+def nginx_peer(tmp, name, port, upstream_port, plugins=0, tls=None, callout=None):
     """The nginx (plugins = 0) or nginx+Lua (plugins > 0) peer; with tls = (cert, key) paths,
-    it terminates TLS (HTTP/1.1, the same certificate the gateway serves)."""
+    it terminates TLS (HTTP/1.1, the same certificate the gateway serves); with callout =
+    (kind, port), its one plugin is nginx_callout.lua's."""
     listen_opts = ssl = ""
     if tls:
         listen_opts = " ssl"
@@ -206,6 +220,13 @@ def nginx_peer(tmp, name, port, upstream_port, plugins=0, tls=None):
             '            access_by_lua_block { require("nginx_plugins").access() }\n'
             '            header_filter_by_lua_block { require("nginx_plugins").header_filter() }'
         )
+    if callout:
+        lua_http = (
+            '    lua_package_path "%s/?.lua;;";\n'
+            '    init_by_lua_block { require("nginx_callout").init("%s", %d) }\n'
+            % (tmp, callout[0], callout[1])
+        )
+        lua_location = lua_location.replace("nginx_plugins", "nginx_callout")
     return template(
         "nginx-peer.conf",
         USER=nginx_user(),
@@ -226,6 +247,17 @@ def nginx_plugins_lua():
         return f.read()
 
 
+def nginx_callout_lua():
+    with open(os.path.join(TEMPLATES, "nginx_callout.lua")) as f:
+        return f.read()
+
+
+def nginx_resty_http_lua():
+    """resty/http.lua for the nginx+Lua peer: the gateway's own module, which takes `ngx`."""
+    src = os.path.join(os.path.dirname(TEMPLATES), "..", "src", "plugins", "lua", "io", "http.lua")
+    return 'return assert(loadfile(%s))(ngx)["resty.http"]\n' % q(os.path.abspath(src))
+
+
 def render_all(out_dir, upstream_port=9001, routes=10000):
     """Writes every config with placeholder ports to out_dir (for reading, not running)."""
     os.makedirs(out_dir, exist_ok=True)
@@ -242,6 +274,11 @@ def render_all(out_dir, upstream_port=9001, routes=10000):
         "nginx-lua1.conf": nginx_peer(out_dir, "nginx-lua1", 9003, upstream_port, 1),
         "nginx-lua10.conf": nginx_peer(out_dir, "nginx-lua10", 9004, upstream_port, 10),
         "nginx_plugins.lua": nginx_plugins_lua(),
+        "kong-callout-redis.yaml": kong_callout(upstream_port, "redis", 6379),
+        "kong-callout-http.yaml": kong_callout(upstream_port, "http", upstream_port),
+        "nginx-callout-redis.conf": nginx_peer(out_dir, "nginx-callout-redis", 9005,
+                                               upstream_port, 1, callout=("redis", 6379)),
+        "nginx_callout.lua": nginx_callout_lua(),
     }
     for name, text in files.items():
         with open(os.path.join(out_dir, name), "w") as f:
