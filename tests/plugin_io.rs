@@ -83,7 +83,12 @@ async fn a_sleeping_request_does_not_hold_up_others_on_its_worker() {
 #[tokio::test]
 async fn the_cpu_budget_still_stops_a_loop_after_a_wait() {
     let up = Upstream::start().await;
+    // After a socket wait (a connect and a read that must wait for the echo's answer).
     let code = r#"
+  local sock = ngx.socket.tcp()
+  assert(sock:connect(host, port))
+  assert(sock:send("GET /spin HTTP/1.1\r\nHost: x\r\n\r\n"))
+  assert(sock:receive("*l"))
   ngx.sleep(0.01)
   local ok = pcall(function() while true do end end)
   return kong.response.exit(200, { caught = ok })"#;
