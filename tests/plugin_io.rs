@@ -433,3 +433,64 @@ async fn kong_vault_reads_the_env_vault() {
         "{j}"
     );
 }
+
+#[tokio::test]
+async fn a_request_cannot_hoard_sockets_or_buffer_without_bound() {
+    let up = Upstream::start().await;
+    // A server that sends 24 MiB to whoever connects, then closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let flood = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let chunk = vec![b'x'; 1 << 20];
+                for _ in 0..24 {
+                    if s.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let code = format!(
+        r#"
+  -- Many sockets one after the other: each closed one gives its place.
+  for i = 1, 400 do
+    local s = ngx.socket.tcp()
+    assert(s:connect(host, port))
+    s:close()
+  end
+  -- Too many at once.
+  local open, err = {{}}
+  for i = 1, 300 do
+    local ok, e = pcall(ngx.socket.tcp)
+    if not ok then err = e break end
+    open[#open + 1] = e
+    assert(e:connect(host, port))
+  end
+  for _, s in ipairs(open) do s:close() end
+  -- More data than the VM may hold.
+  local s = ngx.socket.tcp()
+  assert(s:connect("127.0.0.1", {flood}))
+  local all, aerr = s:receive("*a")
+  return kong.response.exit(200, {{ opened = #open, err = err, all = all and #all, aerr = aerr }})"#
+    );
+    let proxy = Proxy::start_with(
+        &config(&up, &access(&up, &code)),
+        // Hundreds of connections in a debug build: more CPU than the default budget.
+        &["--lua-memory-mb", "16", "--lua-cpu-budget-ms", "5000"],
+    )
+    .await;
+    let r = proxy.get("/", &[]).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.stderr());
+    let j = r.json();
+    assert_eq!(j["opened"], 256, "{j}");
+    assert!(
+        j["err"].as_str().unwrap().contains("too many sockets"),
+        "{j}"
+    );
+    assert_eq!(j["all"], serde_json::Value::Null, "{j}");
+    assert!(j["aerr"].as_str().unwrap().contains("too much data"), "{j}");
+    // The proxy still serves.
+    assert_eq!(proxy.get("/", &[]).await.status, 200);
+}

@@ -35,7 +35,7 @@ struct Worker {
     requests: Table,
     /// request id → the coroutine of its phase call that waits for I/O.
     waiting: Table,
-    /// io.lua's `run` (the body of calls that may wait) and its light-thread states.
+    /// wait.lua's `run` (the body of calls that may wait) and its light-thread states.
     run: Function,
     states: Table,
     /// Finished coroutines, reset and reused for the next calls that may wait.
@@ -255,7 +255,7 @@ impl Worker {
         }
     }
 
-    /// A coroutine for a phase call that may wait, running io.lua's scheduler.
+    /// A coroutine for a phase call that may wait, running wait.lua's scheduler.
     fn thread(&mut self) -> mlua::Result<Thread> {
         if let Some(t) = self.spare.pop() {
             t.reset(self.run.clone())?;
@@ -342,7 +342,7 @@ pub(super) fn init_worker(handler: &Table) -> mlua::Result<()> {
 }
 
 /// Runs one phase of a Lua instance on this thread's VM. In the phases that may wait (rewrite,
-/// access, response) the handler runs as a coroutine under io.lua's scheduler and may return
+/// access, response) the handler runs as a coroutine under wait.lua's scheduler and may return
 /// [`Flow::Wait`]; the caller then awaits the request's I/O and calls [`resume`].
 pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
     WORKER.with(|cell| {
@@ -374,7 +374,14 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
                 .thread()
                 .map_err(|e| PluginError(describe(inst, phase, &e)))?;
             let id = ctx.state.id as f64;
-            return step(worker, inst, ctx, thread, (id, method, handler, conf));
+            return step(
+                worker,
+                inst,
+                ctx,
+                thread,
+                (id, method, handler, conf),
+                false,
+            );
         }
         let tables = worker.tables(ctx);
         let result = pdk::with_current(ctx, inst, tables, || {
@@ -405,7 +412,7 @@ pub fn resume(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, Plugin
             v
         });
         let args = args.map_err(|e| PluginError(describe(inst, ctx.phase, &e)))?;
-        step(worker, inst, ctx, thread, args)
+        step(worker, inst, ctx, thread, args, true)
     })
 }
 
@@ -416,23 +423,30 @@ fn may_wait(phase: Phase) -> bool {
 }
 
 /// Resumes a call's coroutine with `args` under what is left of its CPU budget (only the time
-/// spent inside resumes counts; waiting does not).
+/// spent inside resumes counts; waiting does not). The first resume is timed on the wall
+/// clock (an upper bound of its CPU time, and free: most calls never wait); the resumes after
+/// a wait, already on the path of an I/O operation, read the thread's CPU clock.
 fn step(
     worker: &mut Worker,
     inst: &LuaInstance,
     ctx: &mut PhaseCtx<'_>,
     thread: Thread,
     args: impl IntoLuaMulti,
+    after_wait: bool,
 ) -> Result<Flow, PluginError> {
     let left = sandbox::limits()
         .cpu_budget
         .saturating_sub(ctx.state.lua_spent);
     let tables = worker.tables(ctx);
     let started = std::time::Instant::now();
+    let cpu_started = after_wait.then(sandbox::budget::thread_cpu_time);
     let result = pdk::with_current(ctx, inst, tables, || {
         sandbox::with_budget_left(left, || thread.resume::<MultiValue>(args))
     });
-    ctx.state.lua_spent += started.elapsed();
+    ctx.state.lua_spent += match cpu_started {
+        Some(at) => sandbox::budget::thread_cpu_time().saturating_sub(at),
+        None => started.elapsed(),
+    };
     if result.is_ok() && thread.status() == ThreadStatus::Resumable && ctx.state.exit.is_none() {
         worker
             .memory

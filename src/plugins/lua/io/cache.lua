@@ -1,7 +1,7 @@
 -- kong.cache: Kong's node cache (mlcache) over the process-wide shared level of cache.rs.
 -- Each VM keeps a first level here (values as Lua values: repeated hits return the same
 -- table, as in Kong); it is emptied whenever the shared level's epoch moves (an invalidation
--- or a purge anywhere in the process). Called once per VM with the Rust functions and io.lua's
+-- or a purge anywhere in the process). Called once per VM with the Rust functions and wait.lua's
 -- module; returns the `kong.cache` object.
 local rs, io = ...
 

@@ -44,6 +44,10 @@ impl Stored {
     /// Copies a Lua value; Kong's error for the types a shared dict cannot hold.
     pub fn from_lua(v: &Value, depth: usize, size: &mut usize) -> Result<Stored, String> {
         *size += 16;
+        // Also bounds the walk of a table whose subtables are shared many times over.
+        if *size > capacity() {
+            return Err("cannot cache value: larger than the cache (--mem-cache-size)".into());
+        }
         Ok(match v {
             Value::Nil => Stored::Nil,
             Value::Boolean(b) => Stored::Bool(*b),
@@ -166,13 +170,17 @@ pub fn set_capacity(bytes: usize) {
     let _ = CAPACITY.set(bytes.max(1 << 20));
 }
 
+fn capacity() -> usize {
+    CAPACITY.get().copied().unwrap_or(DEFAULT_CAPACITY)
+}
+
 fn store() -> &'static Mutex<Store> {
     static STORE: OnceLock<Mutex<Store>> = OnceLock::new();
     STORE.get_or_init(|| {
         Mutex::new(Store {
             entries: LruCache::unbounded(),
             bytes: 0,
-            capacity: CAPACITY.get().copied().unwrap_or(DEFAULT_CAPACITY),
+            capacity: capacity(),
         })
     })
 }
@@ -360,6 +368,14 @@ mod tests {
         );
         let cyclic: Value = lua.load("local t = {} t.t = t return t").eval().unwrap();
         assert!(Stored::from_lua(&cyclic, 0, &mut 0).is_err());
+        // 2^40 paths through 40 shared levels: refused once the copy outgrows the cache.
+        let shared: Value = lua
+            .load("local t = { 'x' } for i = 1, 40 do t = { a = t, b = t } end return t")
+            .eval()
+            .unwrap();
+        assert!(Stored::from_lua(&shared, 0, &mut 0)
+            .unwrap_err()
+            .contains("larger than the cache"));
     }
 
     #[test]

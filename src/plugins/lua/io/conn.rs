@@ -113,6 +113,13 @@ impl std::fmt::Debug for Conn {
 }
 
 const READ_CHUNK: usize = 16 * 1024;
+/// Chunks a read may take from the socket without waiting (64 KiB).
+const SYNC_CHUNKS: usize = 4;
+
+/// Most data a socket buffers for one read: what a worker's VM may hold.
+fn max_buffered() -> usize {
+    crate::plugins::lua::sandbox::limits().memory
+}
 
 impl Conn {
     fn new(stream: Stream) -> Conn {
@@ -277,12 +284,17 @@ impl Conn {
     /// Serves `read` from what is already buffered, or from the socket without waiting (plain
     /// TCP and Unix sockets). None when the caller must wait.
     pub fn try_read(&mut self, read: &Read) -> Option<Result<Got, Failed>> {
-        loop {
+        // What a call reads without waiting is bounded: a peer that keeps sending is read on by
+        // the asynchronous path, where the worker serves others meanwhile.
+        for _ in 0..SYNC_CHUNKS {
             if let Some(got) = self.take(read) {
                 return Some(Ok(got));
             }
             if self.eof {
                 return Some(self.at_eof(read));
+            }
+            if let Err(f) = self.check_room() {
+                return Some(Err(f));
             }
             let mut chunk = [0u8; READ_CHUNK];
             let r = match &self.stream {
@@ -297,6 +309,21 @@ impl Conn {
                 Err(e) => return Some(Err(self.fail(&e))),
             }
         }
+        None
+    }
+
+    /// Fails once more is buffered than a plugin's VM could hold as a string: a peer cannot
+    /// make the gateway buffer without bound (`*a` of an endless stream, a huge `receive(n)`).
+    fn check_room(&mut self) -> Result<(), Failed> {
+        if self.buf.len() <= max_buffered() {
+            return Ok(());
+        }
+        self.buf.clear();
+        Err(Failed {
+            err: "too much data: more than a plugin's Lua VM may hold".into(),
+            partial: Bytes::new(),
+            fatal: true,
+        })
     }
 
     /// Reads what `read` asks for within `limit` (a timeout keeps the connection; the data
@@ -310,6 +337,7 @@ impl Conn {
             if self.eof {
                 return self.at_eof(read);
             }
+            self.check_room()?;
             let mut chunk = [0u8; READ_CHUNK];
             let n = match tokio::time::timeout_at(deadline, self.read_some(&mut chunk)).await {
                 Err(_) => {

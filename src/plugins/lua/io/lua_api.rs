@@ -1,4 +1,4 @@
-//! The Rust functions `io.lua` calls (never handed to plugins), and the installation of
+//! The Rust functions `wait.lua` and `socket.lua` call (never handed to plugins), and the installation of
 //! `ngx.sleep`, `ngx.socket`, `ngx.thread` in a VM.
 
 use std::time::Duration;
@@ -12,12 +12,12 @@ use crate::plugins::lua::pdk;
 use crate::plugins::lua::util::support;
 use crate::plugins::RequestState;
 
-/// Named registry value: io.lua's `run`, the body of every phase call that may wait.
+/// Named registry value: wait.lua's `run`, the body of every phase call that may wait.
 pub const RUN: &str = "sluice.io.run";
-/// Named registry value: io.lua's table of light-thread states by request id (the runtime
+/// Named registry value: wait.lua's table of light-thread states by request id (the runtime
 /// drops a request's entry when the request ends).
 pub const STATES: &str = "sluice.io.states";
-/// Named registry value: the module io.lua returned (for modules built over it).
+/// Named registry value: the module wait.lua returned (for modules built over it).
 pub const MODULE: &str = "sluice.io.module";
 
 /// Kong's `lua_socket_pool_size`.
@@ -53,7 +53,7 @@ pub fn outcome_values(lua: &Lua, o: Outcome) -> mlua::Result<MultiValue> {
     })
 }
 
-/// What a Rust operation returns to io.lua: its ticket, or `false` and the results.
+/// What a Rust operation returns to wait.lua: its ticket, or `false` and the results.
 fn step_values(lua: &Lua, step: Result<Step, String>) -> mlua::Result<MultiValue> {
     match step {
         Ok(Step::Wait(t)) => Ok(MultiValue::from_vec(vec![Value::Number(t as f64)])),
@@ -125,13 +125,15 @@ fn functions(lua: &Lua) -> mlua::Result<Table> {
     f(
         "tcp",
         support::function(lua, |_, ()| {
-            with_io(None, |io, id| (io.tcp() as f64, id as f64))
+            with_io(None, |io, id| io.tcp().map(|h| (h as f64, id as f64)))?
+                .map_err(support::raise_here)
         })?,
     )?;
     f(
         "udp",
         support::function(lua, |_, ()| {
-            with_io(None, |io, id| (io.udp() as f64, id as f64))
+            with_io(None, |io, id| io.udp().map(|h| (h as f64, id as f64)))?
+                .map_err(support::raise_here)
         })?,
     )?;
     f(
@@ -365,7 +367,7 @@ fn cache_functions(lua: &Lua, now: Function) -> mlua::Result<Table> {
     Ok(rs)
 }
 
-/// Loads io.lua into `lua` and sets `ngx.sleep`, `ngx.socket` and `ngx.thread` on `ngx` and
+/// Loads wait.lua and socket.lua into `lua` and sets `ngx.sleep`, `ngx.socket` and `ngx.thread` on `ngx` and
 /// `kong.cache` on `kong`. `wait` is the marker the sandbox's `coroutine.resume` passes up (see
 /// guards.lua).
 ///
@@ -394,14 +396,28 @@ pub fn install(lua: &Lua, kong: &Table, ngx: &Table) -> mlua::Result<Vec<(&'stat
         Ok(())
     })?;
     let module: Table = lua
-        .load(include_str!("io.lua"))
-        .set_name("=sluice.io")
+        .load(include_str!("wait.lua"))
+        .set_name("=sluice.wait")
         .set_mode(mlua::chunk::ChunkMode::Text)
-        .call((rs, wait, resume, check, expired, overrun, stopped, log_err))?;
+        .call((
+            rs.clone(),
+            wait,
+            resume,
+            check,
+            expired,
+            overrun,
+            stopped,
+            log_err,
+        ))?;
+    let socket: Table = lua
+        .load(include_str!("socket.lua"))
+        .set_name("=ngx.socket")
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .call((rs, module.clone()))?;
     lua.set_named_registry_value(RUN, module.get::<Function>("run")?)?;
     lua.set_named_registry_value(STATES, module.get::<Table>("states")?)?;
     ngx.set("sleep", module.get::<Function>("sleep")?)?;
-    ngx.set("socket", module.get::<Table>("socket")?)?;
+    ngx.set("socket", socket)?;
     ngx.set("thread", module.get::<Table>("thread")?)?;
     let cache: Table = lua
         .load(include_str!("cache.lua"))

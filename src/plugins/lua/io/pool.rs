@@ -16,6 +16,8 @@ struct Idle {
 
 /// Most pools one worker keeps (the least recently used pool is dropped past it).
 const MAX_POOLS: usize = 1024;
+/// Most idle connections one worker keeps in all its pools (each holds a file descriptor).
+const MAX_IDLE: usize = 1024;
 
 thread_local! {
     static POOLS: RefCell<HashMap<String, VecDeque<Idle>>> = RefCell::new(HashMap::new());
@@ -62,6 +64,10 @@ pub fn put(name: &str, conn: Conn, idle: Duration, size: usize) {
                     pools.remove(&victim);
                 }
             }
+        }
+        if pools.values().map(VecDeque::len).sum::<usize>() >= MAX_IDLE {
+            // Full: the connection is closed rather than kept.
+            return;
         }
         let pool = pools.entry(name.to_string()).or_default();
         let expires = (!idle.is_zero()).then(|| Instant::now() + idle);

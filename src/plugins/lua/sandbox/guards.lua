@@ -35,7 +35,7 @@ function guards.xpcall(f, handler, ...)
   return after(xpcall(f, handler, ...))
 end
 
--- A coroutine of the plugin's that waits for I/O (io.lua yields WAIT) is waited for in its
+-- A coroutine of the plugin's that waits for I/O (wait.lua yields WAIT) is waited for in its
 -- place: the wait goes up to the light thread's scheduler, and the coroutine is resumed with
 -- the result, so sockets and sleeps work inside plugin coroutines as in OpenResty.
 local function forward(co, ok, tag, ...)

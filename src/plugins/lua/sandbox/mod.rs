@@ -86,9 +86,9 @@ pub fn stopped() -> bool {
     STOPPED.with(|s| s.get())
 }
 
-/// Named registry value: the marker a waiting coroutine yields (io.lua and guards.lua).
+/// Named registry value: the marker a waiting coroutine yields (wait.lua and guards.lua).
 pub const WAIT: &str = "sluice.io.wait";
-/// Named registry value: LuaJIT's own `coroutine.resume` (io.lua's scheduler receives the
+/// Named registry value: LuaJIT's own `coroutine.resume` (wait.lua's scheduler receives the
 /// waits that the sandbox's version passes up).
 pub const RAW_RESUME: &str = "sluice.raw_resume";
 /// Named registry value: the native stack and budget check the guards run before calling
