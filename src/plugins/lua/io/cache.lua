@@ -71,23 +71,27 @@ local function store(key, value, ttl, neg_ttl, own_ttl)
   l1_set(key, value, t)
 end
 
--- Runs the callback of a fill and stores its value. Returns what `get` returns.
-local function fill(key, ttl, neg_ttl, cb, ...)
+-- Runs the callback of a fill (the key's lock is held) and stores its value; `what` names the
+-- operation in errors. Returns the value and the ttl used, or nil and the error.
+local function fill(key, ttl, neg_ttl, what, cb, ...)
   local ok, value, err, own_ttl = pcall(cb, ...)
   if not ok then
     rs.unlock(key)
-    return nil, "failed to get from node cache: callback threw an error: " .. tostring(value)
+    return nil, "failed to " .. what .. " node cache: callback threw an error: " .. tostring(value)
   end
   if value == nil and err ~= nil then
     rs.unlock(key)
-    return nil, "failed to get from node cache: " .. tostring(err)
+    return nil, "failed to " .. what .. " node cache: " .. tostring(err)
   end
   local stored, why = pcall(store, key, value, ttl, neg_ttl, own_ttl)
   rs.unlock(key)
   if not stored then
     error(why, 3)
   end
-  return value, nil, 3
+  if type(own_ttl) == "number" then
+    return value, nil, own_ttl
+  end
+  return value, nil, value == nil and neg_ttl or ttl
 end
 
 function cache:get(key, opts, cb, ...)
@@ -119,7 +123,11 @@ function cache:get(key, opts, cb, ...)
     end
     local ticket = rs.lock(key, can_wait())
     if not ticket then
-      return fill(key, ttl, neg_ttl, cb, ...)
+      local v, err = fill(key, ttl, neg_ttl, "get from", cb, ...)
+      if err then
+        return nil, err
+      end
+      return v, nil, 3
     end
     local ended = finish(ticket)
     if not ended then
@@ -199,26 +207,8 @@ function cache:renew(key, opts, cb, ...)
   if ticket then
     rs.lock(key, false)
   end
-  local ok, value, err, own_ttl = pcall(cb, ...)
-  if not ok then
-    rs.unlock(key)
-    return nil, "failed to renew key in node cache: callback threw an error: " .. tostring(value)
-  end
-  if value == nil and err ~= nil then
-    rs.unlock(key)
-    return nil, "failed to renew key in node cache: " .. tostring(err)
-  end
-  local t = value == nil and neg_ttl or ttl
-  if type(own_ttl) == "number" then
-    t = own_ttl
-  end
   rs.invalidate(key)
-  local stored, why = pcall(store, key, value, ttl, neg_ttl, own_ttl)
-  rs.unlock(key)
-  if not stored then
-    error(why, 2)
-  end
-  return value, nil, t
+  return fill(key, ttl, neg_ttl, "renew key in", cb, ...)
 end
 
 function cache:purge()

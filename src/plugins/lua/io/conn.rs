@@ -54,6 +54,15 @@ pub struct Failed {
 }
 
 impl Failed {
+    /// A connect, handshake or send that timed out (the connection is given up).
+    fn timeout() -> Failed {
+        Failed {
+            err: "timeout".into(),
+            partial: Bytes::new(),
+            fatal: true,
+        }
+    }
+
     fn io(e: &io::Error) -> Failed {
         Failed {
             err: describe(e),
@@ -134,11 +143,7 @@ impl Conn {
     /// Connects over TCP.
     pub async fn tcp(addr: std::net::SocketAddr, limit: Duration) -> Result<Conn, Failed> {
         match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
-            Err(_) => Err(Failed {
-                err: "timeout".into(),
-                partial: Bytes::new(),
-                fatal: true,
-            }),
+            Err(_) => Err(Failed::timeout()),
             Ok(Err(e)) => Err(Failed::io(&e)),
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
@@ -150,11 +155,7 @@ impl Conn {
     /// Connects to a Unix domain socket.
     pub async fn unix(path: &str, limit: Duration) -> Result<Conn, Failed> {
         match tokio::time::timeout(limit, UnixStream::connect(path)).await {
-            Err(_) => Err(Failed {
-                err: "timeout".into(),
-                partial: Bytes::new(),
-                fatal: true,
-            }),
+            Err(_) => Err(Failed::timeout()),
             Ok(Err(e)) => Err(Failed::io(&e)),
             Ok(Ok(s)) => Ok(Conn::new(Stream::Unix(s))),
         }
@@ -208,11 +209,7 @@ impl Conn {
             fatal: true,
         })?;
         match tokio::time::timeout(limit, std::pin::Pin::new(&mut tls).connect()).await {
-            Err(_) => Err(Failed {
-                err: "timeout".into(),
-                partial: Bytes::new(),
-                fatal: true,
-            }),
+            Err(_) => Err(Failed::timeout()),
             Ok(Err(e)) => {
                 let verify_error = tls.ssl().verify_result();
                 let err = if verify_error != openssl::x509::X509VerifyResult::OK {
@@ -271,11 +268,7 @@ impl Conn {
             }
         };
         match tokio::time::timeout(limit, write).await {
-            Err(_) => Err(Failed {
-                err: "timeout".into(),
-                partial: Bytes::new(),
-                fatal: true,
-            }),
+            Err(_) => Err(Failed::timeout()),
             Ok(Err(e)) => Err(Failed::io(&e)),
             Ok(Ok(())) => Ok(data.len()),
         }
@@ -469,9 +462,8 @@ pub async fn udp_receive(
     let mut buf = vec![0u8; size.clamp(1, 65536)];
     match tokio::time::timeout(limit, sock.recv(&mut buf)).await {
         Err(_) => Err(Failed {
-            err: "timeout".into(),
-            partial: Bytes::new(),
             fatal: false,
+            ..Failed::timeout()
         }),
         Ok(Err(e)) => Err(Failed::io(&e)),
         Ok(Ok(n)) => {

@@ -115,9 +115,27 @@ local function encode(cmd, n, ...)
   return concat(buf, "", 1, k + 1)
 end
 
+local read_reply
+
+-- Reads `n` replies into an array (error replies as {false, msg}), or nil and the error.
+local function read_replies(self, sock, n)
+  local vals = {}
+  for i = 1, n do
+    local res, rerr = read_reply(self, sock)
+    if res then
+      vals[i] = res
+    elseif res == nil then
+      return nil, rerr
+    else
+      vals[i] = { false, rerr }
+    end
+  end
+  return vals
+end
+
 -- Reads one reply: status → string, integer → number, bulk → string (nil: ngx.null),
 -- array → table (nil: ngx.null; error elements as {false, msg}), error → false, msg.
-local function read_reply(self, sock, blocking)
+function read_reply(self, sock, blocking)
   local line, err = sock:receive("*l")
   if not line then
     -- A read timeout leaves the connection in an unknown state.
@@ -140,18 +158,7 @@ local function read_reply(self, sock, blocking)
   elseif prefix == 42 then -- "*" array
     local n = tonumber(sub(line, 2))
     if n < 0 then return null end
-    local vals = {}
-    for i = 1, n do
-      local res, rerr = read_reply(self, sock)
-      if res then
-        vals[i] = res
-      elseif res == nil then
-        return nil, rerr
-      else
-        vals[i] = { false, rerr }
-      end
-    end
-    return vals
+    return read_replies(self, sock, n)
   elseif prefix == 58 then -- ":" integer
     return tonumber(sub(line, 2))
   elseif prefix == 45 then -- "-" error
@@ -245,19 +252,9 @@ function _M.commit_pipeline(self)
   if not sock then return nil, NOT_INIT end
   local ok, err = sock:send(concat(reqs))
   if not ok then return nil, err end
-  local vals = {}
-  for i = 1, #reqs do
-    local res, rerr = read_reply(self, sock)
-    if res then
-      vals[i] = res
-    elseif res == nil then
-      if rerr == "timeout" then sock:close() end
-      return nil, rerr
-    else
-      vals[i] = { false, rerr }
-    end
-  end
-  return vals
+  local vals, rerr = read_replies(self, sock, #reqs)
+  if not vals and rerr == "timeout" then sock:close() end
+  return vals, rerr
 end
 
 -- Pub/sub ----------------------------------------------------------------------------------------
