@@ -371,7 +371,10 @@ def callout_group(ctx):
 
 
 def start_redis(ctx):
-    """A redis-server on the load core, holding the key the Redis scenario reads."""
+    """A redis-server on the load core, holding the key the Redis scenario reads (one per run,
+    shared by the groups that need it)."""
+    if getattr(ctx, "redis_port", None):
+        return ctx.redis_port
     port = free_port()
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", ctx.tmp]
@@ -380,6 +383,7 @@ def start_redis(ctx):
     wait_port(port, p, os.path.join(ctx.tmp, "redis.log"))
     subprocess.run(["redis-cli", "-p", str(port), "SET", "bench-key", "hello"], check=True,
                    capture_output=True)
+    ctx.redis_port = port
     return port
 
 
@@ -410,15 +414,22 @@ def bundled_group(ctx):
     req_file = os.path.join(ctx.tmp, "requests-auth.txt")
     with open(req_file, "w") as f:
         f.write(configs.auth_request_list())
+    redis = start_redis(ctx)
+    on_redis = "policy: redis, redis: {host: 127.0.0.1, port: %d}" % redis
+    rl = ("key-auth", "rate-limiting")
     variants = [
-        ("proxy-auth-none", "sluice, 100 routes/consumers, no plugin", ()),
-        ("proxy-auth-key", "sluice, + key-auth", ("key-auth",)),
-        ("proxy-auth-rl", "sluice, + key-auth + rate-limiting", ("key-auth", "rate-limiting")),
+        ("proxy-auth-none", "sluice, 100 routes/consumers, no plugin", (), ""),
+        ("proxy-auth-key", "sluice, + key-auth", ("key-auth",), ""),
+        ("proxy-auth-rl", "sluice, + key-auth + rate-limiting", rl, "policy: local"),
+        ("proxy-auth-rl-redis", "sluice, + key-auth + rate-limiting (redis, sync_rate -1)", rl,
+         on_redis),
+        ("proxy-auth-rl-redis-sync", "sluice, + key-auth + rate-limiting (redis, sync_rate 1)",
+         rl, on_redis + ", sync_rate: 1"),
     ]
     return Group("bundled", "scenario 6: key-auth and rate-limiting, 100 routes and consumers", [
-        Contender(key, label, "proxy", configs.kong_auth(up, 100, plugins), port=free_port(),
-                  requests=req_file)
-        for key, label, plugins in variants
+        Contender(key, label, "proxy", configs.kong_auth(up, 100, plugins, policy),
+                  port=free_port(), requests=req_file)
+        for key, label, plugins, policy in variants
     ])
 
 
@@ -459,6 +470,10 @@ COMPARISONS = [
                "key-auth / none"),
     Comparison("6b", "+ rate-limiting (local)", "proxy-auth-rl", "proxy-auth-key",
                "+ rate-limiting / key-auth"),
+    Comparison("6c", "+ rate-limiting (redis, sync_rate -1)", "proxy-auth-rl-redis",
+               "proxy-auth-key", "+ rate-limiting / key-auth"),
+    Comparison("6d", "+ rate-limiting (redis, sync_rate 1 s)", "proxy-auth-rl-redis-sync",
+               "proxy-auth-key", "+ rate-limiting / key-auth"),
     Comparison("7", "HTTPS termination, same certificate", "proxy-https", "nginx-https",
                "sluice / nginx"),
     Comparison("8", "Lua plugin + one Redis GET (resty.redis, keepalive)", "proxy-redis",
@@ -901,11 +916,17 @@ def derived(cs, args):
             parts.append(why[0] if why else "not measured")
         out.append("- %s: %s" % (side, "; ".join(parts)))
     for label, a, b, kong in (("key-auth", "proxy-auth-key", "proxy-auth-none", 22),
-                              ("rate-limiting (local)", "proxy-auth-rl", "proxy-auth-key", 17)):
+                              ("rate-limiting (local)", "proxy-auth-rl", "proxy-auth-key", 17),
+                              ("rate-limiting (redis, sync_rate -1)", "proxy-auth-rl-redis",
+                               "proxy-auth-key", None),
+                              ("rate-limiting (redis, sync_rate 1 s)",
+                               "proxy-auth-rl-redis-sync", "proxy-auth-key", None)):
         if g(a) and g(b) and g(a).runs and g(b).runs:
-            out.append("- %s: %s µs CPU/req here (%s − %s); Kong 3.10 publishes about %d µs on "
-                       "its hardware" % (label, fmt_num(paired_delta(g(a), g(b), "cpu_us_per_req"), 2),
-                                         a, b, kong))
+            line = "- %s: %s µs CPU/req here (%s − %s)" % (
+                label, fmt_num(paired_delta(g(a), g(b), "cpu_us_per_req"), 2), a, b)
+            if kong:
+                line += "; Kong 3.10 publishes about %d µs on its hardware" % kong
+            out.append(line)
     r, s = g("proxy-reload"), g("proxy-steady")
     if r and r.reloads:
         ok = [t for st, t in r.reloads if isinstance(st, int) and 200 <= st < 300]

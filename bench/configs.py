@@ -153,10 +153,10 @@ def request_list(n, seed=6):
     return "".join("%s %s\n" % r for r in reqs)
 
 
-def kong_auth(upstream_port, n=100, plugins=()):
+def kong_auth(upstream_port, n=100, plugins=(), rl_policy="policy: local"):
     """Scenario 6 (Kong's published one): `n` routes and `n` consumers with key-auth keys on one
-    service, and the global `plugins` among key-auth and rate-limiting (policy local, a limit
-    the load never reaches, counted per consumer)."""
+    service, and the global `plugins` among key-auth and rate-limiting (a limit the load never
+    reaches, counted per consumer; `rl_policy`: local, or redis with its fields)."""
     out = ['_format_version: "3.0"', "services:", "  - name: up"]
     out.append("    url: %s" % q("http://127.0.0.1:%d" % upstream_port))
     out.append("    routes:")
@@ -173,7 +173,7 @@ def kong_auth(upstream_port, n=100, plugins=()):
     for name in plugins:
         out.append("  - name: %s" % name)
         if name == "rate-limiting":
-            out.append("    config: {minute: 1000000000, limit_by: consumer, policy: local}")
+            out.append("    config: {minute: 1000000000, limit_by: consumer, %s}" % rl_policy)
     return "\n".join(out) + "\n"
 
 

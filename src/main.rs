@@ -145,6 +145,19 @@ struct Cli {
     /// max_allowed_file_size.
     #[arg(long, env = "PROXY_CLIENT_BODY_BUFFER_SIZE", default_value = "8k", value_parser = sluice::proxy::limits::parse_size)]
     client_body_buffer_size: usize,
+    /// Addresses whose client-address headers (or PROXY protocol) are believed (Kong's
+    /// trusted_ips): comma-separated IPs, CIDR ranges and `unix:`; `0.0.0.0/0,::/0` trusts
+    /// every peer. Default: none (the connection's peer is the client).
+    #[arg(long, env = "KONG_TRUSTED_IPS", default_value = "")]
+    trusted_ips: String,
+    /// Where a trusted peer's client address is read (Kong's real_ip_header): a header name
+    /// (X-Real-IP, X-Forwarded-For, ...) or `proxy_protocol`.
+    #[arg(long, env = "KONG_REAL_IP_HEADER", default_value = "X-Real-IP")]
+    real_ip_header: String,
+    /// nginx's real_ip_recursive (Kong's real_ip_recursive): `on` walks an address list from the
+    /// right past trusted addresses; `off` takes its last entry.
+    #[arg(long, env = "KONG_REAL_IP_RECURSIVE", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    real_ip_recursive: bool,
     /// Do not log one line per request.
     #[arg(long)]
     no_access_log: bool,
@@ -347,10 +360,37 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
         "proxy".to_string(),
         sluice::proxy::limits::ConnectionCap::new(proxy, limits.connections_per_worker),
     );
-    for addr in &cli.listen {
-        service.add_tcp(addr);
+    let mut proxy_protocol = Vec::new();
+    let mut plain = Vec::new();
+    for entry in &cli.listen {
+        let (addr, pp) = parse_listen(entry)?;
+        if pp {
+            proxy_protocol.push(addr.clone());
+        }
+        service.add_tcp(&addr);
+        plain.push(addr);
     }
-    let tls_listen: Vec<&String> = cli.listen_tls.iter().filter(|a| *a != "off").collect();
+    let mut tls_listen = Vec::new();
+    for entry in cli.listen_tls.iter().filter(|a| *a != "off") {
+        let (addr, pp) = parse_listen(entry)?;
+        if pp {
+            proxy_protocol.push(addr.clone());
+        }
+        tls_listen.push(addr);
+    }
+    if !proxy_protocol.is_empty() {
+        let addrs = proxy_protocol
+            .iter()
+            .map(|a| {
+                a.parse::<std::net::SocketAddr>()
+                    .with_context(|| format!("proxy_protocol listener {a:?}: an IP:port"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let reader = sluice::proxy::proxy_protocol::Reader::new(addrs, limits.header_timeout);
+        service
+            .endpoints()
+            .set_pre_tls_callback(std::sync::Arc::new(reader));
+    }
     if !tls_listen.is_empty() {
         let tls_selector = tls_selector(&cli, tls_state)?;
         for addr in &tls_listen {
@@ -362,7 +402,7 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
             service.add_tls_with_settings(addr, None, settings);
         }
     }
-    tracing::info!(listen = ?cli.listen, listen_tls = ?tls_listen, workers, "serving");
+    tracing::info!(listen = ?plain, listen_tls = ?tls_listen, ?proxy_protocol, workers, "serving");
     server.add_service(service);
 
     if cli.admin_listen != "off" {
@@ -421,6 +461,38 @@ fn plugin_io(cli: &Cli) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--lua-sandbox-requires: {e}"))
 }
 
+/// Kong's booleans in kong.conf and KONG_* variables: on/off (and true/false).
+fn parse_on_off(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("{v:?}: expected on or off")),
+    }
+}
+
+/// A listen entry as Kong writes it: `address [flag ...]`; the address and whether the
+/// listener speaks PROXY protocol.
+fn parse_listen(entry: &str) -> anyhow::Result<(String, bool)> {
+    let mut parts = entry.split_whitespace();
+    let addr = parts
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("empty listen entry"))?
+        .to_string();
+    let mut proxy_protocol = false;
+    for flag in parts {
+        match flag {
+            "proxy_protocol" => proxy_protocol = true,
+            // What these ask nginx for is what every listener here does.
+            "http2" | "reuseport" | "deferred" | "bind" => {}
+            "ssl" => anyhow::bail!("{entry:?}: give TLS listeners with --listen-tls"),
+            other => anyhow::bail!(
+                "{entry:?}: unknown listen flag {other:?} (known: proxy_protocol, http2, reuseport, deferred, bind)"
+            ),
+        }
+    }
+    Ok((addr, proxy_protocol))
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     // Threads that do not set their own stack size (Pingora's workers, the reloader, the admin
     // runtime) run Lua: give them room for the nesting the stack guard allows. Set before any
@@ -437,6 +509,14 @@ fn main() -> anyhow::Result<ExitCode> {
         memory: cli.lua_memory_mb.max(1) << 20,
     });
     plugin_io(&cli)?;
+    sluice::proxy::realip::set(
+        sluice::proxy::realip::Settings::parse(
+            &cli.trusted_ips,
+            &cli.real_ip_header,
+            cli.real_ip_recursive,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     match &cli.command {
         Some(Command::Check { path }) => Ok(check(path)),
         Some(Command::Plugin {

@@ -166,6 +166,19 @@ impl Metrics {
             admin_requests,
             registry,
         }
+        .with_redis()
+    }
+
+    /// Registers the Redis client's metrics (process-wide: they count every worker's commands).
+    fn with_redis(self) -> Metrics {
+        use crate::plugins::native::redis::{LATENCY, OPERATIONS};
+        self.registry
+            .register(Box::new(OPERATIONS.clone()))
+            .expect("unique metric");
+        self.registry
+            .register(Box::new(LATENCY.clone()))
+            .expect("unique metric");
+        self
     }
 
     /// The text exposition of every metric.

@@ -120,9 +120,18 @@ fn invalid_configs_are_located_errors() {
             "cannot be lower than the limit for minute",
         ),
         ("{minute: 0}", "value must be greater than 0"),
+        ("{minute: 5, policy: redis}", "redis.host"),
         (
-            "{minute: 5, policy: redis}",
-            "policy 'redis' is not supported",
+            "{minute: 5, policy: cluster}",
+            "policy 'cluster' keeps counters in Kong's database",
+        ),
+        (
+            "{minute: 5, sync_rate: 1}",
+            "sync_rate can only be used with the redis policy",
+        ),
+        (
+            "{minute: 5, policy: redis, redis: {host: h}, sync_rate: 0.01}",
+            "sync_rate must be greater than 0.02",
         ),
         ("{minute: 5, limit_by: header}", "header_name"),
         ("{minute: 5, limit_by: planet}", "expected one of"),

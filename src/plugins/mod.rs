@@ -158,8 +158,13 @@ pub struct RequestState {
     pub id: u64,
     /// When the request started.
     pub started: std::time::SystemTime,
-    /// Client address.
+    /// The client's address: the connection's, or the one a trusted proxy gave (nginx's
+    /// `$remote_addr` after realip; port 0 when the proxy gave none).
     pub client: Option<std::net::SocketAddr>,
+    /// The connection's peer address (nginx's `$realip_remote_addr`).
+    pub peer: Option<std::net::SocketAddr>,
+    /// The client address the connection's PROXY protocol header gave.
+    pub proxy_protocol: Option<std::net::SocketAddr>,
     /// Local address the request came in on.
     pub server: Option<std::net::SocketAddr>,
     /// `http` or `https`.
@@ -322,6 +327,8 @@ impl RequestState {
             id,
             started: std::time::SystemTime::now(),
             client: None,
+            peer: None,
+            proxy_protocol: None,
             server: None,
             scheme: "http",
             sni: None,
@@ -426,9 +433,27 @@ impl PhaseCtx<'_> {
         }
     }
 
-    /// The client's IP address.
+    /// The client's IP address (behind trusted proxies, the one they gave).
     pub fn client_ip(&self) -> Option<IpAddr> {
         self.state.client.map(|a| a.ip())
+    }
+
+    /// Whether the connection comes from a trusted proxy (Kong's
+    /// `kong.ip.is_trusted(kong.client.get_ip())`).
+    pub fn peer_trusted(&self) -> bool {
+        self.state
+            .peer
+            .is_some_and(|p| crate::proxy::realip::is_trusted(p.ip()))
+    }
+
+    /// A request header, only when the connection comes from a trusted proxy (the
+    /// X-Forwarded-* family).
+    pub fn trusted_header(&self, name: &str) -> Option<&str> {
+        if self.peer_trusted() {
+            self.header(name)
+        } else {
+            None
+        }
     }
 
     /// `(id, name)` of the matched route.

@@ -4,7 +4,7 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
 use super::respond::messages;
-use crate::plugins::{Exit, UpstreamChanges};
+use crate::plugins::{Exit, RequestState};
 use crate::router::RouteMatch;
 use crate::snapshot::{RouteRt, ServiceRt};
 
@@ -15,8 +15,9 @@ pub fn upstream(
     route: &RouteRt,
     service: Option<&ServiceRt>,
     matched: &RouteMatch,
-    changes: &UpstreamChanges,
+    state: &RequestState,
 ) -> pingora::Result<()> {
+    let changes = &state.upstream;
     let downstream = session.req_header();
     // The router's path is normalized and unescaped (as Kong's); escape it for the request
     // line, then add the query string exactly as the client sent it (unless a plugin set
@@ -55,39 +56,60 @@ pub fn upstream(
     };
     upstream.insert_header(http::header::HOST, host)?;
 
-    let client_ip = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    // Kong: X-Real-IP is the client (behind trusted proxies, the one they named); an
+    // incoming X-Forwarded-For gets the connection's peer appended, else it is the client.
+    let ip = |a: Option<std::net::SocketAddr>| a.map(|a| a.ip().to_string()).unwrap_or_default();
+    let client_ip = ip(state.client);
     let xff = match downstream
         .headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
     {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {client_ip}"),
-        _ => client_ip.clone(),
+        Some(prev) => format!("{prev}, {}", ip(state.peer)),
+        None => client_ip.clone(),
     };
     upstream.insert_header("x-forwarded-for", xff)?;
     upstream.insert_header("x-real-ip", client_ip)?;
-    upstream.insert_header("x-forwarded-proto", super::scheme(session))?;
-    let forwarded_host = crate::config::checks::split_host_port(&client_host)
-        .0
-        .to_string();
-    upstream.insert_header("x-forwarded-host", forwarded_host)?;
-    let port = session
-        .server_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.port().to_string())
-        .unwrap_or_default();
-    upstream.insert_header("x-forwarded-port", port)?;
-    upstream.insert_header("x-forwarded-path", downstream.uri.path())?;
-    match matched.prefix.as_deref() {
-        Some(prefix) if route.strip_path && !prefix.is_empty() && prefix != "/" => {
-            upstream.insert_header("x-forwarded-prefix", prefix)?;
+    // From a trusted proxy, its X-Forwarded-Proto/Host/Port/Path/Prefix pass on.
+    let trusted = state
+        .peer
+        .is_some_and(|p| super::realip::is_trusted(p.ip()));
+    let given = |name: &str| -> Option<&str> {
+        if !trusted {
+            return None;
         }
-        _ => {
-            upstream.remove_header("x-forwarded-prefix");
+        downstream.headers.get(name).and_then(|v| v.to_str().ok())
+    };
+    let proto = given("x-forwarded-proto").unwrap_or(super::scheme(session));
+    upstream.insert_header("x-forwarded-proto", proto)?;
+    let forwarded_host = match given("x-forwarded-host") {
+        Some(h) => h.to_string(),
+        None => crate::config::checks::split_host_port(&client_host)
+            .0
+            .to_string(),
+    };
+    upstream.insert_header("x-forwarded-host", forwarded_host)?;
+    let port = match given("x-forwarded-port") {
+        Some(p) => p.to_string(),
+        None => session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port().to_string())
+            .unwrap_or_default(),
+    };
+    upstream.insert_header("x-forwarded-port", port)?;
+    let path = given("x-forwarded-path").unwrap_or(downstream.uri.path());
+    upstream.insert_header("x-forwarded-path", path)?;
+    if let Some(prefix) = given("x-forwarded-prefix") {
+        upstream.insert_header("x-forwarded-prefix", prefix)?;
+    } else {
+        match matched.prefix.as_deref() {
+            Some(prefix) if route.strip_path && !prefix.is_empty() && prefix != "/" => {
+                upstream.insert_header("x-forwarded-prefix", prefix)?;
+            }
+            _ => {
+                upstream.remove_header("x-forwarded-prefix");
+            }
         }
     }
     // A plugin's `ngx.var.upstream_x_forwarded_* = v` (Kong's template variables).

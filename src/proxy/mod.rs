@@ -15,6 +15,8 @@ mod headers;
 pub mod limits;
 mod observe;
 mod phases;
+pub mod proxy_protocol;
+pub mod realip;
 mod resolve;
 pub mod respond;
 pub mod tls;
@@ -230,7 +232,14 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let scheme = scheme(session);
         ctx.state.scheme = scheme;
-        ctx.state.client = session.client_addr().and_then(|a| a.as_inet()).copied();
+        let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
+        ctx.state.peer = peer;
+        ctx.state.proxy_protocol = proxy_protocol::source(session);
+        ctx.state.client = realip::settings().client(
+            peer,
+            &session.req_header().headers,
+            ctx.state.proxy_protocol,
+        );
         ctx.state.server = session.server_addr().and_then(|a| a.as_inet()).copied();
         ctx.state.sni = server_name(session);
         let snap = ctx.snap.clone();
@@ -282,7 +291,16 @@ impl ProxyHttp for Gateway {
         let accepts = |s: &str| route.protocols.iter().any(|p| p.as_str() == s);
         let tls = scheme == "https";
         // gRPC and WebSocket requests also match routes with Kong's grpc(s) and ws(s).
+        // Behind a trusted proxy that terminated TLS, its X-Forwarded-Proto counts (Kong).
+        let forwarded_https = !tls
+            && ctx.state.peer.is_some_and(|p| realip::is_trusted(p.ip()))
+            && session
+                .req_header()
+                .headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
         let accepted = accepts(scheme)
+            || (forwarded_https && accepts("https"))
             || (is_grpc(session) && accepts(if tls { "grpcs" } else { "grpc" }))
             || (is_websocket(session) && accepts(if tls { "wss" } else { "ws" }));
         if !accepted {
@@ -400,14 +418,7 @@ impl ProxyHttp for Gateway {
         };
         let route = &snap.routes[route_idx];
         let service = ctx.state.service.map(|s| &snap.services[s]);
-        headers::upstream(
-            session,
-            upstream,
-            route,
-            service,
-            matched,
-            &ctx.state.upstream,
-        )?;
+        headers::upstream(session, upstream, route, service, matched, &ctx.state)?;
         if ctx.state.upstream.host.is_none() && matched.upstream_host.is_none() {
             let tls = service.is_some_and(|s| s.protocol.is_tls());
             if let Some(host) = balance::host_header(ctx, tls) {
@@ -495,7 +506,9 @@ impl ProxyHttp for Gateway {
                 "header_filter failed",
             ));
         }
-        if Self::has_body_filter(ctx) {
+        // A header_filter that ended the body (response-ratelimiting's 429) drops the
+        // upstream's body too.
+        if Self::has_body_filter(ctx) || ctx.state.body_ended {
             // body_filter may change the body's length: send it chunked (HTTP/1.1) rather than
             // delimited by closing the connection.
             ctx.filter_body = true;

@@ -274,11 +274,17 @@ async fn echo(
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
     });
-    Response::builder()
+    let mut resp = Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .header("x-upstream-name", name)
-        .body(Full::new(Bytes::from(json.to_string())))
+        .header("x-upstream-name", name);
+    // `x-respond-header: <name>: <value>` asks for that header on the response.
+    for v in parts.headers.get_all("x-respond-header") {
+        if let Some((k, v)) = v.to_str().ok().and_then(|v| v.split_once(':')) {
+            resp = resp.header(k.trim(), v.trim());
+        }
+    }
+    resp.body(Full::new(Bytes::from(json.to_string())))
         .expect("echo response")
 }
 

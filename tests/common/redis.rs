@@ -15,37 +15,54 @@ impl Redis {
     /// Starts one (with `extra` arguments, e.g. `["--requirepass", "pw"]`) and waits, bounded,
     /// until it listens.
     pub async fn start(extra: &[&str]) -> Redis {
-        let dir = tempfile::tempdir().expect("tempdir");
         for _ in 0..5 {
-            let port = super::free_port();
-            let mut child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server not found: install it with scripts/deps (apt-get install redis-server)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if super::listens(child.id(), port) {
-                    return Redis {
-                        port,
-                        child,
-                        _dir: dir,
-                    };
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(r) = Self::try_on(super::free_port(), extra).await {
+                return r;
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!("redis-server did not start listening");
+    }
+
+    /// Starts one on `port` (a server that was stopped comes back there).
+    pub async fn start_on(port: u16, extra: &[&str]) -> Redis {
+        for _ in 0..50 {
+            if let Some(r) = Self::try_on(port, extra).await {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("redis-server did not start listening on {port}");
+    }
+
+    async fn try_on(port: u16, extra: &[&str]) -> Option<Redis> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: install it with scripts/deps (apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if super::listens(child.id(), port) {
+                return Some(Redis {
+                    port,
+                    child,
+                    _dir: dir,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     /// Runs `redis-cli` against this server with `args` (e.g. `["-n", "2", "GET", "k"]`);

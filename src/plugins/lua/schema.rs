@@ -50,6 +50,9 @@ use validate::Ctx;
 /// Lua source of the `kong.db.schema.typedefs` module.
 pub const TYPEDEFS_LUA: &str = include_str!("typedefs.lua");
 
+/// Lua source of the `kong.tools.redis.schema` module (called with the typedefs table).
+pub const REDIS_SCHEMA_LUA: &str = include_str!("redis_schema.lua");
+
 /// One validation problem: the field's path relative to the plugin entity (`config.ttl`)
 /// and Kong's message for it.
 #[derive(Debug, Clone, PartialEq)]

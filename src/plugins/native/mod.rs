@@ -20,9 +20,11 @@ pub(crate) mod log_serializer;
 pub(crate) mod multipart;
 mod prometheus;
 mod rate_limiting;
+pub mod redis;
 mod request_size_limiting;
 mod request_termination;
 mod request_transformer;
+mod response_ratelimiting;
 mod response_transformer;
 mod template;
 mod transform;
@@ -31,7 +33,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::{Definition, Instance, Kind};
+use super::{Definition, Flow, Instance, Kind, PhaseCtx, PluginError};
 use crate::config::model::{Config, Plugin};
 
 /// A bundled plugin: its name, Kong's PRIORITY, schema and builder.
@@ -72,6 +74,30 @@ impl BuildCtx<'_> {
     }
 }
 
+/// Starts `fut` on the request's I/O: the phase returns the [`Flow::Wait`] this gives, the
+/// worker serves other requests meanwhile, and the instance's `resume` takes the output back
+/// with [`waited`].
+pub fn wait<T: Send + Sync + 'static>(
+    ctx: &mut PhaseCtx<'_>,
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> Flow {
+    use futures_util::FutureExt;
+    let io = ctx.state.io.get_or_insert_with(Default::default);
+    let _ = io.wait_for(fut.map(|v| super::lua::io::Outcome::Native(Box::new(v))));
+    Flow::Wait
+}
+
+/// The output of the future [`wait`] started.
+pub fn waited<T: 'static>(ctx: &mut PhaseCtx<'_>) -> Result<T, PluginError> {
+    match ctx.state.io.as_mut().and_then(|io| io.take_done()) {
+        Some((_, super::lua::io::Outcome::Native(v))) => v
+            .downcast::<T>()
+            .map(|v| *v)
+            .map_err(|_| PluginError("resumed with another operation's result".into())),
+        _ => Err(PluginError("resumed without a finished operation".into())),
+    }
+}
+
 /// Every bundled plugin of this build.
 pub static BUNDLED: &[&Bundled] = &[
     &file_log::PLUGIN,
@@ -80,6 +106,7 @@ pub static BUNDLED: &[&Bundled] = &[
     &http_log::PLUGIN,
     &prometheus::PLUGIN,
     &rate_limiting::PLUGIN,
+    &response_ratelimiting::PLUGIN,
     &request_termination::PLUGIN,
     &correlation_id::PLUGIN,
     &cors::PLUGIN,

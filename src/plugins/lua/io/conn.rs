@@ -91,6 +91,41 @@ pub fn describe(e: &io::Error) -> String {
     }
 }
 
+/// A TLS handshake over `tcp` with OpenResty's semantics: SNI and hostname verification only
+/// when `server_name` is given, no verification at all unless `verify`. Errors are OpenResty's
+/// strings ("timeout", "20: unable to get local issuer certificate", "handshake failed: ...").
+pub async fn tls(
+    tcp: TcpStream,
+    connector: &SslConnector,
+    server_name: Option<&str>,
+    verify: bool,
+    limit: Duration,
+) -> Result<SslStream<TcpStream>, String> {
+    let setup = || -> Result<Ssl, openssl::error::ErrorStack> {
+        let mut config = connector.configure()?;
+        config.set_verify_hostname(verify && server_name.is_some());
+        if !verify {
+            config.set_verify(openssl::ssl::SslVerifyMode::NONE);
+        }
+        config.set_use_server_name_indication(server_name.is_some());
+        config.into_ssl(server_name.unwrap_or(""))
+    };
+    let ssl = setup().map_err(|e| format!("handshake failed: {e}"))?;
+    let mut tls = SslStream::new(ssl, tcp).map_err(|e| format!("handshake failed: {e}"))?;
+    match tokio::time::timeout(limit, std::pin::Pin::new(&mut tls).connect()).await {
+        Err(_) => Err("timeout".into()),
+        Ok(Err(e)) => {
+            let verify_error = tls.ssl().verify_result();
+            Err(if verify_error != openssl::x509::X509VerifyResult::OK {
+                format!("{}: {}", verify_error.as_raw(), verify_error.error_string())
+            } else {
+                format!("handshake failed: {e}")
+            })
+        }
+        Ok(Ok(())) => Ok(tls),
+    }
+}
+
 enum Stream {
     Tcp(TcpStream),
     Tls(Box<SslStream<TcpStream>>),
@@ -186,48 +221,17 @@ impl Conn {
                 fatal: false,
             });
         };
-        let setup = || -> Result<Ssl, openssl::error::ErrorStack> {
-            let mut config = connector.configure()?;
-            config.set_verify_hostname(verify && server_name.is_some());
-            if !verify {
-                config.set_verify(openssl::ssl::SslVerifyMode::NONE);
-            }
-            config.set_use_server_name_indication(server_name.is_some());
-            match server_name {
-                Some(name) => config.into_ssl(name),
-                None => config.into_ssl(""),
-            }
-        };
-        let ssl = setup().map_err(|e| Failed {
-            err: format!("handshake failed: {e}"),
-            partial: Bytes::new(),
-            fatal: true,
-        })?;
-        let mut tls = SslStream::new(ssl, tcp).map_err(|e| Failed {
-            err: format!("handshake failed: {e}"),
-            partial: Bytes::new(),
-            fatal: true,
-        })?;
-        match tokio::time::timeout(limit, std::pin::Pin::new(&mut tls).connect()).await {
-            Err(_) => Err(Failed::timeout()),
-            Ok(Err(e)) => {
-                let verify_error = tls.ssl().verify_result();
-                let err = if verify_error != openssl::x509::X509VerifyResult::OK {
-                    format!("{}: {}", verify_error.as_raw(), verify_error.error_string())
-                } else {
-                    format!("handshake failed: {e}")
-                };
-                Err(Failed {
-                    err,
-                    partial: Bytes::new(),
-                    fatal: true,
-                })
-            }
-            Ok(Ok(())) => Ok(Conn {
+        match tls(tcp, connector, server_name, verify, limit).await {
+            Ok(tls) => Ok(Conn {
                 stream: Stream::Tls(Box::new(tls)),
                 buf: self.buf,
                 eof: false,
                 reused: self.reused,
+            }),
+            Err(err) => Err(Failed {
+                fatal: true,
+                partial: Bytes::new(),
+                err,
             }),
         }
     }

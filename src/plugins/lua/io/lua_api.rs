@@ -50,6 +50,11 @@ pub fn outcome_values(lua: &Lua, o: Outcome) -> mlua::Result<MultiValue> {
             lua.create_string(&err)?.into_lua(lua)?,
             s(&partial)?,
         ]),
+        Outcome::Native(_) => {
+            return Err(mlua::Error::runtime(
+                "a bundled plugin's operation cannot be handed to Lua",
+            ))
+        }
     })
 }
 

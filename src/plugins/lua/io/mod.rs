@@ -19,12 +19,12 @@
 //! the resolver are Rust objects referenced from Lua by handles (socket.rs, socket.lua).
 
 pub mod cache;
-mod conn;
+pub(crate) mod conn;
 pub mod dns;
 pub mod egress;
 mod lua_api;
 pub mod pool;
-mod socket;
+pub(crate) mod socket;
 
 pub use lua_api::{install, outcome_values, RUN, STATES};
 pub use socket::{check_trusted_certificate, set_trusted_certificate};
@@ -60,6 +60,8 @@ pub enum Outcome {
     Until(Bytes, bool),
     /// Failed: the error string and the data read before it.
     Fail(String, Bytes),
+    /// What a bundled plugin's operation produced, for that plugin's `resume` to take back.
+    Native(Box<dyn std::any::Any + Send + Sync>),
 }
 
 impl Outcome {
@@ -266,7 +268,8 @@ impl Io {
         })
     }
 
-    /// Starts a future that ends with `outcome` (kong.cache waiting for another request's fill).
+    /// Starts a future that ends with `outcome` (kong.cache waiting for another request's
+    /// fill, a bundled plugin's Redis command).
     pub fn wait_for(
         &mut self,
         fut: impl std::future::Future<Output = Outcome> + Send + 'static,

@@ -370,7 +370,7 @@ pub fn check_trusted_certificate() -> Result<(), String> {
     tls_connector().map(|_| ())
 }
 
-fn tls_connector() -> Result<SslConnector, String> {
+pub(crate) fn tls_connector() -> Result<SslConnector, String> {
     static CONNECTOR: OnceLock<Result<SslConnector, String>> = OnceLock::new();
     CONNECTOR
         .get_or_init(|| {

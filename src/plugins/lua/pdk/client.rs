@@ -60,17 +60,18 @@ pub(super) fn logger(lua: &Lua, level: &'static str) -> mlua::Result<Function> {
 pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     // kong.client
     let client = lua.create_table()?;
+    // get_ip: the connection's peer; get_forwarded_ip: the client a trusted proxy named.
     set_fn(lua, &client, "get_ip", |_, ()| {
-        cur(|c, _, _| Ok(c.client_ip().map(|i| i.to_string())))
+        cur(|c, _, _| Ok(c.state.peer.map(|a| a.ip().to_string())))
     })?;
     set_fn(lua, &client, "get_forwarded_ip", |_, ()| {
         cur(|c, _, _| Ok(c.client_ip().map(|i| i.to_string())))
     })?;
     set_fn(lua, &client, "get_port", |_, ()| {
-        cur(|c, _, _| Ok(c.state.client.map(|a| a.port())))
+        cur(|c, _, _| Ok(c.state.peer.map(|a| a.port())))
     })?;
     set_fn(lua, &client, "get_forwarded_port", |_, ()| {
-        cur(|c, _, _| Ok(c.state.client.map(|a| a.port())))
+        cur(|c, _, _| Ok(c.state.client.map(|a| a.port()).filter(|p| *p != 0)))
     })?;
     set_fn(lua, &client, "get_protocol", |_, ()| {
         cur(|c, _, _| Ok(c.state.scheme))
@@ -272,7 +273,11 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     kong.set("router", router)?;
 
     let ip = lua.create_table()?;
-    set_fn(lua, &ip, "is_trusted", |_, _ip: String| Ok(false))?;
+    set_fn(lua, &ip, "is_trusted", |_, ip: String| {
+        Ok(ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(crate::proxy::realip::is_trusted))
+    })?;
     kong.set("ip", ip)?;
     let nginx = lua.create_table()?;
     set_fn(lua, &nginx, "get_subsystem", |_, ()| Ok("http"))?;

@@ -386,6 +386,9 @@ pub fn provided_modules() -> Vec<String> {
         .clone()
 }
 
+/// Modules of plain data every plugin may require (a fresh copy each time).
+const DATA_MODULES: &[&str] = &["kong.db.schema.typedefs", "kong.tools.redis.schema"];
+
 /// Sets the operator's `require` list (once, at startup): comma-separated names restrict it to
 /// those; `-name` entries remove modules from the full list. Unknown names are an error.
 pub fn set_requires(spec: &str) -> Result<(), String> {
@@ -397,7 +400,7 @@ pub fn set_requires(spec: &str) -> Result<(), String> {
             Some(name) => (&mut but, name),
             None => (&mut only, entry),
         };
-        if name != "kong.db.schema.typedefs" && !provided.iter().any(|p| p == name) {
+        if !DATA_MODULES.contains(&name) && !provided.iter().any(|p| p == name) {
             return Err(format!(
                 "module {name:?} is not provided by this gateway (it provides {})",
                 provided.join(", ")
@@ -539,7 +542,16 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
         .set_name("@kong/db/schema/typedefs.lua")
         .set_mode(mlua::chunk::ChunkMode::Text)
         .call(())?;
+    let redis_schema: Table = lua
+        .load(super::schema::REDIS_SCHEMA_LUA)
+        .set_name("@kong/tools/redis/schema.lua")
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .call(typedefs.clone())?;
     copies.set("kong.db.schema.typedefs", freezer.copier(lua, typedefs)?)?;
+    copies.set(
+        "kong.tools.redis.schema",
+        freezer.copier(lua, redis_schema)?,
+    )?;
     // The operator's narrowing of the list (--lua-sandbox-requires).
     let names: Vec<String> = modules
         .pairs::<String, Value>()
@@ -553,7 +565,7 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
     let mut allowed: Vec<String> = modules
         .pairs::<String, Value>()
         .filter_map(|p| p.ok().map(|(k, _)| k))
-        .chain(["kong.db.schema.typedefs".to_string()])
+        .chain(DATA_MODULES.iter().map(|m| m.to_string()))
         .collect();
     allowed.sort();
     let allowed = allowed.join(", ");

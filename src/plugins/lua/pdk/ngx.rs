@@ -92,13 +92,39 @@ fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
             ""
         }
         .into()),
-        "remote_addr" | "realip_remote_addr" | "binary_remote_addr" => c
+        "remote_addr" => c
             .state
             .client
             .map_or(Ok(Value::Nil), |a| s(a.ip().to_string())),
-        "remote_port" => c
+        "realip_remote_addr" => c
             .state
-            .client
+            .peer
+            .map_or(Ok(Value::Nil), |a| s(a.ip().to_string())),
+        // The address's bytes (4 or 16), as nginx gives it.
+        "binary_remote_addr" => match c.state.client.map(|a| a.ip()) {
+            Some(std::net::IpAddr::V4(ip)) => Ok(Value::String(lua.create_string(ip.octets())?)),
+            Some(std::net::IpAddr::V6(ip)) => Ok(Value::String(lua.create_string(ip.octets())?)),
+            None => Ok(Value::Nil),
+        },
+        // Empty when a trusted proxy gave an address without a port (as nginx).
+        "remote_port" => c.state.client.map_or(Ok(Value::Nil), |a| {
+            s(if a.port() == 0 {
+                String::new()
+            } else {
+                a.port().to_string()
+            })
+        }),
+        "proxy_protocol_addr" => c
+            .state
+            .proxy_protocol
+            .map_or(Ok(Value::Nil), |a| s(a.ip().to_string())),
+        "proxy_protocol_port" => c
+            .state
+            .proxy_protocol
+            .map_or(Ok(Value::Nil), |a| s(a.port().to_string())),
+        "realip_remote_port" => c
+            .state
+            .peer
             .map_or(Ok(Value::Nil), |a| s(a.port().to_string())),
         "server_addr" => c
             .state

@@ -90,26 +90,57 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     set_fn(lua, &t, "get_scheme", |_, ()| {
         cur(|c, _, _| Ok(c.state.scheme))
     })?;
+    // The X-Forwarded-* family counts only from a trusted proxy (Kong's is_trusted_ip).
     set_fn(lua, &t, "get_forwarded_scheme", |_, ()| {
-        cur(|c, _, _| Ok(c.state.scheme))
+        cur(|c, _, _| {
+            Ok(match c.trusted_header("x-forwarded-proto") {
+                Some(p) => p.to_ascii_lowercase(),
+                None => c.state.scheme.to_string(),
+            })
+        })
     })?;
     set_fn(lua, &t, "get_host", |_, ()| {
         cur(|c, _, _| Ok(host_of(c.req)))
     })?;
     set_fn(lua, &t, "get_forwarded_host", |_, ()| {
-        cur(|c, _, _| Ok(host_of(c.req)))
+        cur(|c, _, _| {
+            Ok(match c.trusted_header("x-forwarded-host") {
+                Some(h) => {
+                    let h = h.rsplit_once('@').map_or(h, |(_, h)| h);
+                    h.split(':').next().unwrap_or("").to_ascii_lowercase()
+                }
+                None => host_of(c.req),
+            })
+        })
     })?;
     set_fn(lua, &t, "get_port", |_, ()| {
         cur(|c, _, _| Ok(c.state.server.map(|a| a.port())))
     })?;
     set_fn(lua, &t, "get_forwarded_port", |_, ()| {
-        cur(|c, _, _| Ok(c.state.server.map(|a| a.port())))
+        cur(|c, _, _| {
+            let valid = |p: &str| p.trim().parse::<u16>().ok().filter(|p| *p > 0);
+            if let Some(p) = c.trusted_header("x-forwarded-port").and_then(valid) {
+                return Ok(Some(p));
+            }
+            if let Some(h) = c.trusted_header("x-forwarded-host") {
+                let h = h.rsplit_once('@').map_or(h, |(_, h)| h);
+                if let Some(p) = h.split_once(':').and_then(|(_, p)| valid(p)) {
+                    return Ok(Some(p));
+                }
+            }
+            Ok(c.state.server.map(|a| a.port()))
+        })
     })?;
     set_fn(lua, &t, "get_forwarded_path", |_, ()| {
-        cur(|c, _, _| Ok(c.req.uri.path().to_string()))
+        cur(|c, _, _| {
+            Ok(match c.trusted_header("x-forwarded-path") {
+                Some(p) => p.to_string(),
+                None => crate::router::normalize_path(c.req.uri.path()).into_owned(),
+            })
+        })
     })?;
     set_fn(lua, &t, "get_forwarded_prefix", |_, ()| {
-        cur(|_, _, _| Ok(Value::Nil))
+        cur(|c, _, _| Ok(c.trusted_header("x-forwarded-prefix").map(str::to_string)))
     })?;
     set_fn(lua, &t, "get_http_version", |_, ()| {
         cur(|c, _, _| Ok(http_version(c.req.version)))

@@ -1,19 +1,25 @@
 //! `rate-limiting`: limits requests per second/minute/hour/day/month/year for an identifier
-//! (consumer, credential, ip, service, header or path), with the `local` policy: counters in
-//! this process, kept across reloads (keyed by the plugin instance's id), in calendar-aligned
-//! UTC windows as Kong counts them. Sets X-RateLimit-Limit/Remaining-<Period> and the
-//! RateLimit-Limit/Remaining/Reset headers; over the limit: 429 (error_code) with
-//! `{"message": error_message}` and Retry-After.
+//! (consumer, credential, ip, service, header or path), in calendar-aligned UTC windows as Kong
+//! counts them, with Kong's policies: `local` (counters in this process, kept across reloads)
+//! and `redis` (counters in Redis under Kong's keys, shared by every replica; see
+//! [`redis::RedisPolicy`]). `cluster` needs Kong's database and is refused. Sets
+//! X-RateLimit-Limit/Remaining-<Period> and the RateLimit-Limit/Remaining/Reset headers; over
+//! the limit: `error_code` with `{"message": error_message}` and Retry-After.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+mod local;
+mod redis;
+pub(crate) mod window;
+
+use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::redis::{RedisConf, RedisError, Target};
 use super::{BuildCtx, Bundled};
 use crate::plugins::{Exit, Flow, HeaderOp, Instance, Phase, PhaseCtx, PluginError};
+pub(crate) use local::{key_hash, COUNTERS};
+use redis::{Counter, RedisPolicy, Usage};
+use window::{window_start, Period, PERIODS};
 
 /// The plugin.
 pub(super) static PLUGIN: Bundled = Bundled {
@@ -22,62 +28,47 @@ pub(super) static PLUGIN: Bundled = Bundled {
     schema: SCHEMA,
     build,
 };
-
 const SCHEMA: &str = r#"
 local typedefs = require "kong.db.schema.typedefs"
+local redis_schema = require "kong.tools.redis.schema"
 local PERIODS = { "second", "minute", "hour", "day", "month", "year" }
 
-local function increasing(entity)
-  local conf = entity.config
-  local prev, prev_name
-  for _, p in ipairs(PERIODS) do
-    local v = conf[p]
-    if type(v) == "number" then
-      if prev and v < prev then
-        return nil, string.format("the limit for %s(%.1f) cannot be lower than the limit for %s(%.1f)",
-                                  p, v, prev_name, prev)
+-- Kong's validate_periods_order, and the policy checks.
+local function validate(config)
+  for i, lower in ipairs(PERIODS) do
+    local v1 = config[lower]
+    if type(v1) == "number" then
+      for j = i + 1, #PERIODS do
+        local upper = PERIODS[j]
+        local v2 = config[upper]
+        if type(v2) == "number" and v2 < v1 then
+          return nil, string.format("The limit for %s(%.1f) cannot be lower than the limit for %s(%.1f)",
+                                    upper, v2, lower, v1)
+        end
       end
-      prev, prev_name = v, p
     end
   end
-  return true
-end
-
-local function supported(entity)
-  local policy = entity.config.policy
-  if policy ~= "local" then
-    return nil, "policy '" .. tostring(policy) .. "' is not supported by this gateway: "
-      .. "use 'local' (counters are kept per gateway process)"
+  if config.policy == "cluster" then
+    return nil, "policy 'cluster' keeps counters in Kong's database, which a DB-less gateway "
+      .. "does not have: use 'redis' to share counters between replicas, or 'local'"
+  end
+  if config.policy ~= "redis" and config.sync_rate ~= -1 then
+    return nil, "sync_rate can only be used with the redis policy"
+  end
+  if config.policy == "redis" and config.sync_rate ~= -1 and config.sync_rate < 0.02 then
+    return nil, "sync_rate must be greater than 0.02, or -1 to disable"
   end
   return true
 end
 
-local redis = { type = "record", required = false, fields = {
-  { host = typedefs.host },
-  { port = typedefs.port },
-  { timeout = typedefs.timeout },
-  { connect_timeout = typedefs.timeout },
-  { send_timeout = typedefs.timeout },
-  { read_timeout = typedefs.timeout },
-  { username = { type = "string" } },
-  { password = { type = "string" } },
-  { database = { type = "integer" } },
-  { ssl = { type = "boolean" } },
-  { ssl_verify = { type = "boolean" } },
-  { server_name = typedefs.sni },
-  { keepalive_pool_size = { type = "integer" } },
-  { keepalive_backlog = { type = "integer" } },
-  { sentinel_master = { type = "string" } },
-  { sentinel_role = { type = "string" } },
-  { sentinel_nodes = { type = "array", elements = { type = "record", fields = {
-      { host = typedefs.host }, { port = typedefs.port } } } } },
-  { sentinel_username = { type = "string" } },
-  { sentinel_password = { type = "string" } },
-  { cluster_nodes = { type = "array", elements = { type = "record", fields = {
-      { ip = typedefs.host }, { port = typedefs.port } } } } },
-  { cluster_max_redirections = { type = "integer" } },
-  { connection_is_proxied = { type = "boolean" } },
-} }
+-- Kong's deprecated flat redis_* fields, moved into the redis record.
+local function moved(field, def)
+  def.func = function(value) return { redis = { [field] = value } } end
+  def.deprecation = { replaced_with = { { path = { "redis", field } } },
+    message = "rate-limiting: config.redis_" .. field .. " is deprecated, please use config.redis."
+      .. field .. " instead", removal_in_version = "4.0" }
+  return def
+end
 
 return {
   name = "rate-limiting",
@@ -94,33 +85,42 @@ return {
                      one_of = { "consumer", "credential", "ip", "service", "header", "path" } } },
       { header_name = typedefs.header_name },
       { path = typedefs.path },
-      { policy = { type = "string", default = "local", one_of = { "local", "cluster", "redis" } } },
+      { policy = { type = "string", default = "local", len_min = 0,
+                   one_of = { "local", "cluster", "redis" } } },
       { fault_tolerant = { type = "boolean", required = true, default = true } },
-      { redis = redis },
+      { redis = redis_schema.config_schema },
       { hide_client_headers = { type = "boolean", required = true, default = false } },
       { error_code = { type = "number", default = 429, gt = 0 } },
       { error_message = { type = "string", default = "API rate limit exceeded" } },
-      { sync_rate = { type = "number", default = -1 } },
-      { redis_host = typedefs.host },
-      { redis_port = typedefs.port },
-      { redis_password = { type = "string" } },
-      { redis_username = { type = "string" } },
-      { redis_ssl = { type = "boolean" } },
-      { redis_ssl_verify = { type = "boolean" } },
-      { redis_server_name = typedefs.sni },
-      { redis_timeout = typedefs.timeout },
-      { redis_database = { type = "integer" } },
-    } } },
+      { sync_rate = { type = "number", required = true, default = -1 } },
+    },
+    custom_validator = validate,
+    shorthand_fields = {
+      { redis_host = moved("host", { type = "string" }) },
+      { redis_port = moved("port", { type = "integer" }) },
+      { redis_password = moved("password", { type = "string", len_min = 0 }) },
+      { redis_username = moved("username", { type = "string" }) },
+      { redis_ssl = moved("ssl", { type = "boolean" }) },
+      { redis_ssl_verify = moved("ssl_verify", { type = "boolean" }) },
+      { redis_server_name = moved("server_name", { type = "string" }) },
+      { redis_timeout = moved("timeout", { type = "integer" }) },
+      { redis_database = moved("database", { type = "integer" }) },
+    },
+    } },
   },
   entity_checks = {
     { at_least_one_of = { "config.second", "config.minute", "config.hour", "config.day",
                           "config.month", "config.year" } },
+    { conditional = { if_field = "config.policy", if_match = { eq = "redis" },
+                      then_field = "config.redis.host", then_match = { required = true } } },
+    { conditional = { if_field = "config.policy", if_match = { eq = "redis" },
+                      then_field = "config.redis.port", then_match = { required = true } } },
+    { conditional = { if_field = "config.policy", if_match = { eq = "redis" },
+                      then_field = "config.redis.timeout", then_match = { required = true } } },
     { conditional = { if_field = "config.limit_by", if_match = { eq = "header" },
                       then_field = "config.header_name", then_match = { required = true } } },
     { conditional = { if_field = "config.limit_by", if_match = { eq = "path" },
                       then_field = "config.path", then_match = { required = true } } },
-    { custom_entity_check = { field_sources = { "config" }, fn = increasing } },
-    { custom_entity_check = { field_sources = { "config" }, fn = supported } },
   },
 }
 "#;
@@ -136,38 +136,44 @@ struct Conf {
     limit_by: String,
     header_name: Option<String>,
     path: Option<String>,
+    policy: String,
+    fault_tolerant: bool,
+    #[serde(default)]
+    redis: Option<RedisConf>,
     hide_client_headers: bool,
     error_code: f64,
     error_message: String,
+    sync_rate: f64,
 }
 
-/// Kong's periods, their header suffix and window length in seconds (month: 30 days and
-/// year: 365 days, as Kong's reset computation uses).
-const PERIODS: [(Period, &str, i64); 6] = [
-    (Period::Second, "Second", 1),
-    (Period::Minute, "Minute", 60),
-    (Period::Hour, "Hour", 3600),
-    (Period::Day, "Day", 86400),
-    (Period::Month, "Month", 2_592_000),
-    (Period::Year, "Year", 31_536_000),
-];
+/// One configured limit.
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    period: Period,
+    /// Kong's name of the period ("minute").
+    name: &'static str,
+    /// Header suffix ("Minute").
+    suffix: &'static str,
+    /// Kong's expiration (window length) in seconds.
+    secs: i64,
+    limit: u64,
+}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Period {
-    Second,
-    Minute,
-    Hour,
-    Day,
-    Month,
-    Year,
+enum Policy {
+    Local,
+    Redis(RedisPolicy),
 }
 
 struct RateLimiting {
     conf: Conf,
-    /// `(period, header suffix, window seconds, limit)` for the configured periods.
-    limits: Vec<(Period, &'static str, i64, u64)>,
-    /// The instance's id: counters survive reloads of an unchanged instance.
+    limits: Vec<Limit>,
+    /// The instance's id: local counters survive reloads of an unchanged instance.
     plugin_id: String,
+    /// Kong's `route_id:service_id` of the instance's scope, in Redis keys.
+    scope: String,
+    /// Where the instance is in the config, for logs.
+    label: String,
+    policy: Policy,
 }
 
 fn build(ctx: &BuildCtx<'_>) -> Result<Arc<dyn Instance>, String> {
@@ -183,13 +189,47 @@ fn build(ctx: &BuildCtx<'_>) -> Result<Arc<dyn Instance>, String> {
     let limits = PERIODS
         .iter()
         .zip(configured)
-        .filter_map(|(&(p, name, secs), limit)| Some((p, name, secs, limit? as u64)))
+        .filter_map(|(&(period, name, suffix, secs), limit)| {
+            Some(Limit {
+                period,
+                name,
+                suffix,
+                secs,
+                limit: limit? as u64,
+            })
+        })
         .collect();
+    let policy = match conf.policy.as_str() {
+        "redis" => {
+            let (target, timeout) = conf
+                .redis
+                .as_ref()
+                .and_then(Target::of)
+                .ok_or("config.redis.host: required field missing")?;
+            Policy::Redis(RedisPolicy::new(target, timeout, conf.sync_rate))
+        }
+        _ => Policy::Local,
+    };
+    let cfg = ctx.config;
+    let scope = window::scope(
+        ctx.plugin.route.map(|i| cfg.routes[i].id.as_str()),
+        ctx.plugin.service.map(|i| cfg.services[i].id.as_str()),
+    );
     Ok(Arc::new(RateLimiting {
         conf,
         limits,
         plugin_id: ctx.plugin.id.clone(),
+        scope,
+        label: ctx.plugin.label.clone(),
+        policy,
     }))
+}
+
+/// What a request waiting for Redis takes back in `resume`.
+struct Fetched {
+    now: i64,
+    counters: Vec<Counter>,
+    used: Result<Vec<i64>, RedisError>,
 }
 
 impl RateLimiting {
@@ -231,59 +271,71 @@ impl RateLimiting {
             None => ctx.client_ip().map(|ip| ip.to_string()).unwrap_or_default(),
         }
     }
-}
 
-impl Instance for RateLimiting {
-    fn phases(&self) -> &[Phase] {
-        &[Phase::Access]
+    /// Kong's Redis counters of a request.
+    fn counters(&self, identifier: &str, now: i64) -> Vec<Counter> {
+        self.limits
+            .iter()
+            .map(|l| {
+                let start = window_start(l.period, now);
+                Counter {
+                    key: format!(
+                        "ratelimit:{}:{identifier}:{}:{}",
+                        self.scope,
+                        start * 1000,
+                        l.name
+                    ),
+                    expiration: l.secs,
+                    expire_at: start + l.secs,
+                }
+            })
+            .collect()
     }
 
-    fn access(&self, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_err(|e| PluginError(format!("clock: {e}")))?;
-        let now_s = now.as_secs() as i64;
-        let identifier = self.identifier(ctx);
-        let key = key_hash(&self.plugin_id, &identifier);
-
-        // Usage before this request, per period; over any limit stops the request.
-        let mut usage = Vec::with_capacity(self.limits.len());
-        let mut stop = None;
-        for &(period, name, secs, limit) in &self.limits {
-            let start = window_start(period, now_s);
-            let used = COUNTERS.get(key, period, start);
-            let remaining = limit as i64 - used as i64;
-            if remaining <= 0 && stop.is_none() {
-                stop = Some(period);
-            }
-            usage.push((period, name, secs, limit, remaining, start));
-        }
-
+    /// Applies the usage before this request: headers, and the verdict.
+    fn decide(
+        &self,
+        ctx: &mut PhaseCtx<'_>,
+        now: i64,
+        used: &[i64],
+    ) -> Result<Option<Exit>, PluginError> {
+        let usage: Vec<(Limit, i64)> = self
+            .limits
+            .iter()
+            .zip(used)
+            .map(|(l, &u)| (*l, l.limit as i64 - u))
+            .collect();
+        // Kong keeps the last period over its limit (its loop order is unspecified).
+        let stop = usage
+            .iter()
+            .rev()
+            .find(|(_, remaining)| *remaining <= 0)
+            .map(|(l, _)| l.period);
         if !self.conf.hide_client_headers {
             // The RateLimit-* headers describe the most limiting period.
             let mut best: Option<(u64, i64, i64, i64)> = None; // limit, remaining, window, reset
-            for &(period, name, secs, limit, remaining, start) in &usage {
-                let remaining = if stop.is_none() || stop == Some(period) {
+            for &(l, remaining) in &usage {
+                let remaining = if stop.is_none() || stop == Some(l.period) {
                     remaining - 1
                 } else {
                     remaining
                 }
                 .max(0);
-                let reset = (secs - (now_s - start)).max(1);
+                let reset = (l.secs - (now - window_start(l.period, now))).max(1);
                 let better = match best {
                     None => true,
-                    Some((_, r, w, _)) => remaining < r || (remaining == r && secs > w),
+                    Some((_, r, w, _)) => remaining < r || (remaining == r && l.secs > w),
                 };
                 if better {
-                    best = Some((limit, remaining, secs, reset));
+                    best = Some((l.limit, remaining, l.secs, reset));
                 }
                 let ops = &mut ctx.state.response_headers;
                 ops.push(HeaderOp::Set(
-                    format!("X-RateLimit-Limit-{name}"),
-                    limit.to_string(),
+                    format!("X-RateLimit-Limit-{}", l.suffix),
+                    l.limit.to_string(),
                 ));
                 ops.push(HeaderOp::Set(
-                    format!("X-RateLimit-Remaining-{name}"),
+                    format!("X-RateLimit-Remaining-{}", l.suffix),
                     remaining.to_string(),
                 ));
             }
@@ -300,136 +352,94 @@ impl Instance for RateLimiting {
                 }
             }
         }
-        if stop.is_some() {
+        Ok(stop.map(|_| {
             let status = self.conf.error_code as u16;
-            return Ok(Flow::Exit(Exit::message(status, &self.conf.error_message)));
+            Exit::message(status, &self.conf.error_message)
+        }))
+    }
+
+    /// The end of a Redis-policy request: usage known (or Redis failed).
+    fn finish(&self, ctx: &mut PhaseCtx<'_>, fetched: Fetched) -> Result<Flow, PluginError> {
+        let Policy::Redis(policy) = &self.policy else {
+            return Err(PluginError("rate-limiting: resumed without Redis".into()));
+        };
+        match &fetched.used {
+            Ok(used) => {
+                if let Some(exit) = self.decide(ctx, fetched.now, used)? {
+                    return Ok(Flow::Exit(exit));
+                }
+            }
+            Err(e) if !self.conf.fault_tolerant => {
+                return Err(PluginError(format!("failed to get usage: {e}")));
+            }
+            Err(e) => {
+                tracing::error!(plugin = "rate-limiting", instance = %self.label, error = %e,
+                    "failed to get usage; the request passes (fault_tolerant)");
+            }
         }
-        for &(period, _, secs, _, _, start) in &usage {
-            COUNTERS.increment(key, period, start, start + secs);
-        }
+        policy.increment(&fetched.counters);
         Ok(Flow::Continue)
     }
 }
 
-/// Start (unix seconds, UTC) of the calendar window of `period` containing `now`.
-fn window_start(period: Period, now: i64) -> i64 {
-    match period {
-        Period::Second => now,
-        Period::Minute => now - now.rem_euclid(60),
-        Period::Hour => now - now.rem_euclid(3600),
-        Period::Day => now - now.rem_euclid(86400),
-        Period::Month | Period::Year => {
-            let days = now.div_euclid(86400);
-            let (y, m, _) = civil_from_days(days);
-            let month = if period == Period::Month { m } else { 1 };
-            days_from_civil(y, month, 1) * 86400
+impl Instance for RateLimiting {
+    fn phases(&self) -> &[Phase] {
+        &[Phase::Access]
+    }
+
+    fn access(&self, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
+        let now = window::now();
+        let identifier = self.identifier(ctx);
+        let policy = match &self.policy {
+            Policy::Redis(policy) => policy,
+            Policy::Local => return self.access_local(ctx, now, &identifier),
+        };
+        let counters = self.counters(&identifier, now);
+        match policy.usage(counters.clone()) {
+            Usage::Now(used) => self.finish(
+                ctx,
+                Fetched {
+                    now,
+                    counters,
+                    used: Ok(used),
+                },
+            ),
+            Usage::Later(fut) => Ok(super::wait(ctx, async move {
+                Fetched {
+                    now,
+                    counters,
+                    used: fut.await,
+                }
+            })),
         }
     }
-}
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// (year, month, day) → days since 1970-01-01.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * if m > 2 { m - 3 } else { m + 9 } + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// One hash for (plugin instance, identifier): counters are keyed without allocating.
-fn key_hash(plugin: &str, identifier: &str) -> u64 {
-    let mut h = HASHER.build_hasher();
-    plugin.hash(&mut h);
-    identifier.hash(&mut h);
-    h.finish()
-}
-
-static HASHER: LazyLock<std::collections::hash_map::RandomState> =
-    LazyLock::new(std::collections::hash_map::RandomState::new);
-
-/// The local policy's counters, shared by all workers, sharded to keep lock contention low.
-static COUNTERS: LazyLock<Counters> = LazyLock::new(Counters::default);
-
-const SHARDS: usize = 32;
-
-type CounterKey = (u64, Period, i64);
-
-#[derive(Default)]
-struct Shard {
-    /// key → (count, window end in unix seconds)
-    counts: HashMap<CounterKey, (u64, i64)>,
-    /// Increments since the last sweep of expired windows.
-    since_sweep: u32,
-}
-
-#[derive(Default)]
-struct Counters {
-    shards: [Mutex<Shard>; SHARDS],
-}
-
-impl Counters {
-    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Shard> {
-        self.shards[(key as usize) % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    fn resume(&self, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
+        let fetched: Fetched = super::waited(ctx)?;
+        self.finish(ctx, fetched)
     }
+}
 
-    fn get(&self, key: u64, period: Period, start: i64) -> u64 {
-        self.shard(key)
-            .counts
-            .get(&(key, period, start))
-            .map_or(0, |(n, _)| *n)
-    }
-
-    fn increment(&self, key: u64, period: Period, start: i64, end: i64) {
-        let mut shard = self.shard(key);
-        shard
-            .counts
-            .entry((key, period, start))
-            .or_insert((0, end))
-            .0 += 1;
-        shard.since_sweep += 1;
-        if shard.since_sweep >= 4096 {
-            shard.since_sweep = 0;
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            shard.counts.retain(|_, (_, end)| *end > now);
+impl RateLimiting {
+    fn access_local(
+        &self,
+        ctx: &mut PhaseCtx<'_>,
+        now: i64,
+        identifier: &str,
+    ) -> Result<Flow, PluginError> {
+        let key = key_hash(&[&self.plugin_id, identifier]);
+        let used: Vec<i64> = self
+            .limits
+            .iter()
+            .map(|l| COUNTERS.get(key, l.period, window_start(l.period, now)) as i64)
+            .collect();
+        if let Some(exit) = self.decide(ctx, now, &used)? {
+            return Ok(Flow::Exit(exit));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn calendar_windows() {
-        // 2026-11-22T07:10:21Z
-        let t = 1_795_331_421;
-        assert_eq!(window_start(Period::Minute, t), t - 21);
-        assert_eq!(window_start(Period::Hour, t), t - 10 * 60 - 21);
-        assert_eq!(window_start(Period::Day, t), t - (7 * 3600 + 10 * 60 + 21));
-        // 2026-11-01T00:00:00Z and 2026-01-01T00:00:00Z
-        assert_eq!(window_start(Period::Month, t), 1_793_491_200);
-        assert_eq!(window_start(Period::Year, t), 1_767_225_600);
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        for l in &self.limits {
+            let start = window_start(l.period, now);
+            COUNTERS.add(key, l.period, start, start + l.secs, 1);
+        }
+        Ok(Flow::Continue)
     }
 }
