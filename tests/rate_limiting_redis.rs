@@ -339,3 +339,49 @@ async fn response_ratelimiting_local_and_redis() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn redis_over_tls_verified_against_the_operators_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = common::self_signed_pems();
+    let (cert_path, key_path) = (dir.path().join("redis.crt"), dir.path().join("redis.key"));
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    let redis = Redis::start_tls(&cert_path, &key_path).await;
+    let up = Upstream::start().await;
+    let ca = ["--lua-ssl-trusted-certificate", cert_path.to_str().unwrap()];
+    let tls = |name: &str| {
+        render(
+            &config(&format!(
+                "{{day: 100, policy: redis, fault_tolerant: false, redis: {{host: 127.0.0.1, port: {}, ssl: true, ssl_verify: true, server_name: {name}}}}}",
+                redis.port
+            )),
+            &[&up],
+        )
+    };
+    let proxy = Proxy::start_with(&tls("localhost"), &ca).await;
+    let r = proxy.get("/limited", &[]).await;
+    assert_eq!(r.status, 200, "{}", proxy.stderr());
+    assert_eq!(r.header("x-ratelimit-remaining-day"), Some("99"));
+    assert_eq!(
+        proxy
+            .get("/limited", &[])
+            .await
+            .header("x-ratelimit-remaining-day"),
+        Some("98")
+    );
+
+    // A name the certificate does not carry fails verification: a clear error, then 500.
+    let proxy = Proxy::start_with(&tls("other.test"), &ca).await;
+    assert_eq!(proxy.get("/limited", &[]).await.status, 500);
+    assert!(
+        proxy.wait_stderr("TLS handshake").await,
+        "{}",
+        proxy.stderr()
+    );
+    assert!(
+        proxy.stderr().contains("hostname mismatch"),
+        "{}",
+        proxy.stderr()
+    );
+}

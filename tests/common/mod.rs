@@ -193,11 +193,33 @@ impl Drop for Upstream {
 
 /// A TLS acceptor with a fresh self-signed certificate for `localhost`.
 fn self_signed_acceptor() -> (openssl::ssl::SslAcceptor, String) {
+    use openssl::ssl::{SslAcceptor, SslMethod};
+    let (key, cert) = self_signed();
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
+    acceptor.set_private_key(&key).expect("key");
+    acceptor.set_certificate(&cert).expect("cert");
+    let pem = String::from_utf8(cert.to_pem().expect("pem")).expect("utf8");
+    (acceptor.build(), pem)
+}
+
+/// A self-signed certificate for `localhost`: (certificate PEM, private key PEM).
+pub fn self_signed_pems() -> (String, String) {
+    let (key, cert) = self_signed();
+    let pem = |b: Vec<u8>| String::from_utf8(b).expect("utf8");
+    (
+        pem(cert.to_pem().expect("pem")),
+        pem(key.private_key_to_pem_pkcs8().expect("key pem")),
+    )
+}
+
+fn self_signed() -> (
+    openssl::pkey::PKey<openssl::pkey::Private>,
+    openssl::x509::X509,
+) {
     use openssl::asn1::Asn1Time;
     use openssl::hash::MessageDigest;
     use openssl::pkey::PKey;
     use openssl::rsa::Rsa;
-    use openssl::ssl::{SslAcceptor, SslMethod};
     use openssl::x509::{X509NameBuilder, X509};
     let key = PKey::from_rsa(Rsa::generate(2048).expect("rsa")).expect("pkey");
     let mut name = X509NameBuilder::new().expect("name");
@@ -213,12 +235,7 @@ fn self_signed_acceptor() -> (openssl::ssl::SslAcceptor, String) {
     cert.set_not_after(&Asn1Time::days_from_now(1).expect("time"))
         .expect("na");
     cert.sign(&key, MessageDigest::sha256()).expect("sign");
-    let cert = cert.build();
-    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
-    acceptor.set_private_key(&key).expect("key");
-    acceptor.set_certificate(&cert).expect("cert");
-    let pem = String::from_utf8(cert.to_pem().expect("pem")).expect("utf8");
-    (acceptor.build(), pem)
+    (key, cert.build())
 }
 
 async fn echo(

@@ -34,10 +34,45 @@ impl Redis {
         panic!("redis-server did not start listening on {port}");
     }
 
+    /// Starts one that speaks only TLS (with the certificate and key PEM files given), without
+    /// asking clients for certificates.
+    pub async fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Redis {
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        for _ in 0..5 {
+            let tls = [
+                "--tls-cert-file",
+                cert,
+                "--tls-key-file",
+                key,
+                "--tls-auth-clients",
+                "no",
+            ];
+            if let Some(r) = Self::try_at(super::free_port(), true, &tls).await {
+                return r;
+            }
+        }
+        panic!("redis-server did not start listening with TLS");
+    }
+
     async fn try_on(port: u16, extra: &[&str]) -> Option<Redis> {
+        Self::try_at(port, false, extra).await
+    }
+
+    async fn try_at(port: u16, tls: bool, extra: &[&str]) -> Option<Redis> {
         let dir = tempfile::tempdir().expect("tempdir");
+        let ports: Vec<String> = if tls {
+            vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+            ]
+        } else {
+            vec!["--port".into(), port.to_string()]
+        };
         let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(&ports)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
