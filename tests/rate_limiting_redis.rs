@@ -217,6 +217,10 @@ async fn a_wrong_password_is_a_clear_error_at_first_use() {
     let log = proxy.stderr();
     assert!(log.contains("config.redis.username/password"), "{log}");
     assert!(
+        log.contains("(rate-limiting on route"),
+        "names the instance: {log}"
+    );
+    assert!(
         log.contains(&format!("127.0.0.1:{};0", redis.port)),
         "names the target: {log}"
     );

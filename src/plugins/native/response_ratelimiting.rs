@@ -244,27 +244,7 @@ return #KEYS
 
 impl ResponseRateLimiting {
     fn identifier(&self, ctx: &PhaseCtx<'_>) -> String {
-        let credential_id = || {
-            ctx.state
-                .credential
-                .as_ref()
-                .and_then(|c| c.get("id"))
-                .and_then(|v| v.as_str())
-                .map(String::from)
-        };
-        let id = match self.conf.limit_by.as_str() {
-            "consumer" => ctx
-                .state
-                .consumer
-                .map(|i| ctx.snap.config.consumers[i].id.clone())
-                .or_else(credential_id),
-            "credential" => credential_id(),
-            _ => None,
-        };
-        match id.filter(|s| !s.is_empty()) {
-            Some(id) => id,
-            None => ctx.client_ip().map(|ip| ip.to_string()).unwrap_or_default(),
-        }
+        super::rate_limiting::identifier(ctx, &self.conf.limit_by, || None)
     }
 
     /// The Redis keys of the configured periods, in `limits` order.
@@ -405,7 +385,10 @@ impl ResponseRateLimiting {
 
     fn failed(&self, e: RedisError) -> Result<Flow, PluginError> {
         if !self.conf.fault_tolerant {
-            return Err(PluginError(format!("failed to get usage: {e}")));
+            return Err(PluginError(format!(
+                "{}: failed to get usage: {e}",
+                self.label
+            )));
         }
         tracing::error!(plugin = "response-ratelimiting", instance = %self.label, error = %e,
             "failed to get usage; the request passes (fault_tolerant)");

@@ -225,6 +225,37 @@ fn build(ctx: &BuildCtx<'_>) -> Result<Arc<dyn Instance>, String> {
     }))
 }
 
+/// Kong's identifier of a request for `limit_by`: the consumer's id (else the credential's),
+/// the credential's id, or what `other` gives for the other kinds; without one, the client IP
+/// (behind trusted proxies, the one they name).
+pub(crate) fn identifier(
+    ctx: &PhaseCtx<'_>,
+    limit_by: &str,
+    other: impl FnOnce() -> Option<String>,
+) -> String {
+    let credential_id = || {
+        ctx.state
+            .credential
+            .as_ref()
+            .and_then(|c| c.get("id"))
+            .and_then(|v| v.as_str())
+            .map(String::from)
+    };
+    let id = match limit_by {
+        "consumer" => ctx
+            .state
+            .consumer
+            .map(|i| ctx.snap.config.consumers[i].id.clone())
+            .or_else(credential_id),
+        "credential" => credential_id(),
+        _ => other(),
+    };
+    match id.filter(|s| !s.is_empty()) {
+        Some(id) => id,
+        None => ctx.client_ip().map(|ip| ip.to_string()).unwrap_or_default(),
+    }
+}
+
 /// What a request waiting for Redis takes back in `resume`.
 struct Fetched {
     now: i64,
@@ -235,41 +266,27 @@ struct Fetched {
 impl RateLimiting {
     /// Kong's identifier for `limit_by`, falling back to the client IP.
     fn identifier(&self, ctx: &PhaseCtx<'_>) -> String {
-        let cfg = &ctx.snap.config;
-        let credential_id = || {
-            ctx.state
-                .credential
-                .as_ref()
-                .and_then(|c| c.get("id"))
-                .and_then(|v| v.as_str())
-                .map(String::from)
-        };
-        let id = match self.conf.limit_by.as_str() {
-            "consumer" => ctx
-                .state
-                .consumer
-                .map(|i| cfg.consumers[i].id.clone())
-                .or_else(credential_id),
-            "credential" => credential_id(),
-            "service" => ctx.state.service.map(|i| cfg.services[i].id.clone()),
-            "header" => self
-                .conf
-                .header_name
-                .as_deref()
-                .and_then(|h| ctx.header(h))
-                .map(String::from),
-            "path" => self
-                .conf
-                .path
-                .as_ref()
-                .filter(|p| ctx.req.uri.path() == p.as_str())
-                .cloned(),
-            _ => None,
-        };
-        match id.filter(|s| !s.is_empty()) {
-            Some(id) => id,
-            None => ctx.client_ip().map(|ip| ip.to_string()).unwrap_or_default(),
-        }
+        identifier(ctx, &self.conf.limit_by, || {
+            match self.conf.limit_by.as_str() {
+                "service" => ctx
+                    .state
+                    .service
+                    .map(|i| ctx.snap.config.services[i].id.clone()),
+                "header" => self
+                    .conf
+                    .header_name
+                    .as_deref()
+                    .and_then(|h| ctx.header(h))
+                    .map(String::from),
+                "path" => self
+                    .conf
+                    .path
+                    .as_ref()
+                    .filter(|p| ctx.req.uri.path() == p.as_str())
+                    .cloned(),
+                _ => None,
+            }
+        })
     }
 
     /// Kong's Redis counters of a request.
@@ -370,7 +387,10 @@ impl RateLimiting {
                 }
             }
             Err(e) if !self.conf.fault_tolerant => {
-                return Err(PluginError(format!("failed to get usage: {e}")));
+                return Err(PluginError(format!(
+                    "{}: failed to get usage: {e}",
+                    self.label
+                )));
             }
             Err(e) => {
                 tracing::error!(plugin = "rate-limiting", instance = %self.label, error = %e,
