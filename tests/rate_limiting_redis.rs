@@ -389,3 +389,32 @@ async fn redis_over_tls_verified_against_the_operators_ca() {
         proxy.stderr()
     );
 }
+
+/// Kong's integration spec: a Redis ACL user with the commands it needs works, one without
+/// them fails the request (fault_tolerant false); and each instance counts in its database.
+#[tokio::test]
+async fn acl_users_and_databases() {
+    let redis = Redis::start(&[]).await;
+    redis.cli(&["ACL", "SETUSER", "rl-ok", "on", ">pw", "~*", "+@all"]);
+    redis.cli(&[
+        "ACL", "SETUSER", "rl-no", "on", ">pw", "~*", "+@all", "-eval", "-evalsha",
+    ]);
+    let up = Upstream::start().await;
+    let cfg = |user: &str, db: u32| {
+        render(
+            &config(&format!(
+                "{{day: 100, policy: redis, fault_tolerant: false, redis: {{host: 127.0.0.1, port: {}, username: {user}, password: pw, database: {db}}}}}",
+                redis.port
+            )),
+            &[&up],
+        )
+    };
+    let ok = Proxy::start(&cfg("rl-ok", 2)).await;
+    assert_eq!(ok.get("/limited", &[]).await.status, 200, "{}", ok.stderr());
+    let no = Proxy::start(&cfg("rl-no", 1)).await;
+    assert_eq!(no.get("/limited", &[]).await.status, 500);
+    assert!(no.wait_stderr("NOPERM").await, "{}", no.stderr());
+    assert_eq!(redis.cli(&["-n", "2", "DBSIZE"]), "1");
+    assert_eq!(redis.cli(&["-n", "1", "DBSIZE"]), "0");
+    assert_eq!(redis.cli(&["-n", "0", "DBSIZE"]), "0");
+}

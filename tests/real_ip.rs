@@ -272,3 +272,95 @@ async fn bad_settings_fail_at_startup() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn conditions_and_the_log_serializer_see_the_forwarded_client() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let cfg = render(
+        &format!(
+            r#"_format_version: "3.0"
+services:
+  - name: s
+    url: http://{{upstream}}
+    routes:
+      - name: r
+        paths: [/]
+        plugins:
+          - name: request-termination
+            condition: 'net.src.ip == "4.4.4.4"'
+            config: {{status_code: 418}}
+          - name: file-log
+            config: {{path: {}}}
+"#,
+            log.display()
+        ),
+        &[&up],
+    );
+    let proxy = Proxy::start_with(&cfg, &["--trusted-ips", "127.0.0.0/8"]).await;
+    assert_eq!(
+        proxy.get("/", &[("x-real-ip", "4.4.4.4")]).await.status,
+        418
+    );
+    assert_eq!(
+        proxy.get("/", &[("x-real-ip", "5.5.5.5")]).await.status,
+        200
+    );
+    assert_eq!(proxy.get("/", &[]).await.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines: Vec<serde_json::Value> = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= 3 {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "{lines:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut ips: Vec<&str> = lines
+        .iter()
+        .map(|l| l["client_ip"].as_str().unwrap())
+        .collect();
+    ips.sort();
+    assert_eq!(ips, ["127.0.0.1", "4.4.4.4", "5.5.5.5"]);
+}
+
+/// Kong's ip-restriction spec (spec/03-plugins/17-ip-restriction, "X-Forwarded-For"): every
+/// peer trusted, X-Forwarded-For, recursive; `allow: [127.0.0.4]`.
+#[tokio::test]
+async fn kongs_ip_restriction_x_forwarded_for_cases() {
+    let up = Upstream::start().await;
+    let cfg = render(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/], plugins: [{name: ip-restriction, config: {allow: [127.0.0.4]}}]}\n",
+        &[&up],
+    );
+    let args = [
+        "--trusted-ips",
+        "0.0.0.0/0, ::/0",
+        "--real-ip-header",
+        "X-Forwarded-For",
+        "--real-ip-recursive",
+        "on",
+    ];
+    let proxy = Proxy::start_with(&cfg, &args).await;
+    let status = |xff: Option<&'static str>| {
+        let proxy = &proxy;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                xff.map(|v| ("x-forwarded-for", v)).into_iter().collect();
+            proxy.get("/", &headers).await.status
+        }
+    };
+    assert_eq!(status(None).await, 403);
+    assert_eq!(status(Some("127.0.0.3")).await, 403);
+    assert_eq!(status(Some("127.0.0.4")).await, 200);
+    assert_eq!(
+        status(Some("127.0.0.4, 127.0.0.3")).await,
+        200,
+        "all trusted: the leftmost"
+    );
+}
