@@ -5,7 +5,9 @@
 //! and the regexes whose literal prefix it is. A lookup walks the trie once along
 //! the request path and only looks at those slots.
 
-use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex::{RegexSet, RegexSetBuilder};
+
+use super::regex_cache::LazyRegex;
 
 use super::trie::PrefixTrie;
 
@@ -75,10 +77,10 @@ pub(crate) struct Bucket {
     slots: Vec<Slot>,
 }
 
-fn build_chunks(entries: &[(u32, u32)], regexes: &[Regex]) -> Result<Vec<RegexChunk>, String> {
+fn build_chunks(entries: &[(u32, u32)], regexes: &[LazyRegex]) -> Result<Vec<RegexChunk>, String> {
     let patterns = entries
         .iter()
-        .map(|&(_, id)| regexes.get(id as usize).map_or("", Regex::as_str));
+        .map(|&(_, id)| regexes.get(id as usize).map_or("", LazyRegex::as_str));
     let built = RegexSetBuilder::new(patterns)
         .size_limit(SET_SIZE_LIMIT)
         .dfa_size_limit(SET_DFA_LIMIT)
@@ -115,7 +117,7 @@ impl RegexGroup {
     fn scan(
         &self,
         path: &str,
-        regexes: &[Regex],
+        regexes: &[LazyRegex],
         check: &mut impl FnMut(u32) -> bool,
         best: &mut Best,
     ) {
@@ -133,7 +135,10 @@ impl RegexGroup {
                     rejected = rank;
                     continue;
                 }
-                if regexes.get(id as usize).is_some_and(|re| re.is_match(path)) {
+                if regexes
+                    .get(id as usize)
+                    .is_some_and(|re| re.get().is_match(path))
+                {
                     *best = Best {
                         rank,
                         hit: PathHit::Regex,
@@ -199,7 +204,7 @@ impl Bucket {
     }
 
     /// Sorts the slots and compiles the large regex groups; call once after the last add.
-    pub(crate) fn finish(&mut self, regexes: &[Regex]) -> Result<(), (u32, String)> {
+    pub(crate) fn finish(&mut self, regexes: &[LazyRegex]) -> Result<(), (u32, String)> {
         self.trie.finish();
         self.no_path.shrink_to_fit();
         for slot in &mut self.slots {
@@ -223,7 +228,7 @@ impl Bucket {
     pub(crate) fn scan(
         &self,
         path: &str,
-        regexes: &[Regex],
+        regexes: &[LazyRegex],
         check: &mut impl FnMut(u32) -> bool,
         best: &mut Best,
     ) {

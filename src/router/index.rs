@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use regex::Regex;
+use regex_automata::meta::Regex;
+
+use super::regex_cache::LazyRegex;
 use uuid::Uuid;
 
 use super::bucket::{Best, Bucket, PathHit};
@@ -52,7 +54,7 @@ pub(crate) struct Index {
     /// Compiled routes paired with their input index.
     routes: Vec<(usize, CompiledRoute)>,
     candidates: Vec<Candidate>,
-    regexes: Vec<Regex>,
+    regexes: Vec<LazyRegex>,
     exact: HashMap<Box<str>, Bucket>,
     suffix: HashMap<Box<str>, Bucket>,
     prefix: HashMap<Box<str>, Bucket>,
@@ -150,7 +152,7 @@ impl Index {
                     for &i in members {
                         // Anchored at the start like Kong's traditional router ("^" + pattern).
                         let pattern = format!("^{}", &input.paths[i][1..]);
-                        let re = Regex::new(&pattern).map_err(|e| RouterError {
+                        let re = LazyRegex::new(&pattern).map_err(|e| RouterError {
                             route: idx,
                             field: format!("paths[{i}]"),
                             message: format!("invalid regex: {e}"),
@@ -318,7 +320,7 @@ impl Index {
                 .regexes
                 .iter()
                 .filter_map(|&id| self.regexes.get(id as usize))
-                .find_map(|re| captures(re, req.path))
+                .find_map(|re| captures(re.get(), req.path))
                 .unwrap_or((None, None)),
         };
         let prefix = if route.strip_path { matched_path } else { None };
@@ -360,7 +362,7 @@ impl Index {
             } else if c
                 .regexes
                 .iter()
-                .any(|&id| self.regexes[id as usize].is_match(req.path))
+                .any(|&id| self.regexes[id as usize].get().is_match(req.path))
             {
                 PathHit::Regex
             } else if c.prefixes.is_empty() && c.regexes.is_empty() {
@@ -378,16 +380,21 @@ impl Index {
 /// Runs a regex path for its captures: returns the whole match and, when at least one
 /// group took part (Kong's `has_capture`), the captures.
 fn captures<'p>(re: &Regex, path: &'p str) -> Option<(Option<&'p str>, Option<UriCaptures>)> {
-    let caps = re.captures(path)?;
-    let whole = caps.get(0).map(|m| m.as_str());
-    let positional: Vec<Option<String>> = caps
-        .iter()
-        .map(|m| m.map(|m| m.as_str().to_owned()))
+    let mut caps = re.create_captures();
+    re.captures(path, &mut caps);
+    if !caps.is_match() {
+        return None;
+    }
+    let text = |i: usize| caps.get_group(i).map(|span| &path[span.range()]);
+    let whole = text(0);
+    let positional: Vec<Option<String>> = (0..caps.group_len())
+        .map(|i| text(i).map(str::to_owned))
         .collect();
-    let named: Vec<(String, String)> = re
-        .capture_names()
-        .flatten()
-        .filter_map(|n| caps.name(n).map(|m| (n.to_owned(), m.as_str().to_owned())))
+    let named: Vec<(String, String)> = caps
+        .group_info()
+        .pattern_names(regex_automata::PatternID::ZERO)
+        .enumerate()
+        .filter_map(|(i, name)| Some((name?.to_owned(), text(i)?.to_owned())))
         .collect();
     let keys = positional.iter().filter(|c| c.is_some()).count() + named.len();
     let uri_captures = (keys >= 2).then_some(UriCaptures { positional, named });

@@ -26,6 +26,7 @@ mod index;
 mod literal;
 mod matcher;
 mod normalize;
+mod regex_cache;
 mod trie;
 mod upstream;
 
