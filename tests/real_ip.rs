@@ -364,3 +364,20 @@ async fn kongs_ip_restriction_x_forwarded_for_cases() {
         "all trusted: the leftmost"
     );
 }
+
+/// An https-only route behind a trusted proxy that terminated TLS: its X-Forwarded-Proto
+/// counts (Kong's forwarded_proto); from anyone else it does not.
+#[tokio::test]
+async fn https_only_routes_accept_a_trusted_proxys_forwarded_proto() {
+    let up = Upstream::start().await;
+    let cfg = render(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/], protocols: [https]}\n",
+        &[&up],
+    );
+    let https = [("x-forwarded-proto", "https")];
+    let trusting = Proxy::start_with(&cfg, &["--trusted-ips", "127.0.0.1"]).await;
+    assert_eq!(trusting.get("/", &https).await.status, 200);
+    assert_eq!(trusting.get("/", &[]).await.status, 426);
+    let untrusting = Proxy::start(&cfg).await;
+    assert_eq!(untrusting.get("/", &https).await.status, 426);
+}
