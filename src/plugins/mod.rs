@@ -265,6 +265,12 @@ pub struct SerializeValue {
 }
 
 impl RequestState {
+    /// Whether the connection comes from a trusted proxy (`--trusted-ips`).
+    pub fn peer_trusted(&self) -> bool {
+        self.peer
+            .is_some_and(|p| crate::proxy::realip::is_trusted(p.ip()))
+    }
+
     /// The request's id as nginx's `$request_id` gives it (32 hex digits): unique per request,
     /// not guessable from another's. `kong.response.error` bodies and `ngx.var.request_id`.
     pub fn request_id(&self) -> String {
@@ -441,9 +447,7 @@ impl PhaseCtx<'_> {
     /// Whether the connection comes from a trusted proxy (Kong's
     /// `kong.ip.is_trusted(kong.client.get_ip())`).
     pub fn peer_trusted(&self) -> bool {
-        self.state
-            .peer
-            .is_some_and(|p| crate::proxy::realip::is_trusted(p.ip()))
+        self.state.peer_trusted()
     }
 
     /// A request header, only when the connection comes from a trusted proxy (the

@@ -71,9 +71,7 @@ pub fn upstream(
     upstream.insert_header("x-forwarded-for", xff)?;
     upstream.insert_header("x-real-ip", client_ip)?;
     // From a trusted proxy, its X-Forwarded-Proto/Host/Port/Path/Prefix pass on.
-    let trusted = state
-        .peer
-        .is_some_and(|p| super::realip::is_trusted(p.ip()));
+    let trusted = state.peer_trusted();
     let given = |name: &str| -> Option<&str> {
         if !trusted {
             return None;

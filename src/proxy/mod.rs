@@ -293,7 +293,7 @@ impl ProxyHttp for Gateway {
         // gRPC and WebSocket requests also match routes with Kong's grpc(s) and ws(s).
         // Behind a trusted proxy that terminated TLS, its X-Forwarded-Proto counts (Kong).
         let forwarded_https = !tls
-            && ctx.state.peer.is_some_and(|p| realip::is_trusted(p.ip()))
+            && ctx.state.peer_trusted()
             && session
                 .req_header()
                 .headers

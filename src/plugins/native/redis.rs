@@ -293,6 +293,24 @@ fn describe(e: &redis::RedisError) -> String {
     e.to_string()
 }
 
+/// A script that adds `ARGV[2i-1]` to each key `KEYS[i]`, and gives a key that did not exist the
+/// expiration `ARGV[2i]` with `expire_command` (`expire`: seconds, `expireat`: a unix time), as
+/// Kong's rate-limiting policies do; returns the number of keys.
+pub fn adding_script(expire_command: &str) -> redis::Script {
+    redis::Script::new(&format!(
+        r#"
+for i, key in ipairs(KEYS) do
+  local exists = redis.call("exists", key)
+  redis.call("incrby", key, ARGV[2 * i - 1])
+  if exists == 0 then
+    redis.call("{expire_command}", key, ARGV[2 * i])
+  end
+end
+return #KEYS
+"#
+    ))
+}
+
 /// `sluice_redis_operations_total{result}`: ok, error, timeout, connect_error.
 pub static OPERATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     IntCounterVec::new(

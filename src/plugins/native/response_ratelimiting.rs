@@ -26,49 +26,28 @@ pub(super) static PLUGIN: Bundled = Bundled {
     build,
 };
 
-const SCHEMA: &str = r#"
-local typedefs = require "kong.db.schema.typedefs"
-local redis_schema = require "kong.tools.redis.schema"
-local PERIODS = { "second", "minute", "hour", "day", "month", "year" }
-
+const SCHEMA: &str = concat!(
+    super::rate_limiting::limits_schema_lua!(),
+    r#"
 -- Kong's validate_periods_order, and at least one period per limit.
 local function validate_limit(limit)
-  local any = false
-  for i, lower in ipairs(PERIODS) do
-    local v1 = limit[lower]
-    if type(v1) == "number" then
-      any = true
-      for j = i + 1, #PERIODS do
-        local upper = PERIODS[j]
-        local v2 = limit[upper]
-        if type(v2) == "number" and v2 < v1 then
-          return nil, string.format("the limit for %s(%.1f) cannot be lower than the limit for %s(%.1f)",
-                                    upper, v2, lower, v1)
-        end
-      end
+  local out_of_order = periods_out_of_order(limit, "the")
+  if out_of_order then
+    return nil, out_of_order
+  end
+  for _, p in ipairs(PERIODS) do
+    if type(limit[p]) == "number" then
+      return true
     end
   end
-  if not any then
-    return nil, "at least one of these fields must be non-empty: 'second', 'minute', 'hour', 'day', 'month', 'year'"
-  end
-  return true
+  return nil, "at least one of these fields must be non-empty: 'second', 'minute', 'hour', 'day', 'month', 'year'"
 end
 
 local function validate(config)
   if config.policy == "cluster" then
-    return nil, "policy 'cluster' keeps counters in Kong's database, which a DB-less gateway "
-      .. "does not have: use 'redis' to share counters between replicas, or 'local'"
+    return nil, CLUSTER_REFUSED
   end
   return true
-end
-
-local function moved(field, def)
-  def.func = function(value) return { redis = { [field] = value } } end
-  def.deprecation = { replaced_with = { { path = { "redis", field } } },
-    message = "response-ratelimiting: config.redis_" .. field
-      .. " is deprecated, please use config.redis." .. field .. " instead",
-    removal_in_version = "4.0" }
-  return def
 end
 
 return {
@@ -95,29 +74,13 @@ return {
           }, custom_validator = validate_limit } } },
     },
     custom_validator = validate,
-    shorthand_fields = {
-      { redis_host = moved("host", { type = "string" }) },
-      { redis_port = moved("port", { type = "integer" }) },
-      { redis_password = moved("password", { type = "string", len_min = 0 }) },
-      { redis_username = moved("username", { type = "string" }) },
-      { redis_ssl = moved("ssl", { type = "boolean" }) },
-      { redis_ssl_verify = moved("ssl_verify", { type = "boolean" }) },
-      { redis_server_name = moved("server_name", { type = "string" }) },
-      { redis_timeout = moved("timeout", { type = "integer" }) },
-      { redis_database = moved("database", { type = "integer" }) },
-    },
+    shorthand_fields = redis_shorthands("response-ratelimiting"),
     } },
   },
-  entity_checks = {
-    { conditional = { if_field = "config.policy", if_match = { eq = "redis" },
-                      then_field = "config.redis.host", then_match = { required = true } } },
-    { conditional = { if_field = "config.policy", if_match = { eq = "redis" },
-                      then_field = "config.redis.port", then_match = { required = true } } },
-    { conditional = { if_field = "config.policy", if_match = { eq = "redis" },
-                      then_field = "config.redis.timeout", then_match = { required = true } } },
-  },
+  entity_checks = with_redis_checks({}, {}),
 }
-"#;
+"#
+);
 
 #[derive(Debug, Deserialize)]
 struct Conf {
@@ -227,20 +190,7 @@ fn redis_key(scope: &str, identifier: &str, start: i64, limit: &str, period: &st
 }
 
 /// Adds each increment to a counter, giving a new key its expiration (seconds).
-static INCREMENT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-for i, key in ipairs(KEYS) do
-  local exists = redis.call("exists", key)
-  redis.call("incrby", key, ARGV[2 * i - 1])
-  if exists == 0 then
-    redis.call("expire", key, ARGV[2 * i])
-  end
-end
-return #KEYS
-"#,
-    )
-});
+static INCREMENT: LazyLock<redis::Script> = LazyLock::new(|| client::adding_script("expire"));
 
 impl ResponseRateLimiting {
     fn identifier(&self, ctx: &PhaseCtx<'_>) -> String {

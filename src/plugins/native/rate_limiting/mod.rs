@@ -28,29 +28,85 @@ pub(super) static PLUGIN: Bundled = Bundled {
     schema: SCHEMA,
     build,
 };
-const SCHEMA: &str = r#"
+/// Lua shared by the schemas of rate-limiting and response-ratelimiting (put in front of each
+/// with `concat!`): Kong's period-order check, the refusal of `cluster`, Kong's deprecated flat
+/// `redis_*` fields and the checks of the redis policy.
+macro_rules! limits_schema_lua {
+    () => {
+        r#"
 local typedefs = require "kong.db.schema.typedefs"
 local redis_schema = require "kong.tools.redis.schema"
 local PERIODS = { "second", "minute", "hour", "day", "month", "year" }
 
--- Kong's validate_periods_order, and the policy checks.
-local function validate(config)
+-- Kong's validate_periods_order; `first` is the first word of its message, which the two plugins
+-- capitalise differently.
+local function periods_out_of_order(limits, first)
   for i, lower in ipairs(PERIODS) do
-    local v1 = config[lower]
+    local v1 = limits[lower]
     if type(v1) == "number" then
       for j = i + 1, #PERIODS do
         local upper = PERIODS[j]
-        local v2 = config[upper]
+        local v2 = limits[upper]
         if type(v2) == "number" and v2 < v1 then
-          return nil, string.format("The limit for %s(%.1f) cannot be lower than the limit for %s(%.1f)",
-                                    upper, v2, lower, v1)
+          return string.format(first .. " limit for %s(%.1f) cannot be lower than the limit for %s(%.1f)",
+                               upper, v2, lower, v1)
         end
       end
     end
   end
+end
+
+local CLUSTER_REFUSED = "policy 'cluster' keeps counters in Kong's database, which a DB-less "
+  .. "gateway does not have: use 'redis' to share counters between replicas, or 'local'"
+
+-- Kong's deprecated flat redis_* fields of `plugin`, moved into the redis record.
+local function redis_shorthands(plugin)
+  local function moved(field, def)
+    def.func = function(value) return { redis = { [field] = value } } end
+    def.deprecation = { replaced_with = { { path = { "redis", field } } },
+      message = plugin .. ": config.redis_" .. field .. " is deprecated, please use config.redis."
+        .. field .. " instead", removal_in_version = "4.0" }
+    return { ["redis_" .. field] = def }
+  end
+  return {
+    moved("host", { type = "string" }),
+    moved("port", { type = "integer" }),
+    moved("password", { type = "string", len_min = 0 }),
+    moved("username", { type = "string" }),
+    moved("ssl", { type = "boolean" }),
+    moved("ssl_verify", { type = "boolean" }),
+    moved("server_name", { type = "string" }),
+    moved("timeout", { type = "integer" }),
+    moved("database", { type = "integer" }),
+  }
+end
+
+-- `before`, the redis policy's required fields, then `after` (entity_checks in Kong's order).
+local function with_redis_checks(before, after)
+  local checks = {}
+  for _, c in ipairs(before) do checks[#checks + 1] = c end
+  for _, field in ipairs({ "host", "port", "timeout" }) do
+    checks[#checks + 1] = { conditional = { if_field = "config.policy", if_match = { eq = "redis" },
+      then_field = "config.redis." .. field, then_match = { required = true } } }
+  end
+  for _, c in ipairs(after) do checks[#checks + 1] = c end
+  return checks
+end
+"#
+    };
+}
+pub(crate) use limits_schema_lua;
+
+const SCHEMA: &str = concat!(
+    limits_schema_lua!(),
+    r#"
+local function validate(config)
+  local out_of_order = periods_out_of_order(config, "The")
+  if out_of_order then
+    return nil, out_of_order
+  end
   if config.policy == "cluster" then
-    return nil, "policy 'cluster' keeps counters in Kong's database, which a DB-less gateway "
-      .. "does not have: use 'redis' to share counters between replicas, or 'local'"
+    return nil, CLUSTER_REFUSED
   end
   if config.policy ~= "redis" and config.sync_rate ~= -1 then
     return nil, "sync_rate can only be used with the redis policy"
@@ -59,15 +115,6 @@ local function validate(config)
     return nil, "sync_rate must be greater than 0.02, or -1 to disable"
   end
   return true
-end
-
--- Kong's deprecated flat redis_* fields, moved into the redis record.
-local function moved(field, def)
-  def.func = function(value) return { redis = { [field] = value } } end
-  def.deprecation = { replaced_with = { { path = { "redis", field } } },
-    message = "rate-limiting: config.redis_" .. field .. " is deprecated, please use config.redis."
-      .. field .. " instead", removal_in_version = "4.0" }
-  return def
 end
 
 return {
@@ -95,35 +142,21 @@ return {
       { sync_rate = { type = "number", required = true, default = -1 } },
     },
     custom_validator = validate,
-    shorthand_fields = {
-      { redis_host = moved("host", { type = "string" }) },
-      { redis_port = moved("port", { type = "integer" }) },
-      { redis_password = moved("password", { type = "string", len_min = 0 }) },
-      { redis_username = moved("username", { type = "string" }) },
-      { redis_ssl = moved("ssl", { type = "boolean" }) },
-      { redis_ssl_verify = moved("ssl_verify", { type = "boolean" }) },
-      { redis_server_name = moved("server_name", { type = "string" }) },
-      { redis_timeout = moved("timeout", { type = "integer" }) },
-      { redis_database = moved("database", { type = "integer" }) },
-    },
+    shorthand_fields = redis_shorthands("rate-limiting"),
     } },
   },
-  entity_checks = {
+  entity_checks = with_redis_checks({
     { at_least_one_of = { "config.second", "config.minute", "config.hour", "config.day",
                           "config.month", "config.year" } },
-    { conditional = { if_field = "config.policy", if_match = { eq = "redis" },
-                      then_field = "config.redis.host", then_match = { required = true } } },
-    { conditional = { if_field = "config.policy", if_match = { eq = "redis" },
-                      then_field = "config.redis.port", then_match = { required = true } } },
-    { conditional = { if_field = "config.policy", if_match = { eq = "redis" },
-                      then_field = "config.redis.timeout", then_match = { required = true } } },
+  }, {
     { conditional = { if_field = "config.limit_by", if_match = { eq = "header" },
                       then_field = "config.header_name", then_match = { required = true } } },
     { conditional = { if_field = "config.limit_by", if_match = { eq = "path" },
                       then_field = "config.path", then_match = { required = true } } },
-  },
+  }),
 }
-"#;
+"#
+);
 
 #[derive(Debug, Deserialize)]
 struct Conf {

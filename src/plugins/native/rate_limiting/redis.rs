@@ -36,20 +36,7 @@ return used
 });
 
 /// Adds each delta, giving a new key its expiration time (Kong's sync script, for many keys).
-static SYNC: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-for i, key in ipairs(KEYS) do
-  local exists = redis.call("exists", key)
-  redis.call("incrby", key, ARGV[2 * i - 1])
-  if exists == 0 then
-    redis.call("expireat", key, ARGV[2 * i])
-  end
-end
-return #KEYS
-"#,
-    )
-});
+static SYNC: LazyLock<redis::Script> = LazyLock::new(|| client::adding_script("expireat"));
 
 /// One counter of a request: Kong's key, the window's expiration and when the window ends.
 #[derive(Debug, Clone)]
