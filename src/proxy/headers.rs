@@ -126,6 +126,43 @@ pub fn upstream(
     Ok(())
 }
 
+/// The answer to a request whose protocol `route` does not accept (None: accepted).
+/// gRPC and WebSocket requests also match routes with Kong's grpc(s) and ws(s); behind a
+/// trusted proxy that terminated TLS, its X-Forwarded-Proto counts (Kong's forwarded_proto).
+pub fn protocol_refusal(
+    session: &Session,
+    state: &RequestState,
+    route: &RouteRt,
+    scheme: &str,
+) -> Option<Exit> {
+    use super::transport::{is_grpc, is_websocket};
+    let accepts = |s: &str| route.protocols.iter().any(|p| p.as_str() == s);
+    let tls = scheme == "https";
+    let forwarded_https = !tls
+        && state.peer_trusted()
+        && session
+            .req_header()
+            .headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let accepted = accepts(scheme)
+        || (forwarded_https && accepts("https"))
+        || (is_grpc(session) && accepts(if tls { "grpcs" } else { "grpc" }))
+        || (is_websocket(session) && accepts(if tls { "wss" } else { "ws" }));
+    if accepted {
+        return None;
+    }
+    let only_grpc = route
+        .protocols
+        .iter()
+        .all(|p| p.as_str().starts_with("grpc"));
+    Some(if only_grpc && !is_grpc(session) {
+        Exit::message(415, messages::NON_GRPC)
+    } else {
+        https_redirect(session, route.https_redirect_status_code)
+    })
+}
+
 /// The response for an http request on a route that accepts only https.
 pub fn https_redirect(session: &Session, status: u16) -> Exit {
     if status == 426 {

@@ -39,9 +39,7 @@ use crate::plugins::{Exit, Phase, RequestState};
 use crate::router::{normalize_path, RequestInfo, RouteMatch};
 use crate::snapshot::Snapshot;
 use respond::{messages, write_exit, VIA};
-use transport::{
-    chunked_if_unsized, is_grpc, is_websocket, scheme, server_name, upstream_tls_and_version,
-};
+use transport::{chunked_if_unsized, scheme, server_name, upstream_tls_and_version};
 
 /// The gateway: the current snapshot and what outlives snapshots.
 pub struct Gateway {
@@ -288,31 +286,7 @@ impl ProxyHttp for Gateway {
         ctx.state.captures = matched.uri_captures.clone();
         ctx.matched = Some(matched);
 
-        let accepts = |s: &str| route.protocols.iter().any(|p| p.as_str() == s);
-        let tls = scheme == "https";
-        // gRPC and WebSocket requests also match routes with Kong's grpc(s) and ws(s).
-        // Behind a trusted proxy that terminated TLS, its X-Forwarded-Proto counts (Kong).
-        let forwarded_https = !tls
-            && ctx.state.peer_trusted()
-            && session
-                .req_header()
-                .headers
-                .get("x-forwarded-proto")
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-        let accepted = accepts(scheme)
-            || (forwarded_https && accepts("https"))
-            || (is_grpc(session) && accepts(if tls { "grpcs" } else { "grpc" }))
-            || (is_websocket(session) && accepts(if tls { "wss" } else { "ws" }));
-        if !accepted {
-            let only_grpc = route
-                .protocols
-                .iter()
-                .all(|p| p.as_str().starts_with("grpc"));
-            let exit = if only_grpc && !is_grpc(session) {
-                Exit::message(415, messages::NON_GRPC)
-            } else {
-                headers::https_redirect(session, route.https_redirect_status_code)
-            };
+        if let Some(exit) = headers::protocol_refusal(session, &ctx.state, route, scheme) {
             return self.exit(session, ctx, &exit).await;
         }
         if Self::wants_body(&snap, &route.chain) {
