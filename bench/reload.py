@@ -117,6 +117,20 @@ def write_atomically(path, text):
     os.rename(tmp, path)
 
 
+def write_section(marker, text):
+    """Replaces the `<!-- marker -->` ... `<!-- /marker -->` block of RESULTS.md with `text`
+    (which carries the markers), or appends it."""
+    results = os.path.join(HERE, "RESULTS.md")
+    current = open(results).read() if os.path.exists(results) else ""
+    pattern = r"<!-- %s -->.*<!-- /%s -->\n?" % (marker, marker)
+    if re.search(pattern, current, flags=re.S):
+        current = re.sub(pattern, lambda _: text, current, flags=re.S)
+    else:
+        current = current.rstrip("\n") + "\n\n" + text
+    with open(results, "w") as f:
+        f.write(current)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -220,14 +234,7 @@ def main():
         ]
         text = "\n".join(report) + "\n"
         print(text)
-        results = os.path.join(HERE, "RESULTS.md")
-        current = open(results).read() if os.path.exists(results) else ""
-        if "<!-- reload -->" in current:
-            current = re.sub(r"<!-- reload -->.*<!-- /reload -->\n?", lambda _: text, current, flags=re.S)
-        else:
-            current = current.rstrip("\n") + "\n\n" + text
-        with open(results, "w") as f:
-            f.write(current)
+        write_section("reload", text)
         if generation < rounds:
             print("warning: generation %d after %d reloads" % (generation, rounds), file=sys.stderr)
     finally:

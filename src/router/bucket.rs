@@ -135,10 +135,7 @@ impl RegexGroup {
                     rejected = rank;
                     continue;
                 }
-                if regexes
-                    .get(id as usize)
-                    .is_some_and(|re| re.get().is_match(path))
-                {
+                if regexes.get(id as usize).is_some_and(|re| re.is_match(path)) {
                     *best = Best {
                         rank,
                         hit: PathHit::Regex,

@@ -2,8 +2,6 @@
 
 use std::collections::HashMap;
 
-use regex_automata::meta::Regex;
-
 use super::regex_cache::LazyRegex;
 use uuid::Uuid;
 
@@ -320,7 +318,7 @@ impl Index {
                 .regexes
                 .iter()
                 .filter_map(|&id| self.regexes.get(id as usize))
-                .find_map(|re| captures(re.get(), req.path))
+                .find_map(|re| captures(re, req.path))
                 .unwrap_or((None, None)),
         };
         let prefix = if route.strip_path { matched_path } else { None };
@@ -362,7 +360,7 @@ impl Index {
             } else if c
                 .regexes
                 .iter()
-                .any(|&id| self.regexes[id as usize].get().is_match(req.path))
+                .any(|&id| self.regexes[id as usize].is_match(req.path))
             {
                 PathHit::Regex
             } else if c.prefixes.is_empty() && c.regexes.is_empty() {
@@ -379,12 +377,8 @@ impl Index {
 
 /// Runs a regex path for its captures: returns the whole match and, when at least one
 /// group took part (Kong's `has_capture`), the captures.
-fn captures<'p>(re: &Regex, path: &'p str) -> Option<(Option<&'p str>, Option<UriCaptures>)> {
-    let mut caps = re.create_captures();
-    re.captures(path, &mut caps);
-    if !caps.is_match() {
-        return None;
-    }
+fn captures<'p>(re: &LazyRegex, path: &'p str) -> Option<(Option<&'p str>, Option<UriCaptures>)> {
+    let caps = re.captures(path)?;
     let text = |i: usize| caps.get_group(i).map(|span| &path[span.range()]);
     let whole = text(0);
     let positional: Vec<Option<String>> = (0..caps.group_len())
