@@ -14,7 +14,7 @@
 
 use log::debug;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Once, OnceLock};
 
 use crate::connectors::tls::replace_leftmost_underscore;
 use crate::connectors::ConnectorOptions;
@@ -92,6 +92,23 @@ pub struct Connector {
 
 impl Connector {
     pub fn new(options: Option<ConnectorOptions>) -> Self {
+        // The context depends only on these options; without them every connector (the h1, h2
+        // and custom transports of each HTTP connector, ...) is the same, so one is built per
+        // process: building one parses the system CA bundle (~150 PEM certificates, tens of ms
+        // with OpenSSL 3).
+        let default = options.as_ref().map_or(true, |conf| {
+            conf.ca_file.is_none() && conf.cert_key_file.is_none() && !conf.debug_ssl_keylog
+        });
+        if default {
+            static DEFAULT: OnceLock<Connector> = OnceLock::new();
+            return DEFAULT.get_or_init(|| Self::build(options)).clone();
+        }
+        Self::build(options)
+    }
+
+    fn build(options: Option<ConnectorOptions>) -> Self {
+        // `SslConnector::builder` loads the default trust store (SSL_CTX_set_default_verify_paths).
+        init_ssl_cert_env_vars();
         let mut builder = SslConnector::builder(SslMethod::tls()).unwrap();
         // TODO: make these conf
         // Set supported ciphers.
@@ -109,10 +126,6 @@ impl Connector {
         if let Some(conf) = options.as_ref() {
             if let Some(ca_file_path) = conf.ca_file.as_ref() {
                 builder.set_ca_file(ca_file_path).unwrap();
-            } else {
-                init_ssl_cert_env_vars();
-                // load from default system wide trust location. (the name is misleading)
-                builder.set_default_verify_paths().unwrap();
             }
             if let Some((cert, key)) = conf.cert_key_file.as_ref() {
                 builder.set_certificate_chain_file(cert).unwrap();
@@ -134,9 +147,6 @@ impl Connector {
                     });
                 }
             }
-        } else {
-            init_ssl_cert_env_vars();
-            builder.set_default_verify_paths().unwrap();
         }
 
         Connector {
