@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use openssl::ssl::{SslConnector, SslMethod};
+use openssl::x509::store::X509StoreBuilder;
 
 use super::conn::{self, Conn, Read};
 use super::{dns, egress, pool, GiveBack, Io, Outcome, Sock, Step, SLOT_SPAN};
@@ -374,13 +375,16 @@ pub(crate) fn tls_connector() -> Result<SslConnector, String> {
     static CONNECTOR: OnceLock<Result<SslConnector, String>> = OnceLock::new();
     CONNECTOR
         .get_or_init(|| {
+            // The builder already trusts the system store (the CA bundle is parsed once here).
             let mut b =
                 SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
-            match TRUSTED_CA.get().and_then(|p| p.as_ref()) {
-                Some(path) => b
-                    .set_ca_file(path)
-                    .map_err(|e| format!("cannot load {}: {e}", path.display()))?,
-                None => b.set_default_verify_paths().map_err(|e| e.to_string())?,
+            if let Some(path) = TRUSTED_CA.get().and_then(|p| p.as_ref()) {
+                // A configured bundle replaces the system store, as nginx's
+                // `lua_ssl_trusted_certificate` does.
+                let empty = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+                b.set_cert_store(empty.build());
+                b.set_ca_file(path)
+                    .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
             }
             Ok(b.build())
         })
