@@ -80,6 +80,26 @@ fn relevant_names(path: &Path) -> Vec<String> {
     names
 }
 
+/// Whether an event may have changed the config file's content: a change, or the end of a
+/// write (not an open or a read), to the config file, the file it links to, or a ConfigMap's `..` entries. Other files in
+/// the directory, such as logs, must not delay or trigger reloads, and neither may reading
+/// the file: inotify reports opens, and the reload itself opens the file, so counting them
+/// re-read the file every debounce period forever and reverted a `POST /config` whenever
+/// anything read the file.
+fn is_relevant(event: &notify::Event, names: &[String]) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    if let notify::EventKind::Access(access) = event.kind {
+        if access != AccessKind::Close(AccessMode::Write) {
+            return false;
+        }
+    }
+    event.paths.iter().any(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| names.iter().any(|x| x == n) || n.starts_with(".."))
+    })
+}
+
 #[async_trait]
 impl BackgroundService for FileWatcher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
@@ -89,14 +109,7 @@ impl BackgroundService for FileWatcher {
             let Ok(event) = res else {
                 return;
             };
-            // Only events about the config file (or the link it resolves through) count:
-            // other files in the directory, such as logs, must not delay or trigger reloads.
-            let relevant = event.paths.iter().any(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| names.iter().any(|x| x == n) || n.starts_with(".."))
-            });
-            if relevant {
+            if is_relevant(&event, &names) {
                 let _ = tx.send(());
             }
         });
@@ -221,5 +234,44 @@ impl ShutdownSignalWatch for Signals {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+    use notify::{Event, EventKind};
+
+    use super::is_relevant;
+
+    fn event(kind: EventKind, path: &str) -> Event {
+        Event::new(kind).add_path(path.into())
+    }
+
+    #[test]
+    fn opening_or_reading_the_file_is_not_a_change() {
+        let names = vec!["kong.yaml".to_string()];
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        ] {
+            assert!(!is_relevant(&event(kind, "/etc/kong/kong.yaml"), &names));
+        }
+        for kind in [
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        ] {
+            // A write-close ends an edit made in place.
+            assert!(
+                is_relevant(&event(kind, "/etc/kong/kong.yaml"), &names),
+                "{kind:?}"
+            );
+        }
+        let swap = EventKind::Create(CreateKind::Any);
+        assert!(is_relevant(&event(swap, "/etc/kong/..data"), &names));
+        assert!(!is_relevant(&event(swap, "/etc/kong/access.log"), &names));
     }
 }
