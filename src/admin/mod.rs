@@ -210,6 +210,27 @@ impl Admin {
     }
 
     async fn post_config(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        // curl sends `Expect: 100-continue` with bodies over 1 MiB and waits a second for the
+        // interim answer before sending the body; a declared body that is too large is refused
+        // before it is sent.
+        let expects = session
+            .req_header()
+            .headers
+            .get("expect")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if expects {
+            let declared = session
+                .req_header()
+                .headers
+                .get("content-length")
+                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            if declared.is_some_and(|n| n > MAX_BODY) {
+                return message(413, "Request size limit exceeded");
+            }
+            if let Err(e) = session.write_continue_response().await {
+                return message(400, &format!("cannot answer 100-continue: {e}"));
+            }
+        }
         let mut body = Vec::new();
         loop {
             match session.read_request_body().await {
