@@ -6,6 +6,7 @@
 
 pub mod checks;
 pub mod error;
+mod json;
 pub mod load;
 pub mod model;
 pub mod raw;

@@ -167,6 +167,14 @@ pub const MAX_DEPTH: usize = 256;
 /// beyond [`MAX_ALIAS_NODES`] and nesting beyond [`MAX_DEPTH`] are errors at the offending
 /// alias or collection.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    match super::json::parse(text) {
+        Some(node) => Ok(node),
+        None => parse_yaml(text),
+    }
+}
+
+/// [`parse`] with the YAML event parser only.
+pub(super) fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, false).map_err(|e| SyntaxError {
@@ -348,7 +356,7 @@ impl MarkedEventReceiver for Builder {
 }
 
 /// Types a scalar by YAML 1.2's core schema; quoted scalars and explicit `!!str` stay strings.
-fn scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Value {
+pub(super) fn scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Value {
     if let Some(tag) = tag {
         if tag.suffix == "str" {
             return Value::Str(text);
