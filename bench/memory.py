@@ -255,7 +255,7 @@ def table(b, quick):
         applies.append(post_config(admin, bodies[(i + 1) % 2]))
         wait(lambda: get(port, "/marker-%d" % ((i + 1) % 2 + 1))[0] == 200, 30, "the applied config")
     # Under load: re-applied every 3 s while wrk cycles over the prefix paths.
-    script = cycling_script(tmp, "kic.lua", "/r%d/x", 10000)
+    script = cycling_script(tmp, "kic.lua", "/r%d/x?apikey=key-1", 10000)
     load = 10 if quick else 30
     sampler = Sampler(p.pid)
     result = {}
@@ -323,7 +323,7 @@ def soak(b, applies, started):
     with open(cfg, "w") as f:
         f.write(bodies[0])
     p, port, admin, _ = b.proxy(cfg, 2, "/marker-1", admin=True)
-    script = cycling_script(b.tmp, "kic.lua", "/r%d/x", 10000)
+    script = cycling_script(b.tmp, "kic.lua", "/r%d/x?apikey=key-1", 10000)
     samples = [(0, rss_mib(p.pid))]
     stop = threading.Event()
     totals = {"total": 0, "failed": 0, "runs": 0}

@@ -283,6 +283,7 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
         plugins = snap.config.plugins.len(),
         "configuration loaded"
     );
+    sluice::reload::release_freed_memory();
     let state = Arc::new(ArcSwap::from_pointee(snap));
     let metrics = Arc::new(Metrics::new());
     let reloader = Arc::new(Reloader::new(

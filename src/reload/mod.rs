@@ -15,6 +15,15 @@ use crate::config::LoadError;
 use crate::metrics::Metrics;
 use crate::snapshot::{self, hash_text, Snapshot};
 
+/// Hands the memory this thread freed back to the operating system: a load frees its
+/// transient copies (the parsed tree, the decoded entities) and often the previous snapshot,
+/// and mimalloc otherwise keeps those pages until the thread allocates again, which the
+/// loading thread may never do. Harmless when mimalloc is not the global allocator.
+pub fn release_freed_memory() {
+    // SAFETY: mi_collect only walks the allocator's own state; it has no preconditions.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 /// The result of one reload attempt.
 #[derive(Debug, Clone)]
 pub struct Attempt {
@@ -133,7 +142,9 @@ impl Reloader {
         self.metrics.reload_duration.observe(elapsed.as_secs_f64());
         match result {
             Ok(snap) => {
-                self.state.store(Arc::new(snap));
+                // The previous snapshot is freed here unless requests still hold it.
+                drop(self.state.swap(Arc::new(snap)));
+                release_freed_memory();
                 self.metrics.config_generation.set(generation as i64);
                 self.metrics.reloads.with_label_values(&["success"]).inc();
                 let now = SystemTime::now();
@@ -161,6 +172,7 @@ impl Reloader {
                 Ok(Outcome::Applied { generation })
             }
             Err(err) => {
+                release_freed_memory();
                 self.record_failure(trigger, hash, &err, ms);
                 Err(err)
             }

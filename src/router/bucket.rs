@@ -204,6 +204,7 @@ impl Bucket {
     pub(crate) fn finish(&mut self, regexes: &[LazyRegex]) -> Result<(), (u32, String)> {
         self.trie.finish();
         self.no_path.shrink_to_fit();
+        self.slots.shrink_to_fit();
         for slot in &mut self.slots {
             slot.prefix_ranks.sort_unstable();
             slot.prefix_ranks.dedup();

@@ -240,6 +240,7 @@ impl Index {
             any_host,
             ..
         } = &mut index;
+        regexes.shrink_to_fit();
         for bucket in exact
             .values_mut()
             .chain(suffix.values_mut())

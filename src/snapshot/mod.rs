@@ -275,8 +275,8 @@ fn compile_with(
         }
     }
     let mut routes = Vec::with_capacity(config.routes.len());
-    let mut inputs = Vec::new();
-    let mut router_routes = Vec::new();
+    let mut inputs = Vec::with_capacity(config.routes.len());
+    let mut router_routes = Vec::with_capacity(config.routes.len());
     for (i, r) in config.routes.iter().enumerate() {
         routes.push(RouteRt {
             id: r.id.clone(),

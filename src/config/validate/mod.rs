@@ -20,7 +20,15 @@ pub fn validate(doc: Document, errs: &mut Errors) -> Config {
         errs,
         ids: HashMap::new(),
     };
-    let mut cfg = Config::default();
+    // Sized up front: the config lives as long as its snapshot, and a vector grown by
+    // doubling keeps up to half of its capacity unused (10 MB at 100,000 routes).
+    let mut cfg = Config {
+        services: Vec::with_capacity(doc.services.len()),
+        routes: Vec::with_capacity(doc.routes.len()),
+        consumers: Vec::with_capacity(doc.consumers.len()),
+        plugins: Vec::with_capacity(doc.plugins.len()),
+        ..Config::default()
+    };
     v.services(&doc, &mut cfg);
     v.routes(&doc, &mut cfg);
     v.consumers(&doc, &mut cfg);
