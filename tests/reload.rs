@@ -184,11 +184,22 @@ async fn post_config_applies_and_rejects() {
     assert_eq!(r.json()["config"], config(3, &up));
 }
 
+/// What the peer sends next (one read, within `secs`), as text.
+async fn read_some(s: &mut tokio::net::TcpStream, secs: u64, what: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(secs), s.read(&mut buf))
+        .await
+        .expect(what)
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
 /// curl sends `Expect: 100-continue` with bodies over 1 MiB (KIC-sized configs) and waits a
 /// second for the interim answer before it sends the body; the admin API answers at once.
 #[tokio::test]
 async fn post_config_answers_expect_100_continue() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let up = Upstream::start().await;
     let proxy = Proxy::start_with_admin(&config(1, &up), &["--no-watch"]).await;
     let body = config(4, &up);
@@ -201,22 +212,13 @@ async fn post_config_answers_expect_100_continue() {
     );
     s.write_all(head.as_bytes()).await.unwrap();
     // The body is not sent until the interim answer arrives (a client would wait a second).
-    let mut buf = vec![0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-        .await
-        .expect("no 100 Continue")
-        .unwrap();
-    let interim = String::from_utf8_lossy(&buf[..n]).to_string();
+    let interim = read_some(&mut s, 5, "no 100 Continue").await;
     assert!(
         interim.starts_with("HTTP/1.1 100 Continue\r\n"),
         "{interim:?}"
     );
     s.write_all(body.as_bytes()).await.unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-        .await
-        .expect("no final answer")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    let answer = read_some(&mut s, 10, "no final answer").await;
     assert!(answer.starts_with("HTTP/1.1 201 "), "{answer:?}");
     assert_eq!(version(&proxy).await, "v4");
 
@@ -227,11 +229,7 @@ async fn post_config_answers_expect_100_continue() {
     s.write_all(b"POST /config HTTP/1.1\r\nHost: admin\r\nContent-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n")
         .await
         .unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
-        .await
-        .expect("no answer")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    let answer = read_some(&mut s, 5, "no answer").await;
     assert!(answer.starts_with("HTTP/1.1 413 "), "{answer:?}");
 }
 

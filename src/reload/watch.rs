@@ -81,9 +81,9 @@ fn relevant_names(path: &Path) -> Vec<String> {
 }
 
 /// Whether an event may have changed the config file's content: a change, or the end of a
-/// write (not an open or a read), to the config file, the file it links to, or a ConfigMap's `..` entries. Other files in
-/// the directory, such as logs, must not delay or trigger reloads, and neither may reading
-/// the file: inotify reports opens, and the reload itself opens the file, so counting them
+/// write (not an open or a read), to the config file, the file it links to, or a ConfigMap's
+/// `..` entries. Other files in the directory, such as logs, must not delay or trigger reloads,
+/// and neither may reading the file: inotify reports opens, and the reload itself opens the file, so counting them
 /// re-read the file every debounce period forever and reverted a `POST /config` whenever
 /// anything read the file.
 fn is_relevant(event: &notify::Event, names: &[String]) -> bool {
