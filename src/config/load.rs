@@ -118,8 +118,8 @@ pub fn load(text: &str, errs: &mut Errors) -> Document {
             return doc;
         }
     };
-    let entries = match &root.value {
-        Value::Map(entries) => entries,
+    match &root.value {
+        Value::Map(_) => {}
         _ => {
             errs.at(
                 root.loc,
@@ -155,13 +155,16 @@ pub fn load(text: &str, errs: &mut Errors) -> Document {
             errs.at(t.loc, "_transform", "expected a boolean");
         }
     }
+    let Value::Map(entries) = root.value else {
+        unreachable!("checked above")
+    };
     let mut loader = Loader { doc, errs };
     for entry in entries {
         let key = entry.key.as_str();
         if META_KEYS.contains(&key) {
             continue;
         }
-        if !ENTITY_KEYS.contains(&key) {
+        let Some(kind) = ENTITY_KEYS.iter().copied().find(|k| *k == key) else {
             loader.errs.at(
                 entry.key_loc,
                 key,
@@ -171,14 +174,8 @@ pub fn load(text: &str, errs: &mut Errors) -> Document {
                 ),
             );
             continue;
-        }
-        let Some(items) = loader.array(&entry.value, key) else {
-            continue;
         };
-        for (i, node) in items.iter().enumerate() {
-            let path = format!("{key}[{i}]");
-            loader.entity(key, node, path, None);
-        }
+        loader.entities(kind, entry.value, kind, None);
     }
     loader.doc
 }
@@ -189,198 +186,189 @@ struct Loader<'e> {
 }
 
 impl Loader<'_> {
-    /// The items of an entity array (`null` counts as empty).
-    fn array<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [Node]> {
-        match &node.value {
-            Value::Seq(items) => Some(items),
-            Value::Null => Some(&[]),
+    /// Decodes the items of the entity array `node` (`null` counts as empty), found at `path`.
+    fn entities(&mut self, kind: &'static str, node: Node, path: &str, parent: Option<Parent>) {
+        let items = match node.value {
+            Value::Seq(items) => items,
+            Value::Null => return,
             _ => {
                 self.errs.at(
                     node.loc,
                     path,
                     format!("expected an array, found {}", node.type_name()),
                 );
-                None
+                return;
             }
+        };
+        self.reserve(kind, items.len());
+        for (i, child) in items.into_iter().enumerate() {
+            self.entity(kind, child, format!("{path}[{i}]"), parent);
         }
     }
 
-    /// Decodes one entity of kind `kind` and, recursively, its nested children.
-    fn entity(&mut self, kind: &str, node: &Node, path: String, parent: Option<Parent>) {
+    /// Makes room for `n` more items of kind `kind`: items are large, and growing a vector of
+    /// 100,000 routes by doubling copies it (and touches fresh pages) many times over.
+    fn reserve(&mut self, kind: &str, n: usize) {
+        let d = &mut self.doc;
+        match kind {
+            "services" => d.services.reserve(n),
+            "routes" => d.routes.reserve(n),
+            "consumers" => d.consumers.reserve(n),
+            "plugins" => d.plugins.reserve(n),
+            "upstreams" => d.upstreams.reserve(n),
+            "targets" => d.targets.reserve(n),
+            "certificates" => d.certificates.reserve(n),
+            "snis" => d.snis.reserve(n),
+            "ca_certificates" => d.ca_certificates.reserve(n),
+            "keyauth_credentials" => d.keyauth_credentials.reserve(n),
+            "basicauth_credentials" => d.basicauth_credentials.reserve(n),
+            "acls" => d.acls.reserve(n),
+            "jwt_secrets" => d.jwt_secrets.reserve(n),
+            "custom_plugins" => d.custom_plugins.reserve(n),
+            "cloned_plugins" => d.cloned_plugins.reserve(n),
+            _ => {}
+        }
+    }
+
+    /// Decodes one entity of kind `kind` and, recursively, its nested children. The tree is
+    /// consumed: each item keeps its own subtree (to locate fields in later checks), moved
+    /// rather than copied, and its nested children are taken out to become items of their own.
+    fn entity(&mut self, kind: &'static str, mut node: Node, path: String, parent: Option<Parent>) {
+        let nested: &[&'static str] = match kind {
+            "services" => &["routes", "plugins"],
+            "routes" => &["plugins"],
+            "consumers" => &[
+                "plugins",
+                "keyauth_credentials",
+                "basicauth_credentials",
+                "acls",
+                "jwt_secrets",
+            ],
+            "upstreams" => &["targets"],
+            "certificates" => &["snis"],
+            _ => &[],
+        };
+        let children = take_children(&mut node, nested);
+        let base = path.clone();
+        let parent_of_children = match kind {
+            "services" => Some(Parent::Service(self.doc.services.len())),
+            "routes" => Some(Parent::Route(self.doc.routes.len())),
+            "consumers" => Some(Parent::Consumer(self.doc.consumers.len())),
+            "upstreams" => Some(Parent::Upstream(self.doc.upstreams.len())),
+            "certificates" => Some(Parent::Certificate(self.doc.certificates.len())),
+            _ => None,
+        };
         match kind {
             "services" => {
-                let idx = self.doc.services.len();
-                let item = self.decode::<RawService>(node, path, parent, &["routes", "plugins"]);
-                let base = item.path.clone();
+                let item = self.decode(node, path, parent);
                 self.doc.services.push(item);
-                self.children(node, &base, "routes", Parent::Service(idx));
-                self.children(node, &base, "plugins", Parent::Service(idx));
             }
             "routes" => {
-                let idx = self.doc.routes.len();
-                let item = self.decode::<RawRoute>(node, path, parent, &["plugins"]);
-                let base = item.path.clone();
+                let item = self.decode(node, path, parent);
                 self.doc.routes.push(item);
-                self.children(node, &base, "plugins", Parent::Route(idx));
             }
             "consumers" => {
-                let nested = [
-                    "plugins",
-                    "keyauth_credentials",
-                    "basicauth_credentials",
-                    "acls",
-                    "jwt_secrets",
-                ];
-                let idx = self.doc.consumers.len();
-                let item = self.decode::<RawConsumer>(node, path, parent, &nested);
-                let base = item.path.clone();
+                let item = self.decode(node, path, parent);
                 self.doc.consumers.push(item);
-                for key in nested {
-                    self.children(node, &base, key, Parent::Consumer(idx));
-                }
             }
             "upstreams" => {
-                let idx = self.doc.upstreams.len();
-                let item = self.decode::<RawUpstream>(node, path, parent, &["targets"]);
-                let base = item.path.clone();
+                let item = self.decode(node, path, parent);
                 self.doc.upstreams.push(item);
-                self.children(node, &base, "targets", Parent::Upstream(idx));
             }
             "certificates" => {
-                let idx = self.doc.certificates.len();
-                let item = self.decode::<RawCertificate>(node, path, parent, &["snis"]);
-                let base = item.path.clone();
+                let item = self.decode(node, path, parent);
                 self.doc.certificates.push(item);
-                self.children(node, &base, "snis", Parent::Certificate(idx));
             }
             "plugins" => {
-                let item = self.decode(node, path, parent, &[]);
+                let item = self.decode(node, path, parent);
                 self.doc.plugins.push(item);
             }
             "targets" => {
-                let item = self.decode(node, path, parent, &[]);
+                let item = self.decode(node, path, parent);
                 self.doc.targets.push(item);
             }
             "snis" => {
                 // Nested under a certificate, an SNI may be written as a bare name.
-                let item =
-                    if let (Some(Parent::Certificate(_)), Some(name)) = (parent, node.as_str()) {
-                        Item {
-                            raw: RawSni {
-                                name: Some(name.to_string()),
-                                ..RawSni::default()
-                            },
-                            path,
-                            node: node.clone(),
-                            parent,
-                            broken: false,
-                        }
-                    } else {
-                        self.decode(node, path, parent, &[])
-                    };
+                let item = match (parent, node.as_str()) {
+                    (Some(Parent::Certificate(_)), Some(name)) => Item {
+                        raw: RawSni {
+                            name: Some(name.to_string()),
+                            ..RawSni::default()
+                        },
+                        path,
+                        node,
+                        parent,
+                        broken: false,
+                    },
+                    _ => self.decode(node, path, parent),
+                };
                 self.doc.snis.push(item);
             }
             "ca_certificates" => {
-                let item = self.decode(node, path, parent, &[]);
+                let item = self.decode(node, path, parent);
                 self.doc.ca_certificates.push(item);
             }
             "keyauth_credentials" => {
-                let item = self.decode(node, path, parent, &[]);
+                let item = self.decode(node, path, parent);
                 self.doc.keyauth_credentials.push(item);
             }
             "basicauth_credentials" => {
-                let item = self.decode(node, path, parent, &[]);
+                let item = self.decode(node, path, parent);
                 self.doc.basicauth_credentials.push(item);
             }
             "acls" => {
-                let item = self.decode(node, path, parent, &[]);
+                let item = self.decode(node, path, parent);
                 self.doc.acls.push(item);
             }
             "jwt_secrets" => {
-                let item = self.decode(node, path, parent, &[]);
+                let item = self.decode(node, path, parent);
                 self.doc.jwt_secrets.push(item);
             }
             "custom_plugins" => {
-                let item = self.decode(node, path, parent, &[]);
+                let item = self.decode(node, path, parent);
                 self.doc.custom_plugins.push(item);
             }
             "cloned_plugins" => {
-                let item = self.decode(node, path, parent, &[]);
+                let item = self.decode(node, path, parent);
                 self.doc.cloned_plugins.push(item);
             }
             _ => unreachable!("entity kinds are checked against ENTITY_KEYS"),
         }
-    }
-
-    fn children(&mut self, parent_node: &Node, parent_path: &str, key: &str, parent: Parent) {
-        let Some(node) = parent_node.get(key) else {
-            return;
-        };
-        let path = format!("{parent_path}.{key}");
-        let Some(items) = self.array(node, &path) else {
-            return;
-        };
-        for (i, child) in items.iter().enumerate() {
-            self.entity(key, child, format!("{path}[{i}]"), Some(parent));
+        for (key, child) in children {
+            self.entities(key, child, &format!("{base}.{key}"), parent_of_children);
         }
     }
 
     /// Decodes a map node into `T`, reporting unknown fields and the first type error.
     fn decode<T: DeserializeOwned + Default>(
         &mut self,
-        node: &Node,
+        node: Node,
         path: String,
         parent: Option<Parent>,
-        children: &[&str],
     ) -> Item<T> {
-        // Keep the entity's own subtree, without its nested children (they are items of
-        // their own): a service with 10,000 nested routes must not be copied whole.
-        let own = match &node.value {
-            Value::Map(entries) if !children.is_empty() => Node {
-                loc: node.loc,
-                value: Value::Map(
-                    entries
-                        .iter()
-                        .filter(|e| !children.contains(&e.key.as_str()))
-                        .cloned()
-                        .collect(),
-                ),
-            },
-            _ => node.clone(),
-        };
         let mut item = Item {
             raw: T::default(),
             path,
-            node: own,
+            node,
             parent,
             broken: true,
         };
-        let Value::Map(entries) = &node.value else {
+        if !matches!(item.node.value, Value::Map(_)) {
             self.errs.at(
-                node.loc,
+                item.node.loc,
                 item.path.clone(),
-                format!("expected a map (object), found {}", node.type_name()),
+                format!("expected a map (object), found {}", item.node.type_name()),
             );
             return item;
-        };
-        let json = serde_json::Value::Object(
-            entries
-                .iter()
-                .filter(|e| {
-                    !children.contains(&e.key.as_str())
-                        && !ENTITY_META_KEYS.contains(&e.key.as_str())
-                })
-                .map(|e| (e.key.clone(), e.value.to_json()))
-                .collect(),
-        );
-        let (raw, problems) = decode_value::<T>(node, json);
+        }
+        let (raw, problems) = super::de::decode::<T>(&item.node, ENTITY_META_KEYS);
         for p in problems {
             let path = if p.field.is_empty() {
                 item.path.clone()
             } else {
                 format!("{}.{}", item.path, p.field)
             };
-            self.errs.at(p.loc, path, p.message);
+            self.errs.at(p.loc, path, friendly(&p.message));
         }
         if let Some(raw) = raw {
             item.raw = raw;
@@ -390,67 +378,28 @@ impl Loader<'_> {
     }
 }
 
-/// A problem found while decoding a value into a serde type.
-#[derive(Debug, Clone)]
-pub struct FieldProblem {
-    /// Where in the file.
-    pub loc: Loc,
-    /// Field path inside the value, e.g. `paths[1]` (empty for the value itself).
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-/// Decodes `json` (the JSON form of `node`, possibly with some keys removed) into `T`,
-/// reporting every unknown field and the first type error with their positions in `node`.
-/// Returns `None` when the value could not be decoded.
-pub fn decode_value<T: DeserializeOwned>(
-    node: &Node,
-    json: serde_json::Value,
-) -> (Option<T>, Vec<FieldProblem>) {
-    let mut problems = Vec::new();
-    let mut unknown: Vec<String> = Vec::new();
-    let mut on_ignored = |p: serde_ignored::Path| unknown.push(p.to_string());
-    let result: Result<T, _> =
-        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(json, &mut on_ignored));
-    for field in unknown {
-        let segs = parse_dotted(&field);
-        let loc = match segs.split_last() {
-            Some((PathSeg::Key(k), parent_segs)) => {
-                node.locate(parent_segs.iter().copied()).key_loc(k)
-            }
-            _ => node.locate(segs.iter().copied()).loc,
-        };
-        let shown = field.rsplit('.').next().unwrap_or(&field).to_string();
-        problems.push(FieldProblem {
-            loc,
-            field: dotted_to_path(&field),
-            message: format!("unknown field `{shown}`"),
-        });
+/// Takes the nested entity arrays named in `keys` out of a map node, in the order of `keys`.
+fn take_children(node: &mut Node, keys: &[&'static str]) -> Vec<(&'static str, Node)> {
+    let Value::Map(entries) = &mut node.value else {
+        return Vec::new();
+    };
+    if keys.is_empty() || !entries.iter().any(|e| keys.contains(&e.key.as_str())) {
+        return Vec::new();
     }
-    match result {
-        Ok(v) => (Some(v), problems),
-        Err(e) => {
-            let segs: Vec<PathSeg<'_>> = e
-                .path()
-                .iter()
-                .filter_map(|s| match s {
-                    serde_path_to_error::Segment::Seq { index } => Some(PathSeg::Index(*index)),
-                    serde_path_to_error::Segment::Map { key } => Some(PathSeg::Key(key)),
-                    _ => None,
-                })
-                .collect();
-            let loc = node.locate(segs.iter().copied()).loc;
-            let field = e.path().to_string();
-            problems.push(FieldProblem {
-                loc,
-                field: if field == "." { String::new() } else { field },
-                message: friendly(&e.inner().to_string()),
-            });
-            (None, problems)
+    let mut children = Vec::new();
+    let mut own = Vec::with_capacity(entries.len());
+    for entry in std::mem::take(entries) {
+        match keys.iter().copied().find(|k| *k == entry.key) {
+            Some(key) => children.push((key, entry.value)),
+            None => own.push(entry),
         }
     }
+    *entries = own;
+    children.sort_by_key(|(key, _)| keys.iter().position(|k| k == key));
+    children
 }
+
+pub use super::de::FieldProblem;
 
 /// `a.b[2].c` (an entity path) → segments.
 pub fn path_segments(path: &str) -> Vec<PathSeg<'_>> {
@@ -470,34 +419,6 @@ pub fn path_segments(path: &str) -> Vec<PathSeg<'_>> {
             }
         } else {
             out.push(PathSeg::Key(rest));
-        }
-    }
-    out
-}
-
-/// `a.0.b` (serde_ignored's path) → segments.
-fn parse_dotted(path: &str) -> Vec<PathSeg<'_>> {
-    // serde_ignored writes `?` for an Option's `Some`: not a key.
-    path.split('.')
-        .filter(|s| *s != "?")
-        .map(|s| match s.parse::<usize>() {
-            Ok(i) => PathSeg::Index(i),
-            Err(_) => PathSeg::Key(s),
-        })
-        .collect()
-}
-
-/// `a.0.b` → `a[0].b`
-fn dotted_to_path(path: &str) -> String {
-    let mut out = String::new();
-    for seg in path.split('.').filter(|s| *s != "?") {
-        if seg.parse::<usize>().is_ok() {
-            out.push_str(&format!("[{seg}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(seg);
         }
     }
     out

@@ -5,6 +5,7 @@
 //! defaults) → [`model::Config`], which `snapshot` compiles into the runtime.
 
 pub mod checks;
+mod de;
 pub mod error;
 mod json;
 pub mod load;
