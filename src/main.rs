@@ -244,8 +244,10 @@ fn print_load_error(e: &LoadError) {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
-    match snapshot::load_file(path, 0) {
+fn check(path: &std::path::Path, trust: TrustCheck) -> anyhow::Result<ExitCode> {
+    let loaded = snapshot::load_file(path, 0);
+    trust_checked(trust)?;
+    Ok(match loaded {
         Ok(snap) => {
             let c = &snap.config;
             println!(
@@ -257,16 +259,18 @@ fn check(path: &std::path::Path) -> ExitCode {
                 c.consumers.len(),
                 c.upstreams.len()
             );
+            // The process ends here: freeing 100,000 routes one by one would only cost time.
+            std::mem::forget(snap);
             ExitCode::SUCCESS
         }
         Err(e) => {
             print_load_error(&e);
             ExitCode::FAILURE
         }
-    }
+    })
 }
 
-fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
+fn serve(cli: Cli, trust: TrustCheck) -> anyhow::Result<ExitCode> {
     init_logging(cli.log_format, &cli.log_level);
     let snap = match snapshot::load_file(&cli.config, 1) {
         Ok(s) => s,
@@ -275,6 +279,7 @@ fn serve(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    trust_checked(trust)?;
     tracing::info!(
         config = %cli.config.display(),
         hash = %&snap.hash[..12],
@@ -450,16 +455,32 @@ fn tls_selector(
 }
 
 /// Settings of what Lua plugins may reach: sockets, TLS trust, modules, cache, vault.
-fn plugin_io(cli: &Cli) -> anyhow::Result<()> {
+/// Returns the check of the trusted CA bundle, running beside the config load (parsing the
+/// system bundle takes ~70 ms); wait for it with [`trust_checked`].
+fn plugin_io(cli: &Cli) -> anyhow::Result<TrustCheck> {
     use sluice::plugins::lua::{io, pdk};
     io::egress::set(cli.lua_socket_allow.clone());
     io::set_trusted_certificate(cli.lua_ssl_trusted_certificate.clone());
-    io::check_trusted_certificate()
-        .map_err(|e| anyhow::anyhow!("--lua-ssl-trusted-certificate: {e}"))?;
+    let trust = std::thread::Builder::new()
+        .name("tls-trust".into())
+        .spawn(io::check_trusted_certificate)
+        .context("spawning the CA bundle check")?;
     io::cache::set_capacity(cli.mem_cache_size);
     pdk::set_vault_env_prefix(cli.vault_env_prefix.clone());
     pdk::set_requires(&cli.lua_sandbox_requires)
-        .map_err(|e| anyhow::anyhow!("--lua-sandbox-requires: {e}"))
+        .map_err(|e| anyhow::anyhow!("--lua-sandbox-requires: {e}"))?;
+    Ok(trust)
+}
+
+/// The CA bundle check started by [`plugin_io`].
+type TrustCheck = std::thread::JoinHandle<Result<(), String>>;
+
+/// Waits for the CA bundle check; a bundle that cannot be loaded stops the start.
+fn trust_checked(trust: TrustCheck) -> anyhow::Result<()> {
+    trust
+        .join()
+        .map_err(|_| anyhow::anyhow!("the CA bundle check panicked"))?
+        .map_err(|e| anyhow::anyhow!("--lua-ssl-trusted-certificate: {e}"))
 }
 
 /// Kong's booleans in kong.conf and KONG_* variables: on/off (and true/false).
@@ -509,7 +530,7 @@ fn main() -> anyhow::Result<ExitCode> {
         cpu_budget: Duration::from_millis(cli.lua_cpu_budget_ms.max(1)),
         memory: cli.lua_memory_mb.max(1) << 20,
     });
-    plugin_io(&cli)?;
+    let trust = plugin_io(&cli)?;
     sluice::proxy::realip::set(
         sluice::proxy::realip::Settings::parse(
             &cli.trusted_ips,
@@ -519,7 +540,7 @@ fn main() -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     match &cli.command {
-        Some(Command::Check { path }) => Ok(check(path)),
+        Some(Command::Check { path }) => check(path, trust),
         Some(Command::Plugin {
             command: PluginCommand::Embed { dir, name, entry },
         }) => {
@@ -527,6 +548,6 @@ fn main() -> anyhow::Result<ExitCode> {
             print!("{yaml}");
             Ok(ExitCode::SUCCESS)
         }
-        None => serve(cli).context("proxy failed"),
+        None => serve(cli, trust).context("proxy failed"),
     }
 }

@@ -48,6 +48,13 @@ struct Index {
 }
 
 impl Index {
+    fn with_capacity(n: usize) -> Self {
+        Index {
+            by_id: HashMap::with_capacity(n),
+            by_name: HashMap::with_capacity(n),
+        }
+    }
+
     fn resolve(&self, r: &RawRef) -> Option<usize> {
         match r {
             RawRef::Key(k) => self.by_id.get(k).or_else(|| self.by_name.get(k)).copied(),
@@ -135,14 +142,15 @@ impl Validator<'_> {
         id
     }
 
-    fn unique<T>(
+    /// Reports `value` when an earlier item (named in `seen` by its path) used it already.
+    fn unique<'d, T>(
         &mut self,
-        seen: &mut HashMap<String, String>,
-        item: &Item<T>,
+        seen: &mut HashMap<String, &'d str>,
+        item: &'d Item<T>,
         field: &'static str,
         value: &str,
     ) {
-        if let Some(first) = seen.insert(value.to_string(), item.path.clone()) {
+        if let Some(first) = seen.insert(value.to_string(), &item.path) {
             self.err(
                 item,
                 &[PathSeg::Key(field)],
@@ -175,7 +183,7 @@ impl Validator<'_> {
     }
 
     fn services(&mut self, doc: &Document, cfg: &mut Config) {
-        let mut names = HashMap::new();
+        let mut names = HashMap::with_capacity(doc.services.len());
         for item in &doc.services {
             let r = &item.raw;
             let natural = r.name.clone().unwrap_or_else(|| item.path.clone());
@@ -302,7 +310,7 @@ impl Validator<'_> {
     }
 
     fn service_index(cfg: &Config) -> Index {
-        let mut idx = Index::default();
+        let mut idx = Index::with_capacity(cfg.services.len());
         for (i, s) in cfg.services.iter().enumerate() {
             idx.by_id.insert(s.id.clone(), i);
             if let Some(n) = &s.name {
@@ -352,7 +360,7 @@ impl Validator<'_> {
 
     fn routes(&mut self, doc: &Document, cfg: &mut Config) {
         let services = Self::service_index(cfg);
-        let mut names = HashMap::new();
+        let mut names = HashMap::with_capacity(doc.routes.len());
         for item in &doc.routes {
             let r = &item.raw;
             let nested = match item.parent {
@@ -550,7 +558,7 @@ impl Validator<'_> {
     }
 
     fn consumers(&mut self, doc: &Document, cfg: &mut Config) {
-        let mut usernames = HashMap::new();
+        let mut usernames = HashMap::with_capacity(doc.consumers.len());
         let mut custom_ids = HashMap::new();
         for item in &doc.consumers {
             let r = &item.raw;

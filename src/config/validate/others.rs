@@ -113,7 +113,7 @@ impl Validator<'_> {
     }
 
     fn consumer_index(cfg: &Config) -> Index {
-        let mut idx = Index::default();
+        let mut idx = Index::with_capacity(cfg.consumers.len());
         for (i, c) in cfg.consumers.iter().enumerate() {
             idx.by_id.insert(c.id.clone(), i);
             if let Some(u) = &c.username {
@@ -125,8 +125,8 @@ impl Validator<'_> {
 
     pub(super) fn credentials(&mut self, doc: &Document, cfg: &mut Config) {
         let consumers = Self::consumer_index(cfg);
-        let mut keys = HashMap::new();
-        let mut usernames = HashMap::new();
+        let mut keys = HashMap::with_capacity(doc.keyauth_credentials.len());
+        let mut usernames = HashMap::with_capacity(doc.basicauth_credentials.len());
         macro_rules! each {
             ($list:expr, $kind:literal, |$item:ident, $r:ident| $build:expr) => {
                 for $item in &$list {
@@ -226,14 +226,18 @@ impl Validator<'_> {
     pub(super) fn plugins(&mut self, doc: &Document, cfg: &mut Config) {
         let services = Self::service_index(cfg);
         let consumers = Self::consumer_index(cfg);
+        // Only plugins written at the top level name their route: most configs need no index.
         let mut routes = Index::default();
-        for (i, r) in cfg.routes.iter().enumerate() {
-            routes.by_id.insert(r.id.clone(), i);
-            if let Some(n) = &r.name {
-                routes.by_name.insert(n.clone(), i);
+        if doc.plugins.iter().any(|p| p.raw.route.is_some()) {
+            routes = Index::with_capacity(cfg.routes.len());
+            for (i, r) in cfg.routes.iter().enumerate() {
+                routes.by_id.insert(r.id.clone(), i);
+                if let Some(n) = &r.name {
+                    routes.by_name.insert(n.clone(), i);
+                }
             }
         }
-        let mut scopes: HashMap<String, String> = HashMap::new();
+        let mut scopes: HashMap<String, String> = HashMap::with_capacity(doc.plugins.len());
         let mut instance_names = HashMap::new();
         for item in &doc.plugins {
             let r = &item.raw;
