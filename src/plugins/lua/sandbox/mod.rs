@@ -322,6 +322,57 @@ fn hooked_coroutines(lua: &Lua, coroutine: &Table) -> mlua::Result<()> {
 /// library functions, `getmetatable` limited to tables, and the given extra globals
 /// (`kong`, `ngx`, `require`).
 pub fn plugin_env(lua: &Lua, extra: &[(&str, Value)]) -> mlua::Result<Table> {
+    // The copying runs in Lua from a prototype built once per VM: one call instead of a
+    // protected call per key from Rust (a tenth of the time of a 100-plugin reload).
+    let maker = match lua.named_registry_value::<Option<mlua::Function>>(ENV_MAKER)? {
+        Some(f) => f,
+        None => {
+            let libraries = lua.create_sequence_from(LIBRARIES.iter().map(|(name, _)| *name))?;
+            let f: mlua::Function = lua
+                .load(
+                    "local proto, libraries = ... \n\
+                     local next = next \n\
+                     local copied = {} \n\
+                     for _, name in ipairs(libraries) do copied[name] = true end \n\
+                     return function() \n\
+                       local env = {} \n\
+                       for k, v in next, proto do \n\
+                         if copied[k] then \n\
+                           local copy = {} \n\
+                           for k2, v2 in next, v do copy[k2] = v2 end \n\
+                           v = copy \n\
+                         end \n\
+                         env[k] = v \n\
+                       end \n\
+                       return env \n\
+                     end",
+                )
+                .set_name("=sluice.env")
+                .set_mode(mlua::chunk::ChunkMode::Text)
+                .call((env_prototype(lua)?, libraries))?;
+            lua.set_named_registry_value(ENV_MAKER, &f)?;
+            f
+        }
+    };
+    let env: Table = maker.call(())?;
+    // `ngx` becomes this environment's own view of the shared one (readonly.rs).
+    let overlay = lua.named_registry_value::<Option<mlua::Function>>(NGX_OVERLAY)?;
+    for (name, value) in extra {
+        match (&overlay, *name) {
+            (Some(make), "ngx") => env.set("ngx", make.call::<Value>(value.clone())?)?,
+            _ => env.set(*name, value.clone())?,
+        }
+    }
+    env.set("_G", env.clone())?;
+    Ok(env)
+}
+
+/// Registry key of the function that makes a plugin environment from the prototype.
+const ENV_MAKER: &str = "sluice.env_maker";
+
+/// What every plugin environment starts from (never handed to plugin code itself: each
+/// environment gets its own copy of it and of its library tables).
+fn env_prototype(lua: &Lua) -> mlua::Result<Table> {
     let globals = lua.globals();
     let env = lua.create_table()?;
     for name in GLOBALS {
@@ -378,15 +429,6 @@ pub fn plugin_env(lua: &Lua, extra: &[(&str, Value)]) -> mlua::Result<Table> {
     )?;
     let setmetatable: mlua::Function = globals.get("setmetatable")?;
     env.set("setmetatable", setmetatable)?;
-    // `ngx` becomes this environment's own view of the shared one (readonly.rs).
-    let overlay = lua.named_registry_value::<Option<mlua::Function>>(NGX_OVERLAY)?;
-    for (name, value) in extra {
-        match (&overlay, *name) {
-            (Some(make), "ngx") => env.set("ngx", make.call::<Value>(value.clone())?)?,
-            _ => env.set(*name, value.clone())?,
-        }
-    }
-    env.set("_G", env.clone())?;
     Ok(env)
 }
 
