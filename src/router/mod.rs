@@ -27,6 +27,7 @@ mod literal;
 mod matcher;
 mod normalize;
 mod regex_cache;
+pub use regex_cache::is_live_route_regex;
 mod trie;
 mod upstream;
 

@@ -141,6 +141,16 @@ fn cache() -> std::sync::MutexGuard<'static, Cache> {
     CACHE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Whether a live snapshot holds the route regex `regex` (a path without its `~`): it was
+/// checked when that snapshot loaded, so a reload that keeps it need not parse it again.
+pub fn is_live_route_regex(regex: &str) -> bool {
+    let key = format!("^{regex}");
+    cache()
+        .entries
+        .get(key.as_str())
+        .is_some_and(|e| e.pattern.strong_count() > 0)
+}
+
 impl LazyRegex {
     /// Checks `pattern` (unless a live snapshot holds it) and keeps its text. The error is the
     /// `regex` crate's message.
@@ -295,6 +305,15 @@ fn shared(pattern: &Arc<str>) -> Arc<Compiled> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pattern_is_live_while_a_snapshot_holds_it() {
+        assert!(!is_live_route_regex("/live-test/(?<id>\\d+)$"));
+        let held = LazyRegex::new(r"^/live-test/(?<id>\d+)$").unwrap();
+        assert!(is_live_route_regex(r"/live-test/(?<id>\d+)$"));
+        drop(held);
+        assert!(!is_live_route_regex(r"/live-test/(?<id>\d+)$"));
+    }
 
     #[test]
     fn invalid_or_oversized_patterns_are_refused_at_load() {
