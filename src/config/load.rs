@@ -250,42 +250,42 @@ impl Loader<'_> {
         };
         let children = take_children(&mut node, nested);
         let base = path.clone();
+        // The parents of nested children are the items pushed here (their index is the length).
         let parent_of_children = match kind {
-            "services" => Some(Parent::Service(self.doc.services.len())),
-            "routes" => Some(Parent::Route(self.doc.routes.len())),
-            "consumers" => Some(Parent::Consumer(self.doc.consumers.len())),
-            "upstreams" => Some(Parent::Upstream(self.doc.upstreams.len())),
-            "certificates" => Some(Parent::Certificate(self.doc.certificates.len())),
-            _ => None,
-        };
-        match kind {
             "services" => {
                 let item = self.decode(node, path, parent);
                 self.doc.services.push(item);
+                Some(Parent::Service(self.doc.services.len() - 1))
             }
             "routes" => {
                 let item = self.decode(node, path, parent);
                 self.doc.routes.push(item);
+                Some(Parent::Route(self.doc.routes.len() - 1))
             }
             "consumers" => {
                 let item = self.decode(node, path, parent);
                 self.doc.consumers.push(item);
+                Some(Parent::Consumer(self.doc.consumers.len() - 1))
             }
             "upstreams" => {
                 let item = self.decode(node, path, parent);
                 self.doc.upstreams.push(item);
+                Some(Parent::Upstream(self.doc.upstreams.len() - 1))
             }
             "certificates" => {
                 let item = self.decode(node, path, parent);
                 self.doc.certificates.push(item);
+                Some(Parent::Certificate(self.doc.certificates.len() - 1))
             }
             "plugins" => {
                 let item = self.decode(node, path, parent);
                 self.doc.plugins.push(item);
+                None
             }
             "targets" => {
                 let item = self.decode(node, path, parent);
                 self.doc.targets.push(item);
+                None
             }
             "snis" => {
                 // Nested under a certificate, an SNI may be written as a bare name.
@@ -303,37 +303,45 @@ impl Loader<'_> {
                     _ => self.decode(node, path, parent),
                 };
                 self.doc.snis.push(item);
+                None
             }
             "ca_certificates" => {
                 let item = self.decode(node, path, parent);
                 self.doc.ca_certificates.push(item);
+                None
             }
             "keyauth_credentials" => {
                 let item = self.decode(node, path, parent);
                 self.doc.keyauth_credentials.push(item);
+                None
             }
             "basicauth_credentials" => {
                 let item = self.decode(node, path, parent);
                 self.doc.basicauth_credentials.push(item);
+                None
             }
             "acls" => {
                 let item = self.decode(node, path, parent);
                 self.doc.acls.push(item);
+                None
             }
             "jwt_secrets" => {
                 let item = self.decode(node, path, parent);
                 self.doc.jwt_secrets.push(item);
+                None
             }
             "custom_plugins" => {
                 let item = self.decode(node, path, parent);
                 self.doc.custom_plugins.push(item);
+                None
             }
             "cloned_plugins" => {
                 let item = self.decode(node, path, parent);
                 self.doc.cloned_plugins.push(item);
+                None
             }
             _ => unreachable!("entity kinds are checked against ENTITY_KEYS"),
-        }
+        };
         for (key, child) in children {
             self.entities(key, child, &format!("{base}.{key}"), parent_of_children);
         }
@@ -398,8 +406,6 @@ fn take_children(node: &mut Node, keys: &[&'static str]) -> Vec<(&'static str, N
     children.sort_by_key(|(key, _)| keys.iter().position(|k| k == key));
     children
 }
-
-pub use super::de::FieldProblem;
 
 /// `a.b[2].c` (an entity path) → segments.
 pub fn path_segments(path: &str) -> Vec<PathSeg<'_>> {
