@@ -33,13 +33,26 @@ pub fn from_str(text: &str, source: &str) -> Result<Config, LoadError> {
     Ok(config)
 }
 
+/// Drops `value` on a short-lived thread of its own: freeing a large config's parse tree takes
+/// milliseconds that a reload need not wait for.
+pub fn drop_elsewhere<T: Send + 'static>(value: T) {
+    if std::thread::Builder::new()
+        .name("drop".into())
+        .spawn(move || drop(value))
+        .is_err()
+    {
+        // No thread to be had: the value was moved into the failed closure and freed here.
+    }
+}
+
 /// Validates a declarative text and returns the config with the errors found so far, so that
 /// later stages (plugin schemas) can add theirs and a file reports all its errors at once.
 /// The config is only usable when there are no errors.
 pub fn validate_str(text: &str, source: &str) -> (Config, error::Errors) {
     let mut errs = error::Errors::new(source);
     let doc = load::load(text, &mut errs);
-    let mut config = validate::validate(doc, &mut errs);
+    let mut config = validate::validate(&doc, &mut errs);
+    drop_elsewhere(doc);
     config.source = source.to_string();
     (config, errs)
 }

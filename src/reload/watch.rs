@@ -3,8 +3,9 @@
 //! The watcher watches the file's directory, not the file: editors write a temporary file and
 //! rename it over the original, and a Kubernetes ConfigMap mount swaps its `..data` symlink to a
 //! new timestamped directory; neither changes the inode a file watch would follow. Any event in
-//! the directory wakes the watcher; a burst of events is debounced into one reload, and a reload
-//! whose text is unchanged is a no-op.
+//! the directory wakes the watcher. An event that ends an edit (a write-close of the file, a rename
+//! onto it or onto `..data`) reloads at once; other events are debounced into one reload. A
+//! reload whose text is unchanged is a no-op.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,37 +81,63 @@ fn relevant_names(path: &Path) -> Vec<String> {
     names
 }
 
-/// Whether an event may have changed the config file's content: a change, or the end of a
-/// write (not an open or a read), to the config file, the file it links to, or a ConfigMap's
-/// `..` entries. Other files in the directory, such as logs, must not delay or trigger reloads,
-/// and neither may reading the file: inotify reports opens, and the reload itself opens the file, so counting them
-/// re-read the file every debounce period forever and reverted a `POST /config` whenever
-/// anything read the file.
-fn is_relevant(event: &notify::Event, names: &[String]) -> bool {
-    use notify::event::{AccessKind, AccessMode};
-    if let notify::EventKind::Access(access) = event.kind {
-        if access != AccessKind::Close(AccessMode::Write) {
-            return false;
-        }
-    }
-    event.paths.iter().any(|p| {
+/// What an event says about the config file's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Nothing: another file, or an open or a read.
+    None,
+    /// Part of an edit that may go on (a truncation, a write, a create): wait for quiet.
+    Partial,
+    /// The end of an edit: a write-close of the file, or a rename onto its name or onto a
+    /// ConfigMap's `..data`. The new text is complete, so reload without waiting.
+    Complete,
+}
+
+/// Classifies an event for the config file. Other files in the directory, such as logs, must
+/// not delay or trigger reloads, and neither may reading the file: inotify reports opens, and
+/// the reload itself opens the file, so counting them re-read the file every debounce period
+/// forever and reverted a `POST /config` whenever anything read the file.
+fn classify(event: &notify::Event, names: &[String]) -> Change {
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    use notify::EventKind;
+    let named = |p: &PathBuf| {
         p.file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| names.iter().any(|x| x == n) || n.starts_with(".."))
-    })
+    };
+    let finishing = match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => return Change::None,
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => true,
+        // `Both` carries the old name then the new one; only the new one is what now exists.
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+            return match event.paths.last() {
+                Some(to) if named(to) => Change::Complete,
+                _ if event.paths.iter().any(named) => Change::Partial,
+                _ => Change::None,
+            };
+        }
+        _ => false,
+    };
+    match (event.paths.iter().any(named), finishing) {
+        (false, _) => Change::None,
+        (true, true) => Change::Complete,
+        (true, false) => Change::Partial,
+    }
 }
 
 #[async_trait]
 impl BackgroundService for FileWatcher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
         let names = relevant_names(self.reloader.path());
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             let Ok(event) = res else {
                 return;
             };
-            if is_relevant(&event, &names) {
-                let _ = tx.send(());
+            let change = classify(&event, &names);
+            if change != Change::None {
+                let _ = tx.send(change);
             }
         });
         let mut watcher = match watcher {
@@ -131,18 +158,28 @@ impl BackgroundService for FileWatcher {
             }
         }
         loop {
-            tokio::select! {
+            let first = tokio::select! {
                 _ = shutdown.changed() => return,
-                ev = rx.recv() => if ev.is_none() { return },
+                ev = rx.recv() => match ev {
+                    Some(change) => change,
+                    None => return,
+                },
+            };
+            // An edit that is known to be finished reloads at once (after taking the events
+            // already queued with it); anything else waits until the directory has been quiet
+            // for DEBOUNCE (at most MAX_DELAY) or an event says the edit is finished.
+            let mut complete = first == Change::Complete;
+            while let Ok(change) = rx.try_recv() {
+                complete |= change == Change::Complete;
             }
-            // Debounce: wait until the directory has been quiet for DEBOUNCE (at most MAX_DELAY).
             let deadline = tokio::time::Instant::now() + MAX_DELAY;
-            while let Ok(Some(())) = tokio::time::timeout_at(
-                (tokio::time::Instant::now() + DEBOUNCE).min(deadline),
-                rx.recv(),
-            )
-            .await
-            {}
+            while !complete {
+                let quiet = (tokio::time::Instant::now() + DEBOUNCE).min(deadline);
+                match tokio::time::timeout_at(quiet, rx.recv()).await {
+                    Ok(Some(change)) => complete = change == Change::Complete,
+                    Ok(None) | Err(_) => break,
+                }
+            }
             let reloader = self.reloader.clone();
             // Compiling a large config is CPU work: keep it off the async workers.
             let _ = tokio::task::spawn_blocking(move || reloader.reload_file("file change")).await;
@@ -239,10 +276,10 @@ impl ShutdownSignalWatch for Signals {
 
 #[cfg(test)]
 mod tests {
-    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
     use notify::{Event, EventKind};
 
-    use super::is_relevant;
+    use super::{classify, Change};
 
     fn event(kind: EventKind, path: &str) -> Event {
         Event::new(kind).add_path(path.into())
@@ -256,22 +293,53 @@ mod tests {
             EventKind::Access(AccessKind::Read),
             EventKind::Access(AccessKind::Close(AccessMode::Read)),
         ] {
-            assert!(!is_relevant(&event(kind, "/etc/kong/kong.yaml"), &names));
+            let ev = event(kind, "/etc/kong/kong.yaml");
+            assert_eq!(classify(&ev, &names), Change::None, "{kind:?}");
         }
-        for kind in [
-            EventKind::Modify(ModifyKind::Any),
-            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
-            EventKind::Create(CreateKind::File),
-            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        let other = event(EventKind::Create(CreateKind::Any), "/etc/kong/access.log");
+        assert_eq!(classify(&other, &names), Change::None);
+    }
+
+    #[test]
+    fn the_end_of_an_edit_reloads_at_once_and_its_middle_waits() {
+        let names = vec!["kong.yaml".to_string()];
+        // A write-close ends an edit made in place; a rename onto the name ends an editor's
+        // save; a rename onto `..data` ends a ConfigMap update.
+        for (kind, path) in [
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                "/etc/kong/kong.yaml",
+            ),
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+                "/etc/kong/kong.yaml",
+            ),
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+                "/etc/kong/..data",
+            ),
         ] {
-            // A write-close ends an edit made in place.
-            assert!(
-                is_relevant(&event(kind, "/etc/kong/kong.yaml"), &names),
-                "{kind:?}"
-            );
+            assert_eq!(classify(&event(kind, path), &names), Change::Complete);
         }
-        let swap = EventKind::Create(CreateKind::Any);
-        assert!(is_relevant(&event(swap, "/etc/kong/..data"), &names));
-        assert!(!is_relevant(&event(swap, "/etc/kong/access.log"), &names));
+        // The file may still be half written after these.
+        for (kind, path) in [
+            (EventKind::Modify(ModifyKind::Any), "/etc/kong/kong.yaml"),
+            (EventKind::Create(CreateKind::File), "/etc/kong/kong.yaml"),
+            (EventKind::Create(CreateKind::Any), "/etc/kong/..data_tmp"),
+            (EventKind::Remove(RemoveKind::Any), "/etc/kong/kong.yaml"),
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+                "/etc/kong/kong.yaml",
+            ),
+        ] {
+            assert_eq!(classify(&event(kind, path), &names), Change::Partial);
+        }
+        // A rename pair counts by where it lands: saving over the file completes an edit,
+        // moving the file away does not.
+        let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        let saved = event(both, "/etc/kong/.kong.yaml.swp").add_path("/etc/kong/kong.yaml".into());
+        assert_eq!(classify(&saved, &names), Change::Complete);
+        let moved = event(both, "/etc/kong/kong.yaml").add_path("/etc/kong/kong.yaml~".into());
+        assert_eq!(classify(&moved, &names), Change::Partial);
     }
 }

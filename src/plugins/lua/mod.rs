@@ -9,6 +9,8 @@ pub mod sandbox;
 pub mod schema;
 pub mod util;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use mlua::{Lua, Table, Value};
@@ -96,7 +98,12 @@ pub struct Loader {
     lua: Lua,
     globals: Vec<(&'static str, Value)>,
     schemas: Vec<(String, schema::Schema)>,
+    /// Outcomes of `validate` by plugin, scope and config text: a config applied to many
+    /// routes (a KongPlugin on every Ingress) is checked once.
+    validated: RefCell<HashMap<String, Validated>>,
 }
+
+type Validated = Result<serde_json::Value, Vec<schema::Problem>>;
 
 /// Names of the handler methods Kong knows.
 const PHASE_METHODS: &[(&str, Option<Phase>)] = &[
@@ -120,6 +127,7 @@ impl Loader {
             lua,
             globals,
             schemas: Vec::new(),
+            validated: RefCell::default(),
         })
     }
 
@@ -263,12 +271,17 @@ impl Loader {
     /// Validates an instance's config against the plugin's schema (defaults filled in).
     /// `scope` lists the instance's bindings ("route", "service", "consumer") for the schema's
     /// `no_route`/`no_service`/`no_consumer` restrictions.
-    pub fn validate(
-        &self,
-        plugin: &str,
-        config: &serde_json::Value,
-        scope: &[&str],
-    ) -> Result<serde_json::Value, Vec<schema::Problem>> {
+    pub fn validate(&self, plugin: &str, config: &serde_json::Value, scope: &[&str]) -> Validated {
+        let key = format!("{plugin}\n{}\n{config}", scope.join(","));
+        if let Some(done) = self.validated.borrow().get(&key) {
+            return done.clone();
+        }
+        let done = self.validate_once(plugin, config, scope);
+        self.validated.borrow_mut().insert(key, done.clone());
+        done
+    }
+
+    fn validate_once(&self, plugin: &str, config: &serde_json::Value, scope: &[&str]) -> Validated {
         let Some((_, schema)) = self.schemas.iter().find(|(n, _)| n == plugin) else {
             return Err(vec![schema::Problem {
                 field: String::new(),
