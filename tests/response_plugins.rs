@@ -383,3 +383,72 @@ async fn correlation_id_generators_and_echo() {
     assert_eq!(fields[0], "127.0.0.1");
     assert_eq!(fields[1], proxy.addr.port().to_string());
 }
+
+/// Kong 3.9's `redirect`: the status and Location of Kong's spec (45-redirect/02-access_spec),
+/// the request's path and query kept only when asked, the upstream never called.
+#[tokio::test]
+async fn redirect_answers_with_location_and_never_calls_the_upstream() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&config(
+        &up,
+        r#"
+- name: default
+  paths: [/default]
+  plugins:
+    - name: redirect
+      config: {location: "https://example.com"}
+- name: custom
+  paths: [/custom]
+  plugins:
+    - name: redirect
+      config: {status_code: 302, location: "https://example.com/path?foo=bar"}
+- name: keep
+  paths: [/keep]
+  plugins:
+    - name: redirect
+      config: {location: "https://example.com/some_path?foo=bar", keep_incoming_path: true}
+"#,
+    ))
+    .await;
+    let r = proxy.get("/default/x", &[]).await;
+    assert_eq!(r.status, 301, "{}\n{}", r.text(), proxy.stderr());
+    assert_eq!(r.header("location"), Some("https://example.com"));
+    assert_eq!(r.text(), "redirecting");
+
+    let r = proxy.get("/custom?keep=this", &[]).await;
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some("https://example.com/path?foo=bar")
+    );
+
+    let r = proxy.get("/keep/a/../b%41?keep=this", &[]).await;
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some("https://example.com/keep/bA?keep=this"),
+        "the normalised path and the raw query replace the location's"
+    );
+    let r = proxy.get("/keep/c", &[]).await;
+    assert_eq!(r.header("location"), Some("https://example.com/keep/c"));
+    assert!(up.seen().is_empty(), "{:?}", up.seen());
+}
+
+/// `location` is required and must be a URL; a status outside 100–599 is refused.
+#[test]
+fn redirect_config_is_checked() {
+    for (conf, expected) in [
+        ("{}", "config.location: required field missing"),
+        ("{location: \"not a url\"}", "config.location"),
+        (
+            "{location: \"https://example.com\", status_code: 600}",
+            "config.status_code: value should be between 100 and 599",
+        ),
+    ] {
+        let text =
+            format!("_format_version: \"3.0\"\nplugins:\n  - name: redirect\n    config: {conf}\n");
+        let (ok, err) = common::check_file(&text, "kong.yaml");
+        assert!(!ok, "{conf} was accepted");
+        assert!(err.contains(expected), "{conf}: {err}");
+    }
+}

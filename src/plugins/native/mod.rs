@@ -20,6 +20,7 @@ pub(crate) mod log_serializer;
 pub(crate) mod multipart;
 mod prometheus;
 mod rate_limiting;
+mod redirect;
 pub mod redis;
 mod request_size_limiting;
 mod request_termination;
@@ -117,6 +118,7 @@ pub static BUNDLED: &[&Bundled] = &[
     &ip_restriction::PLUGIN,
     &key_auth::PLUGIN,
     &request_size_limiting::PLUGIN,
+    &redirect::PLUGIN,
 ];
 
 /// The bundled plugins as definitions.
