@@ -7,6 +7,8 @@
 pub mod admin;
 pub mod balancer;
 pub mod config;
+pub mod env;
+pub mod listen;
 pub mod metrics;
 pub mod plugins;
 pub mod proxy;

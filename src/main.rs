@@ -17,6 +17,7 @@ use pingora::services::listening::Service;
 
 use sluice::admin::Admin;
 use sluice::config::LoadError;
+use sluice::listen::Listener;
 use sluice::metrics::Metrics;
 use sluice::proxy::Gateway;
 use sluice::reload::watch::{Drain, FileWatcher, Signals};
@@ -32,9 +33,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The declarative configuration (Kong decK format, `_format_version: "3.0"`).
-    #[arg(long, short = 'c', env = "PROXY_CONFIG", default_value = "kong.yaml")]
-    config: PathBuf,
+    /// The declarative configuration (Kong decK format, `_format_version: "3.0"`); also read
+    /// from KONG_DECLARATIVE_CONFIG. Default: `kong.yaml`, and when that file does not exist
+    /// the gateway starts with no configuration (not ready) and waits for `POST /config`, as
+    /// a DB-less Kong without declarative_config does (the Kong Ingress Controller's setup).
+    #[arg(long, short = 'c', env = "PROXY_CONFIG")]
+    config: Option<PathBuf>,
     /// Address to serve HTTP on; repeat for several.
     #[arg(
         long,
@@ -71,9 +75,23 @@ struct Cli {
     /// Log filter (tracing's syntax, e.g. `info` or `sluice=debug`); RUST_LOG overrides it.
     #[arg(long, default_value = "info", env = "PROXY_LOG_LEVEL")]
     log_level: String,
-    /// Admin API address (Kong's default port; loopback only unless you say otherwise), or `off`.
+    /// Admin API addresses in Kong's syntax (`ip:port [ssl] [http2] ...`, comma-separated),
+    /// or `off`. Loopback by default; `ssl` serves it over TLS with the proxy's certificates.
     #[arg(long, env = "PROXY_ADMIN_LISTEN", default_value = "127.0.0.1:8001")]
     admin_listen: String,
+    /// Status API addresses (Kong's `status_listen`: `GET /status`, `/status/ready`,
+    /// `/metrics`, no credentials), or `off`.
+    #[arg(long, env = "PROXY_STATUS_LISTEN", default_value = "off")]
+    status_listen: String,
+    /// The Kong version the admin API reports in `GET /` (clients such as the Kong Ingress
+    /// Controller choose their behaviour by it): the newest Kong OSS release whose behaviour
+    /// this gateway reproduces.
+    #[arg(long, env = "PROXY_KONG_COMPAT_VERSION", default_value = "3.9.1", value_parser = parse_semver)]
+    kong_compat_version: String,
+    /// Kong's router_flavor, as reported by `GET /`: `traditional_compatible` (Kong's default)
+    /// or `traditional`; both route with Kong's traditional_compatible rules (KONG.md).
+    #[arg(long, env = "PROXY_ROUTER_FLAVOR", default_value = "traditional_compatible", value_parser = ["traditional", "traditional_compatible"])]
+    router_flavor: String,
     /// Require `Authorization: Bearer <token>` on the admin API.
     #[arg(long, env = "PROXY_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -159,7 +177,7 @@ struct Cli {
     #[arg(long, env = "KONG_REAL_IP_RECURSIVE", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     real_ip_recursive: bool,
     /// Do not log one line per request.
-    #[arg(long)]
+    #[arg(long, env = "PROXY_NO_ACCESS_LOG")]
     no_access_log: bool,
     /// Seconds to keep accepting after SIGTERM before closing the listeners (lets a load
     /// balancer stop sending traffic first).
@@ -270,10 +288,31 @@ fn check(path: &std::path::Path, trust: TrustCheck) -> anyhow::Result<ExitCode> 
     })
 }
 
-fn serve(cli: Cli, trust: TrustCheck) -> anyhow::Result<ExitCode> {
+fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow::Result<ExitCode> {
     init_logging(cli.log_format, &cli.log_level);
-    let snap = match snapshot::load_file(&cli.config, 1) {
+    for (from, to, value) in &kong_env.mapped {
+        tracing::info!("{from} read as {to}={value}");
+    }
+    if !kong_env.unused.is_empty() {
+        tracing::info!(variables = ?kong_env.unused, "Kong settings this gateway does not read");
+    }
+    let explicit = cli
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("KONG_DECLARATIVE_CONFIG").map(PathBuf::from));
+    let config_path = explicit
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("kong.yaml"));
+    let snap = match snapshot::load_file(&config_path, 1) {
         Ok(s) => s,
+        Err(LoadError::Io { source, .. })
+            if explicit.is_none() && source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            tracing::warn!(
+                "no kong.yaml here and no --config given: starting with no configuration (not ready until POST /config)"
+            );
+            snapshot::empty(1)
+        }
         Err(e) => {
             print_load_error(&e);
             return Ok(ExitCode::FAILURE);
@@ -281,7 +320,7 @@ fn serve(cli: Cli, trust: TrustCheck) -> anyhow::Result<ExitCode> {
     };
     trust_checked(trust)?;
     tracing::info!(
-        config = %cli.config.display(),
+        config = %config_path.display(),
         hash = %&snap.hash[..12],
         services = snap.config.services.len(),
         routes = snap.config.routes.len(),
@@ -291,11 +330,7 @@ fn serve(cli: Cli, trust: TrustCheck) -> anyhow::Result<ExitCode> {
     sluice::reload::release_freed_memory();
     let state = Arc::new(ArcSwap::from_pointee(snap));
     let metrics = Arc::new(Metrics::new());
-    let reloader = Arc::new(Reloader::new(
-        cli.config.clone(),
-        state.clone(),
-        metrics.clone(),
-    ));
+    let reloader = Arc::new(Reloader::new(config_path, state.clone(), metrics.clone()));
 
     let workers = cli
         .workers
@@ -368,21 +403,23 @@ fn serve(cli: Cli, trust: TrustCheck) -> anyhow::Result<ExitCode> {
     );
     let mut proxy_protocol = Vec::new();
     let mut plain = Vec::new();
-    for entry in &cli.listen {
-        let (addr, pp) = parse_listen(entry)?;
-        if pp {
-            proxy_protocol.push(addr.clone());
-        }
-        service.add_tcp(&addr);
-        plain.push(addr);
-    }
     let mut tls_listen = Vec::new();
-    for entry in cli.listen_tls.iter().filter(|a| *a != "off") {
-        let (addr, pp) = parse_listen(entry)?;
-        if pp {
-            proxy_protocol.push(addr.clone());
+    let mut proxy_listeners = Vec::new();
+    for entry in cli.listen.iter().chain(&cli.listen_tls) {
+        let from_tls_flag = cli.listen_tls.contains(entry);
+        for mut l in Listener::parse_list(entry).map_err(anyhow::Error::msg)? {
+            l.ssl |= from_tls_flag;
+            if l.proxy_protocol {
+                proxy_protocol.push(l.addr.clone());
+            }
+            if l.ssl {
+                tls_listen.push(l.addr.clone());
+            } else {
+                service.add_tcp(&l.addr);
+                plain.push(l.addr.clone());
+            }
+            proxy_listeners.push(l);
         }
-        tls_listen.push(addr);
     }
     if !proxy_protocol.is_empty() {
         let addrs = proxy_protocol
@@ -398,7 +435,7 @@ fn serve(cli: Cli, trust: TrustCheck) -> anyhow::Result<ExitCode> {
             .set_pre_tls_callback(std::sync::Arc::new(reader));
     }
     if !tls_listen.is_empty() {
-        let tls_selector = tls_selector(&cli, tls_state)?;
+        let tls_selector = tls_selector(&cli, tls_state.clone())?;
         for addr in &tls_listen {
             let mut settings = pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(
                 tls_selector.clone(),
@@ -411,12 +448,46 @@ fn serve(cli: Cli, trust: TrustCheck) -> anyhow::Result<ExitCode> {
     tracing::info!(listen = ?plain, listen_tls = ?tls_listen, ?proxy_protocol, workers, "serving");
     server.add_service(service);
 
-    if cli.admin_listen != "off" {
-        let admin = Admin::new(reloader.clone(), metrics, cli.admin_token.clone());
-        let mut admin_service = Service::new("admin API".to_string(), admin);
-        admin_service.add_tcp(&cli.admin_listen);
+    let admin_listeners = Listener::parse_list(&cli.admin_listen).map_err(anyhow::Error::msg)?;
+    let status_listeners = Listener::parse_list(&cli.status_listen).map_err(anyhow::Error::msg)?;
+    let node = Arc::new(sluice::admin::Node {
+        kong_version: cli.kong_compat_version.clone(),
+        router_flavor: cli.router_flavor.clone(),
+        proxy_listeners,
+        admin_listeners: admin_listeners.clone(),
+        status_listeners: status_listeners.clone(),
+        node_id: uuid::Uuid::new_v4().to_string(),
+        log_level: cli.log_level.clone(),
+    });
+    for (what, listeners, status_only) in [
+        ("admin API", admin_listeners, false),
+        ("status API", status_listeners, true),
+    ] {
+        if listeners.is_empty() {
+            continue;
+        }
+        let admin = Admin::new(
+            reloader.clone(),
+            metrics.clone(),
+            cli.admin_token.clone(),
+            node.clone(),
+            status_only,
+        );
+        let mut admin_service = Service::new(what.to_string(), admin);
+        for l in &listeners {
+            if l.ssl {
+                let selector = tls_selector(&cli, tls_state.clone())?;
+                let mut settings =
+                    pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(selector))
+                        .context("TLS settings")?;
+                settings.enable_h2();
+                admin_service.add_tls_with_settings(&l.addr, None, settings);
+            } else {
+                admin_service.add_tcp(&l.addr);
+            }
+        }
         admin_service.threads = Some(1);
-        tracing::info!(listen = %cli.admin_listen, "admin API");
+        tracing::info!(listen = ?listeners.iter().map(Listener::kong_string).collect::<Vec<_>>(), "{what}");
         server.add_service(admin_service);
     }
     if !cli.no_watch {
@@ -494,25 +565,20 @@ fn parse_on_off(v: &str) -> Result<bool, String> {
 
 /// A listen entry as Kong writes it: `address [flag ...]`; the address and whether the
 /// listener speaks PROXY protocol.
-fn parse_listen(entry: &str) -> anyhow::Result<(String, bool)> {
-    let mut parts = entry.split_whitespace();
-    let addr = parts
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("empty listen entry"))?
-        .to_string();
-    let mut proxy_protocol = false;
-    for flag in parts {
-        match flag {
-            "proxy_protocol" => proxy_protocol = true,
-            // What these ask nginx for is what every listener here does.
-            "http2" | "reuseport" | "deferred" | "bind" => {}
-            "ssl" => anyhow::bail!("{entry:?}: give TLS listeners with --listen-tls"),
-            other => anyhow::bail!(
-                "{entry:?}: unknown listen flag {other:?} (known: proxy_protocol, http2, reuseport, deferred, bind)"
-            ),
-        }
+fn parse_semver(v: &str) -> Result<String, String> {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.parse::<u32>().is_ok())
+    {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "{v:?}: expected a version x.y.z (Kong's, e.g. 3.9.1)"
+        ))
     }
-    Ok((addr, proxy_protocol))
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -524,6 +590,12 @@ fn main() -> anyhow::Result<ExitCode> {
             "RUST_MIN_STACK",
             sluice::plugins::lua::sandbox::stack::THREAD_STACK.to_string(),
         );
+    }
+    // Kong's variables (a Kong deployment's container spec) onto ours, before flags are read.
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let (set, kong_env) = sluice::env::map_kong_vars(&vars).map_err(anyhow::Error::msg)?;
+    for (name, value) in set {
+        std::env::set_var(name, value);
     }
     let cli = Cli::parse();
     sluice::plugins::lua::sandbox::set_limits(sluice::plugins::lua::sandbox::Limits {
@@ -548,6 +620,6 @@ fn main() -> anyhow::Result<ExitCode> {
             print!("{yaml}");
             Ok(ExitCode::SUCCESS)
         }
-        None => serve(cli, trust).context("proxy failed"),
+        None => serve(cli, trust, kong_env).context("proxy failed"),
     }
 }

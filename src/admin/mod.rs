@@ -8,6 +8,9 @@
 //! (or SIGHUP) replaces it again with the file's content.
 
 mod entities;
+mod kong;
+
+pub use kong::Node;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -30,18 +33,29 @@ pub struct Admin {
     reloader: Arc<Reloader>,
     metrics: Arc<Metrics>,
     token: Option<String>,
-    node_id: String,
+    node: Arc<Node>,
+    /// Serve only the status API (Kong's `status_listen`): `/status`, `/status/ready`,
+    /// `/metrics`, without credentials.
+    status_only: bool,
 }
 
 impl Admin {
-    /// An admin API over `reloader`; with `token`, every request must carry
-    /// `Authorization: Bearer <token>` (or `Kong-Admin-Token: <token>`).
-    pub fn new(reloader: Arc<Reloader>, metrics: Arc<Metrics>, token: Option<String>) -> Self {
+    /// An admin API over `reloader` reporting `node`; with `token`, every request must carry
+    /// `Authorization: Bearer <token>` (or `Kong-Admin-Token: <token>`). With `status_only`,
+    /// the status API.
+    pub fn new(
+        reloader: Arc<Reloader>,
+        metrics: Arc<Metrics>,
+        token: Option<String>,
+        node: Arc<Node>,
+        status_only: bool,
+    ) -> Self {
         Admin {
             reloader,
             metrics,
             token,
-            node_id: uuid::Uuid::new_v4().to_string(),
+            node,
+            status_only,
         }
     }
 }
@@ -171,42 +185,19 @@ impl Admin {
         bearer == Some(token.as_str()) || kong == Some(token.as_str())
     }
 
-    fn node_info(&self) -> Value {
-        let snap = self.reloader.state().load();
-        let mut plugins: Vec<String> = crate::plugins::native::definitions()
-            .into_iter()
-            .map(|d| d.name)
-            .collect();
-        plugins.sort();
-        json!({
-            "tagline": "Welcome to sluice",
-            "version": env!("CARGO_PKG_VERSION"),
-            "node_id": self.node_id,
-            "hostname": std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
-            "configuration": { "database": "off", "config": self.reloader.path().display().to_string() },
-            "plugins": {
-                "available_on_server": plugins,
-                "enabled_in_cluster": snap.config.plugins.iter().map(|p| p.name.clone()).collect::<std::collections::BTreeSet<_>>(),
-            },
-        })
-    }
-
     fn status(&self) -> Value {
         let snap = self.reloader.state().load();
-        json!({
-            "database": { "reachable": true },
-            "configuration_hash": snap.hash,
-            "config": {
-                "generation": snap.generation,
-                "hash": snap.hash,
-                "loaded_at": unix(snap.loaded_at),
-                "services": snap.config.services.len(),
-                "routes": snap.config.routes.len(),
-                "plugins": snap.config.plugins.len(),
-                "last_attempt": attempt_json(&self.reloader.last_attempt()),
-                "last_failure": attempt_json(&self.reloader.last_failure()),
-            },
-        })
+        let reload = json!({
+            "generation": snap.generation,
+            "hash": snap.hash,
+            "loaded_at": unix(snap.loaded_at),
+            "services": snap.config.services.len(),
+            "routes": snap.config.routes.len(),
+            "plugins": snap.config.plugins.len(),
+            "last_attempt": attempt_json(&self.reloader.last_attempt()),
+            "last_failure": attempt_json(&self.reloader.last_failure()),
+        });
+        self.node.status(&snap, reload)
     }
 
     async fn post_config(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -303,9 +294,9 @@ impl Admin {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         self.metrics.admin_requests.inc();
-        // The readiness probe stays open so that probes need no credentials.
+        // The readiness probe and the status API stay open so that probes need no credentials.
         let is_probe = session.req_header().uri.path() == "/status/ready";
-        if !is_probe && !self.authorized(session) {
+        if !is_probe && !self.status_only && !self.authorized(session) {
             return message(401, "Unauthorized");
         }
         let method = session.req_header().method.clone();
@@ -316,10 +307,20 @@ impl ServeHttp for Admin {
             .trim_end_matches('/')
             .to_string();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        if self.status_only && !matches!(segments.as_slice(), ["status", ..] | ["metrics"]) {
+            return message(404, "Not found");
+        }
         match (&method, segments.as_slice()) {
-            (&Method::GET, []) => reply(200, self.node_info()),
+            (&Method::GET, []) => {
+                let snap = self.reloader.state().load();
+                let path = self.reloader.path().display().to_string();
+                reply(200, self.node.info(&snap, &path))
+            }
             (&Method::GET, ["status"]) => reply(200, self.status()),
-            (&Method::GET, ["status", "ready"]) => reply(200, json!({ "message": "ready" })),
+            (&Method::GET, ["status", "ready"]) => {
+                let (status, body) = kong::ready(&self.reloader.state().load());
+                reply(status, body)
+            }
             (&Method::GET, ["metrics"]) => {
                 let lua = crate::plugins::lua::runtime::total_memory();
                 self.metrics
@@ -340,7 +341,7 @@ impl ServeHttp for Admin {
                 let snap = self.reloader.state().load();
                 let query = session.req_header().uri.query().unwrap_or("");
                 let whole = query.split('&').any(|p| p == "balancer_health=1");
-                match crate::balancer::status::health(&snap, key, whole, &self.node_id) {
+                match crate::balancer::status::health(&snap, key, whole, &self.node.node_id) {
                     Some(body) => reply(200, body),
                     None => message(404, "Not found"),
                 }

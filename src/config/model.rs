@@ -449,3 +449,21 @@ pub struct Config {
     pub custom_plugins: Vec<CustomPlugin>,
     pub cloned_plugins: Vec<ClonedPlugin>,
 }
+
+impl Config {
+    /// Whether it holds no entity at all (Kong's empty configuration).
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+            && self.routes.is_empty()
+            && self.consumers.is_empty()
+            && self.plugins.is_empty()
+            && self.upstreams.is_empty()
+            && self.targets.is_empty()
+            && self.certificates.is_empty()
+            && self.snis.is_empty()
+            && self.ca_certificates.is_empty()
+            && self.credentials.is_empty()
+            && self.custom_plugins.is_empty()
+            && self.cloned_plugins.is_empty()
+    }
+}

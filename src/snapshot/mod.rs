@@ -16,7 +16,7 @@ use crate::config::model::{Config, Protocol};
 use crate::config::{ConfigErrors, LoadError};
 use crate::plugins::chain::{self, Entry, Link, Scope};
 use crate::plugins::condition::{self, Condition};
-use crate::plugins::Instance;
+use crate::plugins::{Instance, Kind};
 use crate::router::{self, RouteInput, Router};
 use instances::{build_instance, definitions};
 
@@ -119,6 +119,9 @@ pub struct Snapshot {
     pub certs: Certs,
     /// Load balancers of `upstreams`.
     pub balancers: Vec<Balancer>,
+    /// The config's own plugins (custom and cloned): name, handler VERSION (None for a clone
+    /// of a bundled plugin) and priority, for `GET /`.
+    pub own_plugins: Vec<(String, Option<String>, i64)>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -138,6 +141,31 @@ pub fn hash_text(text: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(text.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A snapshot with no entities: what serves before any configuration arrives.
+pub fn empty(generation: u64) -> Snapshot {
+    load_str(EMPTY_CONFIG, "(no configuration)", generation)
+        .expect("the empty configuration compiles")
+}
+
+/// The text of a configuration with no entities.
+pub const EMPTY_CONFIG: &str = "_format_version: \"3.0\"\n";
+
+/// Kong's `configuration_hash` for an empty configuration (`DECLARATIVE_EMPTY_CONFIG_HASH`).
+pub const EMPTY_HASH: &str = "00000000000000000000000000000000";
+
+impl Snapshot {
+    /// The hash Kong reports as `configuration_hash` (32 hex digits): 32 zeros when the
+    /// configuration holds no entity, as Kong's (which makes the Kong Ingress Controller push
+    /// one), else the first half of the text's SHA-256.
+    pub fn kong_hash(&self) -> &str {
+        if self.config.is_empty() {
+            EMPTY_HASH
+        } else {
+            &self.hash[..32]
+        }
+    }
 }
 
 /// Reads, validates and compiles a file.
@@ -352,7 +380,20 @@ fn compile_with(
         unreachable!("a router error is recorded in errs");
     };
     let consumers = Consumers::new(&config);
+    let mut own_plugins: Vec<(String, Option<String>, i64)> = defs
+        .values()
+        .filter(|d| !matches!(&d.kind, Kind::Native(b) if b.name == d.name))
+        .map(|d| {
+            let version = match &d.kind {
+                Kind::Lua(p) => Some(p.version.clone()),
+                Kind::Native(_) => None,
+            };
+            (d.name.clone(), version, d.priority)
+        })
+        .collect();
+    own_plugins.sort();
     Ok(Snapshot {
+        own_plugins,
         generation,
         hash: hash_text(&text),
         text,
