@@ -8,7 +8,9 @@
 //! (or SIGHUP) replaces it again with the file's content.
 
 mod entities;
+mod flatten;
 mod kong;
+mod schemas;
 
 pub use kong::Node;
 
@@ -97,8 +99,9 @@ fn message(status: u16, msg: &str) -> Response<Vec<u8>> {
     reply(status, json!({ "message": msg }))
 }
 
-/// Kong's shape for an invalid declarative config.
-fn invalid_config(err: &LoadError) -> Response<Vec<u8>> {
+/// Kong's shape for an invalid declarative config; with the posted config as `flatten_from`,
+/// also Kong's `flattened_errors`.
+fn invalid_config(err: &LoadError, flatten_from: Option<&str>) -> Response<Vec<u8>> {
     let mut fields = serde_json::Map::new();
     let mut lines = Vec::new();
     for e in err.errors() {
@@ -117,16 +120,36 @@ fn invalid_config(err: &LoadError) -> Response<Vec<u8>> {
     if lines.is_empty() {
         lines.push(err.to_string());
     }
-    reply(
-        400,
-        json!({
-            "name": "invalid declarative configuration",
-            "code": 14,
-            "message": format!("declarative config is invalid: {}", lines.join("; ")),
-            "fields": fields,
-            "errors": lines,
-        }),
-    )
+    let mut body = json!({
+        "name": "invalid declarative configuration",
+        "code": 14,
+        "message": format!("declarative config is invalid: {}", lines.join("; ")),
+        "fields": fields,
+        "errors": lines,
+    });
+    if let Some(text) = flatten_from {
+        let input = serde_json::from_str::<Value>(text)
+            .or_else(|_| crate::config::yaml::parse(text).map(|n| n.to_json()));
+        body["flattened_errors"] = match input {
+            Ok(input) => flatten::flattened(&input, err.errors()),
+            Err(_) => json!([]),
+        };
+    }
+    reply(400, body)
+}
+
+/// Kong's reading of a boolean query argument (`true`, `1`, `on`, `yes`).
+fn truthy(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "on" | "yes")
+}
+
+/// The value of a query argument.
+fn query_arg<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| match kv.split_once('=') {
+        Some((k, v)) if k == name => Some(v),
+        None if kv == name => Some(""),
+        _ => None,
+    })
 }
 
 /// Extracts the config text from a POST /config body (raw YAML/JSON, a JSON object with a
@@ -169,6 +192,45 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Reads a request body of at most MAX_BODY bytes; the error is the answer to send.
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    // curl sends `Expect: 100-continue` with bodies over 1 MiB and waits a second for the
+    // interim answer before sending the body; a declared body that is too large is refused
+    // before it is sent.
+    let expects = session
+        .req_header()
+        .headers
+        .get("expect")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects {
+        let declared = session
+            .req_header()
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY) {
+            return Err(message(413, "Request size limit exceeded"));
+        }
+        if let Err(e) = session.write_continue_response().await {
+            return Err(message(400, &format!("cannot answer 100-continue: {e}")));
+        }
+    }
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(message(413, "Request size limit exceeded"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Err(message(400, &format!("cannot read the body: {e}"))),
+        }
+    }
+    Ok(body)
+}
+
 impl Admin {
     fn authorized(&self, session: &ServerSession) -> bool {
         let Some(token) = &self.token else {
@@ -201,40 +263,10 @@ impl Admin {
     }
 
     async fn post_config(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        // curl sends `Expect: 100-continue` with bodies over 1 MiB and waits a second for the
-        // interim answer before sending the body; a declared body that is too large is refused
-        // before it is sent.
-        let expects = session
-            .req_header()
-            .headers
-            .get("expect")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if expects {
-            let declared = session
-                .req_header()
-                .headers
-                .get("content-length")
-                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-            if declared.is_some_and(|n| n > MAX_BODY) {
-                return message(413, "Request size limit exceeded");
-            }
-            if let Err(e) = session.write_continue_response().await {
-                return message(400, &format!("cannot answer 100-continue: {e}"));
-            }
-        }
-        let mut body = Vec::new();
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_BODY {
-                        return message(413, "Request size limit exceeded");
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => return message(400, &format!("cannot read the body: {e}")),
-            }
-        }
+        let body = match read_body(session).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
         let req = session.req_header();
         let content_type = req
             .headers
@@ -242,17 +274,21 @@ impl Admin {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let check_hash = req.uri.query().is_some_and(|q| {
-            q.split('&')
-                .any(|kv| kv == "check_hash=1" || kv == "check_hash=true")
-        });
-        let text = match config_text(&content_type, &body) {
-            Ok(t) => t,
+        // As Kong: `check_hash` only when exactly 1, `flatten_errors` when truthy.
+        let query = req.uri.query();
+        let check_hash = query_arg(query, "check_hash") == Some("1");
+        let flatten = query_arg(query, "flatten_errors").is_some_and(truthy);
+        let text: Arc<str> = match config_text(&content_type, &body) {
+            Ok(t) => t.into(),
             Err(e) => return message(400, &e),
         };
+        if text.trim().is_empty() {
+            return message(400, "expected a declarative configuration");
+        }
         let reloader = self.reloader.clone();
+        let posted = text.clone();
         let result = tokio::task::spawn_blocking(move || {
-            reloader.apply_text(&text, "POST /config", "POST /config", !check_hash)
+            reloader.apply_text(&posted, "POST /config", "POST /config", !check_hash)
         })
         .await;
         match result {
@@ -264,7 +300,7 @@ impl Admin {
                     json!({ "generation": generation, "hash": snap.hash, "message": "configuration applied (in memory: the next change of the config file replaces it)" }),
                 )
             }
-            Ok(Err(e)) => invalid_config(&e),
+            Ok(Err(e)) => invalid_config(&e, flatten.then_some(&*text)),
             Err(e) => message(500, &format!("reload task failed: {e}")),
         }
     }
@@ -337,6 +373,19 @@ impl ServeHttp for Admin {
                 reply(200, json!({ "config": &*snap.text, "hash": snap.hash, "generation": snap.generation }))
             }
             (&Method::POST, ["config"]) => self.post_config(session).await,
+            (&Method::POST, ["schemas", entity, "validate"]) => {
+                let entity = entity.to_string();
+                let body = match read_body(session).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let snap = self.reloader.state().load_full();
+                // Validating a plugin compiles Lua: off the async worker.
+                match tokio::task::spawn_blocking(move || schemas::validate(&entity, &body, &snap)).await {
+                    Ok((status, body)) => reply(status, body),
+                    Err(e) => message(500, &format!("validation task failed: {e}")),
+                }
+            }
             (&Method::GET, ["upstreams", key, "health"]) => {
                 let snap = self.reloader.state().load();
                 let query = session.req_header().uri.query().unwrap_or("");

@@ -445,6 +445,14 @@ impl Proxy {
         Self::start_in(dir, path, true, extra_args).await
     }
 
+    /// Starts with no configuration at all (no `--config`, no kong.yaml where it runs), with
+    /// the admin API, as the Kong Ingress Controller finds a DB-less Kong.
+    #[allow(dead_code)]
+    pub async fn start_empty(extra_args: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, std::path::PathBuf::new(), true, extra_args).await
+    }
+
     /// Starts on a config file prepared by the caller in `dir` (e.g. a ConfigMap layout).
     pub async fn start_in(
         dir: tempfile::TempDir,
@@ -463,9 +471,14 @@ impl Proxy {
             let admin_arg = admin_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
             let stderr_path = dir.path().join(format!("stderr-{port}.log"));
             let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-            let mut child = Command::new(binary())
-                .arg("--config")
-                .arg(&path)
+            let mut command = Command::new(binary());
+            if path.as_os_str().is_empty() {
+                // No configuration: run where there is no kong.yaml either.
+                command.current_dir(dir.path());
+            } else {
+                command.arg("--config").arg(&path);
+            }
+            let mut child = command
                 .arg("--listen")
                 .arg(addr.to_string())
                 .args(if extra_args.contains(&"--listen-tls") {

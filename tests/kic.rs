@@ -1,0 +1,275 @@
+//! The Kong Ingress Controller's conversation with a DB-less gateway, played by a fake KIC
+//! over the real admin API: what it reads from `GET /` and `/status`, the stub config it pushes
+//! to make the gateway ready, `POST /config?check_hash=1&flatten_errors=1` (201, 304 on a
+//! repeat, 400 with errors it maps back to Kubernetes objects by their `k8s-*` tags), the
+//! admission webhook's validation calls, and the status listener the Helm chart probes.
+
+mod common;
+
+use bytes::Bytes;
+use common::{send, Proxy, Reply, Upstream};
+use serde_json::{json, Value};
+
+const ZEROS: &str = "00000000000000000000000000000000";
+
+/// `POST /config` as KIC sends it: the raw declarative JSON, both flags on.
+async fn push(proxy: &Proxy, config: &Value) -> Reply {
+    send(
+        proxy.admin.expect("admin"),
+        "POST",
+        "/config?check_hash=1&flatten_errors=1",
+        &[("content-type", "application/json")],
+        Bytes::from(config.to_string()),
+    )
+    .await
+}
+
+async fn post_json(proxy: &Proxy, target: &str, body: &Value) -> Reply {
+    send(
+        proxy.admin.expect("admin"),
+        "POST",
+        target,
+        &[("content-type", "application/json")],
+        Bytes::from(body.to_string()),
+    )
+    .await
+}
+
+fn k8s_tags(kind: &str, name: &str, uid: &str) -> Value {
+    json!([
+        format!("k8s-name:{name}"),
+        "k8s-namespace:default",
+        format!("k8s-kind:{kind}"),
+        "k8s-version:v1",
+        format!("k8s-uid:{uid}"),
+    ])
+}
+
+/// What KIC would translate an Ingress with two paths and a redirect HTTPRoute filter into.
+fn translated(up: &Upstream, bad: bool) -> Value {
+    let paths = if bad {
+        json!(["~/echo$", "echo-without-slash"])
+    } else {
+        json!(["~/echo$", "/echo/"])
+    };
+    json!({
+        "_format_version": "3.0",
+        "services": [{
+            "name": "default.echo.80", "host": "default.echo.80.svc", "port": 80, "protocol": "http",
+            "id": "4e3cb785-a8d0-5866-aa05-117f7c64f24d",
+            "tags": k8s_tags("Service", "echo", "7b0e3e0c-3a51-4c2f-9a6e-3c3b6c1f0a01"),
+            "routes": [
+                {
+                    "name": "default.echo.echo.80", "id": "4deff45c-4095-55d2-80ab-aea40c0ac7bd",
+                    "paths": paths, "strip_path": false, "preserve_host": true,
+                    "https_redirect_status_code": 426, "path_handling": "v0",
+                    "tags": k8s_tags("Ingress", "echo", "0d5e1a5c-8a57-4c57-9a39-1d6c2f0e4b11"),
+                },
+                {
+                    "name": "default.moved.0", "paths": ["/old"],
+                    "tags": k8s_tags("HTTPRoute", "moved", "5f1d3c2b-0000-4000-8000-00000000beef"),
+                    "plugins": [{
+                        "name": "redirect",
+                        "config": { "status_code": 308, "location": "https://example.test/new", "keep_incoming_path": true },
+                        "tags": k8s_tags("HTTPRoute", "moved", "5f1d3c2b-0000-4000-8000-00000000beef"),
+                    }],
+                },
+            ],
+        }],
+        "upstreams": [{
+            "name": "default.echo.80.svc", "algorithm": "round-robin",
+            "tags": k8s_tags("Service", "echo", "7b0e3e0c-3a51-4c2f-9a6e-3c3b6c1f0a01"),
+            "targets": [{ "target": up.addr.to_string(), "weight": 100 }],
+        }],
+        "plugins": [{
+            "name": "rate-limiting", "route": "default.echo.echo.80",
+            "config": { "minute": if bad { json!("many") } else { json!(1000) }, "policy": "local" },
+            "tags": k8s_tags("KongPlugin", "limit", "9b3c7e0a-1f2d-4e5f-8a9b-0c1d2e3f4a5b"),
+        }],
+    })
+}
+
+#[tokio::test]
+async fn a_fake_kic_drives_an_empty_gateway_from_not_ready_to_serving() {
+    let up = Upstream::start().await;
+    let status_port = common::free_port();
+    let status_listen = format!("127.0.0.1:{status_port}");
+    let proxy = Proxy::start_empty(&["--status-listen", &status_listen]).await;
+    let status_addr: std::net::SocketAddr = status_listen.parse().unwrap();
+
+    // Startup: GET / must carry a strict x.y.z version >= 3.4.1 (>= 3.9 for redirect), a
+    // DB-less database, a router flavor and numeric listener ports.
+    let root = proxy.admin("GET", "/", "").await.json();
+    let version = root["version"].as_str().unwrap();
+    let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
+    assert_eq!(parts.len(), 3, "{version}");
+    assert!(parts >= vec![3, 9, 0], "{version}");
+    assert!(!version.contains("enterprise"));
+    assert_eq!(root["configuration"]["database"], "off");
+    assert_eq!(
+        root["configuration"]["router_flavor"],
+        "traditional_compatible"
+    );
+    let listener = &root["configuration"]["proxy_listeners"][0];
+    assert_eq!(listener["port"], json!(proxy.addr.port()), "{root}");
+    assert_eq!(listener["ssl"], false);
+    assert!(root["plugins"]["available_on_server"]["redirect"]["priority"].is_number());
+
+    // Nothing loaded: 32 zeros (KIC pushes on them) and not ready.
+    let status = proxy.admin("GET", "/status", "").await.json();
+    assert_eq!(status["configuration_hash"], ZEROS);
+    let ready = send(status_addr, "GET", "/status/ready", &[], Bytes::new()).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+
+    // KIC's stub for an empty cluster flips the gateway to ready.
+    let stub = json!({ "_format_version": "3.0", "upstreams": [{ "name": "kong" }] });
+    let r = push(&proxy, &stub).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let ready = send(status_addr, "GET", "/status/ready", &[], Bytes::new()).await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    let hash = proxy.admin("GET", "/status", "").await.json()["configuration_hash"].clone();
+    let hash = hash.as_str().unwrap().to_string();
+    assert_eq!(hash.len(), 32);
+    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()) && hash != ZEROS);
+
+    // The translated cluster state serves; the same push again is a 304 that changes nothing.
+    let good = translated(&up, false);
+    let r = push(&proxy, &good).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let generation = proxy.admin("GET", "/status", "").await.json()["config"]["generation"].clone();
+    let r = proxy
+        .get("/echo/hello", &[("host", "echo.example.test")])
+        .await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.stderr());
+    assert_eq!(up.last().uri, "/echo/hello");
+    assert_eq!(up.last().header("host"), Some("echo.example.test"));
+    let r = proxy.get("/old/page?x=1", &[]).await;
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location"),
+        Some("https://example.test/old/page?x=1")
+    );
+    let r = push(&proxy, &good).await;
+    assert_eq!(r.status, 304, "{}", r.text());
+    let status = proxy.admin("GET", "/status", "").await.json();
+    assert_eq!(status["config"]["generation"], generation);
+
+    // A broken Ingress path and KongPlugin: 400, each error tied to the object by its tags;
+    // the running configuration keeps serving.
+    let r = push(&proxy, &translated(&up, true)).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["code"], 14);
+    assert_eq!(body["name"], "invalid declarative configuration");
+    let flattened = body["flattened_errors"]
+        .as_array()
+        .expect("flattened_errors");
+    let by_uid = |uid: &str| {
+        flattened
+            .iter()
+            .find(|e| {
+                e["entity_tags"]
+                    .as_array()
+                    .is_some_and(|t| t.contains(&json!(format!("k8s-uid:{uid}"))))
+            })
+            .unwrap_or_else(|| panic!("no error for {uid}: {body:#}"))
+    };
+    let route = by_uid("0d5e1a5c-8a57-4c57-9a39-1d6c2f0e4b11");
+    assert_eq!(route["entity_type"], "route");
+    assert_eq!(route["entity_name"], "default.echo.echo.80");
+    assert_eq!(route["entity_id"], "4deff45c-4095-55d2-80ab-aea40c0ac7bd");
+    assert_eq!(route["errors"][0]["type"], "field");
+    assert_eq!(route["errors"][0]["field"], "paths.2");
+    let plugin = by_uid("9b3c7e0a-1f2d-4e5f-8a9b-0c1d2e3f4a5b");
+    assert_eq!(plugin["entity_type"], "plugin");
+    assert_eq!(plugin["entity_name"], "rate-limiting");
+    assert_eq!(plugin["errors"][0]["field"], "config.minute");
+    assert_eq!(flattened.len(), 2, "{body:#}");
+    let r = proxy.get("/echo/still", &[]).await;
+    assert_eq!(r.status, 200);
+
+    // The status listener answers probes only.
+    let r = send(status_addr, "GET", "/services", &[], Bytes::new()).await;
+    assert_eq!(r.status, 404);
+    let r = send(status_addr, "GET", "/status", &[], Bytes::new()).await;
+    assert_eq!(
+        r.json()["configuration_hash"].as_str().map(str::len),
+        Some(32)
+    );
+}
+
+#[tokio::test]
+async fn the_admission_webhook_calls_validate_entities_without_applying_them() {
+    let proxy = Proxy::start_empty(&[]).await;
+    let route = json!({
+        "name": "default.echo.echo.80", "paths": ["~/echo$", "/echo/"], "protocols": ["http", "https"],
+        "service": { "id": "4e3cb785-a8d0-5866-aa05-117f7c64f24d" },
+    });
+    let r = post_json(&proxy, "/schemas/routes/validate", &route).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["message"], "schema validation successful");
+
+    let bad = json!({ "name": "r", "paths": ["/ok", "~/unclosed("] });
+    let r = post_json(&proxy, "/schemas/routes/validate", &bad).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["name"], "schema violation");
+    assert!(
+        body["message"].as_str().unwrap().contains("paths.2"),
+        "{body}"
+    );
+
+    let plugin = json!({ "name": "redirect", "config": { "location": "https://example.test" } });
+    let r = post_json(&proxy, "/schemas/plugins/validate", &plugin).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let plugin =
+        json!({ "name": "redirect", "config": { "status_code": 700 }, "route": { "id": "x" } });
+    let r = post_json(&proxy, "/schemas/plugins/validate", &plugin).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let message = r.json()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("config.status_code"), "{message}");
+    assert!(message.contains("config.location"), "{message}");
+
+    // Nothing was applied.
+    let status = proxy.admin("GET", "/status", "").await.json();
+    assert_eq!(status["configuration_hash"], ZEROS);
+    let r = post_json(&proxy, "/schemas/widgets/validate", &json!({})).await;
+    assert_eq!(r.status, 404);
+}
+
+/// KIC's own translator outputs (its golden tests, see tests/data/kic/README.md) load, and
+/// one of them serves once its targets point at a test upstream.
+#[tokio::test]
+async fn kic_golden_outputs_load_and_serve() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kic");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/data/kic") {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (ok, err) = common::check_file(&text, "kong.yaml");
+        assert!(ok, "{}: {err}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} golden files");
+
+    // Its two targets (pod addresses) become two test servers.
+    let (a, b) = (Upstream::start().await, Upstream::start().await);
+    let text = std::fs::read_to_string(dir.join("same-name-services-single-backend.yaml"))
+        .unwrap()
+        .replace("10.244.0.5:9443", &a.addr.to_string())
+        .replace("10.244.0.4:9443", &b.addr.to_string());
+    let proxy = Proxy::start(&text).await;
+    for _ in 0..2 {
+        let r = proxy.get("/test/x", &[("host", "example.test")]).await;
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.stderr());
+    }
+    // Round-robin over both pods; strip_path and preserve_host as KIC set them.
+    for up in [&a, &b] {
+        assert_eq!(up.seen().len(), 1, "{:?}", up.seen());
+        assert_eq!(up.last().uri, "/x");
+        assert_eq!(up.last().header("host"), Some("example.test"));
+    }
+}
