@@ -4,14 +4,19 @@ RUN apt-get update -qq && apt-get install -y -qq cmake pkg-config libssl-dev >/d
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY vendor ./vendor
 RUN cargo build --release --locked --bin proxy
 
 FROM debian:bookworm-slim
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends libssl3 ca-certificates >/dev/null \
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 sluice
 COPY --from=build /src/target/release/proxy /usr/local/bin/proxy
-COPY kong.yaml.example /etc/sluice/kong.yaml
+COPY kong.yaml.example /usr/share/sluice/kong.yaml.example
 USER sluice
 EXPOSE 8000 8443
-# Mount your configuration over /etc/sluice/kong.yaml (a file or a ConfigMap directory mount).
-ENTRYPOINT ["/usr/local/bin/proxy", "--config", "/etc/sluice/kong.yaml", "--listen", "0.0.0.0:8000"]
+# The configuration is /etc/sluice/kong.yaml: mount a file or a ConfigMap directory there. With
+# nothing mounted the gateway starts with no configuration and waits for POST /config, as a
+# DB-less Kong does (how the Kong Ingress Controller runs it). Settings come from flags,
+# PROXY_* variables or Kong's KONG_* ones (README: Running under the Kong Ingress Controller).
+WORKDIR /etc/sluice
+ENTRYPOINT ["/usr/local/bin/proxy"]

@@ -78,6 +78,14 @@ impl Listener {
         entries.into_iter().map(Listener::parse).collect()
     }
 
+    /// For an IPv6 address, whether it binds IPv6 only (nginx's default: on, unless the entry
+    /// says `ipv6only=off`); None for IPv4.
+    pub fn ipv6_only(&self) -> Option<bool> {
+        self.addr
+            .starts_with('[')
+            .then(|| !self.flags.iter().any(|f| f == "ipv6only=off"))
+    }
+
     /// Kong's object for the entry in `GET /`'s `*_listeners`.
     pub fn kong_json(&self) -> Value {
         let (ip, port) = self.addr.rsplit_once(':').unwrap_or((&self.addr, "0"));
@@ -136,6 +144,13 @@ mod tests {
                 .unwrap()
                 .proxy_protocol
         );
+        assert_eq!(
+            Listener::parse("[::]:8100").unwrap().ipv6_only(),
+            Some(true)
+        );
+        let dual = Listener::parse("[::]:8100 ipv6only=off").unwrap();
+        assert_eq!(dual.ipv6_only(), Some(false));
+        assert_eq!(list[0].ipv6_only(), None);
         assert!(Listener::parse("0.0.0.0:8000 quic").is_err());
         assert!(Listener::parse("localhost").is_err());
     }

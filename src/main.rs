@@ -413,9 +413,9 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
                 proxy_protocol.push(l.addr.clone());
             }
             if l.ssl {
-                tls_listen.push(l.addr.clone());
+                tls_listen.push(l.clone());
             } else {
-                service.add_tcp(&l.addr);
+                add_tcp(&mut service, &l);
                 plain.push(l.addr.clone());
             }
             proxy_listeners.push(l);
@@ -436,16 +436,17 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
     }
     if !tls_listen.is_empty() {
         let tls_selector = tls_selector(&cli, tls_state.clone())?;
-        for addr in &tls_listen {
+        for l in &tls_listen {
             let mut settings = pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(
                 tls_selector.clone(),
             ))
             .context("TLS settings")?;
             settings.enable_h2();
-            service.add_tls_with_settings(addr, None, settings);
+            service.add_tls_with_settings(&l.addr, sock_opts(l), settings);
         }
     }
-    tracing::info!(listen = ?plain, listen_tls = ?tls_listen, ?proxy_protocol, workers, "serving");
+    let listen_tls: Vec<&str> = tls_listen.iter().map(|l| l.addr.as_str()).collect();
+    tracing::info!(listen = ?plain, ?listen_tls, ?proxy_protocol, workers, "serving");
     server.add_service(service);
 
     let admin_listeners = Listener::parse_list(&cli.admin_listen).map_err(anyhow::Error::msg)?;
@@ -481,9 +482,9 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
                     pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(selector))
                         .context("TLS settings")?;
                 settings.enable_h2();
-                admin_service.add_tls_with_settings(&l.addr, None, settings);
+                admin_service.add_tls_with_settings(&l.addr, sock_opts(l), settings);
             } else {
-                admin_service.add_tcp(&l.addr);
+                add_tcp(&mut admin_service, l);
             }
         }
         admin_service.threads = Some(1);
@@ -565,6 +566,22 @@ fn parse_on_off(v: &str) -> Result<bool, String> {
 
 /// A listen entry as Kong writes it: `address [flag ...]`; the address and whether the
 /// listener speaks PROXY protocol.
+/// Socket options of a listener: `[::]` binds IPv6 only unless `ipv6only=off`, as nginx does,
+/// so that `0.0.0.0:8100, [::]:8100` (Kong's Helm chart) binds both.
+fn sock_opts(l: &Listener) -> Option<pingora::listeners::TcpSocketOptions> {
+    let only = l.ipv6_only()?;
+    let mut o = pingora::listeners::TcpSocketOptions::default();
+    o.ipv6_only = Some(only);
+    Some(o)
+}
+
+fn add_tcp<A>(service: &mut Service<A>, l: &Listener) {
+    match sock_opts(l) {
+        Some(o) => service.add_tcp_with_settings(&l.addr, o),
+        None => service.add_tcp(&l.addr),
+    }
+}
+
 fn parse_semver(v: &str) -> Result<String, String> {
     let core = v.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
