@@ -53,7 +53,7 @@ fn listen(conf: &mut Map<String, Value>, name: &str, list: &[Listener]) {
 
 impl Node {
     /// `GET /`.
-    pub fn info(&self, snap: &Snapshot, config_path: &str) -> Value {
+    pub fn info(&self, snap: &Snapshot, config_path: Option<&str>) -> Value {
         let mut available = Map::new();
         for d in crate::plugins::native::definitions() {
             available.insert(

@@ -349,8 +349,10 @@ impl ServeHttp for Admin {
         match (&method, segments.as_slice()) {
             (&Method::GET, []) => {
                 let snap = self.reloader.state().load();
-                let path = self.reloader.path().display().to_string();
-                reply(200, self.node.info(&snap, &path))
+                // Started with no configuration: no file is being served (Kong's null).
+                let path = (snap.config.source != crate::snapshot::NO_CONFIG_SOURCE)
+                    .then(|| self.reloader.path().display().to_string());
+                reply(200, self.node.info(&snap, path.as_deref()))
             }
             (&Method::GET, ["status"]) => reply(200, self.status()),
             (&Method::GET, ["status", "ready"]) => {

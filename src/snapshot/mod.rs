@@ -145,9 +145,11 @@ pub fn hash_text(text: &str) -> String {
 
 /// A snapshot with no entities: what serves before any configuration arrives.
 pub fn empty(generation: u64) -> Snapshot {
-    load_str(EMPTY_CONFIG, "(no configuration)", generation)
-        .expect("the empty configuration compiles")
+    load_str(EMPTY_CONFIG, NO_CONFIG_SOURCE, generation).expect("the empty configuration compiles")
 }
+
+/// The source name of [`empty`]'s snapshot.
+pub const NO_CONFIG_SOURCE: &str = "(no configuration)";
 
 /// The text of a configuration with no entities.
 pub const EMPTY_CONFIG: &str = "_format_version: \"3.0\"\n";
