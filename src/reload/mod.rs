@@ -100,7 +100,8 @@ impl Reloader {
         self.last_failure.lock().ok().and_then(|l| l.clone())
     }
 
-    /// Re-reads the config file and applies it if its content changed.
+    /// Re-reads the config file and applies it if its content changed and is not the text the
+    /// last attempt rejected.
     pub fn reload_file(&self, trigger: &str) -> Result<Outcome, LoadError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
@@ -113,6 +114,15 @@ impl Reloader {
                 return Err(err);
             }
         };
+        // An edit ends in several events (a rename is reported as its two halves and as a
+        // pair); a text rejected by the last attempt is not tried and reported again.
+        let rejected = self
+            .last_attempt()
+            .is_some_and(|a| !a.errors.is_empty() && a.hash == hash_text(&text));
+        if rejected {
+            tracing::debug!(trigger, "configuration unchanged since it was rejected");
+            return Ok(Outcome::Unchanged);
+        }
         let source = self.path.display().to_string();
         self.apply_text(&text, &source, trigger, false)
     }
@@ -207,5 +217,43 @@ impl Reloader {
         if let Ok(mut f) = self.last_failure.lock() {
             *f = Some(attempt);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arc_swap::ArcSwap;
+
+    use super::{Outcome, Reloader};
+    use crate::metrics::Metrics;
+
+    /// Regression: a rename is reported as several events, each reloading at once; an invalid
+    /// text was tried, logged and counted once per event.
+    #[test]
+    fn a_rejected_file_is_not_tried_again_until_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kong.yaml");
+        std::fs::write(&path, "_format_version: \"3.0\"\nservices: 7\n").unwrap();
+        let state = Arc::new(ArcSwap::from_pointee(crate::snapshot::empty(1)));
+        let metrics = Arc::new(Metrics::new());
+        let reloader = Reloader::new(path.clone(), state, metrics.clone());
+        assert!(reloader.reload_file("file change").is_err());
+        assert_eq!(
+            reloader.reload_file("file change").unwrap(),
+            Outcome::Unchanged
+        );
+        let failures = metrics.reloads.with_label_values(&["failure"]).get();
+        assert_eq!(failures, 1);
+        std::fs::write(
+            &path,
+            "_format_version: \"3.0\"\nupstreams: [{name: kong}]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            reloader.reload_file("file change").unwrap(),
+            Outcome::Applied { generation: 2 }
+        );
     }
 }
