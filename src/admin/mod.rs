@@ -1,8 +1,10 @@
 //! The admin API, on its own listener (default 127.0.0.1:8001, like Kong's), compatible with
-//! Kong's DB-less admin API where they overlap: `GET /`, `GET /status`, `GET /status/ready`,
-//! `POST /config`, `GET /config`, read-only collections (`/services`, `/routes`, `/plugins`,
-//! `/consumers`, `/custom_plugins`, `/cloned_plugins`, and `/{collection}/{id or name}`),
-//! `GET /metrics`.
+//! Kong's DB-less admin API where they overlap, in the shapes the Kong Ingress Controller reads:
+//! `GET /`, `GET /status`, `GET /status/ready`, `POST /config` (with `check_hash` and
+//! `flatten_errors`), `GET /config`, `POST /schemas/{entity}/validate`, read-only collections
+//! (`/services`, `/routes`, `/plugins`, `/consumers`, `/custom_plugins`, `/cloned_plugins`, and
+//! `/{collection}/{id or name}`), `GET /metrics`. The same application serves the status API
+//! (`status_listen`): `/status`, `/status/ready` and `/metrics` only.
 //!
 //! `POST /config` replaces the configuration in memory only: the next change of the config file
 //! (or SIGHUP) replaces it again with the file's content.
