@@ -434,16 +434,11 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
             .endpoints()
             .set_pre_tls_callback(std::sync::Arc::new(reader));
     }
-    if !tls_listen.is_empty() {
-        let tls_selector = tls_selector(&cli, tls_state.clone())?;
-        for l in &tls_listen {
-            let mut settings = pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(
-                tls_selector.clone(),
-            ))
-            .context("TLS settings")?;
-            settings.enable_h2();
-            service.add_tls_with_settings(&l.addr, sock_opts(l), settings);
-        }
+    // One certificate selector for every TLS listener, proxy and admin alike (the default
+    // certificate may be made at startup: once).
+    let mut selector = None;
+    for l in &tls_listen {
+        add_tls(&mut service, l, &mut selector, &cli, &tls_state)?;
     }
     let listen_tls: Vec<&str> = tls_listen.iter().map(|l| l.addr.as_str()).collect();
     tracing::info!(listen = ?plain, ?listen_tls, ?proxy_protocol, workers, "serving");
@@ -477,12 +472,7 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
         let mut admin_service = Service::new(what.to_string(), admin);
         for l in &listeners {
             if l.ssl {
-                let selector = tls_selector(&cli, tls_state.clone())?;
-                let mut settings =
-                    pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(selector))
-                        .context("TLS settings")?;
-                settings.enable_h2();
-                admin_service.add_tls_with_settings(&l.addr, sock_opts(l), settings);
+                add_tls(&mut admin_service, l, &mut selector, &cli, &tls_state)?;
             } else {
                 add_tcp(&mut admin_service, l);
             }
@@ -573,6 +563,26 @@ fn sock_opts(l: &Listener) -> Option<pingora::listeners::TcpSocketOptions> {
     let mut o = pingora::listeners::TcpSocketOptions::default();
     o.ipv6_only = Some(only);
     Some(o)
+}
+
+/// Adds a TLS listener (HTTP/2 offered by ALPN) certified by the selector in `selector`, built
+/// on first use.
+fn add_tls<A>(
+    service: &mut Service<A>,
+    l: &Listener,
+    selector: &mut Option<sluice::proxy::tls::CertSelector>,
+    cli: &Cli,
+    state: &Arc<ArcSwap<sluice::snapshot::Snapshot>>,
+) -> anyhow::Result<()> {
+    if selector.is_none() {
+        *selector = Some(tls_selector(cli, state.clone())?);
+    }
+    let callbacks = Box::new(selector.clone().expect("built above"));
+    let mut settings =
+        pingora::listeners::tls::TlsSettings::with_callbacks(callbacks).context("TLS settings")?;
+    settings.enable_h2();
+    service.add_tls_with_settings(&l.addr, sock_opts(l), settings);
+    Ok(())
 }
 
 fn add_tcp<A>(service: &mut Service<A>, l: &Listener) {
