@@ -97,7 +97,10 @@ pub fn map_kong_vars(
                     if l.is_empty() {
                         "off".to_string()
                     } else {
-                        l.iter().map(|l| l.kong_string()).collect::<Vec<_>>().join(",")
+                        l.iter()
+                            .map(|l| l.kong_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
                     }
                 };
                 put(name, "PROXY_LISTEN", join(plain), &mut set);
@@ -111,13 +114,16 @@ pub fn map_kong_vars(
                 _ => return Err(bad("expected a positive number or `auto`")),
             },
             Map::LogLevel => {
-                let level = match value.trim() {
-                    "debug" => "debug",
-                    "info" | "notice" => "info",
-                    "warn" => "warn",
-                    "error" | "crit" | "alert" | "emerg" => "error",
-                    _ => return Err(bad("expected one of debug, info, notice, warn, error, crit, alert, emerg")),
-                };
+                let level =
+                    match value.trim() {
+                        "debug" => "debug",
+                        "info" | "notice" => "info",
+                        "warn" => "warn",
+                        "error" | "crit" | "alert" | "emerg" => "error",
+                        _ => return Err(bad(
+                            "expected one of debug, info, notice, warn, error, crit, alert, emerg",
+                        )),
+                    };
                 put(name, "PROXY_LOG_LEVEL", level.to_string(), &mut set);
             }
             Map::AccessLog => {
@@ -126,15 +132,14 @@ pub fn map_kong_vars(
                 }
             }
             Map::RouterFlavor => match value.trim() {
-                "traditional" | "traditional_compatible" => {
+                "traditional" | "traditional_compatible" | "expressions" => {
                     put(name, "PROXY_ROUTER_FLAVOR", value.trim().into(), &mut set)
                 }
-                "expressions" => {
+                _ => {
                     return Err(bad(
-                        "the expressions router is not available in this build; use traditional_compatible",
+                        "expected traditional, traditional_compatible or expressions",
                     ))
                 }
-                _ => return Err(bad("expected traditional, traditional_compatible or expressions")),
             },
         }
     }

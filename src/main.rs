@@ -88,9 +88,10 @@ struct Cli {
     /// this gateway reproduces.
     #[arg(long, env = "PROXY_KONG_COMPAT_VERSION", default_value = "3.9.1", value_parser = parse_semver)]
     kong_compat_version: String,
-    /// Kong's router_flavor, as reported by `GET /`: `traditional_compatible` (Kong's default)
-    /// or `traditional`; both route with Kong's traditional_compatible rules (KONG.md).
-    #[arg(long, env = "PROXY_ROUTER_FLAVOR", default_value = "traditional_compatible", value_parser = ["traditional", "traditional_compatible"])]
+    /// Kong's router_flavor: `traditional_compatible` (Kong's default) or `traditional`, both
+    /// served with Kong's traditional_compatible rules (KONG.md), or `expressions`, where
+    /// routes may be written in Kong's expressions language (`expression`, `priority`).
+    #[arg(long, global = true, env = "PROXY_ROUTER_FLAVOR", default_value = "traditional_compatible", value_parser = ["traditional", "traditional_compatible", "expressions"])]
     router_flavor: String,
     /// Require `Authorization: Bearer <token>` on the admin API.
     #[arg(long, env = "PROXY_ADMIN_TOKEN", hide_env_values = true)]
@@ -638,6 +639,11 @@ fn main() -> anyhow::Result<ExitCode> {
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
+    sluice::config::set_router_flavor(if cli.router_flavor == "expressions" {
+        sluice::router::Flavor::Expressions
+    } else {
+        sluice::router::Flavor::TraditionalCompatible
+    });
     match &cli.command {
         Some(Command::Check { path }) => check(path, trust),
         Some(Command::Plugin {

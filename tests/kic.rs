@@ -273,3 +273,126 @@ async fn kic_golden_outputs_load_and_serve() {
         assert_eq!(up.last().header("host"), Some("example.test"));
     }
 }
+
+/// KIC's outputs with `expression` routes (its `expression-routes-on` goldens) load under
+/// `--router-flavor expressions`, are refused under the traditional flavors with a located
+/// error, and serve: a Gateway API URL rewrite uses the regex captures of an expression.
+#[tokio::test]
+async fn kic_expression_outputs_load_and_serve_under_the_expressions_flavor() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kic/expressions");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/data/kic/expressions") {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let flavor = ["--router-flavor", "expressions"];
+        let (ok, err) = common::check_file_with(&text, "kong.yaml", &flavor);
+        assert!(ok, "{}: {err}", path.display());
+        if text.contains("expression:") {
+            let (ok, err) = common::check_file(&text, "kong.yaml");
+            assert!(!ok, "{} loads without the flavor", path.display());
+            assert!(
+                err.contains(".expression: unknown field `expression`"),
+                "{}: {err}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} golden files");
+
+    let up = Upstream::start().await;
+    let text = std::fs::read_to_string(dir.join("httproute-url-rewrite-path-prefix.yaml"))
+        .unwrap()
+        .replace(
+            "host: httproute.default.httproute-testing.0\n  id:",
+            "host: 127.0.0.1\n  id:",
+        )
+        .replace("port: 8080", &format!("port: {}", up.addr.port()));
+    let proxy = Proxy::start_with(&text, &["--router-flavor", "expressions"]).await;
+    let r = proxy
+        .get("/prefix/a/b?x=1", &[("host", "example.test")])
+        .await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.stderr());
+    assert_eq!(up.last().uri, "/new-prefix/a/b?x=1");
+    assert_eq!(up.last().header("host"), Some("example.test"));
+    // `^/prefix(/.*)` needs the slash; `== "/prefix"` is exact.
+    let r = proxy.get("/prefixes", &[]).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(up.seen().len(), 1);
+}
+
+/// Under the expressions flavor, routes written both ways live in one config: expression
+/// routes outrank traditional ones, priorities order expressions, `http.headers.*` and
+/// `http.queries.*` read the request, http routes accept `sources`, and every route only
+/// takes the protocols it lists. The GET / report says which flavor runs.
+#[tokio::test]
+async fn expression_and_traditional_routes_together() {
+    let (a, b, c) = (
+        Upstream::start_named("a").await,
+        Upstream::start_named("b").await,
+        Upstream::start_named("c").await,
+    );
+    let config = format!(
+        r#"_format_version: "3.0"
+services:
+- name: a
+  url: http://{a}
+  routes:
+  - name: traditional
+    paths: [/api]
+- name: b
+  url: http://{b}
+  routes:
+  - name: v2
+    expression: http.path ^= "/api" && http.headers.x_version == "2"
+    priority: 10
+  - name: beta
+    expression: http.path ^= "/api" && http.queries.beta == "on"
+    priority: 20
+    protocols: [http]
+- name: c
+  url: http://{c}
+  routes:
+  - name: local
+    sources:
+    - ip: 127.0.0.0/8
+    paths: [/local]
+"#,
+        a = a.addr,
+        b = b.addr,
+        c = c.addr
+    );
+    let proxy = Proxy::start_with_admin(&config, &["--router-flavor", "expressions"]).await;
+    let who = |r: &Reply| r.header("x-upstream-name").map(str::to_owned);
+    let r = proxy.get("/api/x", &[]).await;
+    assert_eq!(who(&r).as_deref(), Some("a"), "{}", proxy.stderr());
+    let r = proxy.get("/api/x", &[("x-version", "2")]).await;
+    assert_eq!(who(&r).as_deref(), Some("b"));
+    let r = proxy.get("/api/x?beta=on", &[("x-version", "3")]).await;
+    assert_eq!(who(&r).as_deref(), Some("b"));
+    // strip_path (default true) strips what `http.path ^= "/api"` matched.
+    assert_eq!(b.last().uri, "/x?beta=on");
+    let r = proxy.get("/local/x", &[]).await;
+    assert_eq!(who(&r).as_deref(), Some("c"));
+    assert_eq!(a.seen().len(), 1);
+    assert_eq!(b.seen().len(), 2);
+
+    let r = proxy.admin("GET", "/", "").await;
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["configuration"]["router_flavor"], "expressions");
+
+    // A bad expression is refused with Kong's message, and the running config keeps serving.
+    let bad = config.replace(
+        r#"http.headers.x_version == "2""#,
+        r#"http.headers.x_version == 2"#,
+    );
+    let r = proxy.admin("POST", "/config?flatten_errors=1", &bad).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("Router Expression failed validation"),
+        "{}",
+        r.text()
+    );
+    let r = proxy.get("/api/x", &[("x-version", "2")]).await;
+    assert_eq!(who(&r).as_deref(), Some("b"));
+}

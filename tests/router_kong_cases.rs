@@ -123,6 +123,8 @@ fn route_from_json(v: &Value) -> RouteInput {
             _ => PathHandling::V0,
         },
         service: v.get("service").and_then(service_from_json),
+        expression: None,
+        priority: 0,
     }
 }
 
@@ -194,6 +196,7 @@ impl Req {
             sni: self.sni.as_deref(),
             src: None,
             dst: None,
+            query: self.query.as_deref(),
         }
     }
 }
@@ -482,6 +485,7 @@ fn kong_path_handling_cases() {
                 sni: None,
                 src: None,
                 dst: None,
+                query: None,
             };
             match router.select(&req) {
                 None => failures.push(format!("{label}: no match")),

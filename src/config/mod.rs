@@ -17,6 +17,27 @@ pub mod yaml;
 pub use error::{ConfigError, ConfigErrors, LoadError};
 pub use model::Config;
 
+static ROUTER_FLAVOR: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Sets the process's router flavor (Kong's `router_flavor`, a node setting): under
+/// [`Flavor::Expressions`](crate::router::Flavor) routes may carry `expression` and `priority`,
+/// and http routes `sources` and `destinations`. Set once at startup, before any config loads.
+pub fn set_router_flavor(flavor: crate::router::Flavor) {
+    let v = match flavor {
+        crate::router::Flavor::TraditionalCompatible => 0,
+        crate::router::Flavor::Expressions => 1,
+    };
+    ROUTER_FLAVOR.store(v, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The router flavor set by [`set_router_flavor`] (traditional_compatible by default).
+pub fn router_flavor() -> crate::router::Flavor {
+    match ROUTER_FLAVOR.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => crate::router::Flavor::Expressions,
+        _ => crate::router::Flavor::TraditionalCompatible,
+    }
+}
+
 /// Reads and validates a declarative file.
 pub fn from_file(path: &std::path::Path) -> Result<Config, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {

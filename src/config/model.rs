@@ -138,6 +138,10 @@ pub struct Route {
     pub strip_path: bool,
     pub preserve_host: bool,
     pub regex_priority: i64,
+    /// Kong's expressions language (expressions flavor only).
+    pub expression: Option<String>,
+    /// Orders expression routes (expressions flavor only).
+    pub priority: u64,
     pub path_handling_v1: bool,
     pub https_redirect_status_code: u16,
     pub request_buffering: bool,

@@ -76,6 +76,10 @@ pub struct RawRoute {
     pub strip_path: Option<bool>,
     pub preserve_host: Option<bool>,
     pub regex_priority: Option<i64>,
+    /// Only under `router_flavor = expressions`.
+    pub expression: Option<String>,
+    /// Only under `router_flavor = expressions`.
+    pub priority: Option<i64>,
     pub path_handling: Option<String>,
     pub https_redirect_status_code: Option<i64>,
     pub request_buffering: Option<bool>,

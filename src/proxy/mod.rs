@@ -270,6 +270,7 @@ impl ProxyHttp for Gateway {
                 sni: ctx.state.sni.as_deref(),
                 src: ctx.state.client,
                 dst: ctx.state.server,
+                query: req.uri.query(),
             };
             snap.router.select(&info)
         };

@@ -10,7 +10,7 @@ use super::literal::literal_prefix;
 use super::matcher::{
     cmp_priority_desc, is_http_route, split_host_port, CompiledRoute, NameMatch, Priority, ReqCtx,
 };
-use super::{upstream, RequestInfo, RouteInput, RouteMatch, RouterError, UriCaptures};
+use super::{upstream, Flavor, RequestInfo, RouteInput, RouteMatch, RouterError, UriCaptures};
 
 /// Namespace Kong uses to derive ids for the pieces of a route split by path group
 /// (`kong/router/transform.lua`); only matters for breaking priority ties.
@@ -99,17 +99,17 @@ fn group_paths(paths: &[String]) -> Vec<Vec<usize>> {
 }
 
 impl Index {
-    pub(crate) fn build(inputs: Vec<RouteInput>) -> Result<Index, RouterError> {
+    pub(crate) fn build(inputs: Vec<RouteInput>, flavor: Flavor) -> Result<Index, RouterError> {
         let route_count = inputs.len();
         let mut routes = Vec::with_capacity(inputs.len());
         let mut regexes = Vec::new();
         let mut drafts = Vec::new();
 
         for (idx, input) in inputs.iter().enumerate() {
-            if !is_http_route(input) {
+            if !is_http_route(input) || input.expression.is_some() {
                 continue;
             }
-            let compiled = CompiledRoute::compile(idx, input)?;
+            let compiled = CompiledRoute::compile(idx, input, flavor)?;
             if compiled.has_no_fields() && input.paths.is_empty() {
                 // Kong cannot build an expression for such a route and drops it.
                 continue;

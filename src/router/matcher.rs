@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName};
 use regex::Regex;
 
-use super::{Endpoint, PathHandling, RouteInput, RouterError};
+use super::{Endpoint, Flavor, PathHandling, RouteInput, RouterError};
 
 /// How a host or SNI value compares with the request's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +221,32 @@ pub(crate) struct CompiledRoute {
     pub(crate) service_path: Box<str>,
     /// Priority ingredients shared by all of the route's candidates.
     pub(crate) base_priority: BasePriority,
+    /// Under the expressions flavor: whether plain and TLS requests may match, from the
+    /// route's protocols (Kong appends `net.protocol == ...` to every route's expression).
+    schemes: Option<Schemes>,
+}
+
+/// Which request schemes a route takes.
+#[derive(Debug, Clone, Copy)]
+struct Schemes {
+    http: bool,
+    https: bool,
+}
+
+impl Schemes {
+    /// Kong's rule (`kong/router/expressions.lua`): a route that only takes `https` matches
+    /// plain requests too (to answer them with 426 or a redirect); otherwise each protocol
+    /// admits its scheme (grpc and ws ride on http, grpcs and wss on https).
+    fn of(protocols: &[String]) -> Option<Schemes> {
+        if protocols.is_empty() || (protocols.len() == 1 && protocols[0] == "https") {
+            return None;
+        }
+        let has = |set: &[&str]| protocols.iter().any(|p| set.contains(&p.as_str()));
+        Some(Schemes {
+            http: has(&["http", "grpc", "ws"]),
+            https: has(&["https", "grpcs", "wss"]),
+        })
+    }
 }
 
 /// The parts of Kong's priority that do not depend on the path group.
@@ -367,7 +393,11 @@ fn compile_headers(
 
 impl CompiledRoute {
     /// Compiles every field but the paths. `idx` is the route's input index (for errors).
-    pub(crate) fn compile(idx: usize, r: &RouteInput) -> Result<CompiledRoute, RouterError> {
+    pub(crate) fn compile(
+        idx: usize,
+        r: &RouteInput,
+        flavor: Flavor,
+    ) -> Result<CompiledRoute, RouterError> {
         let mut hosts = Vec::with_capacity(r.hosts.len());
         for (i, h) in r.hosts.iter().enumerate() {
             let lower = h.to_ascii_lowercase();
@@ -425,6 +455,10 @@ impl CompiledRoute {
             path_handling: r.path_handling,
             service_path: service_path.into(),
             base_priority,
+            schemes: match flavor {
+                Flavor::TraditionalCompatible => None,
+                Flavor::Expressions => Schemes::of(&r.protocols),
+            },
         })
     }
 
@@ -435,6 +469,11 @@ impl CompiledRoute {
 
     /// Checks every field except the paths.
     pub(crate) fn matches(&self, req: &ReqCtx<'_>) -> bool {
+        if let Some(s) = self.schemes {
+            if !(if req.https { s.https } else { s.http }) {
+                return false;
+            }
+        }
         if !self.methods.is_empty() && !self.methods.iter().any(|m| &**m == req.method) {
             return false;
         }

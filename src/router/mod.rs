@@ -22,6 +22,8 @@
 //! expected to answer it with 426 / a redirect (Kong's runloop does the same).
 
 mod bucket;
+mod expressions;
+pub use expressions::validate as validate_expression;
 mod index;
 mod literal;
 mod matcher;
@@ -69,6 +71,23 @@ pub struct RouteInput {
     pub path_handling: PathHandling,
     /// The service the route proxies to (None: a service-less route).
     pub service: Option<ServiceTarget>,
+    /// An expression in Kong's expressions language (only under [`Flavor::Expressions`]);
+    /// the route's methods/hosts/paths/... are then empty.
+    pub expression: Option<String>,
+    /// Orders expression routes (higher first); Kong allows 0..2^46.
+    pub priority: u64,
+}
+
+/// Kong's `router_flavor`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Flavor {
+    /// `traditional_compatible` (Kong's default; `traditional` is served the same way).
+    #[default]
+    TraditionalCompatible,
+    /// `expressions`: routes may be written as expressions, with a `priority`, and every
+    /// route only takes the protocols it lists (https-only routes still see plain requests,
+    /// to answer them with 426 or a redirect).
+    Expressions,
 }
 
 /// One `sources`/`destinations` entry: `{ip: "10.0.0.0/8", port: 80}`; either may be absent.
@@ -122,6 +141,8 @@ pub struct RequestInfo<'a> {
     /// Local address the request came in on (for `destinations`, and for port-specific
     /// hosts when the Host header carries no port).
     pub dst: Option<std::net::SocketAddr>,
+    /// The raw query string, without `?` (read only by expressions on `http.queries.*`).
+    pub query: Option<&'a str>,
 }
 
 /// A successful match.
@@ -217,6 +238,8 @@ pub struct RouterError {
 /// captures (and the match list of a `RegexSet`, if one matched).
 pub struct Router {
     index: index::Index,
+    /// Expression routes (expressions flavor only); they outrank every traditional route.
+    expressions: Option<expressions::ExprIndex>,
 }
 
 impl Router {
@@ -227,13 +250,37 @@ impl Router {
     /// a route with no match field at all never matches (Kong drops both from its
     /// HTTP router).
     pub fn new(routes: Vec<RouteInput>) -> Result<Router, RouterError> {
+        Router::with_flavor(routes, Flavor::TraditionalCompatible)
+    }
+
+    /// Compile routes for a router flavor. Under [`Flavor::Expressions`] routes with an
+    /// `expression` go to Kong's ATC engine and the others to the traditional index, which
+    /// then also checks each route's protocols as Kong's flavor does.
+    pub fn with_flavor(routes: Vec<RouteInput>, flavor: Flavor) -> Result<Router, RouterError> {
+        let expressions = match flavor {
+            Flavor::TraditionalCompatible => None,
+            Flavor::Expressions => Some(expressions::ExprIndex::build(&routes).map_err(
+                |(route, message)| RouterError {
+                    route,
+                    field: "expression".to_owned(),
+                    message,
+                },
+            )?),
+        }
+        .filter(|e| !e.is_empty());
         Ok(Router {
-            index: index::Index::build(routes)?,
+            index: index::Index::build(routes, flavor)?,
+            expressions,
         })
     }
 
     /// Find the best route for a request, per Kong's priority rules.
     pub fn select(&self, req: &RequestInfo<'_>) -> Option<RouteMatch> {
+        if let Some(e) = &self.expressions {
+            if let Some(m) = e.select(req) {
+                return Some(m);
+            }
+        }
         self.index.select(req)
     }
 

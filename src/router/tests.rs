@@ -53,6 +53,7 @@ impl Req {
             sni: self.sni,
             src: self.src,
             dst: self.dst,
+            query: None,
         }
     }
 }

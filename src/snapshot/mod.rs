@@ -345,8 +345,8 @@ fn compile_with(
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             snis: r.snis.clone(),
-            sources: Vec::new(),
-            destinations: Vec::new(),
+            sources: r.sources.iter().map(endpoint).collect(),
+            destinations: r.destinations.iter().map(endpoint).collect(),
             regex_priority: r.regex_priority,
             strip_path: r.strip_path,
             preserve_host: r.preserve_host,
@@ -358,6 +358,8 @@ fn compile_with(
                 port: s.port,
                 path: s.path.clone(),
             }),
+            expression: r.expression.clone(),
+            priority: r.priority,
         });
     }
     let global_chain = remap(chain::build(&chain_entries, None, None));
@@ -366,7 +368,7 @@ fn compile_with(
     if !errs.is_empty() {
         return Err(errs.into_result().err().unwrap_or(ConfigErrors(Vec::new())));
     }
-    let router = match Router::new(inputs) {
+    let router = match Router::with_flavor(inputs, crate::config::router_flavor()) {
         Ok(r) => Some(r),
         Err(e) => {
             let route = router_routes.get(e.route).map(|&i| &config.routes[i]);
@@ -446,4 +448,12 @@ fn compile_conditions(config: &Config, errs: &mut Errors) -> Vec<Option<Conditio
         .into_iter()
         .map(|p| p.map(|p| Condition::new(p, shared.clone())))
         .collect()
+}
+
+/// A validated `sources`/`destinations` entry as the router takes it.
+fn endpoint(e: &crate::config::model::Endpoint) -> router::Endpoint {
+    router::Endpoint {
+        ip: e.ip,
+        port: e.port,
+    }
 }

@@ -391,11 +391,17 @@ pub fn free_port() -> u16 {
 /// passed, and what it printed on stderr.
 #[allow(dead_code)]
 pub fn check_file(text: &str, file_name: &str) -> (bool, String) {
+    check_file_with(text, file_name, &[])
+}
+
+/// [`check_file`] with more arguments for `proxy check` (e.g. `--router-flavor expressions`).
+pub fn check_file_with(text: &str, file_name: &str, args: &[&str]) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(file_name);
     std::fs::write(&path, text).expect("write config");
     let out = Command::new(binary())
         .arg("check")
+        .args(args)
         .arg(&path)
         .output()
         .expect("run proxy check");

@@ -465,31 +465,76 @@ impl Validator<'_> {
                     "`snis` can only be set when `protocols` includes https, grpcs or wss",
                 );
             }
-            for field in ["sources", "destinations"] {
-                let set = if field == "sources" {
-                    &r.sources
-                } else {
-                    &r.destinations
-                };
-                if set.as_ref().is_some_and(|s| !s.is_empty()) {
-                    self.err(
-                        item,
-                        &[PathSeg::Key(field)],
-                        format!("`{field}` applies to stream routes (tcp, tls, udp), which this gateway does not route"),
-                    );
+            let expressions = super::router_flavor() == crate::router::Flavor::Expressions;
+            let (sources, destinations) = if expressions {
+                (
+                    self.endpoints(item, "sources", r.sources.as_deref()),
+                    self.endpoints(item, "destinations", r.destinations.as_deref()),
+                )
+            } else {
+                for field in ["sources", "destinations"] {
+                    let set = if field == "sources" {
+                        &r.sources
+                    } else {
+                        &r.destinations
+                    };
+                    if set.as_ref().is_some_and(|s| !s.is_empty()) {
+                        self.err(
+                            item,
+                            &[PathSeg::Key(field)],
+                            format!("`{field}` applies to stream routes (tcp, tls, udp), which this gateway does not route (http routes take it under router_flavor = expressions)"),
+                        );
+                    }
                 }
+                (Vec::new(), Vec::new())
+            };
+            let expression = self.expression(item, expressions);
+            let priority = self.expression_priority(item, expressions);
+            let others_empty = methods.is_empty()
+                && hosts.is_empty()
+                && paths.is_empty()
+                && headers.is_empty()
+                && snis.is_empty()
+                && sources.is_empty()
+                && destinations.is_empty();
+            if expression.is_some() && !others_empty {
+                self.err(
+                    item,
+                    &[],
+                    "Router Expression failed validation: cannot set 'expression' with 'methods', 'hosts', 'paths', 'headers', 'snis', 'sources' or 'destinations' simultaneously",
+                );
+            }
+            if expression.is_some() && r.regex_priority.is_some_and(|p| p != 0) {
+                self.err(
+                    item,
+                    &[],
+                    "Router Expression failed validation: cannot set 'regex_priority' with 'expression' simultaneously",
+                );
+            }
+            if priority != 0 && !others_empty {
+                self.err(
+                    item,
+                    &[],
+                    "Router Expression failed validation: cannot set 'priority' with 'methods', 'hosts', 'paths', 'headers', 'snis', 'sources' or 'destinations' simultaneously",
+                );
             }
             if !item.broken
+                && r.expression.is_none()
                 && methods.is_empty()
                 && hosts.is_empty()
                 && paths.is_empty()
                 && headers.is_empty()
                 && snis.is_empty()
             {
+                let fields = if expressions {
+                    "`methods`, `hosts`, `headers`, `paths`, `expression`"
+                } else {
+                    "`methods`, `hosts`, `headers`, `paths`"
+                };
                 self.err(
                     item,
                     &[],
-                    "a route for http/https must set at least one of `methods`, `hosts`, `headers`, `paths` (or `snis` for https)",
+                    format!("a route for http/https must set at least one of {fields} (or `snis` for https)"),
                 );
             }
             let strip_path = r.strip_path.unwrap_or(!grpc);
@@ -541,11 +586,13 @@ impl Validator<'_> {
                 paths,
                 headers,
                 snis,
-                sources: Vec::new(),
-                destinations: Vec::new(),
+                sources,
+                destinations,
                 strip_path,
                 preserve_host: r.preserve_host.unwrap_or(false),
                 regex_priority,
+                expression,
+                priority,
                 path_handling_v1,
                 https_redirect_status_code: redirect,
                 request_buffering: r.request_buffering.unwrap_or(true),
@@ -592,5 +639,6 @@ impl Validator<'_> {
     }
 }
 
+mod expressions;
 mod others;
 mod upstreams;

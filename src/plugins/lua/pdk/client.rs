@@ -326,7 +326,11 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     let configuration = lua.create_table()?;
     configuration.set("database", "off")?;
     configuration.set("role", "traditional")?;
-    configuration.set("router_flavor", "traditional_compatible")?;
+    let flavor = match crate::config::router_flavor() {
+        crate::router::Flavor::Expressions => "expressions",
+        crate::router::Flavor::TraditionalCompatible => "traditional_compatible",
+    };
+    configuration.set("router_flavor", flavor)?;
     kong.set("configuration", configuration)?;
     Ok(())
 }
