@@ -529,7 +529,7 @@ fn plugin_io(cli: &Cli) -> anyhow::Result<TrustCheck> {
         .spawn(io::check_trusted_certificate)
         .context("spawning the CA bundle check")?;
     io::cache::set_capacity(cli.mem_cache_size);
-    pdk::set_vault_env_prefix(cli.vault_env_prefix.clone());
+    sluice::config::vault::set_env_prefix(cli.vault_env_prefix.clone());
     pdk::set_requires(&cli.lua_sandbox_requires)
         .map_err(|e| anyhow::anyhow!("--lua-sandbox-requires: {e}"))?;
     Ok(trust)

@@ -246,3 +246,40 @@ services:
         "latency_metrics is off: {metrics}"
     );
 }
+
+/// http-log's `http_endpoint` and header values are referenceable in Kong: `{vault://...}`
+/// there (through a `vaults:` entity's prefix, and a key of a JSON value) is posted with the
+/// secret's value; the admin API shows the plugin as written.
+#[tokio::test]
+async fn http_log_reads_vault_references_from_the_environment() {
+    let up = Upstream::start().await;
+    let receiver = Upstream::start().await;
+    let cfg = config(
+        "http-log",
+        "{http_endpoint: '{vault://logs/endpoint}', headers: {authorization: '{vault://env/sluice-log-creds/token}'}}",
+        None,
+    )
+    .replace(
+        "consumers:",
+        "vaults:\n  - name: env\n    prefix: logs\n    config: {prefix: SLUICE_LOG_}\nconsumers:",
+    );
+    let endpoint = format!("http://{}/collect", receiver.addr);
+    let proxy = Proxy::start_with_env(
+        &render(&cfg, &[&up]),
+        &[],
+        &[
+            ("SLUICE_LOG_ENDPOINT", &endpoint),
+            ("SLUICE_LOG_CREDS", r#"{"token": "Bearer s3cret"}"#),
+        ],
+    )
+    .await;
+    let r = proxy.get("/logged/x", &[]).await;
+    assert_eq!(r.status, 200, "{}", proxy.stderr());
+    let seen = receiver.wait_for(1).await;
+    assert_eq!(seen[0].uri, "/collect");
+    assert_eq!(seen[0].header("authorization"), Some("Bearer s3cret"));
+    let plugins = proxy.admin("GET", "/plugins", "").await.text();
+    assert!(plugins.contains("{vault://logs/endpoint}"), "{plugins}");
+    assert!(!plugins.contains("s3cret"), "{plugins}");
+    assert!(!proxy.stderr().contains("s3cret"));
+}

@@ -395,3 +395,60 @@ async fn client_certificate_is_presented_to_the_upstream() {
     assert_eq!(r.header("x-client-cn"), Some("gateway-client"));
     assert_eq!(proxy.get("/without", &[]).await.status, 502);
 }
+
+/// A certificate and key written as `{vault://env/...}` references (Kong marks both
+/// referenceable) are read from the environment at load and served; `GET /config` keeps the
+/// references, never the key; a reference to a variable that is not set is refused with a
+/// located error on `POST /config`, and the running certificate keeps serving.
+#[tokio::test]
+async fn certificates_from_env_vault_references() {
+    let up = Upstream::start().await;
+    let (c, k) = cert("vaulted.test");
+    let cfg = r#"_format_version: "3.0"
+vaults:
+- name: env
+  prefix: tls-secrets
+  config:
+    prefix: SLUICE_TEST_
+services:
+  - name: s
+    url: http://{upstream}
+    routes:
+      - name: any
+        paths: [/any]
+certificates:
+  - cert: "{vault://env/sluice-test-cert}"
+    key: "{vault://tls-secrets/key}"
+    snis: [vaulted.test]
+"#;
+    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let tls_arg = tls.to_string();
+    let proxy = Proxy::start_with_env(
+        &render(cfg, &[&up]),
+        &["--listen-tls", &tls_arg, "--no-watch"],
+        &[("SLUICE_TEST_CERT", &c), ("SLUICE_TEST_KEY", &k)],
+    )
+    .await;
+    assert_eq!(
+        get_h1(tls, "vaulted.test", "/any").await,
+        ("vaulted.test".into(), 200)
+    );
+    let served = proxy.admin("GET", "/config", "").await;
+    assert!(served.text().contains("{vault://tls-secrets/key}"));
+    assert!(!served.text().contains("PRIVATE KEY"), "{}", served.text());
+
+    let broken = render(cfg, &[&up]).replace("tls-secrets/key", "tls-secrets/missing");
+    let r = proxy.admin("POST", "/config", &broken).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let text = r.text();
+    assert!(
+        text.contains("SLUICE_TEST_MISSING is not set")
+            && text.contains("{vault://tls-secrets/missing}"),
+        "{text}"
+    );
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    assert_eq!(
+        get_h1(tls, "vaulted.test", "/any").await,
+        ("vaulted.test".into(), 200)
+    );
+}

@@ -74,6 +74,7 @@ pub struct Document {
     pub jwt_secrets: Vec<Item<RawJwtSecret>>,
     pub custom_plugins: Vec<Item<RawCustomPlugin>>,
     pub cloned_plugins: Vec<Item<RawClonedPlugin>>,
+    pub vaults: Vec<Item<RawVault>>,
 }
 
 /// Keys allowed at the top level besides the entity arrays; accepted and ignored.
@@ -106,6 +107,7 @@ const ENTITY_KEYS: &[&str] = &[
     "basicauth_credentials",
     "acls",
     "jwt_secrets",
+    "vaults",
 ];
 
 /// Parses and decodes `text`. Errors are added to `errs`; the document holds what could be read.
@@ -226,6 +228,7 @@ impl Loader<'_> {
             "jwt_secrets" => d.jwt_secrets.reserve(n),
             "custom_plugins" => d.custom_plugins.reserve(n),
             "cloned_plugins" => d.cloned_plugins.reserve(n),
+            "vaults" => d.vaults.reserve(n),
             _ => {}
         }
     }
@@ -333,6 +336,11 @@ impl Loader<'_> {
             "custom_plugins" => {
                 let item = self.decode(node, path, parent);
                 self.doc.custom_plugins.push(item);
+                None
+            }
+            "vaults" => {
+                let item = self.decode(node, path, parent);
+                self.doc.vaults.push(item);
                 None
             }
             "cloned_plugins" => {

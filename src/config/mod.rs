@@ -12,6 +12,7 @@ pub mod load;
 pub mod model;
 pub mod raw;
 pub mod validate;
+pub mod vault;
 pub mod yaml;
 
 pub use error::{ConfigError, ConfigErrors, LoadError};

@@ -452,6 +452,8 @@ pub struct Config {
     pub credentials: Vec<ConsumerCredential>,
     pub custom_plugins: Vec<CustomPlugin>,
     pub cloned_plugins: Vec<ClonedPlugin>,
+    /// The vaults `{vault://...}` references may name (`vaults:` entities plus `env`).
+    pub vaults: crate::config::vault::Vaults,
 }
 
 impl Config {

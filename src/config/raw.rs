@@ -90,6 +90,27 @@ pub struct RawRoute {
     pub updated_at: Option<i64>,
 }
 
+/// `vaults[]`: a vault under a prefix of its own (only Kong's `env` vault exists DB-less).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[allow(missing_docs)]
+pub struct RawVault {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub prefix: Option<String>,
+    pub description: Option<String>,
+    pub config: Option<RawVaultConfig>,
+    pub tags: Option<Vec<String>>,
+    pub created_at: Option<i64>,
+    pub updated_at: Option<i64>,
+}
+
+/// `vaults[].config` of the env vault.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[allow(missing_docs)]
+pub struct RawVaultConfig {
+    pub prefix: Option<String>,
+}
+
 /// `consumers[]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[allow(missing_docs)]

@@ -27,7 +27,10 @@ pub(super) fn definitions(
     // One VM validates every instance's config (bundled plugins' schemas use the same DSL).
     if !config.custom_plugins.is_empty() || !config.plugins.is_empty() {
         match lua::Loader::new() {
-            Ok(l) => loader = Some(l),
+            Ok(mut l) => {
+                l.set_vaults(config.vaults.clone());
+                loader = Some(l);
+            }
             Err(e) => errs.push(None, "custom_plugins", e),
         }
     }

@@ -459,12 +459,31 @@ impl Proxy {
         Self::start_in(dir, std::path::PathBuf::new(), true, extra_args).await
     }
 
+    /// Starts with the admin API and these environment variables set for the proxy.
+    #[allow(dead_code)]
+    pub async fn start_with_env(config: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("kong.yaml");
+        std::fs::write(&path, config).expect("write config");
+        Self::start_in_env(dir, path, true, extra_args, env).await
+    }
+
     /// Starts on a config file prepared by the caller in `dir` (e.g. a ConfigMap layout).
     pub async fn start_in(
         dir: tempfile::TempDir,
         path: std::path::PathBuf,
         admin: bool,
         extra_args: &[&str],
+    ) -> Proxy {
+        Self::start_in_env(dir, path, admin, extra_args, &[]).await
+    }
+
+    async fn start_in_env(
+        dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        admin: bool,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
     ) -> Proxy {
         let mut last_err = String::new();
         // A port picked this way can be taken by someone else before the proxy binds it:
@@ -500,6 +519,7 @@ impl Proxy {
                 .arg("--admin-listen")
                 .arg(&admin_arg)
                 .args(extra_args)
+                .envs(env.iter().copied())
                 .env("RUST_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(stderr)

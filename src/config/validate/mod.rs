@@ -29,6 +29,7 @@ pub fn validate(doc: &Document, errs: &mut Errors) -> Config {
         plugins: Vec::with_capacity(doc.plugins.len()),
         ..Config::default()
     };
+    v.vaults(doc, &mut cfg);
     v.services(doc, &mut cfg);
     v.routes(doc, &mut cfg);
     v.consumers(doc, &mut cfg);

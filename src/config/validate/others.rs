@@ -10,18 +10,96 @@ use super::super::yaml::PathSeg;
 use super::{Index, Validator};
 
 impl Validator<'_> {
+    /// `vaults:` entities: each names Kong's env vault under a prefix of its own, with the
+    /// variable prefix of its `config.prefix`.
+    pub(super) fn vaults(&mut self, doc: &Document, cfg: &mut Config) {
+        let mut seen = HashMap::new();
+        for item in &doc.vaults {
+            let r = &item.raw;
+            self.id("vaults", item, &r.id, &item.path);
+            match r.name.as_deref() {
+                Some("env") => {}
+                Some(other) => self.err(
+                    item,
+                    &[PathSeg::Key("name")],
+                    format!("vault '{other}' is not installed (only `env` is available without a database)"),
+                ),
+                None if !item.broken => self.err(item, &[], "missing required field `name`"),
+                None => {}
+            }
+            let Some(prefix) = r.prefix.as_deref() else {
+                if !item.broken {
+                    self.err(item, &[], "missing required field `prefix`");
+                }
+                continue;
+            };
+            // Kong: `^[a-z][a-z%d-]-[a-z%d]+$`, and not the name of a vault.
+            let b = prefix.as_bytes();
+            let ok = b.len() >= 2
+                && b[0].is_ascii_lowercase()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b[b.len() - 1] != b'-';
+            if !ok {
+                self.err(
+                    item,
+                    &[PathSeg::Key("prefix")],
+                    format!("invalid prefix {prefix:?}: expected lower-case letters, digits and dashes, starting with a letter"),
+                );
+                continue;
+            }
+            if prefix == "env" {
+                self.err(
+                    item,
+                    &[PathSeg::Key("prefix")],
+                    "value must not be the name of a vault (env)",
+                );
+                continue;
+            }
+            if seen.insert(prefix.to_owned(), ()).is_some() {
+                self.err(
+                    item,
+                    &[PathSeg::Key("prefix")],
+                    format!("UNIQUE violation detected on '{{prefix=\"{prefix}\"}}'"),
+                );
+                continue;
+            }
+            let env_prefix = r
+                .config
+                .as_ref()
+                .and_then(|c| c.prefix.as_deref())
+                .unwrap_or("");
+            cfg.vaults.add_env(prefix, env_prefix);
+        }
+    }
+
     pub(super) fn certificates(&mut self, doc: &Document, cfg: &mut Config) {
         let mut index = Index::default();
         for (i, item) in doc.certificates.iter().enumerate() {
             let r = &item.raw;
             let id = self.id("certificates", item, &r.id, &item.path);
-            for field in ["cert", "key"] {
-                let v = if field == "cert" { &r.cert } else { &r.key };
-                match v {
-                    None if !item.broken => {
+            // Kong marks all four referenceable: a `{vault://...}` is replaced by its value.
+            let mut pem = |field: &'static str, v: &Option<String>| -> Option<String> {
+                let v = v.as_ref()?;
+                if !crate::config::vault::is_reference(v) {
+                    return Some(v.clone());
+                }
+                match cfg.vaults.resolve(v) {
+                    Ok(value) => Some(value),
+                    Err(e) => {
+                        self.err(item, &[PathSeg::Key(field)], e);
+                        None
+                    }
+                }
+            };
+            let (cert, key) = (pem("cert", &r.cert), pem("key", &r.key));
+            let (cert_alt, key_alt) = (pem("cert_alt", &r.cert_alt), pem("key_alt", &r.key_alt));
+            for (field, v, raw) in [("cert", &cert, &r.cert), ("key", &key, &r.key)] {
+                match (v, raw) {
+                    (_, None) if !item.broken => {
                         self.err(item, &[], format!("missing required field `{field}`"))
                     }
-                    Some(pem) if !pem.contains("-----BEGIN") => self.err(
+                    (Some(pem), _) if !pem.contains("-----BEGIN") => self.err(
                         item,
                         &[PathSeg::Key(field)],
                         "expected a PEM block (-----BEGIN ...)",
@@ -35,10 +113,10 @@ impl Validator<'_> {
             index.by_id.insert(id.clone(), i);
             cfg.certificates.push(Certificate {
                 id,
-                cert: r.cert.clone().unwrap_or_default(),
-                key: r.key.clone().unwrap_or_default(),
-                cert_alt: r.cert_alt.clone(),
-                key_alt: r.key_alt.clone(),
+                cert: cert.unwrap_or_default(),
+                key: key.unwrap_or_default(),
+                cert_alt,
+                key_alt,
                 tags: r.tags.clone().unwrap_or_default(),
                 origin: Self::origin(item),
             });

@@ -101,6 +101,8 @@ pub struct Loader {
     /// Outcomes of `validate` by plugin, scope and config text: a config applied to many
     /// routes (a KongPlugin on every Ingress) is checked once.
     validated: RefCell<HashMap<String, Validated>>,
+    /// The vaults the config being loaded names, for references in plugin configs.
+    vaults: crate::config::vault::Vaults,
 }
 
 type Validated = Result<serde_json::Value, Vec<schema::Problem>>;
@@ -128,6 +130,7 @@ impl Loader {
             globals,
             schemas: Vec::new(),
             validated: RefCell::default(),
+            vaults: Default::default(),
         })
     }
 
@@ -268,6 +271,14 @@ impl Loader {
             .map_err(|e| lua_error(&e))
     }
 
+    /// The vaults `{vault://...}` references in plugin configs may name (the config's).
+    pub fn set_vaults(&mut self, vaults: crate::config::vault::Vaults) {
+        if self.vaults != vaults {
+            self.validated.get_mut().clear();
+            self.vaults = vaults;
+        }
+    }
+
     /// Validates an instance's config against the plugin's schema (defaults filled in).
     /// `scope` lists the instance's bindings ("route", "service", "consumer") for the schema's
     /// `no_route`/`no_service`/`no_consumer` restrictions.
@@ -300,7 +311,7 @@ impl Loader {
             }
         }
         // Custom validators and entity checks are plugin code: they run under the budget.
-        match sandbox::with_budget(|| schema.validate(&self.lua, config)) {
+        match sandbox::with_budget(|| schema.validate(&self.lua, config, &self.vaults)) {
             Ok(v) if problems.is_empty() => Ok(v),
             Ok(_) => Err(problems),
             Err(mut more) => {

@@ -261,8 +261,14 @@ impl Schema {
     /// (nested records too; absent optional fields are JSON null, as Kong's conf shows
     /// them). Custom validators and entity checks are called through `lua`, which must be
     /// the VM the schema was read from.
-    pub fn validate(&self, lua: &Lua, config: &Json) -> Result<Json, Vec<Problem>> {
-        let mut ctx = Ctx::new(lua, &self.string_match);
+    /// Referenceable fields holding `{vault://...}` are resolved through `vaults`.
+    pub fn validate(
+        &self,
+        lua: &Lua,
+        config: &Json,
+        vaults: &crate::config::vault::Vaults,
+    ) -> Result<Json, Vec<Problem>> {
+        let mut ctx = Ctx::new(lua, &self.string_match, Some(vaults));
         let config_field = self
             .top
             .lookup("config")

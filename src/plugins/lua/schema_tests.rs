@@ -75,12 +75,12 @@ impl T {
 
     pub(super) fn ok(&self, cfg: Json) -> Json {
         self.schema
-            .validate(&self.lua, &cfg)
+            .validate(&self.lua, &cfg, &Default::default())
             .unwrap_or_else(|p| panic!("expected {cfg} to pass, got {p:?}"))
     }
 
     pub(super) fn errs(&self, cfg: Json) -> Vec<(String, String)> {
-        match self.schema.validate(&self.lua, &cfg) {
+        match self.schema.validate(&self.lua, &cfg, &Default::default()) {
             Ok(v) => panic!("expected {cfg} to fail, got {v}"),
             Err(p) => p.into_iter().map(|p| (p.field, p.message)).collect(),
         }
@@ -445,7 +445,13 @@ fn referenceable_strings_skip_rules() {
     let t = T::new(
         "{ secret = { type = 'string', referenceable = true, encrypted = true, match = '^%d+$' } }",
     );
-    t.ok(json!({"secret": "{vault://env/my-secret}"}));
+    // Resolved from the environment (PATH is always set), the rules skipped as in Kong.
+    let v = t.ok(json!({"secret": "{vault://env/path}"}));
+    assert_eq!(v["secret"], json!(std::env::var("PATH").unwrap()));
+    let errs = t.errs(json!({"secret": "{vault://env/sluice-surely-not-set}"}));
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].0, "config.secret");
+    assert!(errs[0].1.contains("SLUICE_SURELY_NOT_SET is not set"), "{errs:?}");
     t.ok(json!({"secret": "123"}));
     t.fails(
         json!({"secret": "abc"}),

@@ -356,8 +356,6 @@ fn install_plugin_ngx(lua: &Lua, internal: &Table, views: Table) -> mlua::Result
     })
 }
 
-static VAULT_ENV_PREFIX: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-
 /// Which modules `require` hands out: `Only` these, or all `But` these.
 enum Requires {
     Only(Vec<String>),
@@ -429,26 +427,6 @@ fn required_allowed(name: &str) -> bool {
     }
 }
 
-/// Sets the env vault's prefix (Kong's `vault_env_prefix`) and reads the environment, once at
-/// startup: later changes to the environment are not seen, as in Kong.
-pub fn set_vault_env_prefix(prefix: Option<String>) {
-    let _ = VAULT_ENV_PREFIX.set(prefix);
-    vault_env("");
-}
-
-/// The environment variable `name` as the env vault sees it. The gateway's own settings
-/// (`PROXY_*`, the admin token among them) are not visible to plugins.
-fn vault_env(name: &str) -> Option<String> {
-    static ENV: std::sync::OnceLock<std::collections::HashMap<String, String>> =
-        std::sync::OnceLock::new();
-    let env = ENV.get_or_init(|| {
-        std::env::vars()
-            .filter(|(k, _)| !k.starts_with("PROXY_"))
-            .collect()
-    });
-    env.get(name).cloned()
-}
-
 fn set_fn_value<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
 where
     A: mlua::FromLuaMulti,
@@ -511,13 +489,15 @@ pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
         .iter()
         .find(|(n, _)| *n == "cjson.safe")
         .map(|(_, m)| m.clone());
-    let env = set_fn_value(lua, |_, name: String| Ok(vault_env(&name)))?;
+    let env = set_fn_value(lua, |_, name: String| {
+        Ok(crate::config::vault::env(&name).map(str::to_owned))
+    })?;
     chunk(include_str!("vault.lua"), "=kong.vault")?.call::<()>((
         vault.clone(),
         ngx.clone(),
         cjson_safe,
         env,
-        VAULT_ENV_PREFIX.get().cloned().flatten(),
+        crate::config::vault::base_prefix(),
     ))?;
     kong.set("vault", vault)?;
     chunk(include_str!("log.lua"), "=kong.pdk.log")?.call::<()>((

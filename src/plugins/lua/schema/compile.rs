@@ -352,7 +352,7 @@ impl Compiler<'_> {
     }
 
     fn check_default(&self, f: &Field, d: &Json, path: &str) -> Result<(), String> {
-        let mut ctx = Ctx::new(self.lua, &self.string_match);
+        let mut ctx = Ctx::new(self.lua, &self.string_match, None);
         ctx.present(f, d, path);
         match ctx.problems.first() {
             None => Ok(()),

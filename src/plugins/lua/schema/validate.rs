@@ -20,14 +20,22 @@ pub(crate) struct Ctx<'a> {
     pub lua: &'a Lua,
     pub string_match: &'a Function,
     pub problems: Vec<Problem>,
+    /// Resolves `{vault://...}` in referenceable fields; None leaves references as written
+    /// (checking a schema's defaults).
+    pub vaults: Option<&'a crate::config::vault::Vaults>,
 }
 
 impl<'a> Ctx<'a> {
-    pub(crate) fn new(lua: &'a Lua, string_match: &'a Function) -> Ctx<'a> {
+    pub(crate) fn new(
+        lua: &'a Lua,
+        string_match: &'a Function,
+        vaults: Option<&'a crate::config::vault::Vaults>,
+    ) -> Ctx<'a> {
         Ctx {
             lua,
             string_match,
             problems: Vec::new(),
+            vaults,
         }
     }
 
@@ -166,7 +174,17 @@ impl<'a> Ctx<'a> {
                     self.problem(path, "expected a string");
                     return v.clone();
                 }
-                Some(s) if f.referenceable && is_reference(s) => return v.clone(),
+                // A reference skips the field's rules (Kong's) and is replaced by its value.
+                Some(s) if f.referenceable && is_reference(s) => match self.vaults {
+                    None => return v.clone(),
+                    Some(vaults) => match vaults.resolve(s) {
+                        Ok(value) => return Json::String(value),
+                        Err(e) => {
+                            self.problem(path, e);
+                            return v.clone();
+                        }
+                    },
+                },
                 Some(_) => v.clone(),
             },
             Type::Boolean => {
