@@ -230,6 +230,17 @@ async fn the_admission_webhook_calls_validate_entities_without_applying_them() {
     assert!(message.contains("config.status_code"), "{message}");
     assert!(message.contains("config.location"), "{message}");
 
+    // A KongVault: Kong's env vault under a prefix; other vaults are not installed.
+    let vault = json!({ "name": "env", "prefix": "app-secrets", "config": { "prefix": "APP_" } });
+    let r = post_json(&proxy, "/schemas/vaults/validate", &vault).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let vault = json!({ "name": "aws", "prefix": "Bad_Prefix" });
+    let r = post_json(&proxy, "/schemas/vaults/validate", &vault).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let message = r.json()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("vault 'aws' is not installed"), "{message}");
+    assert!(message.contains("prefix"), "{message}");
+
     // Nothing was applied.
     let status = proxy.admin("GET", "/status", "").await.json();
     assert_eq!(status["configuration_hash"], ZEROS);

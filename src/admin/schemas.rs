@@ -17,6 +17,7 @@ const ENTITIES: &[&str] = &[
     "certificates",
     "ca_certificates",
     "snis",
+    "vaults",
 ];
 
 /// References to other entities: checked by the configuration they end up in, not here.
