@@ -93,6 +93,11 @@ struct Cli {
     /// routes may be written in Kong's expressions language (`expression`, `priority`).
     #[arg(long, global = true, env = "PROXY_ROUTER_FLAVOR", default_value = "traditional_compatible", value_parser = ["traditional", "traditional_compatible", "expressions"])]
     router_flavor: String,
+    /// A declarative file holding only `custom_plugins` and `cloned_plugins`, merged into every
+    /// configuration loaded (the file, SIGHUP, `POST /config`): plugins that survive a
+    /// controller replacing the whole configuration. Read at startup.
+    #[arg(long, global = true, env = "PROXY_PLUGINS_FILE")]
+    plugins_file: Option<PathBuf>,
     /// Require `Authorization: Bearer <token>` on the admin API.
     #[arg(long, env = "PROXY_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -644,6 +649,14 @@ fn main() -> anyhow::Result<ExitCode> {
     } else {
         sluice::router::Flavor::TraditionalCompatible
     });
+    if let Some(path) = &cli.plugins_file {
+        snapshot::library::set_library_file(path).map_err(|e| match e {
+            LoadError::Invalid(errs) => {
+                anyhow::anyhow!("--plugins-file {}:\n{errs}", path.display())
+            }
+            other => anyhow::anyhow!("--plugins-file: {other}"),
+        })?;
+    }
     match &cli.command {
         Some(Command::Check { path }) => check(path, trust),
         Some(Command::Plugin {

@@ -238,7 +238,10 @@ async fn the_admission_webhook_calls_validate_entities_without_applying_them() {
     let r = post_json(&proxy, "/schemas/vaults/validate", &vault).await;
     assert_eq!(r.status, 400, "{}", r.text());
     let message = r.json()["message"].as_str().unwrap().to_string();
-    assert!(message.contains("vault 'aws' is not installed"), "{message}");
+    assert!(
+        message.contains("vault 'aws' is not installed"),
+        "{message}"
+    );
     assert!(message.contains("prefix"), "{message}");
 
     // Nothing was applied.
@@ -406,4 +409,81 @@ services:
     );
     let r = proxy.get("/api/x", &[("x-version", "2")]).await;
     assert_eq!(who(&r).as_deref(), Some("b"));
+}
+
+/// `--plugins-file`: custom and cloned plugins kept beside the pushed configuration survive
+/// every KIC push; a push that defines one of them again is refused with a located error; a
+/// plugins file holding other entities is refused at startup.
+#[tokio::test]
+async fn a_plugins_file_survives_kic_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/hello-header");
+    let custom = sluice::plugins::lua::embed::embed_dir(&base, Some("hello-header"), false)
+        .expect("plugin dir");
+    let library = format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n{custom}cloned_plugins:\n  - name: hello-again\n    ref: hello-header\n    priority: 5\n"
+    );
+    let lib_path = dir.path().join("plugins.yaml");
+    std::fs::write(&lib_path, &library).unwrap();
+    let lib_arg = lib_path.display().to_string();
+
+    let up = Upstream::start().await;
+    let proxy = Proxy::start_empty(&["--plugins-file", &lib_arg]).await;
+    let pushed = json!({
+        "_format_version": "3.0",
+        "services": [{
+            "name": "echo", "host": "127.0.0.1", "port": up.addr.port(), "protocol": "http",
+            "routes": [{ "name": "echo", "paths": ["/echo"],
+                         "tags": k8s_tags("Ingress", "echo", "uid-echo"),
+                         "plugins": [{ "name": "hello-again", "config": { "mode": "loud" } }] }],
+        }],
+    });
+    for _ in 0..2 {
+        let r = push(&proxy, &pushed).await;
+        assert!(r.status == 201 || r.status == 304, "{}", r.text());
+        let r = proxy.get("/echo", &[]).await;
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.stderr());
+        assert_eq!(r.header("x-hello-mode"), Some("loud"));
+    }
+    let node = proxy.admin("GET", "/", "").await.json();
+    assert!(
+        node["plugins"]["available_on_server"]["hello-header"].is_object(),
+        "{node}"
+    );
+
+    // The push defines hello-header itself: refused, located on its definition.
+    let mut clash = pushed.clone();
+    clash["custom_plugins"] = serde_json::from_str::<Value>(&{
+        let snap = sluice::snapshot::load_str(&library, "lib.yaml", 1).expect("library loads");
+        let c = &snap.config.custom_plugins[0];
+        json!([{ "name": c.name, "handler": c.handler, "schema": c.schema }]).to_string()
+    })
+    .unwrap();
+    let r = push(&proxy, &clash).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("also defined in the plugins file"),
+        "{}",
+        r.text()
+    );
+    let r = proxy.get("/echo", &[]).await;
+    assert_eq!(r.header("x-hello-mode"), Some("loud"));
+
+    // A plugins file with other entities is refused before anything is served.
+    std::fs::write(
+        &lib_path,
+        format!("{library}services:\n  - name: s\n    url: http://x\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::binary())
+        .args(["--plugins-file", &lib_arg, "check"])
+        .arg(&lib_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("holds only custom_plugins and cloned_plugins"),
+        "{err}"
+    );
 }

@@ -5,6 +5,7 @@
 mod certs;
 mod consumers;
 mod instances;
+pub mod library;
 mod upstream;
 
 use std::collections::HashMap;
@@ -192,8 +193,19 @@ pub fn compile(config: Config, text: Arc<str>, generation: u64) -> Result<Snapsh
     compile_with(config, text, generation, errs)
 }
 
-/// Compiles a config whose validation produced `errs`; fails if there are any errors.
+/// Compiles a config whose validation produced `errs`, with the plugin library merged in.
 fn compile_with(
+    mut config: Config,
+    text: Arc<str>,
+    generation: u64,
+    mut errs: Errors,
+) -> Result<Snapshot, ConfigErrors> {
+    library::merge(&mut config, &mut errs);
+    compile_unmerged(config, text, generation, errs)
+}
+
+/// Compiles a config whose validation produced `errs`; fails if there are any errors.
+fn compile_unmerged(
     config: Config,
     text: Arc<str>,
     generation: u64,

@@ -451,7 +451,10 @@ fn referenceable_strings_skip_rules() {
     let errs = t.errs(json!({"secret": "{vault://env/sluice-surely-not-set}"}));
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].0, "config.secret");
-    assert!(errs[0].1.contains("SLUICE_SURELY_NOT_SET is not set"), "{errs:?}");
+    assert!(
+        errs[0].1.contains("SLUICE_SURELY_NOT_SET is not set"),
+        "{errs:?}"
+    );
     t.ok(json!({"secret": "123"}));
     t.fails(
         json!({"secret": "abc"}),
