@@ -487,3 +487,118 @@ async fn a_plugins_file_survives_kic_pushes() {
         "{err}"
     );
 }
+
+/// go-kong's `fillConfigRecord` (the Kong Ingress Controller fills every plugin config from
+/// `GET /schemas/plugins/{name}` before pushing): a field already set is kept; a record that is
+/// required or given is filled recursively; records in a given array of records are filled; any
+/// other field gets its default, or an explicit null.
+fn fill_like_kic(schema: &Value, config: &Value) -> Value {
+    let mut out = config.as_object().cloned().unwrap_or_default();
+    for field in schema["fields"].as_array().into_iter().flatten() {
+        let (name, def) = field.as_object().unwrap().iter().next().unwrap();
+        let given = config.get(name).filter(|v| !v.is_null());
+        let ty = def["type"].as_str().unwrap_or("");
+        match given {
+            Some(Value::Object(_)) if def.get("keys").is_some() => continue,
+            Some(Value::Array(a)) if def["elements"]["type"] == "record" && ty != "record" => {
+                let filled = a
+                    .iter()
+                    .map(|r| fill_like_kic(&def["elements"], r))
+                    .collect();
+                out.insert(name.clone(), Value::Array(filled));
+                continue;
+            }
+            Some(v) if !v.is_object() => continue,
+            _ => {}
+        }
+        if ty == "record" && (given.is_some() || def["required"] == true) {
+            let sub = fill_like_kic(def, given.unwrap_or(&json!({})));
+            out.insert(name.clone(), sub);
+            continue;
+        }
+        out.insert(
+            name.clone(),
+            def.get("default").cloned().unwrap_or(Value::Null),
+        );
+    }
+    Value::Object(out)
+}
+
+/// Every bundled plugin's schema is served in Kong's shape, and a config filled from it the
+/// way KIC fills it (defaults, explicit nulls) validates and loads.
+#[tokio::test]
+async fn plugin_schemas_are_served_as_kong_serves_them_and_what_they_advertise_loads() {
+    let up = Upstream::start().await;
+    let proxy = Proxy::start_empty(&[]).await;
+    // What a user writes for the plugins that require something.
+    let given = json!({
+        "acl": { "allow": ["admins"] },
+        "file-log": { "path": "/dev/null" },
+        "http-log": { "http_endpoint": format!("http://{}/log", up.addr) },
+        "ip-restriction": { "allow": ["127.0.0.1"] },
+        "post-function": { "access": ["return"] },
+        "pre-function": { "access": ["return"] },
+        "rate-limiting": { "minute": 100, "redis": { "host": "127.0.0.1" } },
+        "redirect": { "location": "https://example.test" },
+        "response-ratelimiting": { "limits": { "sms": { "minute": 10 } } },
+    });
+    let node = proxy.admin("GET", "/", "").await.json();
+    let names: Vec<String> = node["plugins"]["available_on_server"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert!(names.len() >= 18, "{names:?}");
+    let mut plugins = Vec::new();
+    for name in &names {
+        let r = proxy
+            .admin("GET", &format!("/schemas/plugins/{name}"), "")
+            .await;
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let schema = r.json();
+        assert!(schema["entity_checks"].is_array(), "{name}: {schema}");
+        let fields = schema["fields"].as_array().expect("fields");
+        let config = fields
+            .iter()
+            .find_map(|f| f.get("config"))
+            .unwrap_or_else(|| panic!("{name}: no config field"));
+        assert_eq!(config["type"], "record", "{name}");
+        let filled = fill_like_kic(config, given.get(name).unwrap_or(&json!({})));
+        let plugin = json!({ "name": name, "config": filled });
+        let r = post_json(&proxy, "/schemas/plugins/validate", &plugin).await;
+        assert_eq!(r.status, 200, "{name}: {plugin}\n{}", r.text());
+        plugins.push(plugin);
+    }
+    // Kong's shapes for a few well-known fields.
+    let key_auth = proxy
+        .admin("GET", "/schemas/plugins/key-auth", "")
+        .await
+        .json();
+    assert_eq!(key_auth["fields"][0]["consumer"]["type"], "foreign");
+    assert!(key_auth["fields"][0]["consumer"]["eq"].is_null());
+    let conf = key_auth["fields"][2]["config"]["fields"]
+        .as_array()
+        .unwrap();
+    let key_names = conf.iter().find_map(|f| f.get("key_names")).unwrap();
+    assert_eq!(key_names["default"], json!(["apikey"]));
+    assert_eq!(key_names["type"], "array");
+    let r = proxy
+        .admin("GET", "/schemas/plugins/no-such-plugin", "")
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "No plugin named 'no-such-plugin'");
+
+    // Applied together (each on a route of its own), they load.
+    let routes: Vec<Value> = plugins
+        .iter()
+        .enumerate()
+        .map(|(i, p)| json!({ "name": format!("r{i}"), "paths": [format!("/r{i}")], "plugins": [p] }))
+        .collect();
+    let config = json!({
+        "_format_version": "3.0",
+        "services": [{ "name": "s", "host": "127.0.0.1", "port": up.addr.port(), "routes": routes }],
+    });
+    let r = push(&proxy, &config).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}

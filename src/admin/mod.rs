@@ -390,6 +390,15 @@ impl ServeHttp for Admin {
                     Err(e) => message(500, &format!("validation task failed: {e}")),
                 }
             }
+            (&Method::GET, ["schemas", "plugins", name]) => {
+                let name = name.to_string();
+                let snap = self.reloader.state().load_full();
+                // Reading a schema runs Lua: off the async worker.
+                match tokio::task::spawn_blocking(move || schemas::plugin_schema(&name, &snap)).await {
+                    Ok((status, body)) => reply(status, body),
+                    Err(e) => message(500, &format!("schema task failed: {e}")),
+                }
+            }
             (&Method::GET, ["upstreams", key, "health"]) => {
                 let snap = self.reloader.state().load();
                 let query = session.req_header().uri.query().unwrap_or("");

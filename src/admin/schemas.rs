@@ -89,6 +89,43 @@ pub fn validate(entity: &str, body: &[u8], snap: &Snapshot) -> (u16, Value) {
     }
 }
 
+/// `GET /schemas/plugins/{name}`: the plugin's schema (bundled, custom or cloned) in the
+/// shape Kong serves it; the Kong Ingress Controller fills plugin configs from its defaults.
+pub fn plugin_schema(name: &str, snap: &Snapshot) -> (u16, Value) {
+    let config = &snap.config;
+    // A cloned plugin has the schema of the plugin it clones.
+    let source_name = config
+        .cloned_plugins
+        .iter()
+        .find(|c| c.name == name)
+        .map_or(name, |c| c.reference.as_str());
+    let source: Option<(String, String)> = crate::plugins::native::BUNDLED
+        .iter()
+        .find(|b| b.name == source_name)
+        .map(|b| (b.name.to_string(), b.schema.to_string()))
+        .or_else(|| {
+            config
+                .custom_plugins
+                .iter()
+                .find(|c| c.name == source_name)
+                .map(|c| (c.name.clone(), c.schema.clone()))
+        });
+    let Some((module, source)) = source else {
+        return (
+            404,
+            json!({ "message": format!("No plugin named '{name}'") }),
+        );
+    };
+    let loader = match crate::plugins::lua::Loader::new() {
+        Ok(l) => l,
+        Err(e) => return (500, json!({ "message": format!("schema: {e}") })),
+    };
+    match loader.schema_json(&module, &source) {
+        Ok(v) => (200, v),
+        Err(e) => (500, json!({ "message": format!("schema of {name}: {e}") })),
+    }
+}
+
 /// Kong's schema-violation body: each error under its field path inside the entity.
 fn violation(entity: &str, errors: &[crate::config::error::ConfigError]) -> Value {
     let mut fields = Map::new();

@@ -223,6 +223,25 @@ impl Loader {
             .collect();
     }
 
+    /// The schema of plugin `name` (Lua source) as Kong's `GET /schemas/plugins/{name}`
+    /// serves it. Runs the schema chunk under the CPU budget.
+    pub fn schema_json(&self, name: &str, source: &str) -> Result<serde_json::Value, String> {
+        let env = sandbox::plugin_env(&self.lua, &self.globals).map_err(|e| e.to_string())?;
+        let module = format!("kong.plugins.{name}.schema");
+        let chunk = format!("{name}/schema.lua");
+        sandbox::with_budget(|| {
+            let value = sandbox::run_chunk(&self.lua, source, &chunk, env, &module)
+                .map_err(|e| lua_error(&e))?;
+            let Value::Table(table) = value else {
+                return Err(format!(
+                    "schema.lua must return a table, got {}",
+                    describe_value(&value)
+                ));
+            };
+            schema::to_kong_json(&table)
+        })
+    }
+
     fn load_schema(&self, name: &str, source: &str) -> Result<schema::Schema, String> {
         let env = sandbox::plugin_env(&self.lua, &self.globals).map_err(|e| e.to_string())?;
         let module = format!("kong.plugins.{name}.schema");

@@ -31,10 +31,17 @@ mod compile;
 mod compile_checks;
 #[path = "schema/convert.rs"]
 mod convert;
+#[path = "schema/jsonable.rs"]
+mod jsonable;
 #[path = "schema/model.rs"]
 mod model;
 #[path = "schema/validate.rs"]
 mod validate;
+
+/// A schema table in the shape Kong's admin API serves it (`GET /schemas/plugins/{name}`).
+pub fn to_kong_json(table: &mlua::Table) -> Result<Json, String> {
+    jsonable::schema(table)
+}
 
 #[cfg(test)]
 #[path = "schema_tests.rs"]
