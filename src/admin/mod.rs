@@ -13,6 +13,7 @@ mod entities;
 mod flatten;
 mod kong;
 mod schemas;
+mod written;
 
 pub use kong::Node;
 
@@ -307,16 +308,20 @@ impl Admin {
         }
     }
 
-    fn collection(&self, kind: &str, key: Option<&str>) -> Response<Vec<u8>> {
+    fn collection(&self, kind: &str, key: Option<&str>, query: &str) -> Response<Vec<u8>> {
         let snap = self.reloader.state().load();
-        let Some(items) = entities::collection(&snap.config, kind) else {
-            return message(404, "Not found");
+        let items = match entities::collection(&snap.config, kind) {
+            Some(items) => items,
+            None => {
+                let w = written::Written::parse(&snap.text);
+                match written::collection(&snap.config, &w, kind) {
+                    Some(items) => items,
+                    None => return message(404, "Not found"),
+                }
+            }
         };
         match key {
-            None => reply(
-                200,
-                json!({ "data": items.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), "next": null }),
-            ),
+            None => page(kind, items.into_iter().map(|(_, v)| v).collect(), query),
             Some(key) => match items
                 .into_iter()
                 .find(|(keys, _)| keys.iter().any(|k| k == key))
@@ -326,6 +331,115 @@ impl Admin {
             },
         }
     }
+
+    /// `GET /upstreams/{id or name}/targets`.
+    fn upstream_targets(&self, key: &str, query: &str) -> Response<Vec<u8>> {
+        let snap = self.reloader.state().load();
+        let c = &snap.config;
+        let Some(u) = c
+            .upstreams
+            .iter()
+            .position(|u| u.id == key || u.name == key)
+        else {
+            return message(404, "Not found");
+        };
+        let w = written::Written::parse(&snap.text);
+        let id = &c.upstreams[u].id;
+        let items = written::collection(c, &w, "targets")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|v| v["upstream"]["id"].as_str() == Some(id))
+            .collect();
+        page(&format!("upstreams/{key}/targets"), items, query)
+    }
+}
+
+/// One page of a listing as Kong pages it: `size` (default 100, at most 1000), an opaque
+/// `offset` from the previous page, `tags` (`a,b`: any of them; `a/b`: all of them);
+/// `offset` and `next` name the following page, null on the last.
+fn page(path: &str, items: Vec<Value>, query: &str) -> Response<Vec<u8>> {
+    let mut size = 100usize;
+    let mut start = 0usize;
+    let mut tags: Option<String> = None;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "size" => match v.parse::<usize>() {
+                Ok(n) if (1..=1000).contains(&n) => size = n,
+                _ => {
+                    return reply(
+                        400,
+                        json!({ "code": 3, "name": "invalid size", "message": "size must be an integer between 1 and 1000" }),
+                    )
+                }
+            },
+            "offset" => match decode_offset(&v) {
+                Some(n) => start = n,
+                None => {
+                    return reply(
+                        400,
+                        json!({ "code": 7, "name": "invalid offset", "message": format!("'{v}' is not a valid offset: bad base64 encoding") }),
+                    )
+                }
+            },
+            "tags" => tags = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let items: Vec<Value> = match &tags {
+        None => items,
+        Some(t) => {
+            let has = |v: &Value, tag: &str| {
+                v["tags"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == tag))
+            };
+            items
+                .into_iter()
+                .filter(|v| {
+                    if t.contains('/') {
+                        t.split('/').all(|tag| has(v, tag))
+                    } else {
+                        t.split(',').any(|tag| has(v, tag))
+                    }
+                })
+                .collect()
+        }
+    };
+    let end = start.saturating_add(size).min(items.len());
+    let data: Vec<&Value> = items
+        .get(start..end)
+        .map_or_else(Vec::new, |s| s.iter().collect());
+    let (offset, next) = if end < items.len() {
+        let o = encode_offset(end);
+        let mut next = format!("/{path}?offset={o}&size={size}");
+        if let Some(t) = &tags {
+            next.push_str("&tags=");
+            next.push_str(&url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>());
+        }
+        (json!(o), json!(next))
+    } else {
+        (Value::Null, Value::Null)
+    };
+    reply(200, json!({ "data": data, "offset": offset, "next": next }))
+}
+
+fn encode_offset(n: usize) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("[{n}]"))
+}
+
+fn decode_offset(s: &str) -> Option<usize> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()?;
+    std::str::from_utf8(&raw)
+        .ok()?
+        .strip_prefix('[')?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 #[async_trait]
@@ -345,6 +459,7 @@ impl ServeHttp for Admin {
             .trim_end_matches('/')
             .to_string();
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let query = session.req_header().uri.query().unwrap_or("").to_string();
         if self.status_only && !matches!(segments.as_slice(), ["status", ..] | ["metrics"]) {
             return message(404, "Not found");
         }
@@ -419,12 +534,19 @@ impl ServeHttp for Admin {
                 crate::plugins::lua::io::cache::purge();
                 reply_raw(204, "application/json; charset=utf-8", Vec::new())
             }
-            (&Method::GET, [kind]) => self.collection(kind, None),
-            (&Method::GET, [kind, key]) => self.collection(kind, Some(key)),
-            (_, [kind, ..]) if entities::collection(&Default::default(), kind).is_some() => message(
-                405,
-                "Method not allowed: the configuration is declarative (edit the file or POST /config)",
-            ),
+            (&Method::GET, ["upstreams", key, "targets"]) => self.upstream_targets(key, &query),
+            (&Method::GET, [kind]) => self.collection(kind, None, &query),
+            (&Method::GET, [kind, key]) => self.collection(kind, Some(key), ""),
+            (_, [kind, ..])
+                if entities::collection(&Default::default(), kind).is_some()
+                    || written::collection(&Default::default(), &written::Written::parse(""), kind)
+                        .is_some() =>
+            {
+                message(
+                    405,
+                    "Method not allowed: the configuration is declarative (edit the file or POST /config)",
+                )
+            }
             _ => message(404, "Not found"),
         }
     }
