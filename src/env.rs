@@ -146,6 +146,33 @@ pub fn map_kong_vars(
     Ok((set, applied))
 }
 
+/// Kong's booleans in kong.conf and KONG_* variables: on/off (and true/false).
+pub fn parse_on_off(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("{v:?}: expected on or off")),
+    }
+}
+
+/// A Kong version as `GET /` reports it: `x.y.z`, optionally with a pre-release or build
+/// suffix.
+pub fn parse_semver(v: &str) -> Result<String, String> {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.parse::<u32>().is_ok())
+    {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "{v:?}: expected a version x.y.z (Kong's, e.g. 3.9.1)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::map_kong_vars;

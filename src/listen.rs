@@ -2,6 +2,8 @@
 //! comma-separated `<ip>:<port> [flags]` entries or `off`, and the `*_listeners` objects Kong's
 //! `GET /` reports for them (the Kong Ingress Controller reads `proxy_listeners`).
 
+use pingora::listeners::TcpSocketOptions;
+use pingora::services::listening::Service;
 use serde_json::{json, Value};
 
 /// One listen entry.
@@ -120,6 +122,35 @@ impl Listener {
         }
         s
     }
+}
+
+/// Socket options of a listener: `[::]` binds IPv6 only unless `ipv6only=off`, as nginx does,
+/// so that `0.0.0.0:8100, [::]:8100` (Kong's Helm chart) binds both.
+fn socket_options(l: &Listener) -> Option<TcpSocketOptions> {
+    let only = l.ipv6_only()?;
+    let mut o = TcpSocketOptions::default();
+    o.ipv6_only = Some(only);
+    Some(o)
+}
+
+/// Adds a plain TCP listener to `service`.
+pub fn add_tcp<A>(service: &mut Service<A>, l: &Listener) {
+    match socket_options(l) {
+        Some(o) => service.add_tcp_with_settings(&l.addr, o),
+        None => service.add_tcp(&l.addr),
+    }
+}
+
+/// Adds a TLS listener to `service`, certified by `selector`, offering HTTP/2 by ALPN.
+pub fn add_tls<A>(
+    service: &mut Service<A>,
+    l: &Listener,
+    selector: crate::proxy::tls::CertSelector,
+) -> pingora::Result<()> {
+    let mut settings = pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(selector))?;
+    settings.enable_h2();
+    service.add_tls_with_settings(&l.addr, socket_options(l), settings);
+    Ok(())
 }
 
 #[cfg(test)]

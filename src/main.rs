@@ -86,7 +86,7 @@ struct Cli {
     /// The Kong version the admin API reports in `GET /` (clients such as the Kong Ingress
     /// Controller choose their behaviour by it): the newest Kong OSS release whose behaviour
     /// this gateway reproduces.
-    #[arg(long, env = "PROXY_KONG_COMPAT_VERSION", default_value = "3.9.1", value_parser = parse_semver)]
+    #[arg(long, env = "PROXY_KONG_COMPAT_VERSION", default_value = "3.9.1", value_parser = sluice::env::parse_semver)]
     kong_compat_version: String,
     /// Kong's router_flavor: `traditional_compatible` (Kong's default) or `traditional`, both
     /// served with Kong's traditional_compatible rules (KONG.md), or `expressions`, where
@@ -180,7 +180,7 @@ struct Cli {
     real_ip_header: String,
     /// nginx's real_ip_recursive (Kong's real_ip_recursive): `on` walks an address list from the
     /// right past trusted addresses; `off` takes its last entry.
-    #[arg(long, env = "KONG_REAL_IP_RECURSIVE", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    #[arg(long, env = "KONG_REAL_IP_RECURSIVE", default_value = "off", value_parser = sluice::env::parse_on_off, action = clap::ArgAction::Set)]
     real_ip_recursive: bool,
     /// Do not log one line per request.
     #[arg(long, env = "PROXY_NO_ACCESS_LOG")]
@@ -421,7 +421,7 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
             if l.ssl {
                 tls_listen.push(l.clone());
             } else {
-                add_tcp(&mut service, &l);
+                sluice::listen::add_tcp(&mut service, &l);
                 plain.push(l.addr.clone());
             }
             proxy_listeners.push(l);
@@ -480,7 +480,7 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
             if l.ssl {
                 add_tls(&mut admin_service, l, &mut selector, &cli, &tls_state)?;
             } else {
-                add_tcp(&mut admin_service, l);
+                sluice::listen::add_tcp(&mut admin_service, l);
             }
         }
         admin_service.threads = Some(1);
@@ -500,26 +500,6 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
         )),
     });
     Ok(ExitCode::SUCCESS)
-}
-
-/// The TLS certificate selector: the live snapshot's certificates, and the default one from
-/// `--ssl-cert`/`--ssl-cert-key` or made at startup.
-fn tls_selector(
-    cli: &Cli,
-    state: std::sync::Arc<arc_swap::ArcSwap<sluice::snapshot::Snapshot>>,
-) -> anyhow::Result<sluice::proxy::tls::CertSelector> {
-    let default_cert = match (&cli.ssl_cert, &cli.ssl_cert_key) {
-        (Some(c), Some(k)) => Some((
-            std::fs::read_to_string(c).with_context(|| format!("reading {}", c.display()))?,
-            std::fs::read_to_string(k).with_context(|| format!("reading {}", k.display()))?,
-        )),
-        _ => None,
-    };
-    sluice::proxy::tls::CertSelector::new(
-        state,
-        default_cert.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
-    )
-    .map_err(|e| anyhow::anyhow!("--ssl-cert: {e}"))
 }
 
 /// Settings of what Lua plugins may reach: sockets, TLS trust, modules, cache, vault.
@@ -551,26 +531,6 @@ fn trust_checked(trust: TrustCheck) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--lua-ssl-trusted-certificate: {e}"))
 }
 
-/// Kong's booleans in kong.conf and KONG_* variables: on/off (and true/false).
-fn parse_on_off(v: &str) -> Result<bool, String> {
-    match v.to_ascii_lowercase().as_str() {
-        "on" | "true" | "yes" | "1" => Ok(true),
-        "off" | "false" | "no" | "0" => Ok(false),
-        _ => Err(format!("{v:?}: expected on or off")),
-    }
-}
-
-/// A listen entry as Kong writes it: `address [flag ...]`; the address and whether the
-/// listener speaks PROXY protocol.
-/// Socket options of a listener: `[::]` binds IPv6 only unless `ipv6only=off`, as nginx does,
-/// so that `0.0.0.0:8100, [::]:8100` (Kong's Helm chart) binds both.
-fn sock_opts(l: &Listener) -> Option<pingora::listeners::TcpSocketOptions> {
-    let only = l.ipv6_only()?;
-    let mut o = pingora::listeners::TcpSocketOptions::default();
-    o.ipv6_only = Some(only);
-    Some(o)
-}
-
 /// Adds a TLS listener (HTTP/2 offered by ALPN) certified by the selector in `selector`, built
 /// on first use.
 fn add_tls<A>(
@@ -581,37 +541,14 @@ fn add_tls<A>(
     state: &Arc<ArcSwap<sluice::snapshot::Snapshot>>,
 ) -> anyhow::Result<()> {
     if selector.is_none() {
-        *selector = Some(tls_selector(cli, state.clone())?);
+        let default = cli.ssl_cert.as_deref().zip(cli.ssl_cert_key.as_deref());
+        *selector = Some(
+            sluice::proxy::tls::CertSelector::from_files(state.clone(), default)
+                .map_err(|e| anyhow::anyhow!("--ssl-cert: {e}"))?,
+        );
     }
-    let callbacks = Box::new(selector.clone().expect("built above"));
-    let mut settings =
-        pingora::listeners::tls::TlsSettings::with_callbacks(callbacks).context("TLS settings")?;
-    settings.enable_h2();
-    service.add_tls_with_settings(&l.addr, sock_opts(l), settings);
-    Ok(())
-}
-
-fn add_tcp<A>(service: &mut Service<A>, l: &Listener) {
-    match sock_opts(l) {
-        Some(o) => service.add_tcp_with_settings(&l.addr, o),
-        None => service.add_tcp(&l.addr),
-    }
-}
-
-fn parse_semver(v: &str) -> Result<String, String> {
-    let core = v.split(['-', '+']).next().unwrap_or("");
-    let parts: Vec<&str> = core.split('.').collect();
-    if parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.parse::<u32>().is_ok())
-    {
-        Ok(v.to_string())
-    } else {
-        Err(format!(
-            "{v:?}: expected a version x.y.z (Kong's, e.g. 3.9.1)"
-        ))
-    }
+    let selector = selector.clone().expect("built above");
+    sluice::listen::add_tls(service, l, selector).context("TLS settings")
 }
 
 fn main() -> anyhow::Result<ExitCode> {

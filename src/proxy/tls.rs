@@ -27,6 +27,21 @@ pub struct CertSelector {
 }
 
 impl CertSelector {
+    /// [`CertSelector::new`] with the default certificate and key read from files.
+    pub fn from_files(
+        state: Arc<ArcSwap<Snapshot>>,
+        default: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<CertSelector, String> {
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))
+        };
+        let pems = match default {
+            Some((c, k)) => Some((read(c)?, read(k)?)),
+            None => None,
+        };
+        CertSelector::new(state, pems.as_ref().map(|(c, k)| (c.as_str(), k.as_str())))
+    }
+
     /// A selector over the live snapshot. The default certificate (served when no SNI
     /// matches) is `default` (PEM certificate chain and key, Kong's `ssl_cert` and
     /// `ssl_cert_key`) or a fresh self-signed one.
