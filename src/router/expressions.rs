@@ -11,8 +11,12 @@
 //! nothing: the same answer as Kong's, with the traditional routes keeping their index.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::LazyLock;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use lru::LruCache;
 
 use atc_router::ast::{Type, Value};
 use atc_router::context::Context;
@@ -246,7 +250,27 @@ pub(crate) struct ExprIndex {
     targets: HashMap<Uuid, Target>,
     /// Every field some expression reads, with its schema name; only those are filled per request.
     fields: Vec<(String, Field)>,
+    /// Outcomes by the values of `fields`: the engine tries expression routes one after
+    /// another, so a request seen before skips that walk (Kong's router keeps such an LRU too).
+    cache: Box<[Shard]>,
 }
+
+/// One lock's part of the outcome cache: field values → the match (None: no route).
+type Shard = Mutex<LruCache<String, Option<Arc<Hit>>>>;
+
+/// A cached match: what the engine reported for a set of field values.
+#[derive(Debug)]
+struct Hit {
+    uuid: Uuid,
+    matched_path: Option<String>,
+    captures: Option<UriCaptures>,
+}
+
+/// Shards of the outcome cache (each behind its own lock), and entries per shard.
+const CACHE_SHARDS: usize = 16;
+const CACHE_ENTRIES: usize = 512;
+/// Requests whose field values are longer than this are not cached (bounds the cache's memory).
+const CACHE_MAX_KEY: usize = 1024;
 
 impl std::fmt::Debug for ExprIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -305,10 +329,15 @@ impl ExprIndex {
             .filter_map(|name| Field::parse(name).map(|f| (name.clone(), f)))
             .collect();
         fields.sort_by(|a, b| a.0.cmp(&b.0));
+        let entries = NonZeroUsize::new(CACHE_ENTRIES).expect("non-zero");
+        let cache = (0..CACHE_SHARDS)
+            .map(|_| Mutex::new(LruCache::new(entries)))
+            .collect();
         Ok(ExprIndex {
             atc,
             targets,
             fields,
+            cache,
         })
     }
 
@@ -323,10 +352,11 @@ impl ExprIndex {
             return None;
         }
         let mut ctx = Context::new(&HTTP_SCHEMA);
+        let mut key = String::with_capacity(64);
         let (host, host_port) = super::matcher::split_host_port(req.host);
         let mut segments: Option<Vec<&str>> = None;
         let mut queries: Option<Vec<(String, String)>> = None;
-        for (name, field) in &self.fields {
+        for (i, (name, field)) in self.fields.iter().enumerate() {
             match field {
                 Field::Protocol => {
                     let p = if req.scheme == "https" {
@@ -334,36 +364,48 @@ impl ExprIndex {
                     } else {
                         "http"
                     };
-                    ctx.add_value(name, Value::String(p.to_owned()));
+                    add(&mut ctx, &mut key, i, name, Value::String(p.to_owned()));
                 }
                 Field::Sni => {
                     if let Some(sni) = req.sni {
-                        ctx.add_value(name, Value::String(sni.to_owned()));
+                        add(&mut ctx, &mut key, i, name, Value::String(sni.to_owned()));
                     }
                 }
-                Field::Method => ctx.add_value(name, Value::String(req.method.to_owned())),
+                Field::Method => add(
+                    &mut ctx,
+                    &mut key,
+                    i,
+                    name,
+                    Value::String(req.method.to_owned()),
+                ),
                 Field::Host => {
                     if !req.host.is_empty() {
-                        ctx.add_value(name, Value::String(host.to_owned()));
+                        add(&mut ctx, &mut key, i, name, Value::String(host.to_owned()));
                     }
                 }
-                Field::Path => ctx.add_value(name, Value::String(req.path.to_owned())),
+                Field::Path => add(
+                    &mut ctx,
+                    &mut key,
+                    i,
+                    name,
+                    Value::String(req.path.to_owned()),
+                ),
                 Field::SegmentsLen => {
                     let n = segments
                         .get_or_insert_with(|| split_segments(req.path))
                         .len();
-                    ctx.add_value(name, Value::Int(n as i64));
+                    add(&mut ctx, &mut key, i, name, Value::Int(n as i64));
                 }
                 Field::Segments(range) => {
                     let segs = segments.get_or_insert_with(|| split_segments(req.path));
                     if let Some(v) = segment_value(segs, *range) {
-                        ctx.add_value(name, Value::String(v));
+                        add(&mut ctx, &mut key, i, name, Value::String(v));
                     }
                 }
                 Field::Header(h) => {
                     for v in req.headers.get_all(h.as_str()) {
                         let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                        ctx.add_value(name, Value::String(v));
+                        add(&mut ctx, &mut key, i, name, Value::String(v));
                     }
                 }
                 Field::Query(q) => {
@@ -373,40 +415,64 @@ impl ExprIndex {
                             .collect()
                     });
                     for (_, v) in all.iter().filter(|(k, _)| k == q) {
-                        ctx.add_value(name, Value::String(v.clone()));
+                        add(&mut ctx, &mut key, i, name, Value::String(v.clone()));
                     }
                 }
                 Field::SrcIp => {
                     if let Some(a) = req.src {
-                        ctx.add_value(name, Value::IpAddr(canonical(a.ip())));
+                        add(
+                            &mut ctx,
+                            &mut key,
+                            i,
+                            name,
+                            Value::IpAddr(canonical(a.ip())),
+                        );
                     }
                 }
                 Field::SrcPort => {
                     if let Some(a) = req.src {
-                        ctx.add_value(name, Value::Int(i64::from(a.port())));
+                        add(&mut ctx, &mut key, i, name, Value::Int(i64::from(a.port())));
                     }
                 }
                 Field::DstIp => {
                     if let Some(a) = req.dst {
-                        ctx.add_value(name, Value::IpAddr(canonical(a.ip())));
+                        add(
+                            &mut ctx,
+                            &mut key,
+                            i,
+                            name,
+                            Value::IpAddr(canonical(a.ip())),
+                        );
                     }
                 }
                 Field::DstPort => {
                     if let Some(p) = host_port.or(req.dst.map(|a| a.port())) {
-                        ctx.add_value(name, Value::Int(i64::from(p)));
+                        add(&mut ctx, &mut key, i, name, Value::Int(i64::from(p)));
                     }
                 }
             }
         }
-        if !self.atc.execute(&mut ctx) {
-            return None;
-        }
-        let result = ctx.result.take()?;
-        let target = self.targets.get(&result.uuid)?;
-        let matched_path = match result.matches.get("http.path") {
-            Some(Value::String(s)) => Some(s.as_str()),
-            _ => None,
+        let hit = if key.len() > CACHE_MAX_KEY {
+            self.run(&mut ctx)
+        } else {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut h);
+            let shard = &self.cache[h.finish() as usize % CACHE_SHARDS];
+            let cached = shard.lock().ok().and_then(|mut c| c.get(&key).cloned());
+            match cached {
+                Some(hit) => hit,
+                None => {
+                    let hit = self.run(&mut ctx);
+                    if let Ok(mut c) = shard.lock() {
+                        c.put(key, hit.clone());
+                    }
+                    hit
+                }
+            }
         };
+        let result = hit?;
+        let target = self.targets.get(&result.uuid)?;
+        let matched_path = result.matched_path.as_deref();
         let prefix = if target.strip_path {
             matched_path
         } else {
@@ -425,13 +491,45 @@ impl ExprIndex {
             upstream_host: (target.preserve_host && !req.host.is_empty())
                 .then(|| req.host.to_owned()),
             prefix: prefix.map(str::to_owned),
-            uri_captures: captures(result.captures),
+            uri_captures: result.captures.clone(),
             matched_method: None,
             matched_host: None,
             matched_uri: None,
             matched_headers: Vec::new(),
         })
     }
+}
+
+impl ExprIndex {
+    /// Runs the engine over a filled context.
+    fn run(&self, ctx: &mut Context<'_>) -> Option<Arc<Hit>> {
+        if !self.atc.execute(ctx) {
+            return None;
+        }
+        let result = ctx.result.take()?;
+        let matched_path = match result.matches.get("http.path") {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        Some(Arc::new(Hit {
+            uuid: result.uuid,
+            matched_path,
+            captures: captures(result.captures),
+        }))
+    }
+}
+
+/// Adds a field value to the context and to the cache key (field index, then the value
+/// length-prefixed, so that no two different sets of values share a key).
+fn add(ctx: &mut Context<'_>, key: &mut String, field: usize, name: &str, value: Value) {
+    use std::fmt::Write;
+    let _ = match &value {
+        Value::String(s) => write!(key, "|{field}:{}:{s}", s.len()),
+        Value::Int(n) => write!(key, "|{field}={n}"),
+        Value::IpAddr(ip) => write!(key, "|{field}={ip}"),
+        other => write!(key, "|{field}={other:?}"),
+    };
+    ctx.add_value(name, value);
 }
 
 /// IPv4-mapped IPv6 addresses as the IPv4 address nginx reports.

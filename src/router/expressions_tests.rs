@@ -368,3 +368,45 @@ fn pathological_expressions_are_refused_not_overflowing_the_stack() {
         .join()
         .expect("no overflow");
 }
+
+#[test]
+fn a_repeated_request_gets_the_same_answer_from_the_outcome_cache() {
+    let mut captures = expr(1, r##"http.path ~ r#"^/u/(?P<id>\d+)"#"##, 5);
+    captures.strip_path = true;
+    let r = router(vec![
+        captures,
+        expr(2, r#"http.path ^= "/u" && http.headers.x_a == "1""#, 9),
+        expr(3, r#"http.queries.q == "x""#, 1),
+    ]);
+    let cases = [
+        get("/u/42/a"),
+        get("/u/42/a").header("x-a", "1"),
+        get("/u/7/b"),
+        get("/other").query("q=x"),
+        get("/other").query("q=y"),
+        // Values that would collide if they were merely concatenated.
+        get("/u/1").header("x-a", "1").header("x-a", "2"),
+        get("/u/1").header("x-a", "12"),
+    ];
+    for req in &cases {
+        let first = req
+            .select(&r)
+            .map(|m| (m.route, m.upstream_path, m.uri_captures));
+        for _ in 0..3 {
+            let again = req
+                .select(&r)
+                .map(|m| (m.route, m.upstream_path, m.uri_captures));
+            assert_eq!(again, first, "{}", req.path);
+        }
+    }
+    assert_eq!(cases[0].on(&r), Some(0));
+    assert_eq!(cases[1].on(&r), Some(1));
+    let m = cases[2].select(&r).expect("match");
+    assert_eq!(m.uri_captures.expect("captures").get("id"), Some("7"));
+    assert_eq!(m.upstream_path, "/b");
+    assert_eq!(cases[3].on(&r), Some(2));
+    assert_eq!(cases[4].on(&r), None);
+    // `x-a: 1, 2`: `http.headers.x_a == "1"` needs every value to be "1" (Kong's default).
+    assert_eq!(cases[5].on(&r), Some(0));
+    assert_eq!(cases[6].on(&r), Some(0));
+}
