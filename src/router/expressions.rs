@@ -281,11 +281,6 @@ impl std::fmt::Debug for ExprIndex {
     }
 }
 
-/// The id ATC orders equal priorities by (larger first), as Kong's route UUIDs.
-fn route_uuid(id: &str) -> Uuid {
-    Uuid::parse_str(id).unwrap_or_else(|_| Uuid::new_v5(&Uuid::nil(), id.as_bytes()))
-}
-
 impl ExprIndex {
     /// Compiles the routes that have an `expression`; the others are left to the traditional
     /// index. Errors name the route's input index.
@@ -304,22 +299,16 @@ impl ExprIndex {
             if let Some(clause) = protocol_clause(&r.protocols) {
                 text = format!("({text}) && {clause}");
             }
-            let uuid = route_uuid(&r.id);
+            let uuid = r.uuid();
             let priority = usize::try_from(r.priority).unwrap_or(usize::MAX);
             atc.add_matcher(priority, uuid, &text).map_err(|e| (i, e))?;
-            let service_path = r
-                .service
-                .as_ref()
-                .and_then(|s| s.path.as_deref())
-                .filter(|p| !p.is_empty())
-                .unwrap_or("/");
             targets.insert(
                 uuid,
                 Target {
                     input: i,
                     strip_path: r.strip_path,
                     preserve_host: r.preserve_host,
-                    service_path: service_path.into(),
+                    service_path: r.service_path().into(),
                 },
             );
         }

@@ -72,10 +72,6 @@ struct Draft {
     kind: CandPaths,
 }
 
-fn route_uuid(id: &str) -> Uuid {
-    Uuid::parse_str(id).unwrap_or_else(|_| Uuid::new_v5(&Uuid::nil(), id.as_bytes()))
-}
-
 /// Groups paths like Kong's `group_by_regex_or_length`: all regex paths together,
 /// plain paths by byte length; groups in order of first appearance. Returns path indices.
 fn group_paths(paths: &[String]) -> Vec<Vec<usize>> {
@@ -120,7 +116,7 @@ impl Index {
                 message: "too many routes".to_owned(),
             })?;
             let base = compiled.base_priority;
-            let uuid = route_uuid(&input.id);
+            let uuid = input.uuid();
 
             if input.paths.is_empty() {
                 drafts.push(Draft {

@@ -436,13 +436,6 @@ impl CompiledRoute {
             header_count: u8::try_from(headers.len()).unwrap_or(u8::MAX),
         };
 
-        let service_path = r
-            .service
-            .as_ref()
-            .and_then(|s| s.path.as_deref())
-            .filter(|p| !p.is_empty())
-            .unwrap_or("/");
-
         Ok(CompiledRoute {
             methods: r.methods.iter().map(|m| m.as_str().into()).collect(),
             hosts,
@@ -453,7 +446,7 @@ impl CompiledRoute {
             strip_path: r.strip_path,
             preserve_host: r.preserve_host,
             path_handling: r.path_handling,
-            service_path: service_path.into(),
+            service_path: r.service_path().into(),
             base_priority,
             schemes: match flavor {
                 Flavor::TraditionalCompatible => None,

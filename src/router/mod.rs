@@ -78,6 +78,24 @@ pub struct RouteInput {
     pub priority: u64,
 }
 
+impl RouteInput {
+    /// The service's path, `/` when unset, empty or service-less.
+    pub(crate) fn service_path(&self) -> &str {
+        self.service
+            .as_ref()
+            .and_then(|s| s.path.as_deref())
+            .filter(|p| !p.is_empty())
+            .unwrap_or("/")
+    }
+
+    /// The id priorities tie-break on (larger first), as Kong's route UUIDs; an id that is
+    /// not a UUID is mapped to one.
+    pub(crate) fn uuid(&self) -> uuid::Uuid {
+        uuid::Uuid::parse_str(&self.id)
+            .unwrap_or_else(|_| uuid::Uuid::new_v5(&uuid::Uuid::nil(), self.id.as_bytes()))
+    }
+}
+
 /// Kong's `router_flavor`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Flavor {

@@ -466,68 +466,20 @@ impl Validator<'_> {
                     "`snis` can only be set when `protocols` includes https, grpcs or wss",
                 );
             }
-            let expressions = super::router_flavor() == crate::router::Flavor::Expressions;
-            let (sources, destinations) = if expressions {
-                (
-                    self.endpoints(item, "sources", r.sources.as_deref()),
-                    self.endpoints(item, "destinations", r.destinations.as_deref()),
-                )
-            } else {
-                for field in ["sources", "destinations"] {
-                    let set = if field == "sources" {
-                        &r.sources
-                    } else {
-                        &r.destinations
-                    };
-                    if set.as_ref().is_some_and(|s| !s.is_empty()) {
-                        self.err(
-                            item,
-                            &[PathSeg::Key(field)],
-                            format!("`{field}` applies to stream routes (tcp, tls, udp), which this gateway does not route (http routes take it under router_flavor = expressions)"),
-                        );
-                    }
-                }
-                (Vec::new(), Vec::new())
-            };
-            let expression = self.expression(item, expressions);
-            let priority = self.expression_priority(item, expressions);
-            let others_empty = methods.is_empty()
+            let traditional_empty = methods.is_empty()
                 && hosts.is_empty()
                 && paths.is_empty()
                 && headers.is_empty()
-                && snis.is_empty()
-                && sources.is_empty()
-                && destinations.is_empty();
-            if expression.is_some() && !others_empty {
-                self.err(
-                    item,
-                    &[],
-                    "Router Expression failed validation: cannot set 'expression' with 'methods', 'hosts', 'paths', 'headers', 'snis', 'sources' or 'destinations' simultaneously",
-                );
-            }
-            if expression.is_some() && r.regex_priority.is_some_and(|p| p != 0) {
-                self.err(
-                    item,
-                    &[],
-                    "Router Expression failed validation: cannot set 'regex_priority' with 'expression' simultaneously",
-                );
-            }
-            if priority != 0 && !others_empty {
-                self.err(
-                    item,
-                    &[],
-                    "Router Expression failed validation: cannot set 'priority' with 'methods', 'hosts', 'paths', 'headers', 'snis', 'sources' or 'destinations' simultaneously",
-                );
-            }
-            if !item.broken
-                && r.expression.is_none()
-                && methods.is_empty()
-                && hosts.is_empty()
-                && paths.is_empty()
-                && headers.is_empty()
-                && snis.is_empty()
-            {
-                let fields = if expressions {
+                && snis.is_empty();
+            let RouteExpression {
+                flavor_on,
+                sources,
+                destinations,
+                expression,
+                priority,
+            } = self.route_expression(item, traditional_empty);
+            if !item.broken && r.expression.is_none() && traditional_empty {
+                let fields = if flavor_on {
                     "`methods`, `hosts`, `headers`, `paths`, `expression`"
                 } else {
                     "`methods`, `hosts`, `headers`, `paths`"
@@ -641,5 +593,6 @@ impl Validator<'_> {
 }
 
 mod expressions;
+use expressions::RouteExpression;
 mod others;
 mod upstreams;

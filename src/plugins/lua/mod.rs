@@ -226,6 +226,17 @@ impl Loader {
     /// The schema of plugin `name` (Lua source) as Kong's `GET /schemas/plugins/{name}`
     /// serves it. Runs the schema chunk under the CPU budget.
     pub fn schema_json(&self, name: &str, source: &str) -> Result<serde_json::Value, String> {
+        self.with_schema_table(name, source, schema::to_kong_json)
+    }
+
+    /// Runs plugin `name`'s schema chunk and hands the table it returns to `read`; the chunk
+    /// and the reading (its metamethods, its defaults) share one CPU budget.
+    fn with_schema_table<T>(
+        &self,
+        name: &str,
+        source: &str,
+        read: impl FnOnce(&mlua::Table) -> Result<T, String>,
+    ) -> Result<T, String> {
         let env = sandbox::plugin_env(&self.lua, &self.globals).map_err(|e| e.to_string())?;
         let module = format!("kong.plugins.{name}.schema");
         let chunk = format!("{name}/schema.lua");
@@ -238,27 +249,13 @@ impl Loader {
                     describe_value(&value)
                 ));
             };
-            schema::to_kong_json(&table)
+            read(&table)
         })
     }
 
     fn load_schema(&self, name: &str, source: &str) -> Result<schema::Schema, String> {
-        let env = sandbox::plugin_env(&self.lua, &self.globals).map_err(|e| e.to_string())?;
-        let module = format!("kong.plugins.{name}.schema");
-        let chunk = format!("{name}/schema.lua");
-        // The chunk and the reading of what it returned (its metamethods, its defaults) share
-        // one budget.
-        let schema = sandbox::with_budget(|| {
-            let value = sandbox::run_chunk(&self.lua, source, &chunk, env, &module)
-                .map_err(|e| lua_error(&e))?;
-            let Value::Table(table) = value else {
-                return Err(format!(
-                    "schema.lua must return a table, got {}",
-                    describe_value(&value)
-                ));
-            };
-            schema::Schema::from_lua(&self.lua, &table)
-        })?;
+        let schema =
+            self.with_schema_table(name, source, |t| schema::Schema::from_lua(&self.lua, t))?;
         if schema.name() != name {
             return Err(format!(
                 "the schema's name {:?} does not match the plugin's name {name:?}",

@@ -254,7 +254,7 @@ pub(crate) fn is_nonempty(v: Option<&Json>) -> bool {
 
 /// A vault reference (`{vault://name/path}`), which referenceable fields accept unchecked.
 pub(crate) fn is_reference(s: &str) -> bool {
-    s.len() > "{vault://}".len() && s.starts_with("{vault://") && s.ends_with('}')
+    crate::config::vault::is_reference(s)
 }
 
 /// The first line of a Lua error, without mlua's traceback.
