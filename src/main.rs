@@ -309,7 +309,8 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
     let config_path = explicit
         .clone()
         .unwrap_or_else(|| PathBuf::from("kong.yaml"));
-    let snap = match snapshot::load_file(&config_path, 1) {
+    let path = config_path.clone();
+    let snap = match sluice::reload::compiler::run(move || snapshot::load_file(&path, 1)) {
         Ok(s) => s,
         Err(LoadError::Io { source, .. })
             if explicit.is_none() && source.kind() == std::io::ErrorKind::NotFound =>

@@ -83,8 +83,13 @@ pub fn validate(entity: &str, body: &[u8], snap: &Snapshot) -> (u16, Value) {
         doc.insert(entity.into(), json!([item]));
     }
     let text = Value::Object(doc).to_string();
-    match crate::snapshot::load_str(&text, "<validate>", 0) {
-        Ok(_) => (200, json!({ "message": "schema validation successful" })),
+    // On the compile thread: a request with the running config's custom plugins finds their
+    // loader kept there (snapshot::instances), and leaves no loader on this thread.
+    let checked = crate::reload::compiler::run(move || {
+        crate::snapshot::load_str(&text, "<validate>", 0).map(drop)
+    });
+    match checked {
+        Ok(()) => (200, json!({ "message": "schema validation successful" })),
         Err(e) => (400, violation(entity, e.errors())),
     }
 }

@@ -108,6 +108,11 @@ impl Errors {
         self.list.is_empty()
     }
 
+    /// How many errors were recorded.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
     /// The errors, sorted by position (errors without position last, stable otherwise).
     pub fn into_result(mut self) -> Result<(), ConfigErrors> {
         if self.list.is_empty() {

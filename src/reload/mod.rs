@@ -3,6 +3,7 @@
 //! error the running snapshot keeps serving and the error is logged, counted and kept for the
 //! status API. In-flight requests finish on the snapshot they started with.
 
+pub mod compiler;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -145,16 +146,25 @@ impl Reloader {
         }
         let generation = current.generation + 1;
         drop(current);
-        let started = Instant::now();
-        let result = snapshot::load_str(text, source, generation);
-        let elapsed = started.elapsed();
+        let (text, source, state) = (
+            Arc::<str>::from(text),
+            source.to_string(),
+            self.state.clone(),
+        );
+        let (result, elapsed) = compiler::run(move || {
+            let started = Instant::now();
+            let result = snapshot::load_text(text, &source, generation);
+            let elapsed = started.elapsed();
+            // The previous snapshot is freed here unless requests still hold it, on the
+            // thread whose heap holds most of it.
+            let result = result.map(|snap| drop(state.swap(Arc::new(snap))));
+            release_freed_memory();
+            (result, elapsed)
+        });
         let ms = elapsed.as_secs_f64() * 1000.0;
         self.metrics.reload_duration.observe(elapsed.as_secs_f64());
         match result {
-            Ok(snap) => {
-                // The previous snapshot is freed here unless requests still hold it.
-                drop(self.state.swap(Arc::new(snap)));
-                release_freed_memory();
+            Ok(()) => {
                 self.metrics.config_generation.set(generation as i64);
                 self.metrics.reloads.with_label_values(&["success"]).inc();
                 let now = SystemTime::now();
@@ -182,7 +192,6 @@ impl Reloader {
                 Ok(Outcome::Applied { generation })
             }
             Err(err) => {
-                release_freed_memory();
                 self.record_failure(trigger, hash, &err, ms);
                 Err(err)
             }

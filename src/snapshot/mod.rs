@@ -183,8 +183,13 @@ pub fn load_file(path: &std::path::Path, generation: u64) -> Result<Snapshot, Lo
 /// Validates and compiles a declarative text. Plugin configs are checked even when the file has
 /// other errors, so that every error is reported in one go.
 pub fn load_str(text: &str, source: &str, generation: u64) -> Result<Snapshot, LoadError> {
-    let (config, errs) = crate::config::validate_str(text, source);
-    compile_with(config, Arc::from(text), generation, errs).map_err(LoadError::Invalid)
+    load_text(Arc::from(text), source, generation)
+}
+
+/// [`load_str`] for a text the snapshot can keep as it is.
+pub fn load_text(text: Arc<str>, source: &str, generation: u64) -> Result<Snapshot, LoadError> {
+    let (config, errs) = crate::config::validate_str(&text, source);
+    compile_with(config, text, generation, errs).map_err(LoadError::Invalid)
 }
 
 /// Compiles a validated config; `text` is the source it was read from.
@@ -211,7 +216,7 @@ fn compile_unmerged(
     generation: u64,
     mut errs: Errors,
 ) -> Result<Snapshot, ConfigErrors> {
-    let (defs, mut loader, broken) = definitions(&config, &mut errs);
+    let mut definitions = definitions(&config, &mut errs);
 
     let balancers: Vec<Balancer> = (0..config.upstreams.len())
         .map(|i| Balancer::new(&config, i))
@@ -245,12 +250,12 @@ fn compile_unmerged(
     let mut instances = Vec::with_capacity(config.plugins.len());
     let mut entries = Vec::new();
     for p in &config.plugins {
-        let Some(def) = defs.get(&p.name) else {
-            if broken.contains(&p.name) {
+        let Some(def) = definitions.defs.get(&p.name) else {
+            if definitions.broken.contains(&p.name) {
                 instances.push(None);
                 continue;
             }
-            let mut known: Vec<&str> = defs.keys().map(String::as_str).collect();
+            let mut known: Vec<&str> = definitions.defs.keys().map(String::as_str).collect();
             known.sort_unstable();
             errs.at(
                 p.origin.loc,
@@ -265,7 +270,14 @@ fn compile_unmerged(
             continue;
         };
         let index = instances.len();
-        match build_instance(&config, index, def, loader.as_mut(), generation, &mut errs) {
+        match build_instance(
+            &config,
+            index,
+            def,
+            definitions.loader.as_mut(),
+            generation,
+            &mut errs,
+        ) {
             Some(instance) if p.enabled => {
                 entries.push((index, def.priority));
                 instances.push(Some(instance));
@@ -273,7 +285,8 @@ fn compile_unmerged(
             _ => instances.push(None),
         }
     }
-    drop(loader);
+    definitions.keep();
+    let defs = &definitions.defs;
     let conditions = compile_conditions(&config, &mut errs);
     let certs = Certs::new(&config, &mut errs);
     let log_data = instances.iter().flatten().any(|i| i.needs_log_data());

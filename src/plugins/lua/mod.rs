@@ -98,9 +98,12 @@ pub struct Loader {
     lua: Lua,
     globals: Vec<(&'static str, Value)>,
     schemas: Vec<(String, schema::Schema)>,
-    /// Outcomes of `validate` by plugin, scope and config text: a config applied to many
-    /// routes (a KongPlugin on every Ingress) is checked once.
-    validated: RefCell<HashMap<String, Validated>>,
+    /// Outcomes of `validate` by plugin, scope and config text, with the round that last
+    /// used each: a config applied to many routes (a KongPlugin on every Ingress) is checked
+    /// once, and once per loader while [`prune`](Loader::prune) keeps it.
+    validated: RefCell<HashMap<String, (Validated, u64)>>,
+    /// The current round (one per config compiled with this loader).
+    round: u64,
     /// The vaults the config being loaded names, for references in plugin configs.
     vaults: crate::config::vault::Vaults,
 }
@@ -130,6 +133,7 @@ impl Loader {
             globals,
             schemas: Vec::new(),
             validated: RefCell::default(),
+            round: 0,
             vaults: Default::default(),
         })
     }
@@ -300,12 +304,30 @@ impl Loader {
     /// `no_route`/`no_service`/`no_consumer` restrictions.
     pub fn validate(&self, plugin: &str, config: &serde_json::Value, scope: &[&str]) -> Validated {
         let key = format!("{plugin}\n{}\n{config}", scope.join(","));
-        if let Some(done) = self.validated.borrow().get(&key) {
+        if let Some((done, round)) = self.validated.borrow_mut().get_mut(&key) {
+            *round = self.round;
             return done.clone();
         }
         let done = self.validate_once(plugin, config, scope);
-        self.validated.borrow_mut().insert(key, done.clone());
+        self.validated
+            .borrow_mut()
+            .insert(key, (done.clone(), self.round));
         done
+    }
+
+    /// Starts the next config compiled with this loader: see [`prune`](Loader::prune).
+    pub fn next_round(&mut self) {
+        self.round += 1;
+    }
+
+    /// Forgets the validation outcomes the current round did not use, and every failure (a
+    /// failure may be transient: a budget overrun), so that what a kept loader holds stays
+    /// proportional to the config it last compiled.
+    pub fn prune(&mut self) {
+        let round = self.round;
+        self.validated
+            .get_mut()
+            .retain(|_, (done, used)| *used == round && done.is_ok());
     }
 
     fn validate_once(&self, plugin: &str, config: &serde_json::Value, scope: &[&str]) -> Validated {
