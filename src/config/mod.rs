@@ -72,8 +72,8 @@ pub fn drop_elsewhere<T: Send + 'static>(value: T) {
 /// The config is only usable when there are no errors.
 pub fn validate_str(text: &str, source: &str) -> (Config, error::Errors) {
     let mut errs = error::Errors::new(source);
-    let doc = load::load(text, &mut errs);
-    let mut config = validate::validate(&doc, &mut errs);
+    let mut doc = load::load(text, &mut errs);
+    let mut config = validate::validate(&mut doc, &mut errs);
     drop_elsewhere(doc);
     config.source = source.to_string();
     (config, errs)

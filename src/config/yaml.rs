@@ -76,6 +76,24 @@ impl Node {
         }
     }
 
+    /// Takes the value under `key` out of a mapping, leaving `null` in its place (its key and
+    /// location stay).
+    pub fn take(&mut self, key: &str) -> Option<Node> {
+        match &mut self.value {
+            Value::Map(entries) => entries.iter_mut().find(|e| e.key == key).map(|e| {
+                let loc = e.value.loc;
+                std::mem::replace(
+                    &mut e.value,
+                    Node {
+                        loc,
+                        value: Value::Null,
+                    },
+                )
+            }),
+            _ => None,
+        }
+    }
+
     /// The location of the key `key` in a mapping (the node's own location if absent).
     pub fn key_loc(&self, key: &str) -> Loc {
         match &self.value {

@@ -248,8 +248,7 @@ pub(super) fn build_instance(
     if p.consumer.is_some() {
         scope.push("consumer");
     }
-    let json = serde_json::Value::Object(p.config.clone());
-    let conf = match loader.validate(schema_name, &json, &scope) {
+    let conf = match loader.validate(schema_name, &p.config, &scope) {
         Ok(conf) => conf,
         Err(problems) => {
             let problems = problems.into_iter().map(|pr| (pr.field, pr.message));

@@ -15,7 +15,7 @@ const ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6b1c_6f0e_5a2d_4c55_9f1
 
 /// Validates a decoded document. Errors go to `errs`; the returned config is only meaningful
 /// when `errs` stays empty.
-pub fn validate(doc: &Document, errs: &mut Errors) -> Config {
+pub fn validate(doc: &mut Document, errs: &mut Errors) -> Config {
     let mut v = Validator {
         errs,
         ids: HashMap::new(),
@@ -36,6 +36,7 @@ pub fn validate(doc: &Document, errs: &mut Errors) -> Config {
     v.upstreams(doc, &mut cfg);
     v.certificates(doc, &mut cfg);
     v.credentials(doc, &mut cfg);
+    // Moves each instance's config out of the document rather than copying it.
     v.plugins(doc, &mut cfg);
     v.plugin_definitions(doc, &mut cfg);
     cfg

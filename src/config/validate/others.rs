@@ -301,7 +301,7 @@ impl Validator<'_> {
         });
     }
 
-    pub(super) fn plugins(&mut self, doc: &Document, cfg: &mut Config) {
+    pub(super) fn plugins(&mut self, doc: &mut Document, cfg: &mut Config) {
         let services = Self::service_index(cfg);
         let consumers = Self::consumer_index(cfg);
         // Only plugins written at the top level name their route: most configs need no index.
@@ -317,7 +317,10 @@ impl Validator<'_> {
         }
         let mut scopes: HashMap<String, String> = HashMap::with_capacity(doc.plugins.len());
         let mut instance_names = HashMap::new();
-        for item in &doc.plugins {
+        for item in &mut doc.plugins {
+            let raw_config = item.raw.config.take();
+            let config_node = item.node.take("config");
+            let item = &*item;
             let r = &item.raw;
             let (ns, nr, nc) = match item.parent {
                 Some(Parent::Service(i)) => (Some(i), None, None),
@@ -378,9 +381,9 @@ impl Validator<'_> {
             if let Some(n) = &r.instance_name {
                 self.unique(&mut instance_names, item, "instance_name", n);
             }
-            let config = match &r.config {
+            let config = match raw_config {
                 None | Some(serde_json::Value::Null) => serde_json::Map::new(),
-                Some(serde_json::Value::Object(m)) => m.clone(),
+                Some(serde_json::Value::Object(m)) => m,
                 Some(_) => {
                     self.err(
                         item,
@@ -427,7 +430,7 @@ impl Validator<'_> {
                 name,
                 instance_name: r.instance_name.clone(),
                 config,
-                config_node: item.node.get("config").cloned(),
+                config_node,
                 enabled: r.enabled.unwrap_or(true),
                 protocols,
                 route,

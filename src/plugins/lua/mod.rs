@@ -302,13 +302,20 @@ impl Loader {
     /// Validates an instance's config against the plugin's schema (defaults filled in).
     /// `scope` lists the instance's bindings ("route", "service", "consumer") for the schema's
     /// `no_route`/`no_service`/`no_consumer` restrictions.
-    pub fn validate(&self, plugin: &str, config: &serde_json::Value, scope: &[&str]) -> Validated {
-        let key = format!("{plugin}\n{}\n{config}", scope.join(","));
+    pub fn validate(
+        &self,
+        plugin: &str,
+        config: &serde_json::Map<String, serde_json::Value>,
+        scope: &[&str],
+    ) -> Validated {
+        // Serializing a map of JSON values cannot fail.
+        let json = serde_json::to_string(config).unwrap_or_default();
+        let key = format!("{plugin}\n{}\n{json}", scope.join(","));
         if let Some((done, round)) = self.validated.borrow_mut().get_mut(&key) {
             *round = self.round;
             return done.clone();
         }
-        let done = self.validate_once(plugin, config, scope);
+        let done = self.validate_once(plugin, &serde_json::Value::Object(config.clone()), scope);
         self.validated
             .borrow_mut()
             .insert(key, (done.clone(), self.round));
