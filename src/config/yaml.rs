@@ -272,25 +272,25 @@ impl Builder {
             }
             Some(Open::Map(map, _, pending)) => match pending.take() {
                 None => {
-                    let key = match &node.value {
-                        Value::Str(s) => s.clone(),
+                    let key_loc = node.loc;
+                    let key = match node.value {
+                        Value::Str(s) => s,
                         Value::Int(i) => i.to_string(),
                         Value::Bool(b) => b.to_string(),
                         Value::Float(f) => f.to_string(),
                         Value::Null => "null".to_string(),
                         _ => {
-                            let at = node.loc;
-                            self.fail(at, "a map key must be a scalar".into());
+                            self.fail(key_loc, "a map key must be a scalar".into());
                             return;
                         }
                     };
                     // yaml-rust2 marks a block mapping where its first key ends; the entity
                     // starts at its first key.
                     let first = matches!(&map.value, Value::Map(e) if e.is_empty());
-                    if first && (node.loc.line, node.loc.col) < (map.loc.line, map.loc.col) {
-                        map.loc = node.loc;
+                    if first && (key_loc.line, key_loc.col) < (map.loc.line, map.loc.col) {
+                        map.loc = key_loc;
                     }
-                    *pending = Some((key, node.loc));
+                    *pending = Some((key, key_loc));
                 }
                 Some((key, key_loc)) => {
                     if let Value::Map(entries) = &mut map.value {

@@ -133,10 +133,9 @@ impl Index {
             let split = groups.len() > 1;
             for (g, members) in groups.iter().enumerate() {
                 let uuid = if split {
-                    Uuid::new_v5(
-                        &SPLIT_NAMESPACE,
-                        format!("{}#{}", input.id, g + 1).as_bytes(),
-                    )
+                    let n = (g + 1).to_string();
+                    let name = [input.id.as_bytes(), b"#", n.as_bytes()];
+                    crate::config::checks::uuid_v5(&SPLIT_NAMESPACE, &name)
                 } else {
                     uuid
                 };

@@ -91,8 +91,9 @@ impl RouteInput {
     /// The id priorities tie-break on (larger first), as Kong's route UUIDs; an id that is
     /// not a UUID is mapped to one.
     pub(crate) fn uuid(&self) -> uuid::Uuid {
-        uuid::Uuid::parse_str(&self.id)
-            .unwrap_or_else(|_| uuid::Uuid::new_v5(&uuid::Uuid::nil(), self.id.as_bytes()))
+        uuid::Uuid::parse_str(&self.id).unwrap_or_else(|_| {
+            crate::config::checks::uuid_v5(&uuid::Uuid::nil(), &[self.id.as_bytes()])
+        })
     }
 }
 

@@ -130,8 +130,8 @@ impl Validator<'_> {
             }
             // A derived id repeats only when the natural key does, which is reported already.
             None => {
-                return uuid::Uuid::new_v5(&ID_NAMESPACE, format!("{kind}:{natural}").as_bytes())
-                    .to_string()
+                let name = [kind.as_bytes(), b":", natural.as_bytes()];
+                return checks::uuid_v5(&ID_NAMESPACE, &name).to_string();
             }
         };
         if let Some(first) = self.ids.insert((kind, id.clone()), item.path.clone()) {
