@@ -49,7 +49,9 @@ fuzz_target!(|data: &[u8]| {
         }
         return;
     }
-    let Ok(config) = serde_json::from_str::<serde_json::Value>(text) else {
+    // Instance configs are maps (the loader refuses anything else before validation).
+    let Ok(config) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+    else {
         return;
     };
     FIXED.with(|loader| {

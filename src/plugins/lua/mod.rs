@@ -335,6 +335,11 @@ impl Loader {
         self.validated
             .get_mut()
             .retain(|_, (done, used)| *used == round && done.is_ok());
+        // What the config's validation left behind is garbage now: collect it before the VM
+        // waits for the next config, rather than carry it.
+        if let Err(e) = self.lua.gc_collect() {
+            tracing::debug!("kept Lua loader: garbage collection failed: {e}");
+        }
     }
 
     fn validate_once(&self, plugin: &str, config: &serde_json::Value, scope: &[&str]) -> Validated {
