@@ -24,6 +24,42 @@ use super::PhaseCtx;
 /// Kong's limit on a condition's length.
 pub const MAX_LEN: usize = 1024;
 
+/// Deepest nesting of brackets (`(`, `[`, `{`) in a condition. CEL's parser recurses per
+/// level, with large frames in an unoptimized build: the fuzzer overflowed an 8 MiB stack with
+/// 59 nested parentheses, below the parser's own recursion limit. Conditions are shallow.
+pub const MAX_DEPTH: usize = 32;
+
+/// The deepest bracket nesting of `source` outside string literals (quotes with backslash
+/// escapes; a triple-quoted string is read as its quotes, which only ever under-counts).
+fn bracket_depth(source: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    for &b in source.as_bytes() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == q {
+                    quote = None;
+                }
+            }
+            None => match b {
+                b'"' | b'\'' => quote = Some(b),
+                b'(' | b'[' | b'{' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    deepest
+}
+
 /// Name of the function `default(expr, fallback)` is rewritten to.
 const DEFAULT_FN: &str = "__sluice_default";
 
@@ -100,6 +136,11 @@ impl Compiler {
             return Err(format!(
                 "condition is {} characters long: at most {MAX_LEN} allowed",
                 source.len()
+            ));
+        }
+        if bracket_depth(source) > MAX_DEPTH {
+            return Err(format!(
+                "condition nests brackets more than {MAX_DEPTH} deep"
             ));
         }
         let program = self
@@ -389,4 +430,30 @@ fn named(source: &str, what: &str) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bracket_depth, Compiler, MAX_DEPTH};
+
+    /// Regression: 59 nested parentheses overflowed the fuzzer's stack inside CEL's parser.
+    #[test]
+    fn deep_nesting_is_refused_before_the_parser_runs() {
+        let deep = format!("{}true{}", "(".repeat(59), ")".repeat(59));
+        let err = Compiler::new().parse(&deep).err().expect("refused");
+        assert!(err.contains("more than 32 deep"), "{err}");
+        assert!(Compiler::new().parse("(((true)))").is_ok());
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count() {
+        assert_eq!(bracket_depth("f([1, {'a': (2)}])"), 4);
+        let quoted = format!(
+            "x == \"{}\" && y == '\\'{}'",
+            "(".repeat(99),
+            "[".repeat(99)
+        );
+        assert_eq!(bracket_depth(&quoted), 0);
+        assert!(bracket_depth(&"(".repeat(MAX_DEPTH + 1)) > MAX_DEPTH);
+    }
 }
