@@ -221,6 +221,37 @@ pub fn cidr(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((ip, len))
 }
 
+/// The deepest nesting of `text`'s brackets: bytes in `open` go one level down, bytes in
+/// `close` one up. Inside a string literal opened by one of `quotes` (with backslash escapes)
+/// nothing counts; a text in a language with other strings passes no quotes and counts all.
+/// Parsers that recurse per level are guarded with it.
+pub fn nesting_depth(text: &str, open: &[u8], close: &[u8], quotes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    for &b in text.as_bytes() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == q {
+                    quote = None;
+                }
+            }
+            None if quotes.contains(&b) => quote = Some(b),
+            None if open.contains(&b) => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            None if close.contains(&b) => depth = depth.saturating_sub(1),
+            None => {}
+        }
+    }
+    deepest
+}
+
 /// The name-based (version 5) UUID of `name`, given in parts, in `namespace`: what
 /// `uuid::Uuid::new_v5` computes, with the `sha1` crate's hardware-accelerated digest instead
 /// of uuid's portable one (ids of 10,000s of entities are derived on every reload).

@@ -32,32 +32,7 @@ pub const MAX_DEPTH: usize = 32;
 /// The deepest bracket nesting of `source` outside string literals (quotes with backslash
 /// escapes; a triple-quoted string is read as its quotes, which only ever under-counts).
 fn bracket_depth(source: &str) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    let mut quote: Option<u8> = None;
-    let mut escaped = false;
-    for &b in source.as_bytes() {
-        match quote {
-            Some(q) => {
-                if escaped {
-                    escaped = false;
-                } else if b == b'\\' {
-                    escaped = true;
-                } else if b == q {
-                    quote = None;
-                }
-            }
-            None => match b {
-                b'"' | b'\'' => quote = Some(b),
-                b'(' | b'[' | b'{' => {
-                    depth += 1;
-                    deepest = deepest.max(depth);
-                }
-                b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-                _ => {}
-            },
-        }
-    }
-    deepest
+    crate::config::checks::nesting_depth(source, b"([{", b")]}", b"\"'")
 }
 
 /// Name of the function `default(expr, fallback)` is rewritten to.

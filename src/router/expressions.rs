@@ -101,17 +101,8 @@ fn check_shape(expression: &str) -> Result<(), String> {
     if expression.len() > MAX_LEN {
         return Err(format!("expression longer than {MAX_LEN} bytes"));
     }
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    for b in expression.bytes() {
-        match b {
-            b'(' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b')' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
+    // Parentheses inside strings count too: an over-count only refuses sooner.
+    let deepest = crate::config::checks::nesting_depth(expression, b"(", b")", b"");
     if deepest > MAX_NESTING {
         return Err(format!("parentheses nested deeper than {MAX_NESTING}"));
     }
