@@ -146,14 +146,15 @@ impl Reloader {
         }
         let generation = current.generation + 1;
         drop(current);
-        let (text, source, state) = (
+        let (text, hash_of_text, source, state) = (
             Arc::<str>::from(text),
+            hash.clone(),
             source.to_string(),
             self.state.clone(),
         );
         let (result, elapsed) = compiler::run(move || {
             let started = Instant::now();
-            let result = snapshot::load_text(text, &source, generation);
+            let result = snapshot::load_text(text, hash_of_text, &source, generation);
             let elapsed = started.elapsed();
             // The previous snapshot is freed here unless requests still hold it, on the
             // thread whose heap holds most of it.

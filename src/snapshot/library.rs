@@ -57,7 +57,8 @@ pub fn set_library_file(path: &std::path::Path) -> Result<(), LoadError> {
         cloned: config.cloned_plugins.clone(),
     };
     // Compiled alone (handlers loaded, schemas read): its own errors name its own file.
-    super::compile_unmerged(config, Arc::from(text.as_str()), 0, errs)
+    let hash = super::hash_text(&text);
+    super::compile_unmerged(config, Arc::from(text.as_str()), hash, 0, errs)
         .map_err(LoadError::Invalid)?;
     *LIBRARY.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(library));
     Ok(())

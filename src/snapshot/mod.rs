@@ -183,36 +183,46 @@ pub fn load_file(path: &std::path::Path, generation: u64) -> Result<Snapshot, Lo
 /// Validates and compiles a declarative text. Plugin configs are checked even when the file has
 /// other errors, so that every error is reported in one go.
 pub fn load_str(text: &str, source: &str, generation: u64) -> Result<Snapshot, LoadError> {
-    load_text(Arc::from(text), source, generation)
+    load_text(Arc::from(text), hash_text(text), source, generation)
 }
 
-/// [`load_str`] for a text the snapshot can keep as it is.
-pub fn load_text(text: Arc<str>, source: &str, generation: u64) -> Result<Snapshot, LoadError> {
+/// [`load_str`] for a text the snapshot can keep as it is, whose [`hash_text`] the caller
+/// already has.
+pub fn load_text(
+    text: Arc<str>,
+    hash: String,
+    source: &str,
+    generation: u64,
+) -> Result<Snapshot, LoadError> {
     let (config, errs) = crate::config::validate_str(&text, source);
-    compile_with(config, text, generation, errs).map_err(LoadError::Invalid)
+    compile_with(config, text, hash, generation, errs).map_err(LoadError::Invalid)
 }
 
 /// Compiles a validated config; `text` is the source it was read from.
 pub fn compile(config: Config, text: Arc<str>, generation: u64) -> Result<Snapshot, ConfigErrors> {
     let errs = Errors::new(&config.source);
-    compile_with(config, text, generation, errs)
+    let hash = hash_text(&text);
+    compile_with(config, text, hash, generation, errs)
 }
 
 /// Compiles a config whose validation produced `errs`, with the plugin library merged in.
 fn compile_with(
     mut config: Config,
     text: Arc<str>,
+    hash: String,
     generation: u64,
     mut errs: Errors,
 ) -> Result<Snapshot, ConfigErrors> {
     library::merge(&mut config, &mut errs);
-    compile_unmerged(config, text, generation, errs)
+    compile_unmerged(config, text, hash, generation, errs)
 }
 
-/// Compiles a config whose validation produced `errs`; fails if there are any errors.
+/// Compiles a config whose validation produced `errs`; fails if there are any errors. `hash`
+/// is `text`'s [`hash_text`].
 fn compile_unmerged(
     config: Config,
     text: Arc<str>,
+    hash: String,
     generation: u64,
     mut errs: Errors,
 ) -> Result<Snapshot, ConfigErrors> {
@@ -424,7 +434,7 @@ fn compile_unmerged(
     Ok(Snapshot {
         own_plugins,
         generation,
-        hash: hash_text(&text),
+        hash,
         text,
         loaded_at: SystemTime::now(),
         config,
