@@ -4,11 +4,13 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use pingora::proxy::Session;
-use prometheus::{Histogram, IntCounter};
 
 use super::{Ctx, Gateway};
+use crate::metrics::requests::{Bandwidth, Latency};
 use crate::plugins::MetricFlags;
 
 /// The per-route handles, each family created when first recorded (a series that exists is
@@ -16,9 +18,9 @@ use crate::plugins::MetricFlags;
 #[derive(Default)]
 struct RouteHandles {
     /// Request, upstream and Kong latency.
-    latency: Option<[Histogram; 3]>,
+    latency: Option<Arc<Latency>>,
     /// Ingress and egress bytes.
-    bandwidth: Option<[IntCounter; 2]>,
+    bandwidth: Option<Arc<Bandwidth>>,
 }
 
 /// Route and consumer indexes.
@@ -32,7 +34,7 @@ type RequestKey = (Option<usize>, Option<usize>, u16, &'static str);
 struct Cache {
     generation: u64,
     routes: HashMap<RouteKey, RouteHandles>,
-    requests: HashMap<RequestKey, IntCounter>,
+    requests: HashMap<RequestKey, Arc<AtomicU64>>,
 }
 
 /// Entries kept at most per thread (labels of a config with very many routes and consumers).
@@ -89,55 +91,47 @@ impl Gateway {
                     .or_insert_with(|| {
                         let (service, route_name, consumer_name) = labels();
                         let code = status.to_string();
-                        m.requests.with_label_values(&[
+                        m.requests.requests([
                             service.as_str(),
                             route_name.as_str(),
                             code.as_str(),
                             ctx.state.source,
-                            "default",
                             consumer_name.as_str(),
                         ])
                     })
-                    .inc();
+                    .fetch_add(1, Relaxed);
             }
             if !flags.latency && !flags.bandwidth {
                 return;
             }
             let h = cache.routes.entry((route, consumer)).or_default();
             if flags.latency {
-                let [latency, up_h, kong] = h.latency.get_or_insert_with(|| {
+                let l = h.latency.get_or_insert_with(|| {
                     let (service, route_name, _) = labels();
-                    let l = [service.as_str(), route_name.as_str(), "default"];
-                    [
-                        m.request_latency.with_label_values(&l),
-                        m.upstream_latency.with_label_values(&l),
-                        m.kong_latency.with_label_values(&l),
-                    ]
+                    m.requests.latency([service.as_str(), route_name.as_str()])
                 });
-                latency.observe(total);
+                l.request.observe(total);
                 match upstream {
                     Some(up) => {
-                        up_h.observe(up);
-                        kong.observe((total - up).max(0.0));
+                        l.upstream.observe(up);
+                        l.kong.observe((total - up).max(0.0));
                     }
-                    None => kong.observe(total),
+                    None => l.kong.observe(total),
                 }
             }
             if flags.bandwidth {
-                let [ingress, egress] = h.bandwidth.get_or_insert_with(|| {
+                let b = h.bandwidth.get_or_insert_with(|| {
                     let (service, route_name, consumer_name) = labels();
-                    ["ingress", "egress"].map(|dir| {
-                        m.bandwidth.with_label_values(&[
-                            service.as_str(),
-                            route_name.as_str(),
-                            dir,
-                            "default",
-                            consumer_name.as_str(),
-                        ])
-                    })
+                    m.requests.bandwidth([
+                        service.as_str(),
+                        route_name.as_str(),
+                        consumer_name.as_str(),
+                    ])
                 });
-                ingress.inc_by(session.body_bytes_read() as u64);
-                egress.inc_by(session.body_bytes_sent() as u64);
+                b.ingress
+                    .fetch_add(session.body_bytes_read() as u64, Relaxed);
+                b.egress
+                    .fetch_add(session.body_bytes_sent() as u64, Relaxed);
             }
         });
     }

@@ -1,10 +1,16 @@
 //! Prometheus metrics. Request metrics use the names and labels of Kong's prometheus plugin so
 //! existing dashboards work; the gateway's own metrics are prefixed `sluice_`.
 
+use std::sync::Arc;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
+
+pub mod requests;
+
+pub use requests::RequestMetrics;
 
 /// Kong's default latency buckets (milliseconds).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -15,16 +21,9 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// All metrics of one process.
 pub struct Metrics {
     registry: Registry,
-    /// `kong_http_requests_total{service,route,code,source,workspace,consumer}`
-    pub requests: IntCounterVec,
-    /// `kong_request_latency_ms{service,route,workspace}`
-    pub request_latency: HistogramVec,
-    /// `kong_upstream_latency_ms{service,route,workspace}`
-    pub upstream_latency: HistogramVec,
-    /// `kong_kong_latency_ms{service,route,workspace}`
-    pub kong_latency: HistogramVec,
-    /// `kong_bandwidth_bytes{service,route,direction,workspace,consumer}`
-    pub bandwidth: IntCounterVec,
+    /// Kong's request metrics per route: `kong_http_requests_total`, `kong_*_latency_ms`,
+    /// `kong_bandwidth_bytes`.
+    pub requests: Arc<RequestMetrics>,
     /// `sluice_config_generation`
     pub config_generation: IntGauge,
     /// `sluice_config_reloads_total{result}` (result: success, failure)
@@ -76,7 +75,10 @@ impl Metrics {
                 .expect("unique metric");
             g
         };
-        let route_labels = ["service", "route", "workspace"];
+        let requests = Arc::new(RequestMetrics::new());
+        registry
+            .register(Box::new(requests::Exposed(requests.clone())))
+            .expect("unique metric");
         let reload_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "sluice_config_reload_duration_seconds",
@@ -96,38 +98,7 @@ impl Metrics {
             .register(Box::new(admin_requests.clone()))
             .expect("unique metric");
         Metrics {
-            requests: counter(
-                "kong_http_requests_total",
-                "HTTP status codes per consumer/service/route in Kong",
-                &[
-                    "service",
-                    "route",
-                    "code",
-                    "source",
-                    "workspace",
-                    "consumer",
-                ],
-            ),
-            request_latency: hist(
-                "kong_request_latency_ms",
-                "Total latency incurred during requests for each service/route in Kong",
-                &route_labels,
-            ),
-            upstream_latency: hist(
-                "kong_upstream_latency_ms",
-                "Latency added by upstream response for each service/route in Kong",
-                &route_labels,
-            ),
-            kong_latency: hist(
-                "kong_kong_latency_ms",
-                "Latency added by Kong and enabled plugins for each service/route in Kong",
-                &route_labels,
-            ),
-            bandwidth: counter(
-                "kong_bandwidth_bytes",
-                "Total bandwidth (ingress/egress) throughput in bytes",
-                &["service", "route", "direction", "workspace", "consumer"],
-            ),
+            requests,
             config_generation: gauge(
                 "sluice_config_generation",
                 "Generation of the configuration being served",
