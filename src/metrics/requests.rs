@@ -82,11 +82,14 @@ pub struct Bandwidth {
     pub egress: AtomicU64,
 }
 
-/// Series by label values, in the family's label order. Series live as long as the process,
+/// A series' label values, in its family's label order.
+type Values = Box<[Box<str>]>;
+
+/// Series by label values. Series live as long as the process,
 /// as the crate's did: a counter must not restart while Prometheus scrapes it.
 struct Family<T> {
     labels: &'static [&'static str],
-    series: RwLock<HashMap<Box<[Box<str>]>, Arc<T>>>,
+    series: RwLock<HashMap<Values, Arc<T>>>,
 }
 
 impl<T: Default> Family<T> {
@@ -99,7 +102,7 @@ impl<T: Default> Family<T> {
 
     fn get(&self, values: &[&str]) -> Arc<T> {
         debug_assert_eq!(values.len(), self.labels.len());
-        let key: Box<[Box<str>]> = values.iter().map(|v| Box::from(*v)).collect();
+        let key: Values = values.iter().map(|v| Box::from(*v)).collect();
         if let Some(s) = self
             .series
             .read()
