@@ -310,7 +310,12 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
         .clone()
         .unwrap_or_else(|| PathBuf::from("kong.yaml"));
     let path = config_path.clone();
-    let snap = match sluice::reload::compiler::run(move || snapshot::load_file(&path, 1)) {
+    // Startup is not followed by another compile soon: its scratch memory goes back at once.
+    let snap = match sluice::reload::compiler::run(move || {
+        let snap = snapshot::load_file(&path, 1);
+        sluice::reload::release_freed_memory();
+        snap
+    }) {
         Ok(s) => s,
         Err(LoadError::Io { source, .. })
             if explicit.is_none() && source.kind() == std::io::ErrorKind::NotFound =>
@@ -334,7 +339,6 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
         plugins = snap.config.plugins.len(),
         "configuration loaded"
     );
-    sluice::reload::release_freed_memory();
     let state = Arc::new(ArcSwap::from_pointee(snap));
     let metrics = Arc::new(Metrics::new());
     let reloader = Arc::new(Reloader::new(config_path, state.clone(), metrics.clone()));

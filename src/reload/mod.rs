@@ -18,8 +18,9 @@ use crate::snapshot::{self, hash_text, Snapshot};
 
 /// Hands the memory this thread freed back to the operating system: a load frees its
 /// transient copies (the parsed tree, the decoded entities) and often the previous snapshot,
-/// and mimalloc otherwise keeps those pages until the thread allocates again, which the
-/// loading thread may never do. Harmless when mimalloc is not the global allocator.
+/// and mimalloc otherwise keeps those pages until the thread allocates again. The compile
+/// thread calls it once idle ([`compiler::KEEP_SCRATCH`]). Harmless when mimalloc is not the
+/// global allocator.
 pub fn release_freed_memory() {
     // SAFETY: mi_collect only walks the allocator's own state; it has no preconditions.
     unsafe { libmimalloc_sys::mi_collect(true) };
@@ -157,9 +158,9 @@ impl Reloader {
             let result = snapshot::load_text(text, hash_of_text, &source, generation);
             let elapsed = started.elapsed();
             // The previous snapshot is freed here unless requests still hold it, on the
-            // thread whose heap holds most of it.
+            // thread whose heap holds most of it; the thread keeps the freed pages for a while
+            // for the next compile.
             let result = result.map(|snap| drop(state.swap(Arc::new(snap))));
-            release_freed_memory();
             (result, elapsed)
         });
         let ms = elapsed.as_secs_f64() * 1000.0;
