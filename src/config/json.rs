@@ -8,7 +8,6 @@
 
 use jsonc_parser::ast::{ObjectPropName, Value as Json};
 use jsonc_parser::{CollectOptions, ParseOptions};
-use yaml_rust2::scanner::TScalarStyle;
 
 use super::yaml::{scalar, Entry, Loc, Node, Value, MAX_DEPTH};
 
@@ -94,7 +93,7 @@ fn convert(v: Json<'_>, lines: &mut Lines<'_>, depth: usize) -> Option<Node> {
     let loc = lines.loc(start);
     let value = match v {
         Json::StringLit(s) => Value::Str(s.value.into_owned()),
-        Json::NumberLit(n) => scalar(n.value.to_string(), TScalarStyle::Plain, None),
+        Json::NumberLit(n) => scalar(n.value.to_string(), true),
         Json::BooleanLit(b) => Value::Bool(b.value),
         Json::NullKeyword(_) => Value::Null,
         Json::Array(a) => {

@@ -2,12 +2,11 @@
 //!
 //! serde's YAML deserializers stop at the first error and forget positions; the loader needs
 //! both positions for every entity and field and all errors at once, so the file is read into
-//! this tree first (with yaml-rust2's event parser) and decoded entity by entity.
+//! this tree first (with libyaml's event parser, as Kong reads it) and decoded entity by entity.
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use super::yaml_events::{Event, Events};
 
 /// A position in the source file (1-based line and column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -191,16 +190,17 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     }
 }
 
-/// [`parse`] with the YAML event parser only.
+/// [`parse`] with the YAML event parser only. The first document is read; what follows it
+/// is not.
 pub(super) fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder::default();
-    let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, false).map_err(|e| SyntaxError {
-        loc: loc(*e.marker()),
-        message: e.info().to_string(),
-    })?;
-    if let Some(err) = builder.error {
-        return Err(err);
+    let mut events = Events::new(text);
+    while let Some(next) = events.next_event() {
+        let (event, at) = next?;
+        builder.on_event(event, at);
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
     }
     Ok(builder.root.unwrap_or(Node {
         loc: Loc { line: 1, col: 1 },
@@ -208,18 +208,10 @@ pub(super) fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
     }))
 }
 
-fn loc(m: Marker) -> Loc {
-    // yaml-rust2 reports 1-based lines and 0-based columns.
-    Loc {
-        line: m.line(),
-        col: m.col() + 1,
-    }
-}
-
-/// An open collection while events stream in.
+/// An open collection while events stream in, with its anchor.
 enum Open {
-    Seq(Node, usize),
-    Map(Node, usize, Option<(String, Loc)>),
+    Seq(Node, Option<String>),
+    Map(Node, Option<String>, Option<(String, Loc)>),
 }
 
 #[derive(Default)]
@@ -228,8 +220,9 @@ struct Builder {
     /// Nodes in each open collection so far (parallel to `stack`).
     sizes: Vec<usize>,
     root: Option<Node>,
-    /// Anchored nodes with their size in nodes.
-    anchors: HashMap<usize, (Node, usize)>,
+    /// Anchored nodes with their size in nodes (a later anchor of the same name replaces an
+    /// earlier one, as YAML says).
+    anchors: HashMap<String, (Node, usize)>,
     /// Nodes added by aliases so far.
     aliased: usize,
     error: Option<SyntaxError>,
@@ -252,12 +245,12 @@ impl Builder {
     }
 
     /// Attaches a finished node of `size` nodes to its parent (or makes it the root).
-    fn push(&mut self, node: Node, size: usize, anchor: usize) {
+    fn push(&mut self, node: Node, size: usize, anchor: Option<String>) {
         if self.error.is_some() {
             // Stop building (and copying anchors) after the first error.
             return;
         }
-        if anchor > 0 {
+        if let Some(anchor) = anchor {
             self.anchors.insert(anchor, (node.clone(), size));
         }
         if let Some(parent) = self.sizes.last_mut() {
@@ -284,8 +277,8 @@ impl Builder {
                             return;
                         }
                     };
-                    // yaml-rust2 marks a block mapping where its first key ends; the entity
-                    // starts at its first key.
+                    // An entity starts at its first key (libyaml marks a block mapping
+                    // there already; this keeps it so for any parser).
                     let first = matches!(&map.value, Value::Map(e) if e.is_empty());
                     if first && (key_loc.line, key_loc.col) < (map.loc.line, map.loc.col) {
                         map.loc = key_loc;
@@ -311,15 +304,19 @@ impl Builder {
     }
 }
 
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        let at = loc(mark);
+impl Builder {
+    fn on_event(&mut self, ev: Event, at: Loc) {
         match ev {
-            Event::Scalar(text, style, anchor, tag) => {
-                let value = scalar(text, style, tag.as_ref());
+            Event::Scalar {
+                value,
+                plain,
+                str_tag,
+                anchor,
+            } => {
+                let value = scalar(value, plain && !str_tag);
                 self.push(Node { loc: at, value }, 1, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.open(
+            Event::SequenceStart { anchor } => self.open(
                 Open::Seq(
                     Node {
                         loc: at,
@@ -329,7 +326,7 @@ impl MarkedEventReceiver for Builder {
                 ),
                 at,
             ),
-            Event::MappingStart(anchor, _) => self.open(
+            Event::MappingStart { anchor } => self.open(
                 Open::Map(
                     Node {
                         loc: at,
@@ -340,7 +337,7 @@ impl MarkedEventReceiver for Builder {
                 ),
                 at,
             ),
-            Event::SequenceEnd | Event::MappingEnd => {
+            Event::End => {
                 let size = self.sizes.pop().unwrap_or(0) + 1;
                 match self.stack.pop() {
                     Some(Open::Seq(node, anchor)) | Some(Open::Map(node, anchor, _)) => {
@@ -349,7 +346,7 @@ impl MarkedEventReceiver for Builder {
                     None => {}
                 }
             }
-            Event::Alias(id) => match self.anchors.get(&id).map(|(_, size)| *size) {
+            Event::Alias { anchor } => match self.anchors.get(&anchor).map(|(_, size)| *size) {
                 Some(size) if self.aliased + size > MAX_ALIAS_NODES => self.fail(
                     at,
                     format!(
@@ -357,30 +354,24 @@ impl MarkedEventReceiver for Builder {
                          repeated parts out or use fewer nested aliases"
                     ),
                 ),
-                Some(size) if self.error.is_none() => {
+                Some(size) => {
                     self.aliased += size;
-                    if let Some((node, _)) = self.anchors.get(&id) {
+                    if let Some((node, _)) = self.anchors.get(&anchor) {
                         let mut node = node.clone();
                         node.loc = at;
-                        self.push(node, size, 0);
+                        self.push(node, size, None);
                     }
                 }
-                Some(_) => {}
-                None => self.fail(at, "unknown alias".into()),
+                None => self.fail(at, format!("unknown alias *{anchor}")),
             },
-            _ => {}
         }
     }
 }
 
-/// Types a scalar by YAML 1.2's core schema; quoted scalars and explicit `!!str` stay strings.
-pub(super) fn scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Value {
-    if let Some(tag) = tag {
-        if tag.suffix == "str" {
-            return Value::Str(text);
-        }
-    }
-    if style != TScalarStyle::Plain {
+/// Types a scalar by YAML 1.2's core schema; only a `plain` scalar (unquoted, not a block
+/// scalar, not tagged `!!str`) can be anything but a string.
+pub(super) fn scalar(text: String, plain: bool) -> Value {
+    if !plain {
         return Value::Str(text);
     }
     match text.as_str() {
