@@ -489,8 +489,31 @@ mod tests {
     }
 
     #[test]
-    fn syntax_error_has_location() {
+    fn syntax_errors_are_located_with_libyaml_messages() {
         let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
-        assert!(err.loc.line >= 1);
+        assert_eq!((err.loc.line, err.loc.col), (2, 2));
+        assert_eq!(
+            err.message,
+            "did not find expected ',' or ']' (while parsing a flow sequence at line 1)"
+        );
+        // The reader reports a byte offset: located all the same, after multi-byte text.
+        let err = parse("a: 1\nbé: \"\u{1}\"\n").unwrap_err();
+        assert_eq!((err.loc.line, err.loc.col), (2, 6), "{}", err.message);
+        assert!(err.message.contains("control characters"), "{}", err.message);
+        let err = parse("a: *missing\n").unwrap_err();
+        assert_eq!(err.message, "unknown alias *missing");
+    }
+
+    #[test]
+    fn tags_styles_and_documents() {
+        let doc = parse("a: !!str 12\nb: '12'\nc: |-\n  12\nd: 12\n").unwrap();
+        for key in ["a", "b", "c"] {
+            assert_eq!(doc.get(key).unwrap().value, Value::Str("12".into()), "{key}");
+        }
+        assert_eq!(doc.get("d").unwrap().value, Value::Int(12));
+        // The first document is the config; what follows is not read.
+        let doc = parse("a: 1\n---\nb: [unclosed\n").unwrap();
+        assert_eq!(doc.to_json(), serde_json::json!({"a": 1}));
+        assert_eq!(parse("").unwrap().value, Value::Null);
     }
 }
