@@ -411,3 +411,88 @@ services:
         "the clone sees the original's kong.ctx.plugin"
     );
 }
+
+#[tokio::test]
+async fn conf_tables_carry_each_instance_ids_over_a_shared_config() {
+    // Kong's plugins iterator sets route_id, service_id, consumer_id, plugin_instance_name and
+    // __plugin_id on each instance's conf. Here three instances have the same config (which the
+    // gateway validates once and shares); each must still see its own ids.
+    let up = Upstream::start().await;
+    let handler = r#"local P = { PRIORITY = 1000, VERSION = "1.0.0" }
+function P:access(conf)
+  return kong.response.exit(200, { route_id = conf.route_id or "none",
+    service_id = conf.service_id or "none", consumer_id = conf.consumer_id or "none",
+    name = conf.plugin_instance_name or "none", id = conf.__plugin_id, tag = conf.tag })
+end
+return P"#;
+    let schema = r#"return { name = "ids", fields = { { config = { type = "record",
+  fields = { { tag = { type = "string", default = "d" } } } } } } }"#;
+    let indent = |s: &str| s.replace('\n', "\n      ");
+    let cfg = format!(
+        "_format_version: \"3.0\"\ncustom_plugins:\n  - name: ids\n    handler: |\n      {}\n    schema: |\n      {}\n{}",
+        indent(handler),
+        indent(schema),
+        render(
+            r#"
+services:
+  - name: s
+    id: 5b1484f2-5209-49d9-b43e-92ba09dd9d52
+    url: http://{upstream}
+    routes:
+      - name: a
+        id: 0c8b9e1a-7f3e-4c55-9d2a-3b2a1f0e6d11
+        paths: [/a]
+        plugins:
+          - {name: ids, id: 1d7a4c7e-2f62-4c1b-8f54-1b8f8a0e0a01, instance_name: on-a, config: {tag: same}}
+      - name: b
+        id: 2e4f6a8c-1b3d-4e5f-8a9b-0c1d2e3f4a5b
+        paths: [/b]
+        plugins:
+          - {name: ids, id: 3a5c7e9b-2d4f-4a6b-9c8d-1e2f3a4b5c6d, config: {tag: same}}
+  - name: t
+    id: 6c2595f3-6310-4ae0-a54f-a3cb1aee0e63
+    url: http://{upstream}
+    plugins:
+      - {name: ids, id: 4b6d8f0a-3e5a-4b7c-8d9e-2f3a4b5c6d7e, config: {tag: same}}
+    routes:
+      - {name: c, paths: [/c]}
+"#,
+            &[&up],
+        )
+    );
+    let proxy = Proxy::start(&cfg).await;
+    let cases = [
+        (
+            "/a",
+            "0c8b9e1a-7f3e-4c55-9d2a-3b2a1f0e6d11",
+            "none",
+            "on-a",
+            "1d7a4c7e-2f62-4c1b-8f54-1b8f8a0e0a01",
+        ),
+        (
+            "/b",
+            "2e4f6a8c-1b3d-4e5f-8a9b-0c1d2e3f4a5b",
+            "none",
+            "none",
+            "3a5c7e9b-2d4f-4a6b-9c8d-1e2f3a4b5c6d",
+        ),
+        (
+            "/c",
+            "none",
+            "6c2595f3-6310-4ae0-a54f-a3cb1aee0e63",
+            "none",
+            "4b6d8f0a-3e5a-4b7c-8d9e-2f3a4b5c6d7e",
+        ),
+    ];
+    for (path, route, service, name, id) in cases {
+        let r = proxy.get(path, &[]).await;
+        assert_eq!(r.status, 200, "{path}: {}\n{}", r.text(), proxy.stderr());
+        let j = r.json();
+        assert_eq!(j["route_id"], route, "{path}");
+        assert_eq!(j["service_id"], service, "{path}");
+        assert_eq!(j["consumer_id"], "none", "{path}");
+        assert_eq!(j["name"], name, "{path}");
+        assert_eq!(j["id"], id, "{path}");
+        assert_eq!(j["tag"], "same", "{path}");
+    }
+}

@@ -499,7 +499,11 @@ mod tests {
         // The reader reports a byte offset: located all the same, after multi-byte text.
         let err = parse("a: 1\nbé: \"\u{1}\"\n").unwrap_err();
         assert_eq!((err.loc.line, err.loc.col), (2, 6), "{}", err.message);
-        assert!(err.message.contains("control characters"), "{}", err.message);
+        assert!(
+            err.message.contains("control characters"),
+            "{}",
+            err.message
+        );
         let err = parse("a: *missing\n").unwrap_err();
         assert_eq!(err.message, "unknown alias *missing");
     }
@@ -508,7 +512,11 @@ mod tests {
     fn tags_styles_and_documents() {
         let doc = parse("a: !!str 12\nb: '12'\nc: |-\n  12\nd: 12\n").unwrap();
         for key in ["a", "b", "c"] {
-            assert_eq!(doc.get(key).unwrap().value, Value::Str("12".into()), "{key}");
+            assert_eq!(
+                doc.get(key).unwrap().value,
+                Value::Str("12".into()),
+                "{key}"
+            );
         }
         assert_eq!(doc.get("d").unwrap().value, Value::Int(12));
         // The first document is the config; what follows is not read.

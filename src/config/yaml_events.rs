@@ -134,8 +134,7 @@ unsafe fn convert(e: &sys::yaml_event_t) -> Converted {
                 Ok(v) => v.to_owned(),
                 Err(_) => String::from_utf8_lossy(bytes).into_owned(),
             };
-            let str_tag =
-                !s.tag.is_null() && CStr::from_ptr(s.tag.cast()).to_bytes() == STR_TAG;
+            let str_tag = !s.tag.is_null() && CStr::from_ptr(s.tag.cast()).to_bytes() == STR_TAG;
             Converted::Event(Event::Scalar {
                 value,
                 plain: s.style == sys::YAML_PLAIN_SCALAR_STYLE,
@@ -167,10 +166,9 @@ fn error(p: &sys::yaml_parser_t, text: &str) -> SyntaxError {
     let describe = |s: *const std::os::raw::c_char| unsafe { owned(s.cast()) };
     let problem = describe(p.problem).unwrap_or_else(|| "invalid YAML".to_string());
     let message = match describe(p.context) {
-        Some(context) if p.context_mark.line != p.problem_mark.line => format!(
-            "{problem} ({context} at line {})",
-            p.context_mark.line + 1
-        ),
+        Some(context) if p.context_mark.line != p.problem_mark.line => {
+            format!("{problem} ({context} at line {})", p.context_mark.line + 1)
+        }
         Some(context) => format!("{problem} ({context})"),
         None => problem,
     };

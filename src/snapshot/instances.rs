@@ -276,37 +276,20 @@ pub(super) fn build_instance(
             }
         }
         Kind::Lua(plugin) => {
-            let mut conf = conf;
-            if let serde_json::Value::Object(m) = &mut conf {
-                let id = |i: Option<usize>, f: &dyn Fn(usize) -> String| {
-                    i.map_or(serde_json::Value::Null, |i| f(i).into())
-                };
-                m.insert(
-                    "route_id".into(),
-                    id(p.route, &|i| config.routes[i].id.clone()),
-                );
-                m.insert(
-                    "service_id".into(),
-                    id(p.service, &|i| config.services[i].id.clone()),
-                );
-                m.insert(
-                    "consumer_id".into(),
-                    id(p.consumer, &|i| config.consumers[i].id.clone()),
-                );
-                m.insert(
-                    "plugin_instance_name".into(),
-                    p.instance_name
-                        .clone()
-                        .map_or(serde_json::Value::Null, Into::into),
-                );
-                m.insert("__plugin_id".into(), p.id.clone().into());
-            }
+            let ids = lua::InstanceIds {
+                route_id: p.route.map(|i| config.routes[i].id.clone()),
+                service_id: p.service.map(|i| config.services[i].id.clone()),
+                consumer_id: p.consumer.map(|i| config.consumers[i].id.clone()),
+                plugin_instance_name: p.instance_name.clone(),
+                plugin_id: p.id.clone(),
+            };
             Some(Arc::new(lua::LuaInstance {
                 plugin: plugin.clone(),
                 name: def.name.clone(),
                 generation,
                 index,
                 conf,
+                ids,
             }))
         }
     }

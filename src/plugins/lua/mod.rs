@@ -47,8 +47,27 @@ pub struct LuaInstance {
     pub generation: u64,
     /// Index of the instance in the config's plugins.
     pub index: usize,
-    /// The validated conf with defaults and Kong's extra fields (route_id, ...).
-    pub conf: serde_json::Value,
+    /// The validated conf with defaults, shared by every instance with the same config.
+    pub conf: Arc<serde_json::Value>,
+    /// The fields Kong adds to each instance's conf table.
+    pub ids: InstanceIds,
+}
+
+/// What Kong's plugins iterator sets on an instance's conf table besides the validated config:
+/// `route_id`, `service_id`, `consumer_id`, `plugin_instance_name` (each only when set) and
+/// `__plugin_id`.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceIds {
+    /// The route the instance is bound to.
+    pub route_id: Option<String>,
+    /// The service the instance is bound to.
+    pub service_id: Option<String>,
+    /// The consumer the instance is bound to.
+    pub consumer_id: Option<String>,
+    /// The instance's `instance_name`.
+    pub plugin_instance_name: Option<String>,
+    /// The instance's id.
+    pub plugin_id: String,
 }
 
 impl Instance for LuaInstance {
@@ -108,7 +127,7 @@ pub struct Loader {
     vaults: crate::config::vault::Vaults,
 }
 
-type Validated = Result<serde_json::Value, Vec<schema::Problem>>;
+type Validated = Result<Arc<serde_json::Value>, Vec<schema::Problem>>;
 
 /// Names of the handler methods Kong knows.
 const PHASE_METHODS: &[(&str, Option<Phase>)] = &[
@@ -362,7 +381,7 @@ impl Loader {
         }
         // Custom validators and entity checks are plugin code: they run under the budget.
         match sandbox::with_budget(|| schema.validate(&self.lua, config, &self.vaults)) {
-            Ok(v) if problems.is_empty() => Ok(v),
+            Ok(v) if problems.is_empty() => Ok(Arc::new(v)),
             Ok(_) => Err(problems),
             Err(mut more) => {
                 problems.append(&mut more);

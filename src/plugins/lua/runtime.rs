@@ -229,6 +229,17 @@ impl Worker {
         let Value::Table(table) = value else {
             return Err(mlua::Error::runtime("plugin conf is not a table"));
         };
+        let ids = &inst.ids;
+        for (key, id) in [
+            ("route_id", &ids.route_id),
+            ("service_id", &ids.service_id),
+            ("consumer_id", &ids.consumer_id),
+            ("plugin_instance_name", &ids.plugin_instance_name),
+        ] {
+            // As Kong's iterator does: an unset id clears a config field of that name.
+            table.raw_set(key, id.as_deref())?;
+        }
+        table.raw_set("__plugin_id", ids.plugin_id.as_str())?;
         let k = self.lua.create_registry_value(table.clone())?;
         self.confs.insert(key, k);
         Ok(table)

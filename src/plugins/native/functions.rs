@@ -145,6 +145,7 @@ fn build(ctx: &BuildCtx<'_>) -> Result<Arc<dyn Instance>, String> {
         name: ctx.name.to_string(),
         generation: ctx.generation,
         index: ctx.index,
-        conf: serde_json::json!({}),
+        conf: Arc::new(serde_json::json!({})),
+        ids: Default::default(),
     }))
 }
