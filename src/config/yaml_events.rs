@@ -7,7 +7,7 @@
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
 
-use unsafe_libyaml as sys;
+use unsafe_libyaml as unsafe_sys;
 
 use super::yaml::{Loc, SyntaxError};
 
@@ -34,7 +34,7 @@ pub(super) enum Event {
 /// The events of the first document of a text.
 pub(super) struct Events<'a> {
     // Boxed: libyaml keeps a pointer to the parser inside it once its input is set.
-    parser: Box<MaybeUninit<sys::yaml_parser_t>>,
+    parser: Box<MaybeUninit<unsafe_sys::yaml_parser_t>>,
     done: bool,
     text: &'a str,
 }
@@ -42,14 +42,14 @@ pub(super) struct Events<'a> {
 impl<'a> Events<'a> {
     /// A parser over `text`, which it borrows until dropped.
     pub(super) fn new(text: &'a str) -> Events<'a> {
-        let mut parser = Box::new(MaybeUninit::<sys::yaml_parser_t>::uninit());
+        let mut parser = Box::new(MaybeUninit::<unsafe_sys::yaml_parser_t>::uninit());
         // SAFETY: initialize fills the parser (it only fails on allocation failure, which
         // aborts in this translation); the input outlives the parser by the lifetime 'a, and
         // the boxed parser does not move.
         unsafe {
             let p = parser.as_mut_ptr();
-            assert!(sys::yaml_parser_initialize(p).ok, "libyaml parser");
-            sys::yaml_parser_set_input_string(p, text.as_ptr(), text.len() as _);
+            assert!(unsafe_sys::yaml_parser_initialize(p).ok, "libyaml parser");
+            unsafe_sys::yaml_parser_set_input_string(p, text.as_ptr(), text.len() as _);
         }
         Events {
             parser,
@@ -62,19 +62,19 @@ impl<'a> Events<'a> {
     /// ends. An error ends the stream.
     pub(super) fn next_event(&mut self) -> Option<Result<(Event, Loc), SyntaxError>> {
         while !self.done {
-            let mut ev = MaybeUninit::<sys::yaml_event_t>::uninit();
+            let mut ev = MaybeUninit::<unsafe_sys::yaml_event_t>::uninit();
             // SAFETY: the parser was initialized in `new`; a successful parse fills `ev`,
             // which is deleted below after its strings were copied out.
             unsafe {
                 let p = self.parser.as_mut_ptr();
-                if !sys::yaml_parser_parse(p, ev.as_mut_ptr()).ok {
+                if !unsafe_sys::yaml_parser_parse(p, ev.as_mut_ptr()).ok {
                     self.done = true;
                     return Some(Err(error(&*p, self.text)));
                 }
                 let e = ev.as_mut_ptr();
                 let at = loc((*e).start_mark);
                 let event = convert(&*e);
-                sys::yaml_event_delete(e);
+                unsafe_sys::yaml_event_delete(e);
                 match event {
                     Converted::Event(event) => return Some(Ok((event, at))),
                     Converted::Skip => {}
@@ -89,7 +89,7 @@ impl<'a> Events<'a> {
 impl Drop for Events<'_> {
     fn drop(&mut self) {
         // SAFETY: initialized in `new`, deleted once.
-        unsafe { sys::yaml_parser_delete(self.parser.as_mut_ptr()) };
+        unsafe { unsafe_sys::yaml_parser_delete(self.parser.as_mut_ptr()) };
     }
 }
 
@@ -99,7 +99,7 @@ enum Converted {
     Stop,
 }
 
-fn loc(m: sys::yaml_mark_t) -> Loc {
+fn loc(m: unsafe_sys::yaml_mark_t) -> Loc {
     // libyaml counts lines and columns (in characters) from 0.
     Loc {
         line: m.line as usize + 1,
@@ -121,9 +121,9 @@ unsafe fn owned(p: *const u8) -> Option<String> {
 
 /// # Safety
 /// `e` is an event libyaml filled and has not deleted.
-unsafe fn convert(e: &sys::yaml_event_t) -> Converted {
+unsafe fn convert(e: &unsafe_sys::yaml_event_t) -> Converted {
     match e.type_ {
-        sys::YAML_SCALAR_EVENT => {
+        unsafe_sys::YAML_SCALAR_EVENT => {
             let s = &e.data.scalar;
             let bytes = if s.value.is_null() {
                 &[][..]
@@ -137,22 +137,24 @@ unsafe fn convert(e: &sys::yaml_event_t) -> Converted {
             let str_tag = !s.tag.is_null() && CStr::from_ptr(s.tag.cast()).to_bytes() == STR_TAG;
             Converted::Event(Event::Scalar {
                 value,
-                plain: s.style == sys::YAML_PLAIN_SCALAR_STYLE,
+                plain: s.style == unsafe_sys::YAML_PLAIN_SCALAR_STYLE,
                 str_tag,
                 anchor: owned(s.anchor),
             })
         }
-        sys::YAML_SEQUENCE_START_EVENT => Converted::Event(Event::SequenceStart {
+        unsafe_sys::YAML_SEQUENCE_START_EVENT => Converted::Event(Event::SequenceStart {
             anchor: owned(e.data.sequence_start.anchor),
         }),
-        sys::YAML_MAPPING_START_EVENT => Converted::Event(Event::MappingStart {
+        unsafe_sys::YAML_MAPPING_START_EVENT => Converted::Event(Event::MappingStart {
             anchor: owned(e.data.mapping_start.anchor),
         }),
-        sys::YAML_SEQUENCE_END_EVENT | sys::YAML_MAPPING_END_EVENT => Converted::Event(Event::End),
-        sys::YAML_ALIAS_EVENT => Converted::Event(Event::Alias {
+        unsafe_sys::YAML_SEQUENCE_END_EVENT | unsafe_sys::YAML_MAPPING_END_EVENT => {
+            Converted::Event(Event::End)
+        }
+        unsafe_sys::YAML_ALIAS_EVENT => Converted::Event(Event::Alias {
             anchor: owned(e.data.alias.anchor).unwrap_or_default(),
         }),
-        sys::YAML_DOCUMENT_END_EVENT | sys::YAML_STREAM_END_EVENT => Converted::Stop,
+        unsafe_sys::YAML_DOCUMENT_END_EVENT | unsafe_sys::YAML_STREAM_END_EVENT => Converted::Stop,
         _ => Converted::Skip,
     }
 }
@@ -161,7 +163,7 @@ unsafe fn convert(e: &sys::yaml_event_t) -> Converted {
 const STR_TAG: &[u8] = b"tag:yaml.org,2002:str";
 
 /// libyaml's description of a failed parse, at the problem's position.
-fn error(p: &sys::yaml_parser_t, text: &str) -> SyntaxError {
+fn error(p: &unsafe_sys::yaml_parser_t, text: &str) -> SyntaxError {
     // SAFETY: libyaml's problem and context are null or static NUL-terminated strings.
     let describe = |s: *const std::os::raw::c_char| unsafe { owned(s.cast()) };
     let problem = describe(p.problem).unwrap_or_else(|| "invalid YAML".to_string());
@@ -172,7 +174,7 @@ fn error(p: &sys::yaml_parser_t, text: &str) -> SyntaxError {
         Some(context) => format!("{problem} ({context})"),
         None => problem,
     };
-    let at = if p.error == sys::YAML_READER_ERROR {
+    let at = if p.error == unsafe_sys::YAML_READER_ERROR {
         // The reader (a control character, say) reports a byte offset, not a mark.
         let before = text.get(..p.problem_offset as usize).unwrap_or(text);
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
