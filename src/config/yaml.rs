@@ -208,17 +208,32 @@ pub(super) fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
     }))
 }
 
-/// An open collection while events stream in, with its anchor.
-enum Open {
-    Seq(Node, Option<String>),
-    Map(Node, Option<String>, Option<(String, Loc)>),
+/// An open collection while events stream in: where it starts, its anchor, and where its
+/// members begin on the builder's shared stacks. A finished collection takes its members off
+/// those stacks into one allocation of the right size, rather than growing a vector of its own.
+struct Open {
+    loc: Loc,
+    anchor: Option<String>,
+    kind: Kind,
+    /// Nodes in it so far, counting nested ones.
+    size: usize,
+}
+
+enum Kind {
+    /// Members from this index of `Builder::items`.
+    Seq(usize),
+    /// Entries from this index of `Builder::entries`, and the key read last, waiting for its
+    /// value.
+    Map(usize, Option<(String, Loc)>),
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    /// Nodes in each open collection so far (parallel to `stack`).
-    sizes: Vec<usize>,
+    /// Members of the open sequences, innermost last.
+    items: Vec<Node>,
+    /// Entries of the open mappings, innermost last.
+    entries: Vec<Entry>,
     root: Option<Node>,
     /// Anchored nodes with their size in nodes (a later anchor of the same name replaces an
     /// earlier one, as YAML says).
@@ -236,12 +251,37 @@ impl Builder {
     }
 
     /// Opens a collection, refusing nesting beyond [`MAX_DEPTH`].
-    fn open(&mut self, open: Open, at: Loc) {
+    fn open(&mut self, map: bool, anchor: Option<String>, at: Loc) {
         if self.stack.len() >= MAX_DEPTH {
             self.fail(at, format!("nesting deeper than {MAX_DEPTH} levels"));
         }
-        self.stack.push(open);
-        self.sizes.push(0);
+        let kind = if map {
+            Kind::Map(self.entries.len(), None)
+        } else {
+            Kind::Seq(self.items.len())
+        };
+        self.stack.push(Open {
+            loc: at,
+            anchor,
+            kind,
+            size: 0,
+        });
+    }
+
+    /// Closes the innermost collection and attaches it to its parent.
+    fn close(&mut self) {
+        let Some(open) = self.stack.pop() else {
+            return;
+        };
+        let value = match open.kind {
+            Kind::Seq(from) => Value::Seq(self.items.drain(from..).collect()),
+            Kind::Map(from, _) => Value::Map(self.entries.drain(from..).collect()),
+        };
+        let node = Node {
+            loc: open.loc,
+            value,
+        };
+        self.push(node, open.size + 1, open.anchor);
     }
 
     /// Attaches a finished node of `size` nodes to its parent (or makes it the root).
@@ -253,17 +293,14 @@ impl Builder {
         if let Some(anchor) = anchor {
             self.anchors.insert(anchor, (node.clone(), size));
         }
-        if let Some(parent) = self.sizes.last_mut() {
-            *parent += size;
-        }
-        match self.stack.last_mut() {
-            None => self.root = Some(node),
-            Some(Open::Seq(seq, _)) => {
-                if let Value::Seq(items) = &mut seq.value {
-                    items.push(node);
-                }
-            }
-            Some(Open::Map(map, _, pending)) => match pending.take() {
+        let Some(parent) = self.stack.last_mut() else {
+            self.root = Some(node);
+            return;
+        };
+        parent.size += size;
+        match &mut parent.kind {
+            Kind::Seq(_) => self.items.push(node),
+            Kind::Map(from, pending) => match pending.take() {
                 None => {
                     let key_loc = node.loc;
                     let key = match node.value {
@@ -279,32 +316,28 @@ impl Builder {
                     };
                     // An entity starts at its first key (libyaml marks a block mapping
                     // there already; this keeps it so for any parser).
-                    let first = matches!(&map.value, Value::Map(e) if e.is_empty());
-                    if first && (key_loc.line, key_loc.col) < (map.loc.line, map.loc.col) {
-                        map.loc = key_loc;
+                    let first = self.entries.len() == *from;
+                    if first && (key_loc.line, key_loc.col) < (parent.loc.line, parent.loc.col) {
+                        parent.loc = key_loc;
                     }
                     *pending = Some((key, key_loc));
                 }
                 Some((key, key_loc)) => {
-                    if let Value::Map(entries) = &mut map.value {
-                        if entries.iter().any(|e| e.key == key) {
-                            let msg = format!("duplicate key \"{key}\"");
-                            self.fail(key_loc, msg);
-                            return;
-                        }
-                        entries.push(Entry {
-                            key,
-                            key_loc,
-                            value: node,
-                        });
+                    if self.entries[*from..].iter().any(|e| e.key == key) {
+                        let msg = format!("duplicate key \"{key}\"");
+                        self.fail(key_loc, msg);
+                        return;
                     }
+                    self.entries.push(Entry {
+                        key,
+                        key_loc,
+                        value: node,
+                    });
                 }
             },
         }
     }
-}
 
-impl Builder {
     fn on_event(&mut self, ev: Event, at: Loc) {
         match ev {
             Event::Scalar {
@@ -316,36 +349,9 @@ impl Builder {
                 let value = scalar(value, plain && !str_tag);
                 self.push(Node { loc: at, value }, 1, anchor);
             }
-            Event::SequenceStart { anchor } => self.open(
-                Open::Seq(
-                    Node {
-                        loc: at,
-                        value: Value::Seq(Vec::new()),
-                    },
-                    anchor,
-                ),
-                at,
-            ),
-            Event::MappingStart { anchor } => self.open(
-                Open::Map(
-                    Node {
-                        loc: at,
-                        value: Value::Map(Vec::new()),
-                    },
-                    anchor,
-                    None,
-                ),
-                at,
-            ),
-            Event::End => {
-                let size = self.sizes.pop().unwrap_or(0) + 1;
-                match self.stack.pop() {
-                    Some(Open::Seq(node, anchor)) | Some(Open::Map(node, anchor, _)) => {
-                        self.push(node, size, anchor)
-                    }
-                    None => {}
-                }
-            }
+            Event::SequenceStart { anchor } => self.open(false, anchor, at),
+            Event::MappingStart { anchor } => self.open(true, anchor, at),
+            Event::End => self.close(),
             Event::Alias { anchor } => match self.anchors.get(&anchor).map(|(_, size)| *size) {
                 Some(size) if self.aliased + size > MAX_ALIAS_NODES => self.fail(
                     at,
