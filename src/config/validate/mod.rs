@@ -360,10 +360,20 @@ impl Validator<'_> {
         }
     }
 
-    fn routes(&mut self, doc: &Document, cfg: &mut Config) {
+    fn routes(&mut self, doc: &mut Document, cfg: &mut Config) {
         let services = Self::service_index(cfg);
         let mut names = HashMap::with_capacity(doc.routes.len());
-        for item in &doc.routes {
+        for item in &mut doc.routes {
+            // Moved into the route rather than copied (the document is dropped after this).
+            let raw = &mut item.raw;
+            let given_protocols = raw.protocols.take();
+            let methods = raw.methods.take().unwrap_or_default();
+            let hosts = raw.hosts.take().unwrap_or_default();
+            let paths = raw.paths.take().unwrap_or_default();
+            let given_headers = raw.headers.take().unwrap_or_default();
+            let snis = raw.snis.take().unwrap_or_default();
+            let tags = raw.tags.take().unwrap_or_default();
+            let item = &*item;
             let r = &item.raw;
             let nested = match item.parent {
                 Some(Parent::Service(i)) => Some(i),
@@ -380,7 +390,7 @@ impl Validator<'_> {
             let service = self.owner(item, "service", nested, &r.service, &services, "service");
 
             let mut protocols = Vec::new();
-            for (i, p) in r.protocols.clone().unwrap_or_default().iter().enumerate() {
+            for (i, p) in given_protocols.iter().flatten().enumerate() {
                 match Protocol::parse(p) {
                     Some(p) if p.is_http() => protocols.push(p),
                     Some(_) => self.err(
@@ -395,7 +405,7 @@ impl Validator<'_> {
                     ),
                 }
             }
-            if r.protocols.as_ref().is_some_and(|p| p.is_empty()) {
+            if given_protocols.as_ref().is_some_and(|p| p.is_empty()) {
                 self.err(
                     item,
                     &[PathSeg::Key("protocols")],
@@ -409,7 +419,6 @@ impl Validator<'_> {
                 .iter()
                 .any(|p| matches!(p, Protocol::Grpc | Protocol::Grpcs));
 
-            let methods = r.methods.clone().unwrap_or_default();
             for (i, m) in methods.iter().enumerate() {
                 if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
                     self.err(
@@ -421,20 +430,18 @@ impl Validator<'_> {
                     );
                 }
             }
-            let hosts = r.hosts.clone().unwrap_or_default();
             for (i, h) in hosts.iter().enumerate() {
                 if let Err(e) = checks::route_host(h) {
                     self.err(item, &[PathSeg::Key("hosts"), PathSeg::Index(i)], e);
                 }
             }
-            let paths = r.paths.clone().unwrap_or_default();
             for (i, p) in paths.iter().enumerate() {
                 if let Err(e) = checks::route_path(p) {
                     self.err(item, &[PathSeg::Key("paths"), PathSeg::Index(i)], e);
                 }
             }
             let mut headers = BTreeMap::new();
-            for (name, values) in r.headers.clone().unwrap_or_default() {
+            for (name, values) in given_headers {
                 let at = [PathSeg::Key("headers"), PathSeg::Key(&name)];
                 if name.eq_ignore_ascii_case("host") {
                     self.err(
@@ -459,7 +466,6 @@ impl Validator<'_> {
                 }
                 headers.insert(name.to_ascii_lowercase(), values);
             }
-            let snis = r.snis.clone().unwrap_or_default();
             if !snis.is_empty() && !protocols.iter().any(|p| p.is_tls()) {
                 self.err(
                     item,
@@ -552,7 +558,7 @@ impl Validator<'_> {
                 request_buffering: r.request_buffering.unwrap_or(true),
                 response_buffering: r.response_buffering.unwrap_or(true),
                 service,
-                tags: r.tags.clone().unwrap_or_default(),
+                tags,
                 origin: Self::origin(item),
             });
         }
