@@ -315,11 +315,18 @@ impl Validator<'_> {
                 }
             }
         }
-        let mut scopes: HashMap<String, String> = HashMap::with_capacity(doc.plugins.len());
+        // (name, route, service, consumer) → the path of the instance configured there first.
+        type ScopeKey = (String, Option<usize>, Option<usize>, Option<usize>);
+        let mut scopes: HashMap<ScopeKey, &str> = HashMap::with_capacity(doc.plugins.len());
         let mut instance_names = HashMap::new();
         for item in &mut doc.plugins {
             let raw_config = item.raw.config.take();
             let config_node = item.node.take("config");
+            // Moved into the plugin rather than copied (the document is dropped after this).
+            let given_protocols = item.raw.protocols.take();
+            let tags = item.raw.tags.take().unwrap_or_default();
+            let condition = item.raw.condition.take();
+            let instance_name = item.raw.instance_name.take();
             let item = &*item;
             let r = &item.raw;
             let (ns, nr, nc) = match item.parent {
@@ -337,48 +344,52 @@ impl Validator<'_> {
                 }
                 continue;
             };
-            let mut scope = Vec::new();
-            if let Some(i) = route {
-                let rt = &cfg.routes[i];
-                scope.push(format!(
-                    "route {:?}",
-                    rt.name.clone().unwrap_or_else(|| rt.id.clone())
-                ));
-            }
-            if let Some(i) = service {
-                let s = &cfg.services[i];
-                scope.push(format!(
-                    "service {:?}",
-                    s.name.clone().unwrap_or_else(|| s.id.clone())
-                ));
-            }
-            if let Some(i) = consumer {
-                let c = &cfg.consumers[i];
-                scope.push(format!(
-                    "consumer {:?}",
-                    c.username.clone().unwrap_or_else(|| c.id.clone())
-                ));
-            }
-            let label = if scope.is_empty() {
-                format!("{} ({name}, global)", item.path)
-            } else {
-                format!("{} ({name} on {})", item.path, scope.join(", "))
+            let label = {
+                use std::fmt::Write;
+                let mut label = format!("{} ({name}", item.path);
+                let mut sep = " on ";
+                if let Some(i) = route {
+                    let rt = &cfg.routes[i];
+                    let _ = write!(label, "{sep}route {:?}", rt.name.as_ref().unwrap_or(&rt.id));
+                    sep = ", ";
+                }
+                if let Some(i) = service {
+                    let s = &cfg.services[i];
+                    let _ = write!(label, "{sep}service {:?}", s.name.as_ref().unwrap_or(&s.id));
+                    sep = ", ";
+                }
+                if let Some(i) = consumer {
+                    let c = &cfg.consumers[i];
+                    let _ = write!(
+                        label,
+                        "{sep}consumer {:?}",
+                        c.username.as_ref().unwrap_or(&c.id)
+                    );
+                    sep = ", ";
+                }
+                label.push_str(if sep == " on " { ", global)" } else { ")" });
+                label
             };
-            let ids = |i: Option<usize>, f: &dyn Fn(usize) -> String| i.map_or_else(String::new, f);
-            let scope_key = format!(
-                "{name}|{}|{}|{}",
-                ids(route, &|i| cfg.routes[i].id.clone()),
-                ids(service, &|i| cfg.services[i].id.clone()),
-                ids(consumer, &|i| cfg.consumers[i].id.clone()),
-            );
-            if let Some(first) = scopes.insert(scope_key.clone(), item.path.clone()) {
+            // A derived id hashes `name|route id|service id|consumer id`.
+            let mut scope_key = String::new();
+            if r.id.is_none() {
+                scope_key = [
+                    name.as_str(),
+                    route.map_or("", |i| &cfg.routes[i].id),
+                    service.map_or("", |i| &cfg.services[i].id),
+                    consumer.map_or("", |i| &cfg.consumers[i].id),
+                ]
+                .join("|");
+            }
+            let scope = (name.clone(), route, service, consumer);
+            if let Some(first) = scopes.insert(scope, &item.path) {
                 self.err(
                     item,
                     &[PathSeg::Key("name")],
                     format!("{label}: a {name} plugin is already configured for this scope by {first} (one instance per plugin, route, service and consumer)"),
                 );
             }
-            if let Some(n) = &r.instance_name {
+            if let Some(n) = &instance_name {
                 self.unique(&mut instance_names, item, "instance_name", n);
             }
             let config = match raw_config {
@@ -394,7 +405,7 @@ impl Validator<'_> {
                 }
             };
             let mut protocols = Vec::new();
-            for (i, p) in r.protocols.clone().unwrap_or_default().iter().enumerate() {
+            for (i, p) in given_protocols.iter().flatten().enumerate() {
                 match Protocol::parse(p) {
                     Some(p) => protocols.push(p),
                     None => self.err(
@@ -412,7 +423,7 @@ impl Validator<'_> {
                     Protocol::Https,
                 ];
             }
-            if let Some(c) = &r.condition {
+            if let Some(c) = &condition {
                 if c.len() > 1024 {
                     self.err(
                         item,
@@ -428,7 +439,7 @@ impl Validator<'_> {
             cfg.plugins.push(Plugin {
                 id,
                 name,
-                instance_name: r.instance_name.clone(),
+                instance_name,
                 config,
                 config_node,
                 enabled: r.enabled.unwrap_or(true),
@@ -436,9 +447,9 @@ impl Validator<'_> {
                 route,
                 service,
                 consumer,
-                condition: r.condition.clone(),
+                condition,
                 condition_loc: item.loc_of(&[PathSeg::Key("condition")]),
-                tags: r.tags.clone().unwrap_or_default(),
+                tags,
                 origin: Self::origin(item),
                 label,
             });
