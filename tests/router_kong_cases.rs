@@ -41,7 +41,7 @@ fn strings(v: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn service_from_json(v: &Value) -> Option<ServiceTarget> {
+fn service_from_json(v: &Value) -> Option<std::sync::Arc<ServiceTarget>> {
     let o = v.as_object()?;
     let protocol = o
         .get("protocol")
@@ -52,7 +52,7 @@ fn service_from_json(v: &Value) -> Option<ServiceTarget> {
         "https" | "grpcs" | "wss" | "tls" => 443,
         _ => 80,
     };
-    Some(ServiceTarget {
+    Some(std::sync::Arc::new(ServiceTarget {
         host: o
             .get("host")
             .and_then(Value::as_str)
@@ -65,7 +65,7 @@ fn service_from_json(v: &Value) -> Option<ServiceTarget> {
             .unwrap_or(default_port),
         path: o.get("path").and_then(Value::as_str).map(str::to_owned),
         protocol,
-    })
+    }))
 }
 
 fn endpoints(v: Option<&Value>) -> Vec<Endpoint> {
@@ -455,12 +455,12 @@ fn kong_path_handling_cases() {
                 hosts: vec![host.clone()],
                 paths,
                 strip_path,
-                service: Some(ServiceTarget {
+                service: Some(std::sync::Arc::new(ServiceTarget {
                     protocol: "http".to_owned(),
                     host: "example.org".to_owned(),
                     port: 80,
                     path: service_path.clone(),
-                }),
+                })),
                 ..RouteInput::default()
             };
             let label = format!(

@@ -464,7 +464,7 @@ impl PhaseCtx<'_> {
     pub fn route(&self) -> Option<(&str, Option<&str>)> {
         self.state
             .route
-            .map(|i| &self.snap.routes[i])
+            .map(|i| &self.snap.config.routes[i])
             .map(|r| (r.id.as_str(), r.name.as_deref()))
     }
 

@@ -580,10 +580,8 @@ impl ProxyHttp for Gateway {
         }
         let req = session.req_header();
         let route = ctx.state.route.map(|r| {
-            ctx.snap.routes[r]
-                .name
-                .as_deref()
-                .unwrap_or(&ctx.snap.routes[r].id)
+            let r = &ctx.snap.config.routes[r];
+            r.name.as_deref().unwrap_or(&r.id)
         });
         tracing::info!(
             target: "access",

@@ -56,7 +56,7 @@ impl Gateway {
         let route = ctx.state.route;
         let consumer = ctx.state.consumer.filter(|_| flags.per_consumer);
         let labels = || {
-            let r = route.map(|r| &snap.routes[r]);
+            let r = route.map(|r| &snap.config.routes[r]);
             let route_name = r.map_or(String::new(), |r| {
                 r.name.clone().unwrap_or_else(|| r.id.clone())
             });

@@ -24,7 +24,9 @@ use atc_router::schema::Schema;
 use atc_router::semantics::Validate;
 use uuid::Uuid;
 
-use super::{upstream, PathHandling, RequestInfo, RouteInput, RouteMatch, UriCaptures};
+use super::{
+    upstream, PathHandling, RequestInfo, RouteInput, RouteMatch, ServiceTarget, UriCaptures,
+};
 
 /// Kong's `HTTP_FIELDS` (`kong/router/fields.lua`).
 static HTTP_SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
@@ -232,7 +234,7 @@ struct Target {
     input: usize,
     strip_path: bool,
     preserve_host: bool,
-    service_path: Box<str>,
+    service: Option<Arc<ServiceTarget>>,
 }
 
 /// The routes that carry an `expression`, in Kong's ATC engine.
@@ -299,7 +301,7 @@ impl ExprIndex {
                     input: i,
                     strip_path: r.strip_path,
                     preserve_host: r.preserve_host,
-                    service_path: r.service_path().into(),
+                    service: r.service.clone(),
                 },
             );
         }
@@ -461,7 +463,7 @@ impl ExprIndex {
         let upstream_path = upstream::upstream_path(
             req.path,
             prefix,
-            &target.service_path,
+            super::service_path(target.service.as_deref()),
             target.strip_path,
             PathHandling::V0,
         );

@@ -303,12 +303,12 @@ fn protocols_restrict_unless_https_only() {
 fn strip_path_and_captures_come_from_the_path_predicate() {
     let mut route = expr(1, r##"http.path ~ r#"^/users/(?P<id>\d+)"#"##, 0);
     route.strip_path = true;
-    route.service = Some(ServiceTarget {
+    route.service = Some(std::sync::Arc::new(ServiceTarget {
         protocol: "http".to_owned(),
         host: "backend".to_owned(),
         port: 80,
         path: Some("/api".to_owned()),
-    });
+    }));
     let mut prefix = expr(2, r#"http.path ^= "/files""#, 0);
     prefix.strip_path = true;
     let r = router(vec![route, prefix]);

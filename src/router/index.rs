@@ -101,11 +101,11 @@ impl Index {
         let mut regexes = Vec::new();
         let mut drafts = Vec::new();
 
-        for (idx, input) in inputs.iter().enumerate() {
-            if !is_http_route(input) || input.expression.is_some() {
+        for (idx, mut input) in inputs.into_iter().enumerate() {
+            if !is_http_route(&input) || input.expression.is_some() {
                 continue;
             }
-            let compiled = CompiledRoute::compile(idx, input, flavor)?;
+            let compiled = CompiledRoute::compile(idx, &input, flavor)?;
             if compiled.has_no_fields() && input.paths.is_empty() {
                 // Kong cannot build an expression for such a route and drops it.
                 continue;
@@ -164,12 +164,18 @@ impl Index {
                         kind: CandPaths::Regex,
                     });
                 } else {
+                    let priority = base.with_paths(true, false, 0, first.len());
+                    // Each path is in one group: moved, not copied (the inputs end here).
+                    let prefixes = members
+                        .iter()
+                        .map(|&i| std::mem::take(&mut input.paths[i]))
+                        .collect();
                     drafts.push(Draft {
                         route,
-                        priority: base.with_paths(true, false, 0, first.len()),
+                        priority,
                         uuid,
                         group: g,
-                        prefixes: members.iter().map(|&i| input.paths[i].clone()).collect(),
+                        prefixes,
                         regexes: Vec::new(),
                         kind: CandPaths::Prefix,
                     });
@@ -197,11 +203,11 @@ impl Index {
             any_host: Bucket::default(),
         };
 
-        for (rank, draft) in drafts.iter().enumerate() {
+        for (rank, mut draft) in drafts.into_iter().enumerate() {
             let rank = u32::try_from(rank).unwrap_or(u32::MAX);
             let route = &index.routes[draft.route as usize].1;
             if route.hosts.is_empty() {
-                file(&mut index.any_host, rank, draft);
+                file(&mut index.any_host, rank, &draft);
             } else {
                 // Each distinct host key once per candidate.
                 let mut seen: Vec<&NameMatch> = Vec::with_capacity(route.hosts.len());
@@ -215,12 +221,15 @@ impl Index {
                         NameMatch::Suffix(k) => (&mut index.suffix, k),
                         NameMatch::Prefix(k) => (&mut index.prefix, k),
                     };
-                    file(map.entry(key.clone()).or_default(), rank, draft);
+                    file(map.entry(key.clone()).or_default(), rank, &draft);
                 }
             }
             index.candidates.push(Candidate {
                 route: draft.route,
-                prefixes: draft.prefixes.iter().map(|p| p.as_str().into()).collect(),
+                prefixes: std::mem::take(&mut draft.prefixes)
+                    .into_iter()
+                    .map(String::into_boxed_str)
+                    .collect(),
                 regexes: draft.regexes.iter().map(|&(_, id)| id).collect(),
             });
         }
@@ -321,7 +330,7 @@ impl Index {
         let upstream_path = upstream::upstream_path(
             req.path,
             prefix,
-            &route.service_path,
+            route.service_path(),
             route.strip_path,
             route.path_handling,
         );

@@ -2,11 +2,12 @@
 
 use std::cmp::Ordering;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName};
 use regex::Regex;
 
-use super::{Endpoint, Flavor, PathHandling, RouteInput, RouterError};
+use super::{Endpoint, Flavor, PathHandling, RouteInput, RouterError, ServiceTarget};
 
 /// How a host or SNI value compares with the request's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,8 +218,8 @@ pub(crate) struct CompiledRoute {
     pub(crate) strip_path: bool,
     pub(crate) preserve_host: bool,
     pub(crate) path_handling: PathHandling,
-    /// Service path, `/` when unset or service-less.
-    pub(crate) service_path: Box<str>,
+    /// The route's service (its path is the upstream path's base), shared by its routes.
+    service: Option<Arc<ServiceTarget>>,
     /// Priority ingredients shared by all of the route's candidates.
     pub(crate) base_priority: BasePriority,
     /// Under the expressions flavor: whether plain and TLS requests may match, from the
@@ -446,13 +447,18 @@ impl CompiledRoute {
             strip_path: r.strip_path,
             preserve_host: r.preserve_host,
             path_handling: r.path_handling,
-            service_path: r.service_path().into(),
+            service: r.service.clone(),
             base_priority,
             schemes: match flavor {
                 Flavor::TraditionalCompatible => None,
                 Flavor::Expressions => Schemes::of(&r.protocols),
             },
         })
+    }
+
+    /// The service's path, `/` when unset or service-less.
+    pub(crate) fn service_path(&self) -> &str {
+        super::service_path(self.service.as_deref())
     }
 
     /// True when the route has no match field besides (possibly) paths.

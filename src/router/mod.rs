@@ -37,6 +37,7 @@ mod upstream;
 mod tests;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 pub use normalize::escape_path;
 
@@ -69,8 +70,8 @@ pub struct RouteInput {
     pub preserve_host: bool,
     /// How service path, route path and request path are combined.
     pub path_handling: PathHandling,
-    /// The service the route proxies to (None: a service-less route).
-    pub service: Option<ServiceTarget>,
+    /// The service the route proxies to (None: a service-less route), shared by its routes.
+    pub service: Option<Arc<ServiceTarget>>,
     /// An expression in Kong's expressions language (only under [`Flavor::Expressions`]);
     /// the route's methods/hosts/paths/... are then empty.
     pub expression: Option<String>,
@@ -79,15 +80,6 @@ pub struct RouteInput {
 }
 
 impl RouteInput {
-    /// The service's path, `/` when unset, empty or service-less.
-    pub(crate) fn service_path(&self) -> &str {
-        self.service
-            .as_ref()
-            .and_then(|s| s.path.as_deref())
-            .filter(|p| !p.is_empty())
-            .unwrap_or("/")
-    }
-
     /// The id priorities tie-break on (larger first), as Kong's route UUIDs; an id that is
     /// not a UUID is mapped to one.
     pub(crate) fn uuid(&self) -> uuid::Uuid {
@@ -126,6 +118,14 @@ pub enum PathHandling {
     V0,
     /// Kong's deprecated v1 algorithm (as in Kong's `traditional` flavor).
     V1,
+}
+
+/// The service's path, `/` when unset, empty or service-less.
+pub(crate) fn service_path(service: Option<&ServiceTarget>) -> &str {
+    service
+        .and_then(|s| s.path.as_deref())
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/")
 }
 
 /// The parts of the service that the upstream URI/host computation needs.

@@ -336,12 +336,12 @@ fn upstream_fields() {
     r.strip_path = true;
     r.preserve_host = true;
     r.path_handling = PathHandling::V1;
-    r.service = Some(ServiceTarget {
+    r.service = Some(std::sync::Arc::new(ServiceTarget {
         protocol: "http".to_owned(),
         host: "svc".to_owned(),
         port: 80,
         path: Some("/base".to_owned()),
-    });
+    }));
     let router = Router::new(vec![r]).expect("compiles");
     let m = router.select(&req("GET", "Front.test:8080", "/apix/y").info());
     let m = m.expect("match");

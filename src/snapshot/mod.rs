@@ -68,10 +68,6 @@ impl ServiceRt {
 /// Per-route runtime data the proxy needs after a match.
 #[derive(Debug, Clone)]
 pub struct RouteRt {
-    /// Route id.
-    pub id: String,
-    /// Route name.
-    pub name: Option<String>,
     /// Index into [`Snapshot::services`].
     pub service: Option<usize>,
     /// Protocols the route accepts.
@@ -339,13 +335,24 @@ fn compile_unmerged(
             None => unrouted.push(n),
         }
     }
+    // What the router needs of each service, shared by the service's routes.
+    let targets: Vec<Arc<router::ServiceTarget>> = config
+        .services
+        .iter()
+        .map(|s| {
+            Arc::new(router::ServiceTarget {
+                protocol: s.protocol.as_str().to_string(),
+                host: s.host.clone(),
+                port: s.port,
+                path: s.path.clone(),
+            })
+        })
+        .collect();
     let mut routes = Vec::with_capacity(config.routes.len());
     let mut inputs = Vec::with_capacity(config.routes.len());
     let mut router_routes = Vec::with_capacity(config.routes.len());
     for (i, r) in config.routes.iter().enumerate() {
         routes.push(RouteRt {
-            id: r.id.clone(),
-            name: r.name.clone(),
             service: r.service,
             protocols: r.protocols.clone(),
             https_redirect_status_code: r.https_redirect_status_code,
@@ -366,7 +373,6 @@ fn compile_unmerged(
         if r.service.is_some_and(|s| !config.services[s].enabled) {
             continue;
         }
-        let svc = r.service.map(|s| &config.services[s]);
         router_routes.push(i);
         inputs.push(RouteInput {
             id: r.id.clone(),
@@ -387,12 +393,7 @@ fn compile_unmerged(
             preserve_host: r.preserve_host,
             // Kong's traditional_compatible router applies v0 whatever the route says.
             path_handling: router::PathHandling::V0,
-            service: svc.map(|s| router::ServiceTarget {
-                protocol: s.protocol.as_str().to_string(),
-                host: s.host.clone(),
-                port: s.port,
-                path: s.path.clone(),
-            }),
+            service: r.service.map(|s| targets[s].clone()),
             expression: r.expression.clone(),
             priority: r.priority,
         });
