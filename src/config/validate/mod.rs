@@ -188,8 +188,8 @@ impl Validator<'_> {
         let mut names = HashMap::with_capacity(doc.services.len());
         for item in &doc.services {
             let r = &item.raw;
-            let natural = r.name.clone().unwrap_or_else(|| item.path.clone());
-            let id = self.id("services", item, &r.id, &natural);
+            let natural = r.name.as_deref().unwrap_or(&item.path);
+            let id = self.id("services", item, &r.id, natural);
             if let Some(name) = &r.name {
                 if let Err(e) = checks::name(name) {
                     self.err(item, &[PathSeg::Key("name")], e);
@@ -379,8 +379,8 @@ impl Validator<'_> {
                 Some(Parent::Service(i)) => Some(i),
                 _ => None,
             };
-            let natural = r.name.clone().unwrap_or_else(|| item.path.clone());
-            let id = self.id("routes", item, &r.id, &natural);
+            let natural = r.name.as_deref().unwrap_or(&item.path);
+            let id = self.id("routes", item, &r.id, natural);
             if let Some(name) = &r.name {
                 if let Err(e) = checks::name(name) {
                     self.err(item, &[PathSeg::Key("name")], e);

@@ -52,8 +52,8 @@ impl Validator<'_> {
         let mut index = Index::default();
         for (i, item) in doc.upstreams.iter().enumerate() {
             let r = &item.raw;
-            let natural = r.name.clone().unwrap_or_else(|| item.path.clone());
-            let id = self.id("upstreams", item, &r.id, &natural);
+            let natural = r.name.as_deref().unwrap_or(&item.path);
+            let id = self.id("upstreams", item, &r.id, natural);
             let name = match &r.name {
                 Some(n) => {
                     if let Err(e) = checks::hostname(n) {
