@@ -276,13 +276,7 @@ pub(super) fn build_instance(
             }
         }
         Kind::Lua(plugin) => {
-            let ids = lua::InstanceIds {
-                route_id: p.route.map(|i| config.routes[i].id.clone()),
-                service_id: p.service.map(|i| config.services[i].id.clone()),
-                consumer_id: p.consumer.map(|i| config.consumers[i].id.clone()),
-                plugin_instance_name: p.instance_name.clone(),
-                plugin_id: p.id.clone(),
-            };
+            let ids = lua::InstanceIds::of(config, p);
             Some(Arc::new(lua::LuaInstance {
                 plugin: plugin.clone(),
                 name: def.name.clone(),

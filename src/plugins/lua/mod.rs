@@ -70,6 +70,22 @@ pub struct InstanceIds {
     pub plugin_id: String,
 }
 
+impl InstanceIds {
+    /// The ids of `plugin`, an instance of `config`.
+    pub fn of(
+        config: &crate::config::model::Config,
+        plugin: &crate::config::model::Plugin,
+    ) -> Self {
+        InstanceIds {
+            route_id: plugin.route.map(|i| config.routes[i].id.clone()),
+            service_id: plugin.service.map(|i| config.services[i].id.clone()),
+            consumer_id: plugin.consumer.map(|i| config.consumers[i].id.clone()),
+            plugin_instance_name: plugin.instance_name.clone(),
+            plugin_id: plugin.id.clone(),
+        }
+    }
+}
+
 impl Instance for LuaInstance {
     fn phases(&self) -> &[Phase] {
         &self.plugin.phases

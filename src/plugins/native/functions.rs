@@ -146,6 +146,6 @@ fn build(ctx: &BuildCtx<'_>) -> Result<Arc<dyn Instance>, String> {
         generation: ctx.generation,
         index: ctx.index,
         conf: Arc::new(serde_json::json!({})),
-        ids: Default::default(),
+        ids: crate::plugins::lua::InstanceIds::of(ctx.config, ctx.plugin),
     }))
 }
