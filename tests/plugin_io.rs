@@ -374,7 +374,8 @@ async fn kong_cache_fills_once_under_concurrency_and_the_admin_api_clears_it() {
     assert_eq!(j["ttl"], 0, "no expiry by default (DB-less Kong)");
     // Errors were not cached: each request ran those callbacks.
     let cached = proxy.admin("GET", "/cache/greeting", "").await;
-    assert_eq!(cached.status, 200);
+    // Failed once in 13 runs (status not 200); the body and the gateway's log say why next time.
+    assert_eq!(cached.status, 200, "{}\n{}", cached.text(), proxy.stderr());
     assert_eq!(cached.json()["status"], "HTTP/1.1 200 OK");
     assert_eq!(proxy.admin("GET", "/cache/failing", "").await.status, 404);
     assert_eq!(
