@@ -314,12 +314,7 @@ impl Builder {
                             return;
                         }
                     };
-                    // An entity starts at its first key (libyaml marks a block mapping
-                    // there already; this keeps it so for any parser).
-                    let first = self.entries.len() == *from;
-                    if first && (key_loc.line, key_loc.col) < (parent.loc.line, parent.loc.col) {
-                        parent.loc = key_loc;
-                    }
+                    // libyaml marks a block mapping at its first key: where an entity starts.
                     *pending = Some((key, key_loc));
                 }
                 Some((key, key_loc)) => {

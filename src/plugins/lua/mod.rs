@@ -56,7 +56,7 @@ pub struct LuaInstance {
 /// What Kong's plugins iterator sets on an instance's conf table besides the validated config:
 /// `route_id`, `service_id`, `consumer_id`, `plugin_instance_name` (each only when set) and
 /// `__plugin_id`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct InstanceIds {
     /// The route the instance is bound to.
     pub route_id: Option<String>,
