@@ -42,7 +42,10 @@ use std::sync::Arc;
 pub use normalize::escape_path;
 
 /// A route as the router needs it (built by `snapshot/` from the validated config).
-#[derive(Debug, Clone, Default)]
+///
+/// Everything a [`Router`] is built from is in these inputs and the flavor: equal inputs
+/// build equal routers (see [`fingerprint`]).
+#[derive(Debug, Clone, Default, Hash)]
 pub struct RouteInput {
     /// Kong route id (UUID string).
     pub id: String,
@@ -89,8 +92,21 @@ impl RouteInput {
     }
 }
 
+/// A 128-bit digest of what a router is built from: routers built from inputs with the same
+/// fingerprint are the same. The seed is random per process, so unequal inputs collide with
+/// probability about 2^-128 and cannot be crafted to collide.
+pub fn fingerprint(routes: &[RouteInput], flavor: Flavor) -> u128 {
+    use std::hash::{BuildHasher, Hash};
+    static SEED: std::sync::LazyLock<u64> =
+        std::sync::LazyLock::new(|| std::collections::hash_map::RandomState::new().hash_one(0u8));
+    let mut h = xxhash_rust::xxh3::Xxh3::with_seed(*SEED);
+    flavor.hash(&mut h);
+    routes.hash(&mut h);
+    h.digest128()
+}
+
 /// Kong's `router_flavor`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Flavor {
     /// `traditional_compatible` (Kong's default; `traditional` is served the same way).
     #[default]
@@ -102,7 +118,7 @@ pub enum Flavor {
 }
 
 /// One `sources`/`destinations` entry: `{ip: "10.0.0.0/8", port: 80}`; either may be absent.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Hash)]
 pub struct Endpoint {
     /// Network address and prefix length.
     pub ip: Option<(IpAddr, u8)>,
@@ -111,7 +127,7 @@ pub struct Endpoint {
 }
 
 /// `path_handling` of a route.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum PathHandling {
     /// Kong's default (and the only mode Kong's `traditional_compatible` flavor applies).
     #[default]
@@ -129,7 +145,7 @@ pub(crate) fn service_path(service: Option<&ServiceTarget>) -> &str {
 }
 
 /// The parts of the service that the upstream URI/host computation needs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Hash)]
 pub struct ServiceTarget {
     /// `http`, `https`, `grpc`, ...
     pub protocol: String,

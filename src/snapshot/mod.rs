@@ -5,6 +5,7 @@
 mod certs;
 mod consumers;
 mod instances;
+mod kept_router;
 pub mod library;
 mod upstream;
 
@@ -97,7 +98,7 @@ pub struct Snapshot {
     /// Routes, indexed as in the config.
     pub routes: Vec<RouteRt>,
     /// The router; its route indexes map through `router_routes`.
-    pub router: Router,
+    pub router: Arc<Router>,
     /// Router route index → config route index.
     pub router_routes: Vec<usize>,
     /// Plugin instances, indexed as `config.plugins` (None: disabled).
@@ -404,7 +405,7 @@ fn compile_unmerged(
     if !errs.is_empty() {
         return Err(errs.into_result().err().unwrap_or(ConfigErrors(Vec::new())));
     }
-    let router = match Router::with_flavor(inputs, crate::config::router_flavor()) {
+    let router = match kept_router::build(inputs, crate::config::router_flavor()) {
         Ok(r) => Some(r),
         Err(e) => {
             let route = router_routes.get(e.route).map(|&i| &config.routes[i]);
