@@ -213,8 +213,16 @@ impl Loader<'_> {
                 return;
             }
         };
+        let mut index = itoa::Buffer::new();
         for (i, child) in items.into_iter().enumerate() {
-            self.entity(kind, child, format!("{path}[{i}]"), parent);
+            // Not format!: its machinery costs more than the rest of the path for 10,000s.
+            let i = index.format(i);
+            let mut item_path = String::with_capacity(path.len() + i.len() + 2);
+            item_path.push_str(path);
+            item_path.push('[');
+            item_path.push_str(i);
+            item_path.push(']');
+            self.entity(kind, child, item_path, parent);
         }
     }
 
@@ -248,7 +256,11 @@ impl Loader<'_> {
     /// rather than copied, and its nested children are taken out to become items of their own.
     fn entity(&mut self, kind: &'static str, mut node: Node, path: String, parent: Option<Parent>) {
         let children = take_children(&mut node, nested(kind));
-        let base = path.clone();
+        let base = if children.is_empty() {
+            String::new()
+        } else {
+            path.clone()
+        };
         // The parents of nested children are the items pushed here (their index is the length).
         let parent_of_children = match kind {
             "services" => {
@@ -347,7 +359,7 @@ impl Loader<'_> {
             _ => unreachable!("entity kinds are checked against ENTITY_KEYS"),
         };
         for (key, child) in children {
-            self.entities(key, child, &format!("{base}.{key}"), parent_of_children);
+            self.entities(key, child, &[&base, ".", key].concat(), parent_of_children);
         }
     }
 
@@ -435,15 +447,23 @@ fn take_children(node: &mut Node, keys: &[&'static str]) -> Vec<(&'static str, N
     if keys.is_empty() || !entries.iter().any(|e| keys.contains(&e.key.as_str())) {
         return Vec::new();
     }
+    // In place: a route's own fields stay where they are, only its nested entities leave.
     let mut children = Vec::new();
-    let mut own = Vec::with_capacity(entries.len());
-    for entry in std::mem::take(entries) {
-        match keys.iter().copied().find(|k| *k == entry.key) {
-            Some(key) => children.push((key, entry.value)),
-            None => own.push(entry),
+    entries.retain_mut(|e| match keys.iter().copied().find(|k| *k == e.key) {
+        Some(key) => {
+            let loc = e.value.loc;
+            let value = std::mem::replace(
+                &mut e.value,
+                Node {
+                    loc,
+                    value: Value::Null,
+                },
+            );
+            children.push((key, value));
+            false
         }
-    }
-    *entries = own;
+        None => true,
+    });
     children.sort_by_key(|(key, _)| keys.iter().position(|k| k == key));
     children
 }

@@ -131,7 +131,11 @@ impl Validator<'_> {
             // A derived id repeats only when the natural key does, which is reported already.
             None => {
                 let name = [kind.as_bytes(), b":", natural.as_bytes()];
-                return checks::uuid_v5(&ID_NAMESPACE, &name).to_string();
+                let id = checks::uuid_v5(&ID_NAMESPACE, &name);
+                return id
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer())
+                    .to_owned();
             }
         };
         if let Some(first) = self.ids.insert((kind, id.clone()), item.path.clone()) {
