@@ -509,6 +509,29 @@ mod tests {
         assert_eq!(err.message, "unknown alias *missing");
     }
 
+    /// Regression for the patched libyaml reader (vendor/unsafe-libyaml), which copies runs of
+    /// printable ASCII in bulk: text across many 16 KiB input buffers, with multi-byte
+    /// characters, CRLF line ends and tabs between the ASCII runs, reads as before, and a
+    /// control character far into the text is still refused where it is.
+    #[test]
+    fn long_mixed_text_reads_the_same_and_control_characters_are_refused() {
+        let mut text = String::new();
+        for i in 0..3000 {
+            text.push_str(&format!("k{i}: \"é{i}\t→ 😀 x\"\r\n"));
+        }
+        assert!(text.len() > 4 * 16384);
+        let doc = parse(&text).unwrap();
+        for i in [0, 1, 1234, 2999] {
+            let value = doc.get(&format!("k{i}")).unwrap();
+            assert_eq!(value.as_str(), Some(format!("é{i}\t→ 😀 x").as_str()));
+            assert_eq!(value.loc.line, i + 1);
+        }
+        text.push_str("last: \"a\u{7}b\"\n");
+        let err = parse(&text).unwrap_err();
+        assert_eq!((err.loc.line, err.loc.col), (3001, 9), "{}", err.message);
+        assert!(err.message.contains("control characters"), "{}", err.message);
+    }
+
     #[test]
     fn tags_styles_and_documents() {
         let doc = parse("a: !!str 12\nb: '12'\nc: |-\n  12\nd: 12\n").unwrap();

@@ -196,6 +196,31 @@ pub(crate) unsafe fn yaml_parser_update_buffer(
         }
         first = false;
         while (*parser).raw_buffer.pointer != (*parser).raw_buffer.last {
+            if (*parser).encoding == YAML_UTF8_ENCODING {
+                // A run of printable ASCII (and tab, LF, CR) decodes to itself: copy it in one
+                // pass rather than one character per trip through the general loop below.
+                let start = (*parser).raw_buffer.pointer;
+                let end = (*parser).raw_buffer.last;
+                let mut p = start;
+                let mut out = (*parser).buffer.last;
+                while p != end {
+                    let octet = *p;
+                    if !(octet >= 0x20 && octet <= 0x7E || octet == b'\t' || octet == b'\n' || octet == b'\r') {
+                        break;
+                    }
+                    *out = octet;
+                    p = p.wrapping_offset(1);
+                    out = out.wrapping_offset(1);
+                }
+                let n = p.c_offset_from(start) as size_t;
+                if n != 0 {
+                    (*parser).raw_buffer.pointer = p;
+                    (*parser).buffer.last = out;
+                    (*parser).offset = (*parser).offset.force_add(n);
+                    (*parser).unread = (*parser).unread.force_add(n);
+                    continue;
+                }
+            }
             let mut value: libc::c_uint = 0;
             let value2: libc::c_uint;
             let mut incomplete = false;
