@@ -532,6 +532,39 @@ mod tests {
         assert!(err.message.contains("control characters"), "{}", err.message);
     }
 
+    /// Regression for the patched libyaml scanner (vendor/unsafe-libyaml), whose plain and
+    /// quoted scalars allocate their scratch strings (line breaks, blanks) on first use:
+    /// folding reads as YAML says.
+    #[test]
+    fn scalars_fold_lines_and_keep_blanks_as_yaml_says() {
+        let cases = [
+            ("a: foo\n  bar\n", "foo bar"),
+            ("a: foo\n\n  bar\n", "foo\nbar"),
+            ("a: foo\n\n\n  bar  baz\n", "foo\n\nbar  baz"),
+            ("a: x  y  \n", "x  y"),
+            ("a: \"foo\n  bar\"\n", "foo bar"),
+            ("a: \"foo\n\n  bar\"\n", "foo\nbar"),
+            ("a: \"foo \\\n  bar\"\n", "foo bar"),
+            ("a: 'x  y '\n", "x  y "),
+            ("a: 'it''s\n\n\n  here'\n", "it's\n\nhere"),
+            ("a: [foo\n  bar, 'b\n  c']\n", "foo bar"),
+        ];
+        for (text, want) in cases {
+            let doc = parse(text).unwrap();
+            let a = doc.get("a").unwrap();
+            let got = match &a.value {
+                Value::Seq(items) => items[0].as_str().unwrap(),
+                _ => a.as_str().unwrap(),
+            };
+            assert_eq!(got, want, "{text:?}");
+        }
+        let doc = parse("a: [foo\n  bar, 'b\n  c']\n").unwrap();
+        let Value::Seq(items) = &doc.get("a").unwrap().value else {
+            panic!("a sequence")
+        };
+        assert_eq!(items[1].as_str(), Some("b c"));
+    }
+
     #[test]
     fn tags_styles_and_documents() {
         let doc = parse("a: !!str 12\nb: '12'\nc: |-\n  12\nd: 12\n").unwrap();

@@ -52,6 +52,14 @@ pub(crate) unsafe fn yaml_string_extend(
     pointer: *mut *mut yaml_char_t,
     end: *mut *mut yaml_char_t,
 ) {
+    if (*start).is_null() {
+        // A string left unallocated until its first octet: allocated as STRING_INIT does.
+        *start = yaml_malloc(16) as *mut yaml_char_t;
+        memset(*start as *mut libc::c_void, 0, 16);
+        *pointer = *start;
+        *end = (*start).wrapping_add(16);
+        return;
+    }
     let new_start: *mut yaml_char_t = yaml_realloc(
         *start as *mut libc::c_void,
         (((*end).c_offset_from(*start) as libc::c_long).force_mul(2_i64)) as size_t,

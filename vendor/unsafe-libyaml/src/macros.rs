@@ -66,11 +66,13 @@ macro_rules! STRING_EXTEND {
 macro_rules! CLEAR {
     ($string:expr) => {{
         $string.pointer = $string.start;
-        memset(
-            $string.start as *mut libc::c_void,
-            0,
-            $string.end.c_offset_from($string.start) as libc::c_ulong,
-        );
+        if !$string.start.is_null() {
+            memset(
+                $string.start as *mut libc::c_void,
+                0,
+                $string.end.c_offset_from($string.start) as libc::c_ulong,
+            );
+        }
     }};
 }
 

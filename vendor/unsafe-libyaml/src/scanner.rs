@@ -55,6 +55,15 @@ unsafe fn SKIP_LINE(parser: *mut yaml_parser_t) {
     };
 }
 
+/// The first octet of a string, 0 for one never allocated (as for a fresh, zeroed one).
+unsafe fn FIRST(string: &yaml_string_t) -> yaml_char_t {
+    if string.start.is_null() {
+        0
+    } else {
+        *string.start
+    }
+}
+
 unsafe fn READ(parser: *mut yaml_parser_t, string: *mut yaml_string_t) {
     STRING_EXTEND!(*string);
     let width = WIDTH!((*parser).buffer);
@@ -2119,9 +2128,7 @@ unsafe fn yaml_parser_scan_flow_scalar(
     let mut whitespaces = NULL_STRING;
     let mut leading_blanks;
     STRING_INIT!(string);
-    STRING_INIT!(leading_break);
-    STRING_INIT!(trailing_breaks);
-    STRING_INIT!(whitespaces);
+    // The scratch strings start empty and unallocated; most scalars never use them.
     let start_mark: yaml_mark_t = (*parser).mark;
     SKIP(parser);
     's_58: loop {
@@ -2456,8 +2463,8 @@ unsafe fn yaml_parser_scan_flow_scalar(
                 }
             }
             if leading_blanks {
-                if *leading_break.start == b'\n' {
-                    if *trailing_breaks.start == b'\0' {
+                if FIRST(&leading_break) == b'\n' {
+                    if FIRST(&trailing_breaks) == b'\0' {
                         STRING_EXTEND!(string);
                         let fresh711 = string.pointer;
                         string.pointer = string.pointer.wrapping_offset(1);
@@ -2523,9 +2530,7 @@ unsafe fn yaml_parser_scan_plain_scalar(
     let mut leading_blanks = false;
     let indent: libc::c_int = (*parser).indent + 1;
     STRING_INIT!(string);
-    STRING_INIT!(leading_break);
-    STRING_INIT!(trailing_breaks);
-    STRING_INIT!(whitespaces);
+    // The scratch strings start empty and unallocated; most scalars never use them.
     end_mark = (*parser).mark;
     let start_mark: yaml_mark_t = end_mark;
     's_57: loop {
@@ -2580,8 +2585,8 @@ unsafe fn yaml_parser_scan_plain_scalar(
                 }
                 if leading_blanks || whitespaces.start != whitespaces.pointer {
                     if leading_blanks {
-                        if *leading_break.start == b'\n' {
-                            if *trailing_breaks.start == b'\0' {
+                        if FIRST(&leading_break) == b'\n' {
+                            if FIRST(&trailing_breaks) == b'\0' {
                                 STRING_EXTEND!(string);
                                 let fresh717 = string.pointer;
                                 string.pointer = string.pointer.wrapping_offset(1);
