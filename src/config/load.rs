@@ -160,7 +160,11 @@ pub fn load(text: &str, errs: &mut Errors) -> Document {
     let Value::Map(entries) = root.value else {
         unreachable!("checked above")
     };
-    let mut loader = Loader { doc, errs };
+    let mut loader = Loader {
+        doc,
+        errs,
+        children: Vec::new(),
+    };
     // Every entity vector sized once, before decoding: growing them by doubling copied the
     // large items and faulted in fresh pages (5% of a 10,000-route reload).
     let mut counts = Vec::new();
@@ -196,6 +200,9 @@ pub fn load(text: &str, errs: &mut Errors) -> Document {
 struct Loader<'e> {
     doc: Document,
     errs: &'e mut Errors,
+    /// Nested children taken out of the entities being decoded, innermost entity's last: one
+    /// vector for the whole document rather than one per entity with children.
+    children: Vec<(&'static str, Node)>,
 }
 
 impl Loader<'_> {
@@ -255,7 +262,9 @@ impl Loader<'_> {
     /// consumed: each item keeps its own subtree (to locate fields in later checks), moved
     /// rather than copied, and its nested children are taken out to become items of their own.
     fn entity(&mut self, kind: &'static str, mut node: Node, path: String, parent: Option<Parent>) {
-        let children = take_children(&mut node, nested(kind));
+        let first_child = self.children.len();
+        take_children(&mut node, nested(kind), &mut self.children);
+        let children = first_child..self.children.len();
         let base = if children.is_empty() {
             String::new()
         } else {
@@ -358,9 +367,16 @@ impl Loader<'_> {
             }
             _ => unreachable!("entity kinds are checked against ENTITY_KEYS"),
         };
-        for (key, child) in children {
+        // Deeper entities push theirs beyond `children` and truncate back to it.
+        for i in children {
+            let empty = Node {
+                loc: Default::default(),
+                value: Value::Null,
+            };
+            let (key, child) = std::mem::replace(&mut self.children[i], ("", empty));
             self.entities(key, child, &[&base, ".", key].concat(), parent_of_children);
         }
+        self.children.truncate(first_child);
     }
 
     /// Decodes a map node into `T`, reporting unknown fields and the first type error.
@@ -439,16 +455,17 @@ fn count_entities(kind: &'static str, node: &Node, counts: &mut Vec<(&'static st
     }
 }
 
-/// Takes the nested entity arrays named in `keys` out of a map node, in the order of `keys`.
-fn take_children(node: &mut Node, keys: &[&'static str]) -> Vec<(&'static str, Node)> {
+/// Moves the members under `keys` (nested entity arrays) out of a map node onto `children`,
+/// in the order of `keys`.
+fn take_children(node: &mut Node, keys: &[&'static str], children: &mut Vec<(&'static str, Node)>) {
     let Value::Map(entries) = &mut node.value else {
-        return Vec::new();
+        return;
     };
     if keys.is_empty() || !entries.iter().any(|e| keys.contains(&e.key.as_str())) {
-        return Vec::new();
+        return;
     }
+    let first = children.len();
     // In place: a route's own fields stay where they are, only its nested entities leave.
-    let mut children = Vec::new();
     entries.retain_mut(|e| match keys.iter().copied().find(|k| *k == e.key) {
         Some(key) => {
             let loc = e.value.loc;
@@ -464,8 +481,7 @@ fn take_children(node: &mut Node, keys: &[&'static str]) -> Vec<(&'static str, N
         }
         None => true,
     });
-    children.sort_by_key(|(key, _)| keys.iter().position(|k| k == key));
-    children
+    children[first..].sort_by_key(|(key, _)| keys.iter().position(|k| k == key));
 }
 
 /// `a.b[2].c` (an entity path) → segments.

@@ -529,7 +529,11 @@ mod tests {
         text.push_str("last: \"a\u{7}b\"\n");
         let err = parse(&text).unwrap_err();
         assert_eq!((err.loc.line, err.loc.col), (3001, 9), "{}", err.message);
-        assert!(err.message.contains("control characters"), "{}", err.message);
+        assert!(
+            err.message.contains("control characters"),
+            "{}",
+            err.message
+        );
     }
 
     /// Regression for the patched libyaml scanner (vendor/unsafe-libyaml), whose plain and
