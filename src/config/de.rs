@@ -289,7 +289,7 @@ where
         seed: K,
     ) -> Result<Option<K::Value>, DeError> {
         for entry in self.entries.by_ref() {
-            if self.skip.contains(&entry.key.as_str()) {
+            if self.skip.contains(&entry.key.as_ref()) {
                 continue;
             }
             self.current = Some(entry);
@@ -318,7 +318,7 @@ where
         // A value's own errors (e.g. an untagged enum's) are raised after it was read.
         seed.deserialize(de).map_err(|e| {
             let mut e = e.at(entry.value.loc);
-            e.steps.push(Step::Key(entry.key.clone()));
+            e.steps.push(Step::Key(entry.key.to_string()));
             e
         })
     }

@@ -124,7 +124,7 @@ fn convert(v: Json<'_>, lines: &mut Lines<'_>, depth: usize) -> Option<Node> {
                 }
                 let value = convert(p.value, lines, depth + 1)?;
                 entries.push(Entry {
-                    key,
+                    key: key.into(),
                     key_loc,
                     value,
                 });

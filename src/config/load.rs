@@ -177,7 +177,7 @@ pub fn load(text: &str, errs: &mut Errors) -> Document {
         loader.reserve(kind, n);
     }
     for entry in entries {
-        let key = entry.key.as_str();
+        let key = entry.key.as_ref();
         if META_KEYS.contains(&key) {
             continue;
         }
@@ -461,7 +461,7 @@ fn take_children(node: &mut Node, keys: &[&'static str], children: &mut Vec<(&'s
     let Value::Map(entries) = &mut node.value else {
         return;
     };
-    if keys.is_empty() || !entries.iter().any(|e| keys.contains(&e.key.as_str())) {
+    if keys.is_empty() || !entries.iter().any(|e| keys.contains(&e.key.as_ref())) {
         return;
     }
     let first = children.len();

@@ -4,6 +4,7 @@
 //! both positions for every entity and field and all errors at once, so the file is read into
 //! this tree first (with libyaml's event parser, as Kong reads it) and decoded entity by entity.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::yaml_events::{Event, Events};
@@ -48,8 +49,8 @@ pub enum Value {
 /// One key/value pair of a mapping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    /// The key.
-    pub key: String,
+    /// The key: the field names of Kong's entities are shared static strings, not copies.
+    pub key: Cow<'static, str>,
     /// Where the key is written.
     pub key_loc: Loc,
     /// The value.
@@ -138,7 +139,7 @@ impl Node {
             Value::Map(entries) => J::Object(
                 entries
                     .iter()
-                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .map(|e| (e.key.to_string(), e.value.to_json()))
                     .collect(),
             ),
         }
@@ -224,7 +225,7 @@ enum Kind {
     Seq(usize),
     /// Entries from this index of `Builder::entries`, and the key read last, waiting for its
     /// value.
-    Map(usize, Option<(String, Loc)>),
+    Map(usize, Option<(Cow<'static, str>, Loc)>),
 }
 
 #[derive(Default)]
@@ -304,11 +305,11 @@ impl Builder {
                 None => {
                     let key_loc = node.loc;
                     let key = match node.value {
-                        Value::Str(s) => s,
-                        Value::Int(i) => i.to_string(),
-                        Value::Bool(b) => b.to_string(),
-                        Value::Float(f) => f.to_string(),
-                        Value::Null => "null".to_string(),
+                        Value::Str(s) => s.into(),
+                        Value::Int(i) => i.to_string().into(),
+                        Value::Bool(b) => b.to_string().into(),
+                        Value::Float(f) => f.to_string().into(),
+                        Value::Null => "null".into(),
                         _ => {
                             self.fail(key_loc, "a map key must be a scalar".into());
                             return;
@@ -333,6 +334,26 @@ impl Builder {
         }
     }
 
+    /// Makes `name` the pending key when the innermost open collection is a mapping waiting
+    /// for one (as `push` does with a key node); false otherwise.
+    fn take_key(&mut self, name: &'static str, at: Loc) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
+        match self.stack.last_mut() {
+            Some(Open {
+                kind: Kind::Map(_, pending @ None),
+                size,
+                ..
+            }) => {
+                *size += 1;
+                *pending = Some((Cow::Borrowed(name), at));
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn on_event(&mut self, ev: Event, at: Loc) {
         match ev {
             Event::Scalar {
@@ -341,7 +362,17 @@ impl Builder {
                 str_tag,
                 anchor,
             } => {
-                let value = scalar(value, plain && !str_tag);
+                let value = match value {
+                    // A known field name (never a null, boolean or number): as a key, it is
+                    // taken as it is, without a node or a copy.
+                    Cow::Borrowed(name) if anchor.is_none() => {
+                        if self.take_key(name, at) {
+                            return;
+                        }
+                        Value::Str(name.to_string())
+                    }
+                    text => scalar(text.into_owned(), plain && !str_tag),
+                };
                 self.push(Node { loc: at, value }, 1, anchor);
             }
             Event::SequenceStart { anchor } => self.open(false, anchor, at),
@@ -567,6 +598,31 @@ mod tests {
             panic!("a sequence")
         };
         assert_eq!(items[1].as_str(), Some("b c"));
+    }
+
+    /// Known field names are shared, not copied; as values, or keys under an anchor, they
+    /// are plain strings all the same, and a duplicate known key is still an error.
+    #[test]
+    fn field_names_are_shared_keys_and_ordinary_values() {
+        let doc = parse("name: paths\nroutes: &r {hosts: [name]}\nother: *r\n").unwrap();
+        let Value::Map(entries) = &doc.value else {
+            panic!("a map")
+        };
+        assert!(matches!(entries[0].key, Cow::Borrowed("name")));
+        assert_eq!(doc.get("name").unwrap().as_str(), Some("paths"));
+        let other = doc.get("other").unwrap();
+        let hosts = other.get("hosts").unwrap();
+        assert_eq!(hosts.to_json(), serde_json::json!(["name"]));
+        let err = parse("name: a\nhost: b\nname: c\n").unwrap_err();
+        assert_eq!((err.loc.line, err.loc.col), (3, 1));
+        assert_eq!(err.message, "duplicate key \"name\"");
+        for name in super::super::yaml_events::FIELD_NAMES {
+            assert!(name.len() <= super::super::yaml_events::LONGEST, "{name}");
+            assert!(
+                matches!(super::scalar(name.to_string(), true), Value::Str(_)),
+                "{name}"
+            );
+        }
     }
 
     #[test]
