@@ -16,20 +16,32 @@ thread_local! {
 }
 
 /// The router for `inputs`: the kept one when its inputs were the same, else a new one, which
-/// is then kept.
-pub(super) fn build(inputs: Vec<RouteInput>, flavor: Flavor) -> Result<Arc<Router>, RouterError> {
+/// is then kept if `keep` (a snapshot that will serve; not a check such as the admin API's
+/// schema validation, which would otherwise displace the running config's router).
+pub(super) fn build(
+    inputs: Vec<RouteInput>,
+    flavor: Flavor,
+    keep: bool,
+) -> Result<Arc<Router>, RouterError> {
     let key = router::fingerprint(&inputs, flavor);
-    // Taken either way: a kept router for other inputs is not held while a new one is built.
-    if let Some((_, router)) = KEPT
-        .with(|k| k.borrow_mut().take())
-        .filter(|(k, _)| *k == key)
-    {
-        KEPT.with(|k| *k.borrow_mut() = Some((key, router.clone())));
+    let kept = KEPT.with(|k| {
+        k.borrow()
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, router)| router.clone())
+    });
+    if let Some(router) = kept {
         crate::config::drop_elsewhere(inputs);
         return Ok(router);
     }
+    if keep {
+        // A kept router for other inputs is not held while a new one is built.
+        KEPT.with(|k| k.borrow_mut().take());
+    }
     let router = Arc::new(Router::with_flavor(inputs, flavor)?);
-    KEPT.with(|k| *k.borrow_mut() = Some((key, router.clone())));
+    if keep {
+        KEPT.with(|k| *k.borrow_mut() = Some((key, router.clone())));
+    }
     Ok(router)
 }
 
@@ -38,7 +50,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::build;
-    use crate::router::{Flavor, RouteInput};
+    use crate::router::{Flavor, RouteInput, Router};
 
     fn route(id: &str, path: &str) -> RouteInput {
         RouteInput {
@@ -48,24 +60,35 @@ mod tests {
         }
     }
 
+    fn kept(routes: &[(&str, &str)], flavor: Flavor, keep: bool) -> Arc<Router> {
+        let inputs = routes.iter().map(|(id, path)| route(id, path)).collect();
+        build(inputs, flavor, keep).unwrap()
+    }
+
     #[test]
     fn the_same_inputs_reuse_the_router_and_any_change_builds_a_new_one() {
-        let first = build(vec![route("a", "/a"), route("b", "/b")], Flavor::default()).unwrap();
-        let same = build(vec![route("a", "/a"), route("b", "/b")], Flavor::default()).unwrap();
-        assert!(Arc::ptr_eq(&first, &same));
-        let path = build(vec![route("a", "/a"), route("b", "/c")], Flavor::default()).unwrap();
-        assert!(!Arc::ptr_eq(&same, &path));
+        let plain = Flavor::default();
+        let first = kept(&[("a", "/a"), ("b", "/b")], plain, true);
+        assert!(Arc::ptr_eq(
+            &first,
+            &kept(&[("a", "/a"), ("b", "/b")], plain, true)
+        ));
+        // A check (not kept) neither displaces the kept router nor is kept itself.
+        let check = kept(&[("c", "/c")], plain, false);
+        assert!(!Arc::ptr_eq(&check, &kept(&[("c", "/c")], plain, false)));
+        assert!(Arc::ptr_eq(
+            &first,
+            &kept(&[("a", "/a"), ("b", "/b")], plain, false)
+        ));
+        let path = kept(&[("a", "/a"), ("b", "/c")], plain, true);
+        assert!(!Arc::ptr_eq(&first, &path));
         let mut moved = route("b", "/c");
         moved.strip_path = true;
-        let field = build(vec![route("a", "/a"), moved], Flavor::default()).unwrap();
+        let field = build(vec![route("a", "/a"), moved], plain, true).unwrap();
         assert!(!Arc::ptr_eq(&path, &field));
-        let order = build(vec![route("b", "/c"), route("a", "/a")], Flavor::default()).unwrap();
+        let order = kept(&[("b", "/c"), ("a", "/a")], plain, true);
         assert!(!Arc::ptr_eq(&path, &order));
-        let flavor = build(
-            vec![route("b", "/c"), route("a", "/a")],
-            Flavor::Expressions,
-        )
-        .unwrap();
+        let flavor = kept(&[("b", "/c"), ("a", "/a")], Flavor::Expressions, true);
         assert!(!Arc::ptr_eq(&order, &flavor));
     }
 }

@@ -418,7 +418,10 @@ fn compile_unmerged(
     if !errs.is_empty() {
         return Err(errs.into_result().err().unwrap_or(ConfigErrors(Vec::new())));
     }
-    let router = match kept_router::build(inputs, crate::config::router_flavor()) {
+    // Generation 0 is a check (`proxy check`, the admin API's schema validation), not a
+    // snapshot that will serve: its router is not kept for the next compile.
+    let flavor = crate::config::router_flavor();
+    let router = match kept_router::build(inputs, flavor, generation != 0) {
         Ok(r) => Some(r),
         Err(e) => {
             let route = router_routes.get(e.route).map(|&i| &config.routes[i]);
