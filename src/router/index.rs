@@ -1,5 +1,6 @@
 //! Candidates, their ranking and the host/path index used by `select`.
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use super::regex_cache::LazyRegex;
@@ -7,9 +8,7 @@ use uuid::Uuid;
 
 use super::bucket::{Best, Bucket, PathHit};
 use super::literal::literal_prefix;
-use super::matcher::{
-    cmp_priority_desc, is_http_route, split_host_port, CompiledRoute, NameMatch, Priority, ReqCtx,
-};
+use super::matcher::{is_http_route, split_host_port, CompiledRoute, NameMatch, Priority, ReqCtx};
 use super::{upstream, Flavor, RequestInfo, RouteInput, RouteMatch, RouterError, UriCaptures};
 
 /// Namespace Kong uses to derive ids for the pieces of a route split by path group
@@ -184,18 +183,23 @@ impl Index {
             routes.push((idx, compiled));
         }
 
-        // Kong's ATC router tries matchers by (priority, uuid), both descending.
-        drafts.sort_by(|a, b| {
-            cmp_priority_desc(&a.priority, &b.priority)
-                .then_with(|| b.uuid.cmp(&a.uuid))
-                .then_with(|| a.route.cmp(&b.route))
-                .then_with(|| a.group.cmp(&b.group))
-        });
+        // Kong's ATC router tries matchers by (priority, uuid), both descending. The keys are
+        // sorted, not the drafts: moving 10,000 large drafts about was most of the sort.
+        // (route, group) is unique, so the unstable sort's order is the only one.
+        let mut order: Vec<_> = drafts
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (Reverse(d.priority), Reverse(d.uuid), d.route, d.group, i))
+            .collect();
+        order.sort_unstable();
+        let count = drafts.len();
+        let mut slots: Vec<Option<Draft>> = drafts.into_iter().map(Some).collect();
+        let drafts = order.into_iter().filter_map(|(.., i)| slots[i].take());
 
         let mut index = Index {
             route_count,
             routes,
-            candidates: Vec::with_capacity(drafts.len()),
+            candidates: Vec::with_capacity(count),
             regexes,
             exact: HashMap::new(),
             suffix: HashMap::new(),
@@ -203,7 +207,7 @@ impl Index {
             any_host: Bucket::default(),
         };
 
-        for (rank, mut draft) in drafts.into_iter().enumerate() {
+        for (rank, mut draft) in drafts.enumerate() {
             let rank = u32::try_from(rank).unwrap_or(u32::MAX);
             let route = &index.routes[draft.route as usize].1;
             if route.hosts.is_empty() {

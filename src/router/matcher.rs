@@ -1,6 +1,5 @@
 //! Per-route matchers (every field except paths) and Kong's route priority.
 
-use std::cmp::Ordering;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -294,11 +293,6 @@ impl BasePriority {
             },
         }
     }
-}
-
-/// Higher priority first.
-pub(crate) fn cmp_priority_desc(a: &Priority, b: &Priority) -> Ordering {
-    b.cmp(a)
 }
 
 fn err(route: usize, field: String, message: impl Into<String>) -> RouterError {
