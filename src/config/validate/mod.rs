@@ -148,6 +148,26 @@ impl Validator<'_> {
         id
     }
 
+    /// The id of a named entity (derived from its name, or its path when unnamed; see
+    /// [`id`](Self::id)), after checking its `name`, unique among `names`.
+    fn named_id<'d, T>(
+        &mut self,
+        kind: &'static str,
+        item: &'d Item<T>,
+        id: &Option<String>,
+        name: &Option<String>,
+        names: &mut HashMap<String, &'d str>,
+    ) -> String {
+        let id = self.id(kind, item, id, name.as_deref().unwrap_or(&item.path));
+        if let Some(name) = name {
+            if let Err(e) = checks::name(name) {
+                self.err(item, &[PathSeg::Key("name")], e);
+            }
+            self.unique(names, item, "name", name);
+        }
+        id
+    }
+
     /// Reports `value` when an earlier item (named in `seen` by its path) used it already.
     fn unique<'d, T>(
         &mut self,
@@ -192,14 +212,7 @@ impl Validator<'_> {
         let mut names = HashMap::with_capacity(doc.services.len());
         for item in &doc.services {
             let r = &item.raw;
-            let natural = r.name.as_deref().unwrap_or(&item.path);
-            let id = self.id("services", item, &r.id, natural);
-            if let Some(name) = &r.name {
-                if let Err(e) = checks::name(name) {
-                    self.err(item, &[PathSeg::Key("name")], e);
-                }
-                self.unique(&mut names, item, "name", name);
-            }
+            let id = self.named_id("services", item, &r.id, &r.name, &mut names);
             let mut protocol = r.protocol.clone();
             let mut host = r.host.clone();
             let mut port = r.port;

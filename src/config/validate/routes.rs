@@ -30,14 +30,7 @@ impl Validator<'_> {
                 Some(Parent::Service(i)) => Some(i),
                 _ => None,
             };
-            let natural = r.name.as_deref().unwrap_or(&item.path);
-            let id = self.id("routes", item, &r.id, natural);
-            if let Some(name) = &r.name {
-                if let Err(e) = checks::name(name) {
-                    self.err(item, &[PathSeg::Key("name")], e);
-                }
-                self.unique(&mut names, item, "name", name);
-            }
+            let id = self.named_id("routes", item, &r.id, &r.name, &mut names);
             let service = self.owner(item, "service", nested, &r.service, &services, "service");
 
             let mut protocols = Vec::new();
