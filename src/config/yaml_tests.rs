@@ -1,0 +1,192 @@
+//! Tests of the located YAML tree and of the patched libyaml underneath it.
+
+use super::*;
+
+#[test]
+fn types_and_locations() {
+    let doc = parse("a: 1\nb: \"2\"\nc:\n  - x\n  - true\nd: 1.5\ne:\n").unwrap();
+    assert_eq!(doc.get("a").unwrap().value, Value::Int(1));
+    assert_eq!(doc.get("b").unwrap().value, Value::Str("2".into()));
+    let c = doc.get("c").unwrap();
+    assert_eq!(c.loc.line, 4);
+    assert_eq!(c.loc.col, 3);
+    assert_eq!(doc.get("d").unwrap().value, Value::Float(1.5));
+    assert_eq!(doc.get("e").unwrap().value, Value::Null);
+}
+
+#[test]
+fn duplicate_keys_are_errors() {
+    let err = parse("a: 1\na: 2\n").unwrap_err();
+    assert_eq!(err.loc.line, 2);
+    assert!(err.message.contains("duplicate key"));
+}
+
+#[test]
+fn json_and_aliases() {
+    let doc = parse(r#"{"x": [1, 2], "y": {"z": null}}"#).unwrap();
+    assert_eq!(
+        doc.to_json(),
+        serde_json::json!({"x": [1, 2], "y": {"z": null}})
+    );
+    let doc = parse("a: &t {k: v}\nb: *t\n").unwrap();
+    assert_eq!(
+        doc.get("b").unwrap().to_json(),
+        serde_json::json!({"k": "v"})
+    );
+}
+
+#[test]
+fn alias_bombs_and_deep_nesting_are_refused() {
+    // 9 aliases wide, 8 levels deep: 9^8 copies of the innermost list if expanded.
+    let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..=8 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+        doc.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    let err = parse(&doc).unwrap_err();
+    assert!(
+        err.message.contains("aliases expand to more than"),
+        "{}",
+        err.message
+    );
+    assert!(err.loc.line > 1);
+    let deep: String = (0..300)
+        .map(|i| format!("{}a:\n", "  ".repeat(i)))
+        .collect();
+    let err = parse(&deep).unwrap_err();
+    assert!(
+        err.message.contains("nesting deeper than"),
+        "{}",
+        err.message
+    );
+    // Flow collections: the parser's own limit (255) answers.
+    assert!(parse(&"[".repeat(100_000)).is_err());
+    // Ordinary reuse of an anchor stays fine.
+    let ok = parse("base: &b {retries: 3, port: 80}\nx: *b\ny: *b\n").unwrap();
+    assert_eq!(
+        ok.get("y").unwrap().to_json(),
+        serde_json::json!({"retries": 3, "port": 80})
+    );
+}
+
+#[test]
+fn syntax_errors_are_located_with_libyaml_messages() {
+    let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
+    assert_eq!((err.loc.line, err.loc.col), (2, 2));
+    assert_eq!(
+        err.message,
+        "did not find expected ',' or ']' (while parsing a flow sequence at line 1)"
+    );
+    // The reader reports a byte offset: located all the same, after multi-byte text.
+    let err = parse("a: 1\nbé: \"\u{1}\"\n").unwrap_err();
+    assert_eq!((err.loc.line, err.loc.col), (2, 6), "{}", err.message);
+    assert!(
+        err.message.contains("control characters"),
+        "{}",
+        err.message
+    );
+    let err = parse("a: *missing\n").unwrap_err();
+    assert_eq!(err.message, "unknown alias *missing");
+}
+
+/// Regression for the patched libyaml reader (vendor/unsafe-libyaml), which copies runs of
+/// printable ASCII in bulk: text across many 16 KiB input buffers, with multi-byte
+/// characters, CRLF line ends and tabs between the ASCII runs, reads as before, and a
+/// control character far into the text is still refused where it is.
+#[test]
+fn long_mixed_text_reads_the_same_and_control_characters_are_refused() {
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&format!("k{i}: \"é{i}\t→ 😀 x\"\r\n"));
+    }
+    assert!(text.len() > 4 * 16384);
+    let doc = parse(&text).unwrap();
+    for i in [0, 1, 1234, 2999] {
+        let value = doc.get(&format!("k{i}")).unwrap();
+        assert_eq!(value.as_str(), Some(format!("é{i}\t→ 😀 x").as_str()));
+        assert_eq!(value.loc.line, i + 1);
+    }
+    text.push_str("last: \"a\u{7}b\"\n");
+    let err = parse(&text).unwrap_err();
+    assert_eq!((err.loc.line, err.loc.col), (3001, 9), "{}", err.message);
+    assert!(
+        err.message.contains("control characters"),
+        "{}",
+        err.message
+    );
+}
+
+/// Regression for the patched libyaml scanner (vendor/unsafe-libyaml), whose plain and
+/// quoted scalars allocate their scratch strings (line breaks, blanks) on first use:
+/// folding reads as YAML says.
+#[test]
+fn scalars_fold_lines_and_keep_blanks_as_yaml_says() {
+    let cases = [
+        ("a: foo\n  bar\n", "foo bar"),
+        ("a: foo\n\n  bar\n", "foo\nbar"),
+        ("a: foo\n\n\n  bar  baz\n", "foo\n\nbar  baz"),
+        ("a: x  y  \n", "x  y"),
+        ("a: \"foo\n  bar\"\n", "foo bar"),
+        ("a: \"foo\n\n  bar\"\n", "foo\nbar"),
+        ("a: \"foo \\\n  bar\"\n", "foo bar"),
+        ("a: 'x  y '\n", "x  y "),
+        ("a: 'it''s\n\n\n  here'\n", "it's\n\nhere"),
+        ("a: [foo\n  bar, 'b\n  c']\n", "foo bar"),
+    ];
+    for (text, want) in cases {
+        let doc = parse(text).unwrap();
+        let a = doc.get("a").unwrap();
+        let got = match &a.value {
+            Value::Seq(items) => items[0].as_str().unwrap(),
+            _ => a.as_str().unwrap(),
+        };
+        assert_eq!(got, want, "{text:?}");
+    }
+    let doc = parse("a: [foo\n  bar, 'b\n  c']\n").unwrap();
+    let Value::Seq(items) = &doc.get("a").unwrap().value else {
+        panic!("a sequence")
+    };
+    assert_eq!(items[1].as_str(), Some("b c"));
+}
+
+/// Known field names are shared, not copied; as values, or keys under an anchor, they
+/// are plain strings all the same, and a duplicate known key is still an error.
+#[test]
+fn field_names_are_shared_keys_and_ordinary_values() {
+    let doc = parse("name: paths\nroutes: &r {hosts: [name]}\nother: *r\n").unwrap();
+    let Value::Map(entries) = &doc.value else {
+        panic!("a map")
+    };
+    assert!(matches!(entries[0].key, Cow::Borrowed("name")));
+    assert_eq!(doc.get("name").unwrap().as_str(), Some("paths"));
+    let other = doc.get("other").unwrap();
+    let hosts = other.get("hosts").unwrap();
+    assert_eq!(hosts.to_json(), serde_json::json!(["name"]));
+    let err = parse("name: a\nhost: b\nname: c\n").unwrap_err();
+    assert_eq!((err.loc.line, err.loc.col), (3, 1));
+    assert_eq!(err.message, "duplicate key \"name\"");
+    for name in super::super::yaml_events::FIELD_NAMES {
+        assert!(name.len() <= super::super::yaml_events::LONGEST, "{name}");
+        assert!(
+            matches!(super::scalar(name.to_string(), true), Value::Str(_)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn tags_styles_and_documents() {
+    let doc = parse("a: !!str 12\nb: '12'\nc: |-\n  12\nd: 12\n").unwrap();
+    for key in ["a", "b", "c"] {
+        assert_eq!(
+            doc.get(key).unwrap().value,
+            Value::Str("12".into()),
+            "{key}"
+        );
+    }
+    assert_eq!(doc.get("d").unwrap().value, Value::Int(12));
+    // The first document is the config; what follows is not read.
+    let doc = parse("a: 1\n---\nb: [unclosed\n").unwrap();
+    assert_eq!(doc.to_json(), serde_json::json!({"a": 1}));
+    assert_eq!(parse("").unwrap().value, Value::Null);
+}
