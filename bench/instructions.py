@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Instructions per request (issue 14), counted by valgrind's callgrind: a figure that does not
+move with this host's noise, next to bench/run's req/s ratios.
+
+Each server under test (the gateway, nginx, nginx+Lua, with bench/run's configs) runs under
+`valgrind --tool=callgrind` twice: once answering W requests, once W + N, both over one
+keep-alive connection, then stopped cleanly. Start-up, warm-up and shutdown cost the same in
+both runs, so (instructions of the second − of the first) / N is the cost of one request. The
+gateway's worker and helper threads and nginx's single process (`master_process off`) are all
+counted. The upstream (nginx answering `200 ok`) runs natively and is not counted.
+
+Caveat: valgrind counts each iteration of `rep movsb` as one instruction, so large memcpy calls
+(a 7 KB future moved twice per request) weigh more here than in CPU time.
+
+Usage: bench/instructions.py [--requests N] [--warmup W] [--only plain,lua1,lua10]
+                             [--proxy target/release/proxy] [--keep] [--no-results]
+Writes its table between the <!-- instructions --> markers of bench/RESULTS.md and prints it.
+With --keep, the callgrind files stay in the printed directory: `callgrind_annotate` on the
+W + N run minus the W run shows where a request's instructions go."""
+
+import argparse
+import datetime
+import glob
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import configs  # noqa: E402
+
+SCENARIOS = {
+    # key: (title, Lua plugins)
+    "plain": ("plain proxy, 1 route", 0),
+    "lua1": ("one Lua plugin", 1),
+    "lua10": ("10 Lua plugins", 10),
+}
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def requests(port, n, limit=300.0):
+    """Sends n GETs over one keep-alive connection (waiting up to `limit` s for the server under
+    valgrind to listen); every answer must be 200 "ok", with the plugins' header when asked."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.connect()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit("the server on port %d did not listen within %.0f s" % (port, limit))
+            time.sleep(0.1)
+    for _ in range(n):
+        conn.request("GET", "/", headers={"x-in": "hello"})
+        r = conn.getresponse()
+        body = r.read()
+        if r.status != 200 or body != b"ok\n":
+            raise SystemExit("port %d answered %d %r" % (port, r.status, body[:100]))
+    conn.close()
+
+
+def counted(argv, port, n, out_prefix, stop_signal, log):
+    """Instructions of one run: the server started under callgrind, n requests, a clean stop."""
+    for f in glob.glob(out_prefix + ".*"):
+        os.remove(f)
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s.%%p" % out_prefix] + argv
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT)
+    try:
+        requests(port, n)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    proc.send_signal(stop_signal)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise SystemExit("%s did not stop on signal %d (see %s)" % (argv[0], stop_signal, log))
+    total = 0
+    files = glob.glob(out_prefix + ".*")
+    for path in files:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("totals:"):
+                    total += int(line.split()[1])
+    if not files or not total:
+        raise SystemExit("no callgrind totals in %s.* (see %s)" % (out_prefix, log))
+    return total
+
+
+def write_section(marker, text):
+    results = os.path.join(HERE, "RESULTS.md")
+    current = open(results).read() if os.path.exists(results) else ""
+    pattern = r"<!-- %s -->.*<!-- /%s -->\n?" % (marker, marker)
+    if re.search(pattern, current, flags=re.S):
+        current = re.sub(pattern, lambda _: text, current, flags=re.S)
+    else:
+        current = current.rstrip("\n") + "\n\n" + text
+    with open(results, "w") as f:
+        f.write(current)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=1000, help="N, the requests counted (1000)")
+    ap.add_argument("--warmup", type=int, default=200, help="W, requests in both runs (200)")
+    ap.add_argument("--only", default="", help="comma-separated: plain,lua1,lua10")
+    ap.add_argument("--proxy", default=os.path.join(ROOT, "target/release/proxy"))
+    ap.add_argument("--keep", action="store_true", help="keep the callgrind files")
+    ap.add_argument("--no-results", action="store_true", help="do not rewrite bench/RESULTS.md")
+    args = ap.parse_args()
+    for tool in ("valgrind", "nginx"):
+        if not shutil.which(tool):
+            sys.exit("%s not found: apt-get install valgrind nginx libnginx-mod-http-lua" % tool)
+    if not os.access(args.proxy, os.X_OK):
+        sys.exit("%s not found: cargo build --release, or pass --proxy" % args.proxy)
+    only = [x for x in args.only.split(",") if x] or list(SCENARIOS)
+    unknown = [x for x in only if x not in SCENARIOS]
+    if unknown:
+        sys.exit("unknown scenario %s (have %s)" % (unknown, ", ".join(SCENARIOS)))
+
+    tmp = tempfile.mkdtemp(prefix="sluice-instr.")
+    os.makedirs(os.path.join(tmp, "nginx-tmp"))
+    with open(os.path.join(tmp, "nginx_plugins.lua"), "w") as f:
+        f.write(configs.nginx_plugins_lua())
+    up_port = free_port()
+    with open(os.path.join(tmp, "up.conf"), "w") as f:
+        f.write(configs.nginx_upstream(tmp, up_port))
+    upstream = subprocess.Popen(["nginx", "-p", tmp, "-c", os.path.join(tmp, "up.conf"),
+                                 "-e", os.path.join(tmp, "up.err")], stderr=subprocess.DEVNULL)
+    rows, started = [], time.monotonic()
+    try:
+        for key in only:
+            title, plugins = SCENARIOS[key]
+            port = free_port()
+            yaml = os.path.join(tmp, "%s.yaml" % key)
+            with open(yaml, "w") as f:
+                f.write(configs.kong_plain(up_port, plugins))
+            name = "nginx-%s" % key
+            conf = os.path.join(tmp, name + ".conf")
+            with open(conf, "w") as f:
+                f.write(configs.nginx_peer(tmp, name, port, up_port, plugins))
+            contenders = [
+                ("sluice", [args.proxy, "--config", yaml, "--listen", "127.0.0.1:%d" % port,
+                            "--listen-tls", "off", "--workers", "1", "--admin-listen", "off",
+                            "--no-access-log", "--shutdown-timeout", "1"], signal.SIGTERM),
+                ("nginx+Lua" if plugins else "nginx",
+                 ["nginx", "-p", tmp, "-c", conf, "-e", os.path.join(tmp, name + ".err"),
+                  "-g", "master_process off;"], signal.SIGQUIT),
+            ]
+            per = {}
+            for who, argv, sig in contenders:
+                counts = []
+                for n in (args.warmup, args.warmup + args.requests):
+                    prefix = os.path.join(tmp, "cg.%s.%s.%d" % (key, who.replace("+", ""), n))
+                    counts.append(counted(argv, port, n, prefix, sig, prefix + ".log"))
+                per[who] = (counts[1] - counts[0]) / float(args.requests)
+                print("%s, %s: %.0f instructions per request" % (title, who, per[who]), flush=True)
+            rows.append((key, title, plugins, per))
+    finally:
+        upstream.send_signal(signal.SIGQUIT)
+        upstream.wait(timeout=30)
+        if args.keep:
+            print("kept %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    version = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
+    cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+                         capture_output=True, text=True).stdout.strip()
+    lines = [
+        "<!-- instructions -->",
+        "## Instructions per request (issue 14)",
+        "",
+        "`bench/instructions.py --requests %d --warmup %d` on %s (%s, %s), %.0f s: each server under "
+        "`valgrind --tool=callgrind`, (instructions after W + N requests − after W) / N, one "
+        "keep-alive connection, bench/run's configs. Deterministic to about 1%%, unlike req/s on "
+        "this host; `rep movsb` counts once per byte, so large copies weigh more than in time."
+        % (args.requests, args.warmup, datetime.date.today().isoformat(), cpu, version,
+           time.monotonic() - started),
+        "",
+        "| scenario | sluice | nginx (+Lua) | sluice / nginx |",
+        "|---|--:|--:|--:|",
+    ]
+    for key, title, plugins, per in rows:
+        peer = per["nginx+Lua" if plugins else "nginx"]
+        lines.append("| %s | %s | %s | %.2f× |" % (title, "{:,.0f}".format(per["sluice"]),
+                                                 "{:,.0f}".format(peer), per["sluice"] / peer))
+    by = {k: per for k, _, _, per in rows}
+    num = "{:,.0f}".format
+    if "plain" in by and "lua1" in by:
+        text = "Derived: the first Lua plugin costs %s instructions (nginx+Lua: %s)" % (
+            num(by["lua1"]["sluice"] - by["plain"]["sluice"]),
+            num(by["lua1"]["nginx+Lua"] - by["plain"]["nginx"]))
+        if "lua10" in by:
+            text += "; each further one %s (nginx+Lua: %s)" % (
+                num((by["lua10"]["sluice"] - by["lua1"]["sluice"]) / 9),
+                num((by["lua10"]["nginx+Lua"] - by["lua1"]["nginx+Lua"]) / 9))
+        lines += ["", text + "."]
+    lines += ["", "<!-- /instructions -->"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_results:
+        write_section("instructions", text)
+
+
+if __name__ == "__main__":
+    main()
