@@ -5,9 +5,12 @@ move with this host's noise, next to bench/run's req/s ratios.
 Each server under test (the gateway, nginx, nginx+Lua, with bench/run's configs) runs under
 `valgrind --tool=callgrind` twice: once answering W requests, once W + N, both over one
 keep-alive connection, then stopped cleanly. Start-up, warm-up and shutdown cost the same in
-both runs, so (instructions of the second − of the first) / N is the cost of one request. The
-gateway's worker and helper threads and nginx's single process (`master_process off`) are all
-counted. The upstream (nginx answering `200 ok`) runs natively and is not counted.
+both runs, so (instructions of the second − of the first) / N is the cost of one request.
+Counted per thread: for the gateway, the worker thread (the one that runs Pingora's
+`process_new_http`); its other threads (config compile, file watch, Pingora's timer tick) do no
+per-request work, and the compile thread's release of its scratch memory 5 s after start fell
+into one run or the other (±5% before they were left out). nginx runs as one process
+(`master_process off`). The upstream (nginx answering `200 ok`) runs natively, not counted.
 
 Caveat: valgrind counts each iteration of `rep movsb` as one instruction, so large memcpy calls
 (a 7 KB future moved twice per request) weigh more here than in CPU time.
@@ -75,11 +78,13 @@ def requests(port, n, limit=300.0):
     conn.close()
 
 
-def counted(argv, port, n, out_prefix, stop_signal, log):
-    """Instructions of one run: the server started under callgrind, n requests, a clean stop."""
+def counted(argv, port, n, out_prefix, stop_signal, log, marker):
+    """Instructions of one run: the server started under callgrind, n requests, a clean stop.
+    Counts the threads that ran `marker` (a function of the request path), or all of them."""
     for f in glob.glob(out_prefix + ".*"):
         os.remove(f)
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s.%%p" % out_prefix] + argv
+    cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
+           "--callgrind-out-file=%s.%%p" % out_prefix] + argv
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT)
     try:
@@ -97,10 +102,12 @@ def counted(argv, port, n, out_prefix, stop_signal, log):
     total = 0
     files = glob.glob(out_prefix + ".*")
     for path in files:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("totals:"):
-                    total += int(line.split()[1])
+        with open(path, errors="replace") as f:
+            text = f.read()
+        if marker and marker not in text:
+            continue
+        m = re.search(r"^totals: (\d+)", text, flags=re.M)
+        total += int(m.group(1)) if m else 0
     if not files or not total:
         raise SystemExit("no callgrind totals in %s.* (see %s)" % (out_prefix, log))
     return total
@@ -161,17 +168,18 @@ def main():
             contenders = [
                 ("sluice", [args.proxy, "--config", yaml, "--listen", "127.0.0.1:%d" % port,
                             "--listen-tls", "off", "--workers", "1", "--admin-listen", "off",
-                            "--no-access-log", "--shutdown-timeout", "1"], signal.SIGTERM),
+                            "--no-access-log", "--shutdown-timeout", "1"], signal.SIGTERM,
+                 "process_new_http"),
                 ("nginx+Lua" if plugins else "nginx",
                  ["nginx", "-p", tmp, "-c", conf, "-e", os.path.join(tmp, name + ".err"),
-                  "-g", "master_process off;"], signal.SIGQUIT),
+                  "-g", "master_process off;"], signal.SIGQUIT, None),
             ]
             per = {}
-            for who, argv, sig in contenders:
+            for who, argv, sig, marker in contenders:
                 counts = []
                 for n in (args.warmup, args.warmup + args.requests):
                     prefix = os.path.join(tmp, "cg.%s.%s.%d" % (key, who.replace("+", ""), n))
-                    counts.append(counted(argv, port, n, prefix, sig, prefix + ".log"))
+                    counts.append(counted(argv, port, n, prefix, sig, prefix + ".log", marker))
                 per[who] = (counts[1] - counts[0]) / float(args.requests)
                 print("%s, %s: %.0f instructions per request" % (title, who, per[who]), flush=True)
             rows.append((key, title, plugins, per))
@@ -192,7 +200,7 @@ def main():
         "",
         "`bench/instructions.py --requests %d --warmup %d` on %s (%s, %s), %.0f s: each server under "
         "`valgrind --tool=callgrind`, (instructions after W + N requests − after W) / N, one "
-        "keep-alive connection, bench/run's configs. Deterministic to about 1%%, unlike req/s on "
+        "keep-alive connection, bench/run's configs; the gateway's worker thread, nginx's one process. Deterministic to about 1%%, unlike req/s on "
         "this host; `rep movsb` counts once per byte, so large copies weigh more than in time."
         % (args.requests, args.warmup, datetime.date.today().isoformat(), cpu, version,
            time.monotonic() - started),

@@ -8,12 +8,12 @@
 //! tables and any handler no longer used are released.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mlua::thread::ThreadStatus;
 use mlua::{Function, IntoLuaMulti, Lua, MultiValue, RegistryKey, Table, Thread, Value};
+use rustc_hash::FxHashMap;
 
 use super::{io, pdk, sandbox, LuaInstance, LuaPlugin};
 use crate::plugins::{Flow, Phase, PhaseCtx, PluginError};
@@ -24,12 +24,13 @@ struct Worker {
     memory: Arc<AtomicUsize>,
     /// `kong`, `ngx`, `require`: the values every plugin environment gets.
     shared_globals: Vec<(&'static str, RegistryKey)>,
-    /// `LuaPlugin::key` → the loaded handler.
-    handlers: HashMap<String, Loaded>,
+    /// `LuaPlugin::key` → the loaded handler. These maps are looked up on every phase call,
+    /// with keys that come from the config, not from requests: FxHash, not SipHash.
+    handlers: FxHashMap<String, Loaded>,
     /// (generation, plugin instance index) → conf table. Registry keys, not `Table` handles:
     /// mlua keeps handles on a bounded auxiliary stack, and a config may have tens of
     /// thousands of instances ("out of Lua stack" otherwise).
-    confs: HashMap<(u64, usize), RegistryKey>,
+    confs: FxHashMap<(u64, usize), RegistryKey>,
     /// request id → { shared = {}, plugin = {}, ngx = {} }, created when a plugin first uses
     /// kong.ctx or ngx.ctx.
     requests: Table,
@@ -41,7 +42,7 @@ struct Worker {
     /// Finished coroutines, reset and reused for the next calls that may wait.
     spare: Vec<Thread>,
     /// Requests that ran Lua on this thread, per generation.
-    active: HashMap<u64, usize>,
+    active: FxHashMap<u64, usize>,
     newest: u64,
     /// The VM stayed near its memory limit after a full collection: plugin code keeps more
     /// than it may (a module-level cache that only grows). It is replaced by a fresh VM as
@@ -136,14 +137,14 @@ impl Worker {
             lua,
             memory,
             shared_globals,
-            handlers: HashMap::new(),
-            confs: HashMap::new(),
+            handlers: FxHashMap::default(),
+            confs: FxHashMap::default(),
             requests,
             waiting,
             run,
             states,
             spare: Vec::new(),
-            active: HashMap::new(),
+            active: FxHashMap::default(),
             newest: 0,
             exhausted: false,
         })
@@ -183,40 +184,42 @@ impl Worker {
         generation: u64,
         phase: Phase,
     ) -> mlua::Result<(Table, Option<Function>)> {
-        if !self.handlers.contains_key(plugin.key.as_str()) {
-            let globals = self.globals()?;
-            // The chunk and the reading of its methods (which may run its metamethods) have a
-            // budget of their own, apart from the request's phase call.
-            let (table, methods) = sandbox::with_budget(|| {
-                let (table, env) = load_handler(&self.lua, plugin, &globals)?;
-                // The PDK honours what this handler assigned in its own view of ngx.
-                let views: Table = self.lua.named_registry_value(sandbox::PLUGIN_NGX)?;
-                views.raw_set(plugin.key.as_str(), env.raw_get::<Value>("ngx")?)?;
-                init_worker(&table)?;
-                let mut methods: [Option<RegistryKey>; 6] = Default::default();
-                for p in PHASES {
-                    if let Value::Function(f) = table.get::<Value>(p.as_str())? {
-                        methods[slot(p)] = Some(self.lua.create_registry_value(f)?);
-                    }
-                }
-                Ok::<_, mlua::Error>((table, methods))
-            })?;
-            let loaded = Loaded {
-                table: self.lua.create_registry_value(table)?,
-                methods,
-                generation,
+        if let Some(loaded) = self.handlers.get_mut(plugin.key.as_str()) {
+            loaded.generation = loaded.generation.max(generation);
+            let table = self.lua.registry_value(&loaded.table)?;
+            let method = match &loaded.methods[slot(phase)] {
+                Some(k) => Some(self.lua.registry_value(k)?),
+                None => None,
             };
-            self.handlers.insert(plugin.key.clone(), loaded);
+            return Ok((table, method));
         }
-        let Some(loaded) = self.handlers.get_mut(plugin.key.as_str()) else {
-            return Err(mlua::Error::runtime("handler vanished"));
-        };
-        loaded.generation = loaded.generation.max(generation);
-        let table = self.lua.registry_value(&loaded.table)?;
-        let method = match &loaded.methods[slot(phase)] {
+        let globals = self.globals()?;
+        // The chunk and the reading of its methods (which may run its metamethods) have a
+        // budget of their own, apart from the request's phase call.
+        let (table, methods) = sandbox::with_budget(|| {
+            let (table, env) = load_handler(&self.lua, plugin, &globals)?;
+            // The PDK honours what this handler assigned in its own view of ngx.
+            let views: Table = self.lua.named_registry_value(sandbox::PLUGIN_NGX)?;
+            views.raw_set(plugin.key.as_str(), env.raw_get::<Value>("ngx")?)?;
+            init_worker(&table)?;
+            let mut methods: [Option<RegistryKey>; 6] = Default::default();
+            for p in PHASES {
+                if let Value::Function(f) = table.get::<Value>(p.as_str())? {
+                    methods[slot(p)] = Some(self.lua.create_registry_value(f)?);
+                }
+            }
+            Ok::<_, mlua::Error>((table, methods))
+        })?;
+        let method = match &methods[slot(phase)] {
             Some(k) => Some(self.lua.registry_value(k)?),
             None => None,
         };
+        let loaded = Loaded {
+            table: self.lua.create_registry_value(table.clone())?,
+            methods,
+            generation,
+        };
+        self.handlers.insert(plugin.key.clone(), loaded);
         Ok((table, method))
     }
 
