@@ -8,6 +8,7 @@
 //! tables and any handler no longer used are released.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -29,8 +30,10 @@ struct Worker {
     handlers: FxHashMap<String, Loaded>,
     /// (generation, plugin instance index) → conf table. Registry keys, not `Table` handles:
     /// mlua keeps handles on a bounded auxiliary stack, and a config may have tens of
-    /// thousands of instances ("out of Lua stack" otherwise).
-    confs: FxHashMap<(u64, usize), RegistryKey>,
+    /// thousands of instances ("out of Lua stack" otherwise). A call pushes the key's value
+    /// straight onto the Lua stack (`&RegistryKey: IntoLua`), with no handle in between;
+    /// the `Rc` lets the call hold the key while it borrows the worker mutably.
+    confs: FxHashMap<(u64, usize), Rc<RegistryKey>>,
     /// request id → { shared = {}, plugin = {}, ngx = {} }, created when a plugin first uses
     /// kong.ctx or ngx.ctx.
     requests: Table,
@@ -67,7 +70,7 @@ const EXHAUSTED_PERCENT: usize = 80;
 
 /// A handler loaded in a worker's VM.
 struct Loaded {
-    table: RegistryKey,
+    table: Rc<RegistryKey>,
     /// The phase methods, resolved once (indexed like `Phase`'s slots).
     methods: [Option<RegistryKey>; 6],
     /// Newest snapshot generation that uses it.
@@ -177,16 +180,16 @@ impl Worker {
             .collect()
     }
 
-    /// The handler table and the method for `phase` (None if the handler lacks it).
+    /// The handler table's key and the method for `phase` (None if the handler lacks it).
     fn handler(
         &mut self,
         plugin: &LuaPlugin,
         generation: u64,
         phase: Phase,
-    ) -> mlua::Result<(Table, Option<Function>)> {
+    ) -> mlua::Result<(Rc<RegistryKey>, Option<Function>)> {
         if let Some(loaded) = self.handlers.get_mut(plugin.key.as_str()) {
             loaded.generation = loaded.generation.max(generation);
-            let table = self.lua.registry_value(&loaded.table)?;
+            let table = loaded.table.clone();
             let method = match &loaded.methods[slot(phase)] {
                 Some(k) => Some(self.lua.registry_value(k)?),
                 None => None,
@@ -214,8 +217,9 @@ impl Worker {
             Some(k) => Some(self.lua.registry_value(k)?),
             None => None,
         };
+        let table = Rc::new(self.lua.create_registry_value(table)?);
         let loaded = Loaded {
-            table: self.lua.create_registry_value(table.clone())?,
+            table: table.clone(),
             methods,
             generation,
         };
@@ -223,10 +227,10 @@ impl Worker {
         Ok((table, method))
     }
 
-    fn conf(&mut self, inst: &LuaInstance) -> mlua::Result<Table> {
+    fn conf(&mut self, inst: &LuaInstance) -> mlua::Result<Rc<RegistryKey>> {
         let key = (inst.generation, inst.index);
         if let Some(k) = self.confs.get(&key) {
-            return self.lua.registry_value(k);
+            return Ok(k.clone());
         }
         let value = super::util::conf_to_lua(&self.lua, &inst.conf)?;
         let Value::Table(table) = value else {
@@ -243,9 +247,9 @@ impl Worker {
             table.raw_set(key, id.as_deref())?;
         }
         table.raw_set("__plugin_id", ids.plugin_id.as_str())?;
-        let k = self.lua.create_registry_value(table.clone())?;
-        self.confs.insert(key, k);
-        Ok(table)
+        let k = Rc::new(self.lua.create_registry_value(table)?);
+        self.confs.insert(key, k.clone());
+        Ok(k)
     }
 
     /// Where the request's Lua tables live.
@@ -393,13 +397,13 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
                 inst,
                 ctx,
                 thread,
-                (id, method, handler, conf),
+                (id, method, &*handler, &*conf),
                 false,
             );
         }
         let tables = worker.tables(ctx);
         let result = pdk::with_current(ctx, inst, tables, || {
-            sandbox::with_budget(|| method.call::<Value>((handler.clone(), conf.clone())))
+            sandbox::with_budget(|| method.call::<Value>((&*handler, &*conf)))
         });
         finish(worker, inst, ctx, result.map(|_| ()))
     })
