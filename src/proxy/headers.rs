@@ -58,7 +58,7 @@ pub fn upstream(
 
     // Kong: X-Real-IP is the client (behind trusted proxies, the one they named); an
     // incoming X-Forwarded-For gets the connection's peer appended, else it is the client.
-    let ip = |a: Option<std::net::SocketAddr>| a.map(|a| a.ip().to_string()).unwrap_or_default();
+    let ip = |a: Option<std::net::SocketAddr>| a.map(|a| ip_text(a.ip())).unwrap_or_default();
     let client_ip = ip(state.client);
     let xff = match downstream
         .headers
@@ -126,6 +126,25 @@ pub fn upstream(
     Ok(())
 }
 
+/// An address as text, as `Display` writes it; IPv4 without the formatting machinery, which
+/// cost about 1,300 instructions per request for X-Real-IP and X-Forwarded-For.
+fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(digits.format(octet));
+            }
+            out
+        }
+        v6 => v6.to_string(),
+    }
+}
+
 /// The answer to a request whose protocol `route` does not accept (None: accepted).
 /// gRPC and WebSocket requests also match routes with Kong's grpc(s) and ws(s); behind a
 /// trusted proxy that terminated TLS, its X-Forwarded-Proto counts (Kong's forwarded_proto).
@@ -184,4 +203,24 @@ pub fn https_redirect(session: &Session, status: u16) -> Exit {
     exit.headers
         .push(("location".into(), format!("https://{host}{target}")));
     exit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip_text;
+
+    #[test]
+    fn ip_text_writes_what_display_writes() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.3.255",
+            "255.255.255.255",
+            "::1",
+            "fe80::1:2",
+        ] {
+            let addr: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(addr), addr.to_string());
+        }
+    }
 }
