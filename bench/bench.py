@@ -1036,6 +1036,19 @@ def machine():
     ]
 
 
+def kept_sections(path):
+    """The `<!-- name -->` ... `<!-- /name -->` sections that other scripts (instructions.py,
+    memory.py, reload.py) keep in RESULTS.md, to append to a new report instead of losing them."""
+    try:
+        current = open(path).read()
+    except OSError:
+        return ""
+    blocks = re.findall(r"<!-- ([a-z]+) -->.*?<!-- /\1 -->\n?", current, flags=re.S)
+    spans = [re.search(r"<!-- %s -->.*?<!-- /%s -->\n?" % (b, b), current, flags=re.S).group(0)
+             for b in blocks]
+    return "".join("\n" + s.rstrip("\n") + "\n" for s in spans)
+
+
 def report(ctx, cs, started, elapsed):
     a = ctx.args
     mode = "quick (smoke run)" if a.quick else "full"
@@ -1196,7 +1209,7 @@ def main(argv):
     summary = text.split("## Commands")[0]
     print(summary.split("## Results", 1)[1].strip() if "## Results" in summary else summary)
     if not args.no_results:
-        write(args.results, text)
+        write(args.results, text + kept_sections(args.results))
         log("wrote %s" % os.path.relpath(args.results, ROOT))
     return 0
 
