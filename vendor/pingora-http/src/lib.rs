@@ -191,6 +191,32 @@ impl RequestHeader {
         Ok(req)
     }
 
+    /// Reserve room for at least `additional` more headers, in the value map and in the
+    /// case map alike, so that a proxy adding several headers grows neither map on the way.
+    /// A hint: nothing is reserved when the maps would exceed their maximum size.
+    pub fn reserve_headers(&mut self, additional: usize) {
+        reserve_headers(self.header_name_map.as_mut(), &mut self.base.headers, additional);
+    }
+
+    /// [Self::insert_header()] for a name made at compile time (a `static` built with
+    /// `HeaderName::from_static`): the name is neither parsed nor copied at run time, and
+    /// goes on the wire as it is written there (in lower case).
+    pub fn insert_static_header(
+        &mut self,
+        name: &'static HeaderName,
+        value: impl TryInto<HeaderValue>,
+    ) -> Result<()> {
+        let header_value = value
+            .try_into()
+            .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
+        insert_static_header_value(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            header_value,
+        )
+    }
+
     /// Append the header name and value to `self`.
     ///
     /// If there are already some headers under the same name, a new value will be added without
@@ -545,6 +571,32 @@ impl ResponseHeader {
         Ok(resp)
     }
 
+    /// Reserve room for at least `additional` more headers, in the value map and in the
+    /// case map alike, so that a proxy adding several headers grows neither map on the way.
+    /// A hint: nothing is reserved when the maps would exceed their maximum size.
+    pub fn reserve_headers(&mut self, additional: usize) {
+        reserve_headers(self.header_name_map.as_mut(), &mut self.base.headers, additional);
+    }
+
+    /// [Self::insert_header()] for a name made at compile time (a `static` built with
+    /// `HeaderName::from_static`): the name is neither parsed nor copied at run time, and
+    /// goes on the wire as it is written there (in lower case).
+    pub fn insert_static_header(
+        &mut self,
+        name: &'static HeaderName,
+        value: impl TryInto<HeaderValue>,
+    ) -> Result<()> {
+        let header_value = value
+            .try_into()
+            .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
+        insert_static_header_value(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            header_value,
+        )
+    }
+
     /// Append the header name and value to `self`.
     ///
     /// If there are already some headers under the same name, a new value will be added without
@@ -894,6 +946,28 @@ fn insert_header_value<T>(
     Ok(())
 }
 
+fn reserve_headers<T>(name_map: Option<&mut CaseMap>, value_map: &mut HMap<T>, additional: usize) {
+    let _ = value_map.try_reserve(additional);
+    if let Some(name_map) = name_map {
+        let _ = name_map.try_reserve(additional);
+    }
+}
+
+#[inline]
+fn insert_static_header_value<T>(
+    name_map: Option<&mut CaseMap>,
+    value_map: &mut HMap<T>,
+    name: &'static HeaderName,
+    value: T,
+) -> Result<()> {
+    if let Some(name_map) = name_map {
+        // A static name's text is static too: the case map borrows it, as for a `&'static str`.
+        name_map.insert(name.clone(), name.as_str().into_case_header_name());
+    }
+    value_map.insert(name.clone(), value);
+    Ok(())
+}
+
 // the &N here is to avoid clone(). None Copy type like String can impl AsHeaderName
 #[inline]
 fn remove_header<'a, T, N: ?Sized>(
@@ -1060,6 +1134,32 @@ mod tests {
         assert_eq!(8, http_header_map_upper_bound(None));
         assert_eq!(16, http_header_map_upper_bound(Some(16)));
         assert_eq!(4096, http_header_map_upper_bound(Some(7777)));
+    }
+
+    #[test]
+    fn static_header_insert_matches_insert_header() {
+        static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+        static HOST: HeaderName = HeaderName::from_static("host");
+        static CUSTOM: HeaderName = HeaderName::from_static("x-custom");
+        for (name, value) in [(&XFF, "10.0.0.1"), (&HOST, "a.test"), (&CUSTOM, "v")] {
+            let mut general = RequestHeader::build("GET", b"/", None).unwrap();
+            general.insert_header("x-forwarded-for", "old").unwrap();
+            general.insert_header(name.as_str(), value).unwrap();
+            let mut fast = RequestHeader::build("GET", b"/", None).unwrap();
+            fast.insert_header("x-forwarded-for", "old").unwrap();
+            fast.reserve_headers(8);
+            fast.insert_static_header(name, value).unwrap();
+            let (mut a, mut b): (Vec<u8>, Vec<u8>) = (vec![], vec![]);
+            general.header_to_h1_wire(&mut a);
+            fast.header_to_h1_wire(&mut b);
+            assert_eq!(a, b, "{name}");
+            assert_eq!(fast.headers.get(name).unwrap(), value);
+
+            let mut resp = ResponseHeader::new(None);
+            resp.reserve_headers(4);
+            resp.insert_static_header(name, value).unwrap();
+            assert_eq!(resp.headers.get(name).unwrap(), value);
+        }
     }
 
     #[test]
