@@ -1,5 +1,6 @@
 //! What Kong changes on the request it sends upstream: URI, Host, X-Forwarded-*, X-Real-IP.
 
+use http::HeaderName;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
@@ -7,6 +8,32 @@ use super::respond::messages;
 use crate::plugins::{Exit, RequestState};
 use crate::router::RouteMatch;
 use crate::snapshot::{RouteRt, ServiceRt};
+
+/// Names of the headers the gateway writes on every request, made once: pingora-http's
+/// `insert_static_header` neither parses nor copies them (the wire keeps this lower case).
+pub(super) mod names {
+    use http::HeaderName;
+
+    macro_rules! names {
+        ($($id:ident = $text:literal),* $(,)?) => {
+            $(pub static $id: HeaderName = HeaderName::from_static($text);)*
+        };
+    }
+    names! {
+        X_FORWARDED_FOR = "x-forwarded-for",
+        X_REAL_IP = "x-real-ip",
+        X_FORWARDED_PROTO = "x-forwarded-proto",
+        X_FORWARDED_HOST = "x-forwarded-host",
+        X_FORWARDED_PORT = "x-forwarded-port",
+        X_FORWARDED_PATH = "x-forwarded-path",
+        X_FORWARDED_PREFIX = "x-forwarded-prefix",
+        X_KONG_UPSTREAM_LATENCY = "x-kong-upstream-latency",
+        X_KONG_PROXY_LATENCY = "x-kong-proxy-latency",
+        X_KONG_RESPONSE_LATENCY = "x-kong-response-latency",
+        CONTENT_LENGTH = "content-length",
+        SERVER = "server",
+    }
+}
 
 /// Rewrites `upstream` for `service` after `route` matched.
 pub fn upstream(
@@ -19,6 +46,9 @@ pub fn upstream(
 ) -> pingora::Result<()> {
     let changes = &state.upstream;
     let downstream = session.req_header();
+    // Room for what follows (Host, X-Real-IP, five X-Forwarded-*), so that neither of the
+    // header's maps grows twice on the way.
+    upstream.reserve_headers(8);
     // The router's path is normalized and unescaped (as Kong's); escape it for the request
     // line, then add the query string exactly as the client sent it (unless a plugin set
     // another path or query).
@@ -68,8 +98,8 @@ pub fn upstream(
         Some(prev) => format!("{prev}, {}", ip(state.peer)),
         None => client_ip.clone(),
     };
-    upstream.insert_header("x-forwarded-for", xff)?;
-    upstream.insert_header("x-real-ip", client_ip)?;
+    upstream.insert_static_header(&names::X_FORWARDED_FOR, xff)?;
+    upstream.insert_static_header(&names::X_REAL_IP, client_ip)?;
     // From a trusted proxy, its X-Forwarded-Proto/Host/Port/Path/Prefix pass on.
     let trusted = state.peer_trusted();
     let given = |name: &str| -> Option<&str> {
@@ -79,14 +109,14 @@ pub fn upstream(
         downstream.headers.get(name).and_then(|v| v.to_str().ok())
     };
     let proto = given("x-forwarded-proto").unwrap_or(super::scheme(session));
-    upstream.insert_header("x-forwarded-proto", proto)?;
+    upstream.insert_static_header(&names::X_FORWARDED_PROTO, proto)?;
     let forwarded_host = match given("x-forwarded-host") {
         Some(h) => h.to_string(),
         None => crate::config::checks::split_host_port(&client_host)
             .0
             .to_string(),
     };
-    upstream.insert_header("x-forwarded-host", forwarded_host)?;
+    upstream.insert_static_header(&names::X_FORWARDED_HOST, forwarded_host)?;
     let port = match given("x-forwarded-port") {
         Some(p) => p.to_string(),
         None => session
@@ -95,15 +125,15 @@ pub fn upstream(
             .map(|a| a.port().to_string())
             .unwrap_or_default(),
     };
-    upstream.insert_header("x-forwarded-port", port)?;
+    upstream.insert_static_header(&names::X_FORWARDED_PORT, port)?;
     let path = given("x-forwarded-path").unwrap_or(downstream.uri.path());
-    upstream.insert_header("x-forwarded-path", path)?;
+    upstream.insert_static_header(&names::X_FORWARDED_PATH, path)?;
     if let Some(prefix) = given("x-forwarded-prefix") {
-        upstream.insert_header("x-forwarded-prefix", prefix)?;
+        upstream.insert_static_header(&names::X_FORWARDED_PREFIX, prefix)?;
     } else {
         match matched.prefix.as_deref() {
             Some(prefix) if route.strip_path && !prefix.is_empty() && prefix != "/" => {
-                upstream.insert_header("x-forwarded-prefix", prefix)?;
+                upstream.insert_static_header(&names::X_FORWARDED_PREFIX, prefix)?;
             }
             _ => {
                 upstream.remove_header("x-forwarded-prefix");
@@ -111,16 +141,16 @@ pub fn upstream(
         }
     }
     // A plugin's `ngx.var.upstream_x_forwarded_* = v` (Kong's template variables).
-    const FORWARDED: [&str; 5] = [
-        "x-forwarded-host",
-        "x-forwarded-port",
-        "x-forwarded-proto",
-        "x-forwarded-path",
-        "x-forwarded-prefix",
+    static FORWARDED: [&HeaderName; 5] = [
+        &names::X_FORWARDED_HOST,
+        &names::X_FORWARDED_PORT,
+        &names::X_FORWARDED_PROTO,
+        &names::X_FORWARDED_PATH,
+        &names::X_FORWARDED_PREFIX,
     ];
     for (name, value) in FORWARDED.iter().zip(&changes.forwarded) {
         if let Some(v) = value {
-            upstream.insert_header(*name, v.as_str())?;
+            upstream.insert_static_header(name, v.as_str())?;
         }
     }
     Ok(())

@@ -470,9 +470,13 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let upstream_ms = ctx.upstream_latency.map_or(0, |d| d.as_millis());
         let proxy_ms = ctx.proxy_latency.map_or(0, |d| d.as_millis());
+        resp.reserve_headers(3);
         resp.append_header("via", VIA)?;
-        resp.insert_header("x-kong-upstream-latency", upstream_ms.to_string())?;
-        resp.insert_header("x-kong-proxy-latency", proxy_ms.to_string())?;
+        resp.insert_static_header(
+            &headers::names::X_KONG_UPSTREAM_LATENCY,
+            upstream_ms.to_string(),
+        )?;
+        resp.insert_static_header(&headers::names::X_KONG_PROXY_LATENCY, proxy_ms.to_string())?;
         if !self.run_header_filter(session, ctx, resp) {
             // Headers are not sent yet: turn the response into Kong's 500.
             ctx.state.source = "error";
