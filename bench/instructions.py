@@ -30,6 +30,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -129,6 +130,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=1000, help="N, the requests counted (1000)")
     ap.add_argument("--warmup", type=int, default=200, help="W, requests in both runs (200)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="pairs of runs per server; the median is reported (3)")
     ap.add_argument("--only", default="", help="comma-separated: plain,lua1,lua10")
     ap.add_argument("--proxy", default=os.path.join(ROOT, "target/release/proxy"))
     ap.add_argument("--keep", action="store_true", help="keep the callgrind files")
@@ -174,15 +177,20 @@ def main():
                  ["nginx", "-p", tmp, "-c", conf, "-e", os.path.join(tmp, name + ".err"),
                   "-g", "master_process off;"], signal.SIGQUIT, None),
             ]
-            per = {}
+            per, spread = {}, {}
             for who, argv, sig, marker in contenders:
-                counts = []
-                for n in (args.warmup, args.warmup + args.requests):
-                    prefix = os.path.join(tmp, "cg.%s.%s.%d" % (key, who.replace("+", ""), n))
-                    counts.append(counted(argv, port, n, prefix, sig, prefix + ".log", marker))
-                per[who] = (counts[1] - counts[0]) / float(args.requests)
-                print("%s, %s: %.0f instructions per request" % (title, who, per[who]), flush=True)
-            rows.append((key, title, plugins, per))
+                samples = []
+                for r in range(max(1, args.repeat)):
+                    counts = []
+                    for n in (args.warmup, args.warmup + args.requests):
+                        prefix = os.path.join(tmp, "cg.%s.%s.%d.%d" % (key, who.replace("+", ""), n, r))
+                        counts.append(counted(argv, port, n, prefix, sig, prefix + ".log", marker))
+                    samples.append((counts[1] - counts[0]) / float(args.requests))
+                per[who] = statistics.median(samples)
+                spread[who] = (max(samples) - min(samples)) / per[who] * 100.0
+                print("%s, %s: %.0f instructions per request (runs: %s)"
+                      % (title, who, per[who], ", ".join("%.0f" % x for x in samples)), flush=True)
+            rows.append((key, title, plugins, per, spread))
     finally:
         upstream.send_signal(signal.SIGQUIT)
         upstream.wait(timeout=30)
@@ -198,21 +206,27 @@ def main():
         "<!-- instructions -->",
         "## Instructions per request (issue 14)",
         "",
-        "`bench/instructions.py --requests %d --warmup %d` on %s (%s, %s), %.0f s: each server under "
-        "`valgrind --tool=callgrind`, (instructions after W + N requests − after W) / N, one "
-        "keep-alive connection, bench/run's configs; the gateway's worker thread, nginx's one process. Deterministic to about 1%%, unlike req/s on "
-        "this host; `rep movsb` counts once per byte, so large copies weigh more than in time."
-        % (args.requests, args.warmup, datetime.date.today().isoformat(), cpu, version,
-           time.monotonic() - started),
+        "`bench/instructions.py --requests %d --warmup %d --repeat %d` on %s (%s, %s), %.0f s: each "
+        "server under `valgrind --tool=callgrind`, (instructions after W + N requests − after W) "
+        "/ N, one keep-alive connection, bench/run's configs; the gateway's worker thread, "
+        "nginx's one process; the median of %d such pairs, with their spread (max − min over "
+        "the median). The plain proxy repeats within 0.1%%; with Lua the count moves by a few %% "
+        "from one process to the next (probably the VM's garbage collector, pacing itself on a heap "
+        "laid out differently in each process). `rep movsb` counts once per byte, so large copies weigh "
+        "more here than in time."
+        % (args.requests, args.warmup, args.repeat, datetime.date.today().isoformat(), cpu,
+           version, time.monotonic() - started, args.repeat),
         "",
-        "| scenario | sluice | nginx (+Lua) | sluice / nginx |",
-        "|---|--:|--:|--:|",
+        "| scenario | sluice | nginx (+Lua) | sluice / nginx | spread of the runs (sluice / peer) |",
+        "|---|--:|--:|--:|--:|",
     ]
-    for key, title, plugins, per in rows:
-        peer = per["nginx+Lua" if plugins else "nginx"]
-        lines.append("| %s | %s | %s | %.2f× |" % (title, "{:,.0f}".format(per["sluice"]),
-                                                 "{:,.0f}".format(peer), per["sluice"] / peer))
-    by = {k: per for k, _, _, per in rows}
+    for key, title, plugins, per, spread in rows:
+        peer_key = "nginx+Lua" if plugins else "nginx"
+        peer = per[peer_key]
+        lines.append("| %s | %s | %s | %.2f× | %.1f%% / %.1f%% |" % (
+            title, "{:,.0f}".format(per["sluice"]), "{:,.0f}".format(peer), per["sluice"] / peer,
+            spread["sluice"], spread[peer_key]))
+    by = {k: per for k, _, _, per, _ in rows}
     num = "{:,.0f}".format
     if "plain" in by and "lua1" in by:
         text = "Derived: the first Lua plugin costs %s instructions (nginx+Lua: %s)" % (
