@@ -77,6 +77,23 @@ struct Loaded {
     generation: u64,
 }
 
+impl Loaded {
+    /// The handler table's key and the method for `phase`, for a call of `generation`.
+    fn resolve(
+        &mut self,
+        lua: &Lua,
+        generation: u64,
+        phase: Phase,
+    ) -> mlua::Result<(Rc<RegistryKey>, Option<Function>)> {
+        self.generation = self.generation.max(generation);
+        let method = match &self.methods[slot(phase)] {
+            Some(k) => Some(lua.registry_value(k)?),
+            None => None,
+        };
+        Ok((self.table.clone(), method))
+    }
+}
+
 fn slot(phase: Phase) -> usize {
     match phase {
         Phase::Rewrite => 0,
@@ -188,13 +205,7 @@ impl Worker {
         phase: Phase,
     ) -> mlua::Result<(Rc<RegistryKey>, Option<Function>)> {
         if let Some(loaded) = self.handlers.get_mut(plugin.key.as_str()) {
-            loaded.generation = loaded.generation.max(generation);
-            let table = loaded.table.clone();
-            let method = match &loaded.methods[slot(phase)] {
-                Some(k) => Some(self.lua.registry_value(k)?),
-                None => None,
-            };
-            return Ok((table, method));
+            return loaded.resolve(&self.lua, generation, phase);
         }
         let globals = self.globals()?;
         // The chunk and the reading of its methods (which may run its metamethods) have a
@@ -213,18 +224,13 @@ impl Worker {
             }
             Ok::<_, mlua::Error>((table, methods))
         })?;
-        let method = match &methods[slot(phase)] {
-            Some(k) => Some(self.lua.registry_value(k)?),
-            None => None,
-        };
-        let table = Rc::new(self.lua.create_registry_value(table)?);
         let loaded = Loaded {
-            table: table.clone(),
+            table: Rc::new(self.lua.create_registry_value(table)?),
             methods,
             generation,
         };
-        self.handlers.insert(plugin.key.clone(), loaded);
-        Ok((table, method))
+        let loaded = self.handlers.entry(plugin.key.clone()).or_insert(loaded);
+        loaded.resolve(&self.lua, generation, phase)
     }
 
     fn conf(&mut self, inst: &LuaInstance) -> mlua::Result<Rc<RegistryKey>> {
