@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import configs  # noqa: E402
+from reload import free_port, write_section  # noqa: E402
 
 SCENARIOS = {
     # key: (title, Lua plugins)
@@ -47,14 +47,6 @@ SCENARIOS = {
     "lua1": ("one Lua plugin", 1),
     "lua10": ("10 Lua plugins", 10),
 }
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def requests(port, n, limit=300.0):
@@ -112,18 +104,6 @@ def counted(argv, port, n, out_prefix, stop_signal, log, marker):
     if not files or not total:
         raise SystemExit("no callgrind totals in %s.* (see %s)" % (out_prefix, log))
     return total
-
-
-def write_section(marker, text):
-    results = os.path.join(HERE, "RESULTS.md")
-    current = open(results).read() if os.path.exists(results) else ""
-    pattern = r"<!-- %s -->.*<!-- /%s -->\n?" % (marker, marker)
-    if re.search(pattern, current, flags=re.S):
-        current = re.sub(pattern, lambda _: text, current, flags=re.S)
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    with open(results, "w") as f:
-        f.write(current)
 
 
 def main():
