@@ -38,6 +38,7 @@ use crate::metrics::Metrics;
 use crate::plugins::{Exit, Phase, RequestState};
 use crate::router::{normalize_path, RequestInfo, RouteMatch};
 use crate::snapshot::Snapshot;
+use headers::names;
 use respond::{messages, write_exit, VIA};
 use transport::{chunked_if_unsized, scheme, server_name, upstream_tls_and_version};
 
@@ -472,11 +473,8 @@ impl ProxyHttp for Gateway {
         let proxy_ms = ctx.proxy_latency.map_or(0, |d| d.as_millis());
         resp.reserve_headers(3);
         resp.append_header("via", VIA)?;
-        resp.insert_static_header(
-            &headers::names::X_KONG_UPSTREAM_LATENCY,
-            upstream_ms.to_string(),
-        )?;
-        resp.insert_static_header(&headers::names::X_KONG_PROXY_LATENCY, proxy_ms.to_string())?;
+        resp.insert_static_header(&names::X_KONG_UPSTREAM_LATENCY, upstream_ms.to_string())?;
+        resp.insert_static_header(&names::X_KONG_PROXY_LATENCY, proxy_ms.to_string())?;
         if !self.run_header_filter(session, ctx, resp) {
             // Headers are not sent yet: turn the response into Kong's 500.
             ctx.state.source = "error";
