@@ -1043,10 +1043,8 @@ def kept_sections(path):
         current = open(path).read()
     except OSError:
         return ""
-    blocks = re.findall(r"<!-- ([a-z]+) -->.*?<!-- /\1 -->\n?", current, flags=re.S)
-    spans = [re.search(r"<!-- %s -->.*?<!-- /%s -->\n?" % (b, b), current, flags=re.S).group(0)
-             for b in blocks]
-    return "".join("\n" + s.rstrip("\n") + "\n" for s in spans)
+    sections = re.finditer(r"<!-- ([a-z]+) -->.*?<!-- /\1 -->", current, flags=re.S)
+    return "".join("\n" + m.group(0) + "\n" for m in sections)
 
 
 def report(ctx, cs, started, elapsed):
