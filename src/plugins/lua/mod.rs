@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use mlua::{Lua, Table, Value};
+use mlua::{Table, Value};
 
 use super::{Flow, Instance, Phase, PhaseCtx, PluginError};
 
@@ -130,7 +130,7 @@ impl Instance for LuaInstance {
 /// Checks custom plugins and validates their instances' configs while a snapshot compiles.
 /// It owns a sandboxed VM of its own (the reload thread's), dropped with it.
 pub struct Loader {
-    lua: Lua,
+    lua: sandbox::Vm,
     globals: Vec<(&'static str, Value)>,
     schemas: Vec<(String, schema::Schema)>,
     /// Outcomes of `validate` by plugin, scope and config text, with the round that last

@@ -20,7 +20,7 @@ use super::{io, pdk, sandbox, LuaInstance, LuaPlugin};
 use crate::plugins::{Flow, Phase, PhaseCtx, PluginError};
 
 struct Worker {
-    lua: Lua,
+    lua: sandbox::Vm,
     /// This VM's memory use, published for the `sluice_lua_memory_bytes` metric.
     memory: Arc<AtomicUsize>,
     /// `kong`, `ngx`, `require`: the values every plugin environment gets.
@@ -285,7 +285,7 @@ impl Worker {
             t.reset(self.run.clone())?;
             return Ok(t);
         }
-        sandbox::hooked_thread(&self.lua, self.run.clone())
+        self.lua.create_thread(self.run.clone())
     }
 
     /// Keeps a finished coroutine for reuse (a few per worker).

@@ -10,6 +10,9 @@
 //! start, after about twice), and a call that is slow only because its thread was not running
 //! is never stopped, however long it takes.
 //!
+//! Calls that may have spent their budget are found by the watchdog (`watchdog`), which sets
+//! the instruction hook that calls [`check`] on their VM.
+//!
 //! Once spent, the budget stays spent until the call returns to Rust: every later
 //! [`check`] fails, the instruction hook keeps raising, and the sandbox's `pcall`, `xpcall` and
 //! `coroutine.resume` re-raise instead of returning (see `guards.lua`), so plugin code cannot
@@ -69,16 +72,19 @@ pub fn with_budget<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
     impl Drop for Disarm {
         fn drop(&mut self) {
             ARMED.with(|a| a.set(None));
+            super::watchdog::end();
         }
     }
+    let next_check = Instant::now() + limit;
     ARMED.with(|a| {
         a.set(Some(Armed {
             cpu_deadline: None,
             limit,
-            next_check: Instant::now() + limit,
+            next_check,
             expired: None,
         }))
     });
+    super::watchdog::begin(next_check);
     let _disarm = Disarm;
     f()
 }

@@ -4,8 +4,9 @@
 //!
 //! CPU budget ([`budget`]): LuaJIT runs no instruction-count hooks inside compiled traces, so
 //! a tight `while true do end` would never be interrupted once compiled. The VM therefore runs
-//! with the JIT compiler off (`jit.off()`): plugin code is interpreted, and a count hook checks
-//! the call's budget every 1000 instructions. C functions that can run long without executing
+//! with the JIT compiler off (`jit.off()`): plugin code is interpreted, and once a call has run
+//! past its time a count hook checks its budget every 1000 instructions ([`watchdog`] sets the
+//! hook only then: set all the time, it taxed every bytecode). C functions that can run long without executing
 //! Lua are replaced or guarded: the pattern functions are Rust ([`strlib`]) and check the
 //! budget while they backtrack; `string.rep` and `table.sort` check it on entry (a large sort
 //! gets a Lua comparator the hook sees). Other C functions do work proportional to their
@@ -18,13 +19,15 @@ mod patterns;
 mod readonly;
 pub mod stack;
 mod strlib;
+mod watchdog;
 
 pub use readonly::{Freezer, NGX_OVERLAY, PLUGIN_NGX};
+pub use watchdog::Vm;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
+use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
 
 use crate::plugins::lua::util::support;
 
@@ -175,9 +178,9 @@ const LIBRARIES: &[(&str, &[&str])] = &[
 
 /// Creates a VM with the standard libraries loaded, the dangerous parts removed from the shared
 /// library tables (strings' metatable reaches the real `string` table), the guards installed
-/// over the library (they are what every plugin environment copies), the JIT off, the memory
-/// limit and the budget hook installed.
-pub fn new_vm() -> mlua::Result<Lua> {
+/// over the library (they are what every plugin environment copies), the JIT off and the memory
+/// limit set; the watchdog sets the budget hook on it when a call overruns.
+pub fn new_vm() -> mlua::Result<Vm> {
     // SAFETY-relevant: no `debug`, `ffi` or `package` library is loaded (mlua's safe mode).
     // (coroutine is part of LuaJIT's base library)
     let libs = StdLib::BIT
@@ -196,13 +199,12 @@ pub fn new_vm() -> mlua::Result<Lua> {
     strlib::install(&lua, &string)?;
     install_guards(&lua, &globals)?;
     lua.set_memory_limit(limits().memory)?;
-    lua.set_hook(budget_triggers(), budget_hook)?;
-    Ok(lua)
+    Ok(Vm::new(lua))
 }
 
 /// Replaces the base functions that can catch errors or call back into Lua with the guarded
-/// versions of `guards.lua`, `print` with a logger, and `coroutine.create`/`wrap` with ones whose
-/// coroutines carry the budget hook.
+/// versions of `guards.lua`, `print` with a logger, and `coroutine.wrap` with one that resumes
+/// through the guarded `resume`.
 fn install_guards(lua: &Lua, globals: &Table) -> mlua::Result<()> {
     let string: Table = globals.get("string")?;
     let table: Table = globals.get("table")?;
@@ -249,7 +251,7 @@ fn install_guards(lua: &Lua, globals: &Table) -> mlua::Result<()> {
     string.set("rep", guards.get::<Function>("rep")?)?;
     table.set("sort", guards.get::<Function>("sort")?)?;
     globals.set("print", print(lua)?)?;
-    hooked_coroutines(lua, &coroutine)
+    guarded_wrap(lua, &coroutine)
 }
 
 /// `print`: OpenResty writes it to the error log at NOTICE level; so does this (never stdout).
@@ -271,32 +273,9 @@ fn print(lua: &Lua) -> mlua::Result<Function> {
     })
 }
 
-fn budget_triggers() -> HookTriggers {
-    HookTriggers::new().every_nth_instruction(1000)
-}
-
-/// The instruction hook: fails the running call once its budget is spent (and on every later
-/// firing until the call has returned to Rust).
-fn budget_hook(_lua: &Lua, _debug: &mlua::debug::Debug) -> mlua::Result<VmState> {
-    match budget::check() {
-        Ok(()) => Ok(VmState::Continue),
-        Err(e) => Err(mlua::Error::external(e)),
-    }
-}
-
-/// A coroutine running `f` that carries the budget hook (hooks set on the main thread do not
-/// reach coroutines).
-pub fn hooked_thread(lua: &Lua, f: Function) -> mlua::Result<mlua::Thread> {
-    let thread = lua.create_thread(f)?;
-    thread.set_hook(budget_triggers(), budget_hook)?;
-    Ok(thread)
-}
-
-/// `coroutine.create`/`wrap` whose coroutines carry the budget hook too (hooks set on the main
-/// thread do not reach coroutines that Lua code creates).
-fn hooked_coroutines(lua: &Lua, coroutine: &Table) -> mlua::Result<()> {
-    let create = support::function(lua, hooked_thread)?;
-    coroutine.set("create", create.clone())?;
+/// `coroutine.wrap` over the guarded `coroutine.resume`, so that a wrapped coroutine passes
+/// waits up and cannot swallow an overrun (LuaJIT's own `wrap` resumes in C, past the guards).
+fn guarded_wrap(lua: &Lua, coroutine: &Table) -> mlua::Result<()> {
     let wrap: mlua::Function = lua
         .load(
             "local create, resume, unpack = ... \n\
@@ -311,7 +290,7 @@ fn hooked_coroutines(lua: &Lua, coroutine: &Table) -> mlua::Result<()> {
         )
         .set_name("=coroutine.wrap")
         .call((
-            create,
+            coroutine.get::<mlua::Function>("create")?,
             coroutine.get::<mlua::Function>("resume")?,
             lua.globals().get::<mlua::Function>("unpack")?,
         ))?;

@@ -1,0 +1,294 @@
+//! The CPU budget's instruction hook, set only on a VM whose call has run past its time.
+//!
+//! With a count hook set, LuaJIT's interpreter sends *every* bytecode through `lj_vm_inshook`,
+//! which cost a trivial plugin call about 15% of its instructions. So no hook is set while
+//! calls run within their budget. Each thread that runs plugin code has a [`ThreadWatch`]:
+//! the outermost budget of a call writes the wall-clock instant past which the call may have
+//! spent its budget (a relaxed store when the call starts and one when it ends). One watchdog
+//! thread per process looks at the running calls every [`tick`]; for a call still running past
+//! that instant it sets the hook on the VMs of the call's thread (`lua_sethook`, which LuaJIT
+//! allows asynchronously, as from a signal handler). The hook then checks the budget every
+//! [`HOOK_EVERY`] instructions and raises the overrun (budget.rs), and the call that ends with
+//! the hook set removes it. A spinning call is stopped after at most twice its budget of CPU
+//! (budget.rs) plus one tick.
+//!
+//! The watchdog and the call's thread take turns on the hook through [`ThreadWatch::hook`]:
+//! the watchdog marks it busy, checks that the same call is still running, sets the hook and
+//! marks it set; the ending call clears the deadline first and then waits out a busy mark
+//! before it removes the hook. So only one of them changes LuaJIT's dispatch table at a time,
+//! and the watchdog touches a VM only while a call runs on it (a VM is dropped only between
+//! calls, and leaves its thread's list first: [`Vm`]).
+
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use mlua::ffi;
+use mlua::Lua;
+
+use super::budget;
+
+/// How many instructions the hook lets pass between two checks of the budget.
+pub const HOOK_EVERY: c_int = 1000;
+
+const NONE: u8 = 0;
+const BUSY: u8 = 1;
+const SET: u8 = 2;
+
+/// The origin of the deadlines: nanoseconds since the first use.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Every thread's watch (dropped threads' entries are pruned by the watchdog).
+static THREADS: Mutex<Vec<Weak<ThreadWatch>>> = Mutex::new(Vec::new());
+
+/// The running call of one thread, and that thread's VMs.
+pub struct ThreadWatch {
+    /// When the running call may have spent its budget, in nanoseconds since [`EPOCH`]; 0
+    /// while no call runs.
+    deadline: AtomicU64,
+    /// Whether the hook is set on this thread's VMs: `NONE`, `BUSY` (the watchdog is setting
+    /// it) or `SET`.
+    hook: AtomicU8,
+    /// The main states of this thread's VMs.
+    vms: Mutex<Vec<VmState>>,
+}
+
+/// A VM's main state: LuaJIT keeps hooks per VM (in its global state), so this one pointer
+/// reaches the VM's coroutines too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct VmState(*mut ffi::lua_State);
+
+// SAFETY: the pointer is used by another thread only for `lua_sethook`, which LuaJIT allows
+// asynchronously, and only while the VM is alive and a call runs on it (module documentation).
+unsafe impl Send for VmState {}
+
+thread_local! {
+    static WATCH: Arc<ThreadWatch> = {
+        let watch = Arc::new(ThreadWatch {
+            deadline: AtomicU64::new(0),
+            hook: AtomicU8::new(NONE),
+            vms: Mutex::new(Vec::new()),
+        });
+        let mut all = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+        all.push(Arc::downgrade(&watch));
+        start();
+        watch
+    };
+}
+
+/// The watchdog's period: a quarter of the budget, within 1 ms and 50 ms.
+pub fn tick() -> Duration {
+    (super::limits().cpu_budget / 4).clamp(Duration::from_millis(1), Duration::from_millis(50))
+}
+
+fn start() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("lua-watchdog".into())
+            .spawn(|| loop {
+                std::thread::sleep(tick());
+                patrol();
+            });
+        if let Err(e) = spawned {
+            // Without the watchdog a runaway call would never be stopped: refuse to go on.
+            panic!("cannot start the Lua watchdog thread: {e}");
+        }
+    });
+}
+
+fn now_ns() -> u64 {
+    EPOCH.elapsed().as_nanos().try_into().unwrap_or(u64::MAX)
+}
+
+/// One round of the watchdog: the hook for every call past its deadline.
+fn patrol() {
+    let now = now_ns();
+    let watches: Vec<Arc<ThreadWatch>> = {
+        let mut all = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.iter().filter_map(Weak::upgrade).collect()
+    };
+    for watch in watches {
+        let deadline = watch.deadline.load(Ordering::SeqCst);
+        if deadline != 0 && deadline <= now {
+            watch.arm(deadline);
+        }
+    }
+}
+
+impl ThreadWatch {
+    /// Sets the hook on this thread's VMs if the call that had `deadline` still runs. Set
+    /// again on every round while the call runs: LuaJIT's own updates of the hook mask (when
+    /// it runs a finalizer) may race with an asynchronous one and lose it.
+    fn arm(&self, deadline: u64) {
+        let before = self.hook.load(Ordering::SeqCst);
+        if before == BUSY
+            || self
+                .hook
+                .compare_exchange(before, BUSY, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+        {
+            return;
+        }
+        if self.deadline.load(Ordering::SeqCst) != deadline {
+            // The call ended (and its thread waits for this mark to go) or another began.
+            self.hook.store(before, Ordering::SeqCst);
+            return;
+        }
+        let vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
+        for vm in vms.iter() {
+            // SAFETY: the VM is alive (it leaves this list before it is closed) and a call
+            // runs on it; lua_sethook may be called asynchronously.
+            unsafe { ffi::lua_sethook(vm.0, Some(budget_hook), ffi::LUA_MASKCOUNT, HOOK_EVERY) };
+        }
+        drop(vms);
+        self.hook.store(SET, Ordering::SeqCst);
+    }
+
+    /// The end of a call: no deadline, and no hook (waiting for a watchdog that is setting it).
+    fn disarm(&self) {
+        self.deadline.store(0, Ordering::SeqCst);
+        loop {
+            match self.hook.load(Ordering::SeqCst) {
+                NONE => return,
+                BUSY => std::hint::spin_loop(),
+                _ => {
+                    if self
+                        .hook
+                        .compare_exchange(SET, BUSY, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        let vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
+                        for vm in vms.iter() {
+                            // SAFETY: this thread's own VM, alive, between calls.
+                            unsafe { ffi::lua_sethook(vm.0, None, 0, 0) };
+                        }
+                        drop(vms);
+                        self.hook.store(NONE, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Marks the start of this thread's outermost call into plugin code, which may have spent its
+/// budget at `deadline`.
+pub fn begin(deadline: Instant) {
+    let ns = deadline
+        .saturating_duration_since(*EPOCH)
+        .as_nanos()
+        .try_into()
+        .unwrap_or(u64::MAX)
+        .max(1);
+    // Only a thread that is exiting has no watch left; its calls go unwatched.
+    let _ = WATCH.try_with(|w| w.deadline.store(ns, Ordering::SeqCst));
+}
+
+/// Marks the end of this thread's outermost call (removing the hook if the watchdog set it).
+pub fn end() {
+    let _ = WATCH.try_with(|w| w.disarm());
+}
+
+/// The instruction hook: raises the call's overrun once its budget is spent.
+///
+/// # Safety
+/// Called by LuaJIT with the running state. Raising unwinds through this frame, which holds
+/// nothing to drop at that point.
+unsafe extern "C-unwind" fn budget_hook(state: *mut ffi::lua_State, _ar: *mut ffi::lua_Debug) {
+    if push_overrun(state) {
+        ffi::lua_error(state);
+    }
+}
+
+/// Pushes the overrun's message if the running call is past its budget.
+unsafe fn push_overrun(state: *mut ffi::lua_State) -> bool {
+    let Err(e) = budget::check() else {
+        return false;
+    };
+    let message = e.to_string();
+    ffi::lua_pushlstring(state, message.as_ptr().cast(), message.len());
+    true
+}
+
+/// A sandboxed VM, known to its thread's watch for as long as it lives. Derefs to the
+/// [`Lua`] it owns.
+pub struct Vm {
+    state: VmState,
+    watch: Arc<ThreadWatch>,
+    // Dropped after `Drop::drop` has taken the VM off the watch's list.
+    lua: Lua,
+}
+
+impl Vm {
+    /// Registers `lua` (just created on this thread) with this thread's watch.
+    pub fn new(lua: Lua) -> Vm {
+        let state = VmState(lua.state());
+        let watch = WATCH.with(Arc::clone);
+        watch
+            .vms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(state);
+        Vm { state, watch, lua }
+    }
+}
+
+impl std::ops::Deref for Vm {
+    type Target = Lua;
+    fn deref(&self) -> &Lua {
+        &self.lua
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let mut vms = self.watch.vms.lock().unwrap_or_else(|e| e.into_inner());
+        vms.retain(|v| *v != self.state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{new_vm, with_budget};
+    use mlua::ffi;
+
+    /// The VM's hook mask as plugin code would run under it.
+    fn install_mask_probe(lua: &mlua::Lua) {
+        let probe = crate::plugins::lua::util::support::raw_function(lua, |lua, ()| {
+            // SAFETY: reads the hook mask of the running VM.
+            Ok(unsafe { ffi::lua_gethookmask(lua.state()) })
+        })
+        .unwrap();
+        lua.globals().set("hookmask", probe).unwrap();
+    }
+
+    #[test]
+    fn a_call_within_its_budget_runs_without_the_hook() {
+        let vm = new_vm().unwrap();
+        install_mask_probe(&vm);
+        let mask: i32 = with_budget(|| vm.load("return hookmask()").call(())).unwrap();
+        assert_eq!(mask, 0);
+    }
+
+    #[test]
+    fn a_runaway_call_is_stopped_and_the_next_runs_without_the_hook() {
+        let vm = new_vm().unwrap();
+        install_mask_probe(&vm);
+        let started = std::time::Instant::now();
+        let err = with_budget(|| vm.load("while true do end").exec()).unwrap_err();
+        assert!(err.to_string().contains("CPU budget"), "{err}");
+        // Twice the budget of CPU (budget.rs) and a tick, with room for a slow machine.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let mask: i32 = with_budget(|| vm.load("return hookmask()").call(())).unwrap();
+        assert_eq!(mask, 0, "the hook outlived the call that overran");
+        // Caught by pcall and retried in a coroutine, the overrun still ends the call.
+        let code = "local ok = pcall(function() while true do end end) \
+                    coroutine.wrap(function() while true do end end)()";
+        let err = with_budget(|| vm.load(code).exec()).unwrap_err();
+        assert!(err.to_string().contains("CPU budget"), "{err}");
+    }
+}
