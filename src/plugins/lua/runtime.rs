@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mlua::thread::ThreadStatus;
-use mlua::{Function, IntoLuaMulti, Lua, MultiValue, RegistryKey, Table, Thread, Value};
+use mlua::{Function, IntoLuaMulti, Lua, RegistryKey, Table, Thread, Value};
 use rustc_hash::FxHashMap;
 
 use super::{io, pdk, sandbox, LuaInstance, LuaPlugin};
@@ -409,7 +409,7 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
         }
         let tables = worker.tables(ctx);
         let result = pdk::with_current(ctx, inst, tables, || {
-            sandbox::with_budget(|| method.call::<Value>((&*handler, &*conf)))
+            sandbox::with_budget(|| method.call::<()>((&*handler, &*conf)))
         });
         finish(worker, inst, ctx, result.map(|_| ()))
     })
@@ -465,7 +465,7 @@ fn step(
     let started = std::time::Instant::now();
     let cpu_started = after_wait.then(sandbox::budget::thread_cpu_time);
     let result = pdk::with_current(ctx, inst, tables, || {
-        sandbox::with_budget_left(left, || thread.resume::<MultiValue>(args))
+        sandbox::with_budget_left(left, || thread.resume::<()>(args))
     });
     ctx.state.lua_spent += match cpu_started {
         Some(at) => sandbox::budget::thread_cpu_time().saturating_sub(at),
