@@ -496,3 +496,36 @@ services:
         assert_eq!(j["tag"], "same", "{path}");
     }
 }
+
+/// Phase methods that do not wait are called through a Lua trampoline (a tail call): an error
+/// raised for the caller (`error(msg, 2)`) still names no position, as when Rust called the
+/// method itself, and the response fails with Kong's 500.
+#[tokio::test]
+async fn an_error_raised_at_the_callers_level_names_no_position() {
+    let up = Upstream::start().await;
+    let handler = "local P = { PRIORITY = 1000, VERSION = \"1.0.0\" }\n\
+                   function P:header_filter(conf) error(\"caller-level failure\", 2) end\n\
+                   return P\n";
+    let schema = "return { name = \"raiser\", fields = { { config = { type = \"record\", fields = {} } } } }\n";
+    let cfg = config(
+        &[embed::render("raiser", handler, schema, false)],
+        "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - name: r\n        paths: [/r]\n        plugins:\n          - name: raiser\n",
+        &up,
+    );
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy.get("/r", &[]).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(
+        proxy.wait_stderr("caller-level failure").await,
+        "{}",
+        proxy.stderr()
+    );
+    let line = proxy
+        .stderr()
+        .lines()
+        .find(|l| l.contains("caller-level failure"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(!line.contains("invoke"), "{line}");
+    assert!(!line.contains(":1:"), "{line}");
+}

@@ -42,6 +42,10 @@ struct Worker {
     /// wait.lua's `run` (the body of calls that may wait) and its light-thread states.
     run: Function,
     states: Table,
+    /// `function(method, handler, conf) return method(handler, conf) end`: calls a phase that
+    /// does not wait with its three values pushed from their registry keys. A tail call, so
+    /// that `error(msg, 2)` in the method names no position, as when Rust called it directly.
+    invoke: Function,
     /// Finished coroutines, reset and reused for the next calls that may wait.
     spare: Vec<Thread>,
     /// Requests that ran Lua on this thread, per generation.
@@ -71,8 +75,10 @@ const EXHAUSTED_PERCENT: usize = 80;
 /// A handler loaded in a worker's VM.
 struct Loaded {
     table: Rc<RegistryKey>,
-    /// The phase methods, resolved once (indexed like `Phase`'s slots).
-    methods: [Option<RegistryKey>; 6],
+    /// The phase methods, resolved once (indexed like `Phase`'s slots). Kept as registry
+    /// keys and pushed straight onto the Lua stack by the call: a `Function` handle per call
+    /// cost a registry read and a move to mlua's reference thread and back.
+    methods: [Option<Rc<RegistryKey>>; 6],
     /// Newest snapshot generation that uses it.
     generation: u64,
 }
@@ -81,16 +87,11 @@ impl Loaded {
     /// The handler table's key and the method for `phase`, for a call of `generation`.
     fn resolve(
         &mut self,
-        lua: &Lua,
         generation: u64,
         phase: Phase,
-    ) -> mlua::Result<(Rc<RegistryKey>, Option<Function>)> {
+    ) -> (Rc<RegistryKey>, Option<Rc<RegistryKey>>) {
         self.generation = self.generation.max(generation);
-        let method = match &self.methods[slot(phase)] {
-            Some(k) => Some(lua.registry_value(k)?),
-            None => None,
-        };
-        Ok((self.table.clone(), method))
+        (self.table.clone(), self.methods[slot(phase)].clone())
     }
 }
 
@@ -149,6 +150,11 @@ impl Worker {
         let waiting = lua.create_table()?;
         let run: Function = lua.named_registry_value(io::RUN)?;
         let states: Table = lua.named_registry_value(io::STATES)?;
+        let invoke: Function = lua
+            .load("local method, handler, conf = ... return method(handler, conf)")
+            .set_name("=invoke")
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .into_function()?;
         let memory = Arc::new(AtomicUsize::new(lua.used_memory()));
         if let Ok(mut all) = VM_MEMORY.lock() {
             all.push(memory.clone());
@@ -163,6 +169,7 @@ impl Worker {
             waiting,
             run,
             states,
+            invoke,
             spare: Vec::new(),
             active: FxHashMap::default(),
             newest: 0,
@@ -203,9 +210,9 @@ impl Worker {
         plugin: &LuaPlugin,
         generation: u64,
         phase: Phase,
-    ) -> mlua::Result<(Rc<RegistryKey>, Option<Function>)> {
+    ) -> mlua::Result<(Rc<RegistryKey>, Option<Rc<RegistryKey>>)> {
         if let Some(loaded) = self.handlers.get_mut(plugin.key.as_str()) {
-            return loaded.resolve(&self.lua, generation, phase);
+            return Ok(loaded.resolve(generation, phase));
         }
         let globals = self.globals()?;
         // The chunk and the reading of its methods (which may run its metamethods) have a
@@ -216,10 +223,10 @@ impl Worker {
             let views: Table = self.lua.named_registry_value(sandbox::PLUGIN_NGX)?;
             views.raw_set(plugin.key.as_str(), env.raw_get::<Value>("ngx")?)?;
             init_worker(&table)?;
-            let mut methods: [Option<RegistryKey>; 6] = Default::default();
+            let mut methods: [Option<Rc<RegistryKey>>; 6] = Default::default();
             for p in PHASES {
                 if let Value::Function(f) = table.get::<Value>(p.as_str())? {
-                    methods[slot(p)] = Some(self.lua.create_registry_value(f)?);
+                    methods[slot(p)] = Some(Rc::new(self.lua.create_registry_value(f)?));
                 }
             }
             Ok::<_, mlua::Error>((table, methods))
@@ -230,7 +237,7 @@ impl Worker {
             generation,
         };
         let loaded = self.handlers.entry(plugin.key.clone()).or_insert(loaded);
-        loaded.resolve(&self.lua, generation, phase)
+        Ok(loaded.resolve(generation, phase))
     }
 
     fn conf(&mut self, inst: &LuaInstance) -> mlua::Result<Rc<RegistryKey>> {
@@ -403,13 +410,13 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
                 inst,
                 ctx,
                 thread,
-                (id, method, &*handler, &*conf),
+                (id, &*method, &*handler, &*conf),
                 false,
             );
         }
         let tables = worker.tables(ctx);
         let result = pdk::with_current(ctx, inst, tables, || {
-            sandbox::with_budget(|| method.call::<()>((&*handler, &*conf)))
+            sandbox::with_budget(|| worker.invoke.call::<()>((&*method, &*handler, &*conf)))
         });
         finish(worker, inst, ctx, result.map(|_| ()))
     })
