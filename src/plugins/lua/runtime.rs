@@ -36,7 +36,7 @@ struct Worker {
     confs: FxHashMap<(u64, usize), Rc<RegistryKey>>,
     /// request id → { shared = {}, plugin = {}, ngx = {} }, created when a plugin first uses
     /// kong.ctx or ngx.ctx.
-    requests: Table,
+    requests: Rc<Table>,
     /// request id → the coroutine of its phase call that waits for I/O.
     waiting: Table,
     /// wait.lua's `run` (the body of calls that may wait) and its light-thread states.
@@ -146,7 +146,7 @@ impl Worker {
             .into_iter()
             .map(|(name, value)| Ok((name, lua.create_registry_value(value)?)))
             .collect::<mlua::Result<Vec<_>>>()?;
-        let requests = lua.create_table()?;
+        let requests = Rc::new(lua.create_table()?);
         let waiting = lua.create_table()?;
         let run: Function = lua.named_registry_value(io::RUN)?;
         let states: Table = lua.named_registry_value(io::STATES)?;

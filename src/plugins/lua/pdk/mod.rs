@@ -18,8 +18,9 @@ use crate::plugins::PhaseCtx;
 /// Where a request's Lua tables (`shared`, `plugin`, `ngx`) live: created on first use, so a
 /// request whose plugins never touch kong.ctx or ngx.ctx creates none.
 pub struct RequestTables {
-    /// request id → tables, in the worker's VM.
-    pub requests: Table,
+    /// request id → tables, in the worker's VM (shared with the worker: a `Table` handle
+    /// cloned per call cost a slot on mlua's reference thread and its release).
+    pub requests: std::rc::Rc<Table>,
     /// The request.
     pub id: u64,
 }
