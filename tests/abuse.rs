@@ -556,3 +556,77 @@ async fn issue_11_a_vm_that_plugin_code_fills_is_replaced() {
         .stderr()
         .contains("replacing this worker's exhausted Lua VM"));
 }
+
+/// The daemon (`--daemon`) kills on drop, by the pid it wrote.
+struct Daemon {
+    pid_file: std::path::PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            // SAFETY: signals the daemon this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Daemon mode forks after the startup compile, which has already run plugin code and so
+/// started the Lua watchdog in the parent; the child must watch its own calls, or a runaway
+/// loop would pin a worker forever (regression: the watchdog was started once per process
+/// image, not once per process).
+#[tokio::test]
+async fn issue_14_a_daemon_stops_a_runaway_call() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("kong.yaml");
+    std::fs::write(&cfg, attack_config(&[("spin", "while true do end")])).expect("config");
+    let pid_file = dir.path().join("proxy.pid");
+    let conf = dir.path().join("pingora.yaml");
+    std::fs::write(
+        &conf,
+        format!("---\nversion: 1\npid_file: {}\n", pid_file.display()),
+    )
+    .expect("pingora conf");
+    let log = std::fs::File::create(dir.path().join("proxy.log")).expect("log");
+    let port = common::free_port();
+    let _daemon = Daemon {
+        pid_file: pid_file.clone(),
+    };
+    let status = std::process::Command::new(common::binary())
+        .args(["--config", cfg.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--listen-tls",
+            "off",
+            "--admin-listen",
+            "off",
+            "--workers",
+            "1",
+        ])
+        .args(["--pingora-conf", conf.to_str().unwrap(), "--daemon"])
+        .stderr(log)
+        .status()
+        .expect("start the daemon");
+    assert!(status.success(), "the daemon's parent failed: {status}");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let started = Instant::now();
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the daemon does not listen: {}",
+            std::fs::read_to_string(dir.path().join("proxy.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let spin = tokio::time::timeout(Duration::from_secs(20), get(addr, "/spin".into()))
+        .await
+        .expect("the runaway call was never stopped");
+    assert_eq!(spin.status, 500, "{}", spin.text());
+    assert_eq!(get(addr, "/plain".into()).await.status, 200);
+}

@@ -20,10 +20,11 @@
 //! calls, and leaves its thread's list first: [`Vm`]).
 
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use mlua::ffi;
 use mlua::Lua;
 
@@ -39,8 +40,15 @@ const SET: u8 = 2;
 /// The origin of the deadlines: nanoseconds since the first use.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
-/// Every thread's watch (dropped threads' entries are pruned by the watchdog).
-static THREADS: Mutex<Vec<Weak<ThreadWatch>>> = Mutex::new(Vec::new());
+/// Every thread's watch (dropped threads' entries are pruned by the watchdog). Not behind a
+/// mutex: daemon mode forks after the startup compile, and a lock the watchdog held at that
+/// moment would stay locked in the child forever.
+static THREADS: LazyLock<ArcSwap<Vec<Weak<ThreadWatch>>>> =
+    LazyLock::new(|| ArcSwap::from_pointee(Vec::new()));
+
+/// The process the watchdog thread was started in. A forked child (daemon mode, after the
+/// startup compile has run plugin code) has no watchdog thread and starts its own.
+static STARTED_IN: AtomicU32 = AtomicU32::new(0);
 
 /// The running call of one thread, and that thread's VMs.
 pub struct ThreadWatch {
@@ -70,8 +78,12 @@ thread_local! {
             hook: AtomicU8::new(NONE),
             vms: Mutex::new(Vec::new()),
         });
-        let mut all = THREADS.lock().unwrap_or_else(|e| e.into_inner());
-        all.push(Arc::downgrade(&watch));
+        let weak = Arc::downgrade(&watch);
+        THREADS.rcu(|all| {
+            let mut all = Vec::clone(all);
+            all.push(weak.clone());
+            all
+        });
         start();
         watch
     };
@@ -82,20 +94,22 @@ pub fn tick() -> Duration {
     (super::limits().cpu_budget / 4).clamp(Duration::from_millis(1), Duration::from_millis(50))
 }
 
+/// Starts the watchdog thread unless this process has one.
 fn start() {
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        let spawned = std::thread::Builder::new()
-            .name("lua-watchdog".into())
-            .spawn(|| loop {
-                std::thread::sleep(tick());
-                patrol();
-            });
-        if let Err(e) = spawned {
-            // Without the watchdog a runaway call would never be stopped: refuse to go on.
-            panic!("cannot start the Lua watchdog thread: {e}");
-        }
-    });
+    let pid = std::process::id();
+    if STARTED_IN.swap(pid, Ordering::SeqCst) == pid {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("lua-watchdog".into())
+        .spawn(|| loop {
+            std::thread::sleep(tick());
+            patrol();
+        });
+    if let Err(e) = spawned {
+        // Without the watchdog a runaway call would never be stopped: refuse to go on.
+        panic!("cannot start the Lua watchdog thread: {e}");
+    }
 }
 
 fn now_ns() -> u64 {
@@ -105,12 +119,16 @@ fn now_ns() -> u64 {
 /// One round of the watchdog: the hook for every call past its deadline.
 fn patrol() {
     let now = now_ns();
-    let watches: Vec<Arc<ThreadWatch>> = {
-        let mut all = THREADS.lock().unwrap_or_else(|e| e.into_inner());
-        all.retain(|w| w.strong_count() > 0);
-        all.iter().filter_map(Weak::upgrade).collect()
-    };
-    for watch in watches {
+    let all = THREADS.load_full();
+    if all.iter().any(|w| w.strong_count() == 0) {
+        THREADS.rcu(|all| {
+            all.iter()
+                .filter(|w| w.strong_count() > 0)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+    }
+    for watch in all.iter().filter_map(Weak::upgrade) {
         let deadline = watch.deadline.load(Ordering::SeqCst);
         if deadline != 0 && deadline <= now {
             watch.arm(deadline);
@@ -226,6 +244,8 @@ pub struct Vm {
 impl Vm {
     /// Registers `lua` (just created on this thread) with this thread's watch.
     pub fn new(lua: Lua) -> Vm {
+        // A VM made on a thread that came through a fork with its watch.
+        start();
         let state = VmState(lua.state());
         let watch = WATCH.with(Arc::clone);
         watch
