@@ -171,7 +171,9 @@ impl ThreadWatch {
         loop {
             match self.hook.load(Ordering::SeqCst) {
                 NONE => return,
-                BUSY => std::hint::spin_loop(),
+                // The watchdog is inside `lua_sethook`: let it finish (it may share this
+                // core, as under `taskset`, where spinning would wait out a whole time slice).
+                BUSY => std::thread::yield_now(),
                 _ => {
                     if self
                         .hook
