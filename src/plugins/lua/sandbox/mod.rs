@@ -6,11 +6,11 @@
 //! a tight `while true do end` would never be interrupted once compiled. The VM therefore runs
 //! with the JIT compiler off (`jit.off()`): plugin code is interpreted, and once a call has run
 //! past its time a count hook checks its budget every 1000 instructions ([`watchdog`] sets the
-//! hook only then: set all the time, it taxed every bytecode). C functions that can run long without executing
-//! Lua are replaced or guarded: the pattern functions are Rust ([`strlib`]) and check the
-//! budget while they backtrack; `string.rep` and `table.sort` check it on entry (a large sort
-//! gets a Lua comparator the hook sees). Other C functions do work proportional to their
-//! input, which the memory limit bounds.
+//! hook only then: set all the time, it taxed every bytecode). C functions that can run long
+//! without executing Lua are replaced or guarded: the pattern functions are Rust ([`strlib`])
+//! and check the budget while they backtrack; `string.rep` and `table.sort` check it on entry (a
+//! large sort gets a Lua comparator the hook sees). Other C functions do work proportional to
+//! their input, which the memory limit bounds.
 //!
 //! Native recursion ([`stack`]): every way back from native code into Lua passes a stack check.
 
