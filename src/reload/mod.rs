@@ -33,11 +33,10 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Makes mimalloc keep the pages a thread frees committed for [`compiler::KEEP_SCRATCH`]
 /// (instead of its default 1 s) before it returns them to the system. Reloads closer together
 /// than that then reuse the previous compile's pages: with the default, a reload every half
-/// second of a 1.4 MB config faulted in up to ~35 MB of fresh, kernel-zeroed pages each time
-/// (1,100 to 8,800 page faults). The compile thread still returns its memory once it goes idle
-/// ([`release_freed_memory`]); pages other threads free go back 5 s after they were freed
-/// rather than 1 s. An explicit `MIMALLOC_PURGE_DELAY` in the environment wins. Call once, at
-/// startup.
+/// second faulted in ~25 MB of fresh, kernel-zeroed pages each time (~7,000 page faults for a
+/// 1.4 MB config). The compile thread still returns its memory at once when it goes idle
+/// ([`release_freed_memory`]), so an idle process holds no more than before. An explicit
+/// `MIMALLOC_PURGE_DELAY` in the environment wins. Call once, at startup.
 pub fn keep_freed_memory() {
     let ms: std::ffi::c_long = compiler::KEEP_SCRATCH
         .as_millis()
