@@ -101,7 +101,6 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
         .clone()
         .unwrap_or_else(|| PathBuf::from("kong.yaml"));
     let path = config_path.clone();
-    sluice::reload::keep_freed_memory();
     // Startup is not followed by another compile soon: its scratch memory goes back at once.
     let snap = match sluice::reload::compiler::run(move || {
         let snap = snapshot::load_file(&path, 1);

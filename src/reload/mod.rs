@@ -26,27 +26,6 @@ pub fn release_freed_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
-/// mimalloc's `mi_option_purge_delay`, at the same position in its v2 and v3 option enums (the
-/// Rust bindings do not name it).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Makes mimalloc keep the pages a thread frees committed for [`compiler::KEEP_SCRATCH`]
-/// (instead of its default 1 s) before it returns them to the system. Reloads closer together
-/// than that then reuse the previous compile's pages: with the default, a reload every half
-/// second faulted in ~25 MB of fresh, kernel-zeroed pages each time (~7,000 page faults for a
-/// 1.4 MB config). The compile thread still returns its memory at once when it goes idle
-/// ([`release_freed_memory`]), so an idle process holds no more than before. An explicit
-/// `MIMALLOC_PURGE_DELAY` in the environment wins. Call once, at startup.
-pub fn keep_freed_memory() {
-    let ms: std::ffi::c_long = compiler::KEEP_SCRATCH
-        .as_millis()
-        .try_into()
-        .unwrap_or(std::ffi::c_long::MAX);
-    // SAFETY: setting an option's default has no preconditions; mimalloc reads it when it next
-    // decides whether to purge.
-    unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, ms) };
-}
-
 /// The result of one reload attempt.
 #[derive(Debug, Clone)]
 pub struct Attempt {
