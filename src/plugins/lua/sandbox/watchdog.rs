@@ -155,13 +155,7 @@ impl ThreadWatch {
             self.hook.store(before, Ordering::SeqCst);
             return;
         }
-        let vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
-        for vm in vms.iter() {
-            // SAFETY: the VM is alive (it leaves this list before it is closed) and a call
-            // runs on it; lua_sethook may be called asynchronously.
-            unsafe { ffi::lua_sethook(vm.0, Some(budget_hook), ffi::LUA_MASKCOUNT, HOOK_EVERY) };
-        }
-        drop(vms);
+        self.set_hooks(true);
         self.hook.store(SET, Ordering::SeqCst);
     }
 
@@ -171,24 +165,34 @@ impl ThreadWatch {
         loop {
             match self.hook.load(Ordering::SeqCst) {
                 NONE => return,
+                SET if self
+                    .hook
+                    .compare_exchange(SET, BUSY, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok() =>
+                {
+                    self.set_hooks(false);
+                    self.hook.store(NONE, Ordering::SeqCst);
+                    return;
+                }
                 // The watchdog is inside `lua_sethook`: let it finish (it may share this
                 // core, as under `taskset`, where spinning would wait out a whole time slice).
-                BUSY => std::thread::yield_now(),
-                _ => {
-                    if self
-                        .hook
-                        .compare_exchange(SET, BUSY, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_ok()
-                    {
-                        let vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
-                        for vm in vms.iter() {
-                            // SAFETY: this thread's own VM, alive, between calls.
-                            unsafe { ffi::lua_sethook(vm.0, None, 0, 0) };
-                        }
-                        drop(vms);
-                        self.hook.store(NONE, Ordering::SeqCst);
-                        return;
-                    }
+                _ => std::thread::yield_now(),
+            }
+        }
+    }
+
+    /// Sets or removes the budget hook on every VM of this thread. The caller holds the
+    /// `BUSY` mark, so the watchdog and the VMs' thread never change a hook at once.
+    fn set_hooks(&self, on: bool) {
+        let vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
+        for vm in vms.iter() {
+            // SAFETY: the VM is alive (it leaves this list before it is closed); lua_sethook
+            // may be called asynchronously, from the watchdog while a call runs on the VM.
+            unsafe {
+                if on {
+                    ffi::lua_sethook(vm.0, Some(budget_hook), ffi::LUA_MASKCOUNT, HOOK_EVERY);
+                } else {
+                    ffi::lua_sethook(vm.0, None, 0, 0);
                 }
             }
         }
