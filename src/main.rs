@@ -31,6 +31,24 @@ use cli::{Cli, Command, LogFormat, PluginCommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process (and the workers a daemon forks), unless
+/// `MIMALLOC_ALLOW_THP` is set, which then decides as mimalloc documents. With THP (Debian's
+/// `madvise` mode included: 16 of a 1-route start's 41 MiB were huge pages), a 2 MiB page stays
+/// whole while a single small block on it lives, and khugepaged folds purged ranges back into
+/// huge pages, so RSS crept up reload after reload: in `bench/memory.py --soak 1000` the RSS
+/// once idle went 119 → 135 MiB with THP and 97 → 98 MiB without. The cost, measured: routing
+/// over 10,000 regex routes ~6% slower (probably TLB misses); the plain proxy hop did not move. The
+/// kernel applies the flag to mappings that already exist too. Errors are ignored: a kernel
+/// without the flag (before 3.15) keeps its own setting.
+fn no_transparent_huge_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return;
+    }
+    // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process's memory descriptor; it
+    // reads no memory of ours.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
 fn init_logging(format: LogFormat, level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
@@ -348,6 +366,7 @@ fn add_tls<A>(
 }
 
 fn main() -> anyhow::Result<ExitCode> {
+    no_transparent_huge_pages();
     // Threads that do not set their own stack size (Pingora's workers, the reloader, the admin
     // runtime) run Lua: give them room for the nesting the stack guard allows. Set before any
     // thread is spawned (std reads it once).

@@ -107,3 +107,28 @@ async fn body_filter_responses_are_chunked_and_keep_the_connection() {
         }
     }
 }
+
+/// Bug: with transparent huge pages (mimalloc advises its arenas), RSS crept up with every
+/// reload as khugepaged folded freed ranges back into huge pages. The process turns THP off
+/// for itself unless `MIMALLOC_ALLOW_THP` asks otherwise.
+#[tokio::test]
+async fn transparent_huge_pages_are_off_unless_asked_for() {
+    let thp_enabled = |pid: u32| -> String {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .expect("the kernel reports THP_enabled (Linux 5.0+)")
+            .trim()
+            .to_string()
+    };
+    let up = Upstream::start().await;
+    let cfg = render(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/]}\n",
+        &[&up],
+    );
+    let default = Proxy::start(&cfg).await;
+    assert_eq!(thp_enabled(default.pid()), "0");
+    let asked = Proxy::start_with_env(&cfg, &[], &[("MIMALLOC_ALLOW_THP", "1")]).await;
+    assert_eq!(thp_enabled(asked.pid()), "1");
+}
