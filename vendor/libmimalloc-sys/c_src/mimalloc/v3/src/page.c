@@ -447,8 +447,15 @@ void _mi_page_retire(mi_page_t* page) mi_attr_noexcept {
   #if MI_RETIRE_CYCLES > 0
   const size_t bsize = mi_page_block_size(page);
   if mi_likely( /* bsize < MI_MAX_RETIRE_SIZE && */ !mi_page_queue_is_special(pq)) {  // not full or huge queue?
-    if (pq->last==page && pq->first==page) { // the only page in the queue?
+    // Keep one emptied page per queue, not only when it is the queue's only page: a thread
+    // whose use of a size class goes up and down by a page (one per request, say) otherwise
+    // frees and re-initializes that page every time. The kept page moves to the front, where
+    // `_mi_theap_collect_retired` finds it; a second emptied page is freed as before.
+    mi_page_t* const first = pq->first;
+    const bool kept_already = (first != page && first->retire_expire != 0 && mi_page_all_free(first));
+    if (!kept_already) {
       mi_theap_t* theap = mi_page_theap(page);
+      mi_page_queue_move_to_front(theap, pq, page);
       #if MI_STAT>0
       mi_theap_stat_counter_increase(theap, pages_retire, 1);
       #endif
