@@ -32,14 +32,16 @@ use cli::{Cli, Command, LogFormat, PluginCommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Turns transparent huge pages off for this process (and the workers a daemon forks), unless
-/// `MIMALLOC_ALLOW_THP` is set, which then decides as mimalloc documents. With THP (Debian's
-/// `madvise` mode included: 16 of a 1-route start's 41 MiB were huge pages), a 2 MiB page stays
-/// whole while a single small block on it lives, and khugepaged folds purged ranges back into
-/// huge pages, so RSS crept up reload after reload: in `bench/memory.py --soak 1000` the RSS
-/// once idle went 119 → 135 MiB with THP and 97 → 98 MiB without. The cost, measured: routing
-/// over 10,000 regex routes ~6% slower (probably TLB misses); the plain proxy hop did not move. The
-/// kernel applies the flag to mappings that already exist too. Errors are ignored: a kernel
-/// without the flag (before 3.15) keeps its own setting.
+/// `MIMALLOC_ALLOW_THP` is set. mimalloc is also built without its huge-page advice (the
+/// `no_thp` feature), so that a kernel in `madvise` mode (Debian's default) gives no huge pages
+/// even to what is allocated before `main`; this call covers kernels in `always` mode. With
+/// THP (16 of a 1-route start's 41 MiB were huge pages), a 2 MiB page stays whole while a
+/// single small block on it lives, and khugepaged folds purged ranges back into huge pages, so
+/// RSS crept up reload after reload: in `bench/memory.py --soak 1000` the RSS once idle went
+/// 122 → 134 MiB with THP and 97 → 98 MiB without. The cost, measured: routing over 10,000
+/// regex routes ~6% slower (probably TLB misses); the plain proxy hop did not move. The kernel
+/// applies the flag to mappings that already exist too. Errors are ignored: a kernel without
+/// the flag (before 3.15) keeps its own setting.
 fn no_transparent_huge_pages() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
         return;
