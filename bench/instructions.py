@@ -190,10 +190,10 @@ def main():
         "server under `valgrind --tool=callgrind`, (instructions after W + N requests − after W) "
         "/ N, one keep-alive connection, bench/run's configs; the gateway's worker thread, "
         "nginx's one process; the median of %d such pairs, with their spread (max − min over "
-        "the median). The plain proxy repeats within 0.1%%; with Lua the count moves by a few %% "
-        "from one process to the next (probably the VM's garbage collector, pacing itself on a heap "
-        "laid out differently in each process). `rep movsb` counts once per byte, so large copies weigh "
-        "more here than in time."
+        "the median). Runs repeat within a few tenths of a percent (Lua runs moved by up to 10%% "
+        "before the mimalloc patch in vendor/, with the allocator freeing and re-initialising pages "
+        "per request depending on the process's layout). `rep movsb` counts once per byte, so "
+        "large copies weigh more here than in time."
         % (args.requests, args.warmup, args.repeat, datetime.date.today().isoformat(), cpu,
            version, time.monotonic() - started, args.repeat),
         "",
