@@ -84,7 +84,6 @@ thread_local! {
             all.push(weak.clone());
             all
         });
-        start();
         watch
     };
 }
@@ -250,7 +249,9 @@ pub struct Vm {
 impl Vm {
     /// Registers `lua` (just created on this thread) with this thread's watch.
     pub fn new(lua: Lua) -> Vm {
-        // A VM made on a thread that came through a fork with its watch.
+        // Every VM is made here, so this is where the watchdog starts: in this process (a
+        // daemon's workers are forked after the startup compile ran plugin code) and before
+        // any call on the VM can need it.
         start();
         let state = VmState(lua.state());
         let watch = WATCH.with(Arc::clone);
