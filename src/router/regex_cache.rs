@@ -1,10 +1,18 @@
-//! Route regexes, compiled when a request first needs them and shared between snapshots.
+//! Route regexes, compiled when a request first needs them and shared between routes and
+//! snapshots.
 //!
 //! A regex path is checked when the config loads (a bad pattern is a located config error),
 //! but a snapshot keeps its text: the compiled form is made the first time a request path
-//! reaches the regex's literal prefix in the router's trie. Patterns and compiled regexes are
-//! shared by text between snapshots: a reload neither compiles again nor duplicates the regexes
-//! it keeps, and a pattern a live snapshot holds is not checked again.
+//! reaches the regex's literal prefix in the router's trie. A reload neither checks nor
+//! duplicates the patterns a live snapshot holds.
+//!
+//! Most route regexes are a literal followed by a short tail (`^/users/(?<id>\d+)$`; the
+//! Kong Ingress Controller writes `^/foo$` for an Exact path), and thousands of routes share
+//! the tail. So a pattern is split into its leading literal, compared as text, and the rest,
+//! compiled once per distinct tail and run anchored where the literal ends. The search still
+//! sees the whole path, so look-behind assertions at the seam (`\b`) and capture offsets are
+//! those of the pattern as written. 10,000 routes `^/re{i}/(?<id>\d+)$` hold one compiled
+//! regex, which stays in the CPU's caches, instead of 10,000.
 //!
 //! Kong's router runs Rust's `regex` with Unicode on. Unicode classes are what make a compiled
 //! regex big (`\d` alone is hundreds of NFA states; regex-automata's meta engine then adds DFAs,
@@ -25,17 +33,48 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 use regex_automata::meta::{self, Regex};
 use regex_automata::nfa::thompson::{self, backtrack, pikevm};
 use regex_automata::util::captures::Captures;
+use regex_automata::util::primitives::NonMaxUsize;
 use regex_automata::util::syntax;
-use regex_automata::Input;
+use regex_automata::{Anchored, Input};
+use regex_syntax::ast::{self, Ast};
 
 /// A route regex: its pattern, compiled on first use.
 #[derive(Debug)]
 pub(crate) struct LazyRegex {
-    pattern: Arc<str>,
+    pattern: Arc<Pattern>,
     compiled: OnceLock<Arc<Compiled>>,
 }
 
-/// The compiled forms of one pattern.
+/// A checked pattern, split into its leading literal and the rest.
+#[derive(Debug)]
+struct Pattern {
+    text: Box<str>,
+    /// What every match starts with (ASCII, escapes resolved); empty when not split.
+    literal: Box<str>,
+    /// Where the rest starts in `text`; 0 when not split (the whole pattern is compiled).
+    rest: usize,
+}
+
+impl Pattern {
+    fn rest(&self) -> &str {
+        &self.text[self.rest..]
+    }
+
+    /// The search for `path`: the rest, anchored where the literal ends; None when `path`
+    /// does not start with the literal.
+    fn input<'h>(&self, path: &'h str) -> Option<Input<'h>> {
+        if self.rest == 0 {
+            return Some(Input::new(path));
+        }
+        path.starts_with(&*self.literal).then(|| {
+            Input::new(path)
+                .range(self.literal.len()..)
+                .anchored(Anchored::Yes)
+        })
+    }
+}
+
+/// The compiled forms of one pattern (or of the rest of split patterns).
 #[derive(Debug)]
 struct Compiled {
     /// Unicode off, for ASCII paths; None when the pattern has no such form.
@@ -85,29 +124,26 @@ impl Ascii {
         })
     }
 
-    fn is_match(&self, path: &str) -> bool {
+    fn is_match(&self, input: &Input<'_>) -> bool {
         let mut found = false;
         if !self.backtrack(|cache| {
             self.backtracker
-                .try_is_match(cache, path)
+                .try_is_match(cache, input.clone())
                 .map(|m| found = m)
                 .is_ok()
         }) {
-            found = self.pikevm.is_match(&mut self.pikevm.create_cache(), path);
+            found = self
+                .pikevm
+                .is_match(&mut self.pikevm.create_cache(), input.clone());
         }
         found
     }
 
-    fn captures(&self, path: &str) -> Captures {
+    fn captures(&self, input: &Input<'_>) -> Captures {
         let mut caps = self.backtracker.create_captures();
-        let input = Input::new(path);
-        if !self.backtrack(|cache| {
-            self.backtracker
-                .try_search(cache, &input, &mut caps)
-                .is_ok()
-        }) {
+        if !self.backtrack(|cache| self.backtracker.try_search(cache, input, &mut caps).is_ok()) {
             let mut cache = self.pikevm.create_cache();
-            self.pikevm.search(&mut cache, &input, &mut caps);
+            self.pikevm.search(&mut cache, input, &mut caps);
         }
         caps
     }
@@ -118,21 +154,19 @@ enum Form<'a> {
     Unicode(&'a Regex),
 }
 
-/// What the process knows of a pattern: alive while a snapshot holds it.
-struct Entry {
-    pattern: Weak<str>,
-    compiled: Weak<Compiled>,
-}
-
+/// What the process knows of patterns and compiled tails: alive while a snapshot holds them.
 struct Cache {
-    entries: HashMap<Box<str>, Entry>,
+    patterns: HashMap<Box<str>, Weak<Pattern>>,
+    /// Keyed by the text compiled: a pattern's rest, or the whole pattern when not split.
+    compiled: HashMap<Box<str>, Weak<Compiled>>,
     /// Entries after the last sweep of dead ones.
     swept: usize,
 }
 
 static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(|| {
     Mutex::new(Cache {
-        entries: HashMap::new(),
+        patterns: HashMap::new(),
+        compiled: HashMap::new(),
         swept: 0,
     })
 });
@@ -146,90 +180,84 @@ fn cache() -> std::sync::MutexGuard<'static, Cache> {
 pub fn is_live_route_regex(regex: &str) -> bool {
     let key = format!("^{regex}");
     cache()
-        .entries
+        .patterns
         .get(key.as_str())
-        .is_some_and(|e| e.pattern.strong_count() > 0)
+        .is_some_and(|p| p.strong_count() > 0)
 }
 
 impl LazyRegex {
     /// Checks `pattern` (unless a live snapshot holds it) and keeps its text. The error is the
     /// `regex` crate's message.
     pub(crate) fn new(pattern: &str) -> Result<LazyRegex, String> {
-        {
-            let cache = cache();
-            if let Some(e) = cache.entries.get(pattern) {
-                if let Some(text) = e.pattern.upgrade() {
-                    let compiled = OnceLock::new();
-                    if let Some(re) = e.compiled.upgrade() {
-                        let _ = compiled.set(re);
-                    }
-                    return Ok(LazyRegex {
-                        pattern: text,
-                        compiled,
-                    });
+        let known = cache().patterns.get(pattern).and_then(Weak::upgrade);
+        let pattern = match known {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(check(pattern)?);
+                let mut cache = cache();
+                cache.patterns.insert(pattern.into(), Arc::downgrade(&p));
+                // Forget what no snapshot holds any more (the maps stay proportional to it).
+                if cache.patterns.len() > 2 * cache.swept + 1024 {
+                    cache.patterns.retain(|_, p| p.strong_count() > 0);
+                    cache.compiled.retain(|_, c| c.strong_count() > 0);
+                    cache.swept = cache.patterns.len();
                 }
+                p
             }
+        };
+        let compiled = OnceLock::new();
+        if let Some(re) = cache().compiled.get(pattern.rest()).and_then(Weak::upgrade) {
+            let _ = compiled.set(re);
         }
-        // Checked by compiling the form requests will mostly use (a pattern valid with Unicode
-        // off is valid with it on); the compiled form is dropped until a request needs it.
-        if !check_ascii(pattern) {
-            build(pattern).map_err(|e| e.to_string())?;
-        }
-        let text: Arc<str> = pattern.into();
-        let mut cache = cache();
-        cache.entries.insert(
-            pattern.into(),
-            Entry {
-                pattern: Arc::downgrade(&text),
-                compiled: Weak::new(),
-            },
-        );
-        // Forget patterns no snapshot holds any more (the map stays proportional to them).
-        if cache.entries.len() > 2 * cache.swept + 1024 {
-            cache.entries.retain(|_, e| e.pattern.strong_count() > 0);
-            cache.swept = cache.entries.len();
-        }
-        Ok(LazyRegex {
-            pattern: text,
-            compiled: OnceLock::new(),
-        })
+        Ok(LazyRegex { pattern, compiled })
     }
 
     /// The pattern.
     pub(crate) fn as_str(&self) -> &str {
-        &self.pattern
+        &self.pattern.text
     }
 
     /// Whether the regex matches somewhere in `path`.
     pub(crate) fn is_match(&self, path: &str) -> bool {
+        let Some(input) = self.pattern.input(path) else {
+            return false;
+        };
         match self.forms(path) {
-            Form::Ascii(ascii) => ascii.is_match(path),
-            Form::Unicode(re) => re.is_match(path),
+            Form::Ascii(ascii) => ascii.is_match(&input),
+            Form::Unicode(re) => re.is_match(input),
         }
     }
 
     /// The leftmost-first match in `path` with its groups, if any.
     pub(crate) fn captures(&self, path: &str) -> Option<Captures> {
-        let caps = match self.forms(path) {
-            Form::Ascii(ascii) => ascii.captures(path),
+        let input = self.pattern.input(path)?;
+        let mut caps = match self.forms(path) {
+            Form::Ascii(ascii) => ascii.captures(&input),
             Form::Unicode(re) => {
                 let mut caps = re.create_captures();
-                re.captures(path, &mut caps);
+                re.search_captures(&input, &mut caps);
                 caps
             }
         };
-        caps.is_match().then_some(caps)
+        if !caps.is_match() {
+            return None;
+        }
+        if self.pattern.rest > 0 {
+            // The whole match starts with the literal, at 0.
+            caps.slots_mut()[0] = NonMaxUsize::new(0);
+        }
+        Some(caps)
     }
 
     /// The form to run on `path`, compiled now if no snapshot has needed it yet.
     fn forms(&self, path: &str) -> Form<'_> {
-        let compiled = self.compiled.get_or_init(|| shared(&self.pattern));
+        let compiled = self.compiled.get_or_init(|| shared(self.pattern.rest()));
         match &compiled.ascii {
             Some(ascii) if path.is_ascii() => Form::Ascii(ascii),
             _ => Form::Unicode(compiled.unicode.get_or_init(|| {
-                build(&self.pattern).unwrap_or_else(|e| {
+                build(self.pattern.rest()).unwrap_or_else(|e| {
                     // Only a size limit can fail here (the syntax was checked at load).
-                    tracing::error!(pattern = %self.pattern, error = %e, "a route regex failed to compile for a non-ASCII path; it matches none");
+                    tracing::error!(pattern = %self.pattern.text, error = %e, "a route regex failed to compile for a non-ASCII path; it matches none");
                     Regex::new_many::<&str>(&[]).expect("a regex that matches nothing")
                 })
             })),
@@ -251,11 +279,28 @@ fn build(pattern: &str) -> Result<Regex, Box<meta::BuildError>> {
         .map_err(Box::new)
 }
 
+/// Checks a pattern and splits it. It is checked by compiling the form requests will mostly
+/// use (a pattern valid with Unicode off is valid with it on); the compiled form is dropped
+/// until a request needs it.
+fn check(pattern: &str) -> Result<Pattern, String> {
+    let parsed = ast::parse::Parser::new().parse(pattern).ok();
+    let ascii_ok = parsed.as_ref().is_some_and(|ast| check_ascii(pattern, ast));
+    if !ascii_ok {
+        build(pattern).map_err(|e| e.to_string())?;
+    }
+    let (literal, rest) = parsed.as_ref().map(split).unwrap_or_default();
+    Ok(Pattern {
+        text: pattern.into(),
+        literal: literal.into(),
+        rest,
+    })
+}
+
 /// Whether the pattern compiles with Unicode off, within the `regex` crate's default NFA size
 /// limit (as Kong's router refuses bigger ones). Only a counted repetition (`{n}`) or a very
-/// long pattern can get near that limit, so the others are parsed, not compiled: the compile
-/// is most of the cost of loading 10,000 regex routes.
-fn check_ascii(pattern: &str) -> bool {
+/// long pattern can get near that limit, so the others are translated, not compiled: the
+/// compile is most of the cost of loading 10,000 regex routes.
+fn check_ascii(pattern: &str, ast: &Ast) -> bool {
     if !pattern.is_ascii() {
         return false;
     }
@@ -266,37 +311,63 @@ fn check_ascii(pattern: &str) -> bool {
             .build(pattern)
             .is_ok();
     }
-    regex_syntax::ParserBuilder::new()
+    regex_syntax::hir::translate::TranslatorBuilder::new()
         .unicode(false)
         .utf8(false)
         .build()
-        .parse(pattern)
+        .translate(pattern, ast)
         .is_ok()
 }
 
-/// The compiled forms of a checked pattern, shared with every snapshot that holds it.
-fn shared(pattern: &Arc<str>) -> Arc<Compiled> {
-    if let Some(re) = cache()
-        .entries
-        .get(&**pattern)
-        .and_then(|e| e.compiled.upgrade())
-    {
+/// The pattern's leading literal and where the rest starts: `^` followed by plain ASCII
+/// characters. Anything else (flags, a class, a repeated character, a top-level `|`) ends
+/// the literal; a pattern without `^` or without a literal is not split.
+fn split(ast: &Ast) -> (String, usize) {
+    let Ast::Concat(concat) = ast else {
+        return (String::new(), 0);
+    };
+    let mut literal = String::new();
+    let mut rest = 0;
+    for item in &concat.asts {
+        match item {
+            Ast::Assertion(a)
+                if literal.is_empty()
+                    && matches!(
+                        a.kind,
+                        ast::AssertionKind::StartLine | ast::AssertionKind::StartText
+                    ) =>
+            {
+                rest = a.span.end.offset;
+            }
+            Ast::Literal(l) if rest > 0 && l.c.is_ascii() => {
+                literal.push(l.c);
+                rest = l.span.end.offset;
+            }
+            _ => break,
+        }
+    }
+    if literal.is_empty() {
+        return (String::new(), 0);
+    }
+    (literal, rest)
+}
+
+/// The compiled forms of `text`, shared with every route and snapshot that holds it.
+fn shared(text: &str) -> Arc<Compiled> {
+    if let Some(re) = cache().compiled.get(text).and_then(Weak::upgrade) {
         return re;
     }
     // Compiled outside the lock: two workers may both compile a regex once; one copy stays.
     let re = Arc::new(Compiled {
-        ascii: Ascii::build(pattern),
+        ascii: Ascii::build(text),
         unicode: OnceLock::new(),
     });
     let mut cache = cache();
-    let entry = cache.entries.entry((**pattern).into()).or_insert(Entry {
-        pattern: Arc::downgrade(pattern),
-        compiled: Weak::new(),
-    });
-    match entry.compiled.upgrade() {
+    let entry = cache.compiled.entry(text.into()).or_default();
+    match entry.upgrade() {
         Some(existing) => existing,
         None => {
-            entry.compiled = Arc::downgrade(&re);
+            *entry = Arc::downgrade(&re);
             re
         }
     }
@@ -360,6 +431,19 @@ mod tests {
             r"^/hex/[\x00-\x{7f}]+$",
             r"/mid/(?<x>a|ab)(c|bcd)",
             r"^/p/\p{Greek}+$",
+            // Split at a seam that looks behind or repeats: the search sees the whole path.
+            r"^/b\b/x",
+            r"^/ab\Bc",
+            r"^/w\b",
+            r"^/x^",
+            r"^^/a/(b)",
+            r"^\A/a\z",
+            r"^\/a\.b/(?<n>[^/]+)$",
+            r"^/a/(?i)B",
+            r"^/ab+c",
+            r"^/a|/b/(c)",
+            r"^/(x)",
+            r"^/w/",
         ];
         let paths = [
             "/a/123",
@@ -387,6 +471,22 @@ mod tests {
             "/class/\u{e9}",
             "/hex/\u{e9}",
             "/p/\u{3b1}",
+            "/b/x",
+            "/abc",
+            "/abbc",
+            "/ac",
+            "/w",
+            "/wx",
+            "/x",
+            "/a/b",
+            "/a",
+            "/a.b/n",
+            "/a.b/",
+            "/a/b/x",
+            "/a/B",
+            "/b/c",
+            "/x/b/c",
+            "/w/\u{e9}",
         ];
         for p in patterns {
             let lazy = LazyRegex::new(p).unwrap();
@@ -409,8 +509,49 @@ mod tests {
         }
         // Unicode \d on a non-ASCII path: an Arabic-Indic digit is a digit.
         assert!(LazyRegex::new(r"^/u/\d$").unwrap().is_match("/u/\u{663}"));
-        assert!(!check_ascii(r"^/p/\p{Greek}$"));
-        assert!(!check_ascii("^/caf\u{e9}$"));
+        let ascii = |p: &str| check_ascii(p, &ast::parse::Parser::new().parse(p).unwrap());
+        assert!(!ascii(r"^/p/\p{Greek}$"));
+        assert!(!ascii("^/caf\u{e9}$"));
+        assert!(ascii(r"^/a/\d$"));
+    }
+
+    #[test]
+    fn patterns_split_at_their_leading_literal() {
+        let cases = [
+            (r"^/users/(?<id>\d+)$", "/users/", r"(?<id>\d+)$"),
+            (r"^/foo$", "/foo", "$"),
+            (r"^/exact", "/exact", ""),
+            (r"^\/a\.b/x+", "/a.b/", "x+"),
+            (r"^/ab+", "/a", "b+"),
+            (r"^^/a", "/a", ""),
+            (r"^/a|/b", "", r"^/a|/b"),
+            (r"^(?i)/a", "", r"^(?i)/a"),
+            (r"^[/]a", "", r"^[/]a"),
+            (r"/a", "", "/a"),
+            (r"^/caf\u{e9}", "/caf", r"\u{e9}"),
+            (r"^/caf\xE9", "/caf", r"\xE9"),
+        ];
+        for (pattern, literal, rest) in cases {
+            let p = check(pattern).unwrap();
+            assert_eq!((&*p.literal, p.rest()), (literal, rest), "{pattern}");
+        }
+    }
+
+    /// Routes that differ only in their literal share one compiled regex.
+    #[test]
+    fn routes_share_the_compiled_rest() {
+        let a = LazyRegex::new(r"^/share-a/(?<id>\d+)/share$").unwrap();
+        let b = LazyRegex::new(r"^/share-b/(?<id>\d+)/share$").unwrap();
+        let caps = b.captures("/share-b/42/share").expect("a match");
+        assert_eq!(caps.get_group(0).map(|s| s.range()), Some(0..17));
+        assert_eq!(caps.get_group_by_name("id").map(|s| s.range()), Some(9..11));
+        assert!(a.is_match("/share-a/7/share"));
+        assert!(!a.is_match("/share-b/7/share"));
+        assert!(!a.is_match("/share-a/x/share"));
+        assert!(Arc::ptr_eq(
+            a.compiled.get().unwrap(),
+            b.compiled.get().unwrap()
+        ));
     }
 
     /// A path too long for the backtracker's budget is searched by the PikeVM.
