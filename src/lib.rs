@@ -5,6 +5,7 @@
 //! [`server`] (CLI-facing wiring, reload).
 
 pub mod admin;
+pub mod allocator;
 pub mod balancer;
 pub mod config;
 pub mod env;

@@ -29,7 +29,7 @@ mod cli;
 use cli::{Cli, Command, LogFormat, PluginCommand};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: sluice::allocator::MiMalloc = sluice::allocator::MiMalloc;
 
 /// Turns transparent huge pages off for this process (and the workers a daemon forks), unless
 /// `MIMALLOC_ALLOW_THP` is set. mimalloc is also built without its huge-page advice (the
