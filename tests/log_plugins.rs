@@ -247,6 +247,92 @@ services:
     );
 }
 
+/// Without a prometheus plugin every request is counted (Kong's default flags): one series per
+/// route, consumer, status and source, each counted once per request, the same route under two
+/// statuses and with and without a consumer, and a request no route matched.
+#[tokio::test]
+async fn request_metrics_keep_routes_consumers_and_statuses_apart() {
+    let up = Upstream::start().await;
+    let cfg = r#"
+_format_version: "3.0"
+consumers:
+  - username: alice
+    keyauth_credentials:
+      - key: alice-key
+services:
+  - name: svc
+    url: http://{upstream}
+    routes:
+      - name: open
+        paths: [/open]
+      - name: keyed
+        paths: [/keyed]
+        plugins:
+          - name: key-auth
+"#;
+    let proxy = Proxy::start_with_admin(&render(cfg, &[&up]), &["--no-watch"]).await;
+    for (path, key, status) in [
+        ("/open", None, 200),
+        ("/keyed", Some("alice-key"), 200),
+        ("/open", None, 200),
+        ("/keyed", None, 401),
+        ("/keyed", Some("alice-key"), 200),
+        ("/nowhere", None, 404),
+        ("/keyed", Some("alice-key"), 200),
+    ] {
+        let headers: Vec<(&str, &str)> = key.map(|k| ("apikey", k)).into_iter().collect();
+        assert_eq!(proxy.get(path, &headers).await.status, status, "{path}");
+    }
+    let metrics = proxy.admin("GET", "/metrics", "").await.text();
+    let count = |series: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(series))
+            .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    let requests = "kong_http_requests_total{code=";
+    assert_eq!(
+        count(&format!(
+            "{requests}\"200\",consumer=\"\",route=\"open\",service=\"svc\""
+        )),
+        ["2"],
+        "{metrics}"
+    );
+    assert_eq!(
+        count(&format!(
+            "{requests}\"200\",consumer=\"alice\",route=\"keyed\",service=\"svc\""
+        )),
+        ["3"],
+        "{metrics}"
+    );
+    assert_eq!(
+        count(&format!(
+            "{requests}\"401\",consumer=\"\",route=\"keyed\",service=\"svc\""
+        )),
+        ["1"],
+        "{metrics}"
+    );
+    assert_eq!(
+        count(&format!(
+            "{requests}\"404\",consumer=\"\",route=\"\",service=\"\""
+        )),
+        ["1"],
+        "{metrics}"
+    );
+    assert_eq!(
+        count(&format!("{requests}\"200\",consumer=\"\",route=\"keyed\"")),
+        Vec::<String>::new(),
+        "{metrics}"
+    );
+    // Latency per route, consumers together: keyed saw four requests.
+    assert_eq!(
+        count("kong_request_latency_ms_count{route=\"keyed\",service=\"svc\""),
+        ["4"],
+        "{metrics}"
+    );
+}
+
 /// http-log's `http_endpoint` and header values are referenceable in Kong: `{vault://...}`
 /// there (through a `vaults:` entity's prefix, and a key of a JSON value) is posted with the
 /// secret's value; the admin API shows the plugin as written.

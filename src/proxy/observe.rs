@@ -13,35 +13,62 @@ use super::{Ctx, Gateway};
 use crate::metrics::requests::{Bandwidth, Latency};
 use crate::plugins::MetricFlags;
 
-/// The per-route handles, each family created when first recorded (a series that exists is
-/// exported, even at zero).
+/// The handles of one route (and consumer), each family created when first recorded (a series
+/// that exists is exported, even at zero).
 #[derive(Default)]
 struct RouteHandles {
     /// Request, upstream and Kong latency.
     latency: Option<Arc<Latency>>,
     /// Ingress and egress bytes.
     bandwidth: Option<Arc<Bandwidth>>,
+    /// Request counters by status and response source: a few per route.
+    requests: Vec<(u16, &'static str, Arc<AtomicU64>)>,
 }
 
 /// Route and consumer indexes.
 type RouteKey = (Option<usize>, Option<usize>);
-/// Route, consumer, status and response source.
-type RequestKey = (Option<usize>, Option<usize>, u16, &'static str);
 
-/// `(route, consumer)` → handles, and `(route, consumer, status, source)` → request counter,
-/// for one snapshot generation.
+/// The handles of one snapshot generation. Requests without a consumer find theirs by route
+/// index, in one dense vector (with 10,000 routes, a hash map's probe and the key's hashing were
+/// cache misses and instructions on every request); those with one, by route and consumer.
 #[derive(Default)]
 struct Cache {
     generation: u64,
-    routes: HashMap<RouteKey, RouteHandles>,
-    requests: HashMap<RequestKey, Arc<AtomicU64>>,
+    /// Slot 0: no route; slot `r + 1`: route `r`.
+    routes: Vec<RouteHandles>,
+    consumers: HashMap<RouteKey, RouteHandles>,
 }
 
-/// Entries kept at most per thread (labels of a config with very many routes and consumers).
+/// Route and consumer pairs kept at most per thread (labels of a config with very
+/// many routes and consumers); past it the cache starts again.
 const MAX_ENTRIES: usize = 100_000;
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+impl Cache {
+    /// The handles of `route` and `consumer` in the generation of a snapshot with `routes` routes.
+    fn handles(&mut self, generation: u64, routes: usize, key: RouteKey) -> &mut RouteHandles {
+        if self.generation != generation || self.consumers.len() > MAX_ENTRIES {
+            *self = Cache {
+                generation,
+                ..Cache::default()
+            };
+        }
+        match key {
+            (route, None) => {
+                let slot = route.map_or(0, |r| r + 1);
+                if self.routes.len() <= slot {
+                    // Grown as routes are used (doubling), up to the snapshot's count.
+                    let len = (2 * self.routes.len()).clamp(slot + 1, (routes + 1).max(slot + 1));
+                    self.routes.resize_with(len, RouteHandles::default);
+                }
+                &mut self.routes[slot]
+            }
+            _ => self.consumers.entry(key).or_default(),
+        }
+    }
 }
 
 impl Gateway {
@@ -75,36 +102,31 @@ impl Gateway {
         let upstream = ctx.upstream_latency.map(|d| d.as_secs_f64() * 1000.0);
         CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
-            if cache.generation != snap.generation
-                || cache.routes.len() + cache.requests.len() > MAX_ENTRIES
-            {
-                *cache = Cache {
-                    generation: snap.generation,
-                    ..Cache::default()
-                };
-            }
+            let h = cache.handles(snap.generation, snap.config.routes.len(), (route, consumer));
             if flags.status_codes {
-                let key = (route, consumer, status, ctx.state.source);
-                cache
+                let source = ctx.state.source;
+                let found = h
                     .requests
-                    .entry(key)
-                    .or_insert_with(|| {
-                        let (service, route_name, consumer_name) = labels();
-                        let code = status.to_string();
-                        m.requests.requests([
-                            service.as_str(),
-                            route_name.as_str(),
-                            code.as_str(),
-                            ctx.state.source,
-                            consumer_name.as_str(),
-                        ])
-                    })
-                    .fetch_add(1, Relaxed);
+                    .iter()
+                    .position(|(code, src, _)| *code == status && *src == source);
+                let i = found.unwrap_or_else(|| {
+                    let (service, route_name, consumer_name) = labels();
+                    let code = status.to_string();
+                    let counter = m.requests.requests([
+                        service.as_str(),
+                        route_name.as_str(),
+                        code.as_str(),
+                        source,
+                        consumer_name.as_str(),
+                    ]);
+                    h.requests.push((status, source, counter));
+                    h.requests.len() - 1
+                });
+                h.requests[i].2.fetch_add(1, Relaxed);
             }
             if !flags.latency && !flags.bandwidth {
                 return;
             }
-            let h = cache.routes.entry((route, consumer)).or_default();
             if flags.latency {
                 let l = h.latency.get_or_insert_with(|| {
                     let (service, route_name, _) = labels();
