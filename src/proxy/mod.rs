@@ -197,15 +197,17 @@ impl Gateway {
 
 #[async_trait]
 impl ProxyHttp for Gateway {
-    type CTX = Ctx;
+    /// Boxed: Pingora holds the context by value in its per-request futures (twice in
+    /// `process_request`'s), which the keep-alive loop moves; a pointer moves cheaply.
+    type CTX = Box<Ctx>;
 
-    fn new_ctx(&self) -> Ctx {
+    fn new_ctx(&self) -> Box<Ctx> {
         let snap = self.state.load_full();
         let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
         let generation = snap.generation;
         let mut state = RequestState::new(id, generation);
         state.body_buffer = self.limits.body_buffer;
-        Ctx {
+        Box::new(Ctx {
             snap,
             started: Instant::now(),
             state,
@@ -221,14 +223,18 @@ impl ProxyHttp for Gateway {
             body_streamed: 0,
             balancing: balance::Balancing::default(),
             _inflight: InflightGuard::new(&self.inflight),
-        }
+        })
     }
 
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
         self.limits.prepare(session)
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let scheme = scheme(session);
         ctx.state.scheme = scheme;
         let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
@@ -308,7 +314,11 @@ impl ProxyHttp for Gateway {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
         let balanced = balance::pick(session, ctx)?;
         let snap = &ctx.snap;
         let service = ctx.state.service.map(|s| &snap.services[s]);
@@ -365,7 +375,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         peer: &HttpPeer,
-        ctx: &mut Ctx,
+        ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
         balance::connect_failed(ctx, &e);
@@ -386,7 +396,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         upstream: &mut RequestHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         let snap = &ctx.snap;
         let (Some(route_idx), Some(matched)) = (ctx.state.route, ctx.matched.as_ref()) else {
@@ -412,7 +422,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         body: &mut Option<bytes::Bytes>,
         _end_of_stream: bool,
-        ctx: &mut Ctx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         if let (Some(limit), Some(chunk)) = (ctx.state.upstream.body_limit, body.as_ref()) {
             ctx.body_streamed += chunk.len() as u64;
@@ -439,7 +449,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         // A held response was accounted for (and maybe replaced) in upstream_response_held.
         if ctx.response_held {
@@ -458,7 +468,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         header: &mut ResponseHeader,
         body: &mut bytes::Bytes,
-        ctx: &mut Ctx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         self.response_held(session, header, body, ctx).await
     }
@@ -467,7 +477,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         let upstream_ms = ctx.upstream_latency.map_or(0, |d| d.as_millis());
         let proxy_ms = ctx.proxy_latency.map_or(0, |d| d.as_millis());
@@ -499,7 +509,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
-        ctx: &mut Ctx,
+        ctx: &mut Self::CTX,
     ) -> Result<Option<Duration>> {
         if ctx.filter_body && !self.run_body_filter(session, ctx, body, end_of_stream) {
             return Err(Error::explain(
@@ -510,7 +520,12 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy
     where
         Ctx: Send + Sync,
     {
@@ -556,7 +571,7 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         balance::finished(ctx, e);
         let status = session
             .as_downstream()
