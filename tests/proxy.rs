@@ -62,6 +62,46 @@ async fn proxies_with_strip_path_query_and_forwarded_headers() {
     assert_eq!(r.header("x-upstream-name"), Some("upstream"));
 }
 
+/// Hop-by-hop fields end at the gateway (RFC 9110 §7.6.1), whatever their case; the others
+/// reach the upstream.
+#[tokio::test]
+async fn hop_by_hop_fields_are_not_forwarded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&render(BASIC, &[&up])).await;
+    for request in [
+        "GET /api/hop HTTP/1.1\r\nHost: localhost\r\nKeep-Alive: timeout=5\r\n\
+         Proxy-Connection: keep-alive\r\nProxy-Authorization: Basic eDp5\r\nTE: trailers\r\n\
+         HTTP2-Settings: AAMAAABkAAQAAP__\r\nX-Kept: 1\r\nConnection: close\r\n\r\n",
+        "GET /api/hop HTTP/1.1\r\nHost: localhost\r\nX-Kept: 1\r\nconnection: close\r\n\r\n",
+    ] {
+        let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            s.read_to_end(&mut reply),
+        )
+        .await
+        .expect("the gateway answers and closes")
+        .unwrap();
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        let seen = up.last();
+        assert_eq!(seen.header("x-kept"), Some("1"));
+        for gone in [
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authorization",
+            "te",
+            "http2-settings",
+            "connection",
+        ] {
+            assert_eq!(seen.header(gone), None, "{gone} reached the upstream");
+        }
+    }
+}
+
 #[tokio::test]
 async fn strip_path_false_and_preserve_host() {
     let up = Upstream::start().await;
