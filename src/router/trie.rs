@@ -136,6 +136,9 @@ impl PrefixTrie {
     /// Lays the trie out flat for lookups and frees the nodes; call once after the last
     /// insert.
     pub(crate) fn finish(&mut self) {
+        if self.nodes.is_empty() {
+            return; // finished already
+        }
         let nodes = std::mem::take(&mut self.nodes);
         let mut flat = Vec::with_capacity(nodes.len());
         let mut edges = Vec::with_capacity(nodes.len().saturating_sub(1));
@@ -222,6 +225,7 @@ mod tests {
         assert_eq!(t.insert(b"/foo"), 2);
         assert_eq!(t.insert(b"/foo/bar/baz"), 4);
         t.finish();
+        t.finish(); // a second call keeps the finished trie
         assert!(!t.is_empty());
         assert_eq!(hits(&t, "/foo/bar"), vec![(1, 0), (4, 2), (8, 1)]);
         assert_eq!(hits(&t, "/foo/ba"), vec![(1, 0), (4, 2)]);
