@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{empty_schema, render, Proxy, Upstream};
+use common::{empty_schema, exchange_raw, render, Proxy, Upstream};
 use sluice::plugins::lua::embed;
 
 /// A plugin whose access phase answers 200 with what `code` returns (as a string).
@@ -336,19 +336,11 @@ async fn absolute_form_targets_take_their_host_from_the_request_line() {
         &[&up],
     );
     let proxy = Proxy::start(&cfg).await;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    s.write_all(
+    let text = exchange_raw(
+        proxy.addr,
         b"GET http://OTHER.test/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
-    .await
-    .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .expect("answer in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&out);
+    .await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     let seen = up.last();
     assert_eq!(seen.uri, "/x");

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{render, Proxy, Upstream};
+use common::{exchange_raw, render, Proxy, Upstream};
 
 const BASIC: &str = r#"
 _format_version: "3.0"
@@ -66,7 +66,6 @@ async fn proxies_with_strip_path_query_and_forwarded_headers() {
 /// reach the upstream.
 #[tokio::test]
 async fn hop_by_hop_fields_are_not_forwarded() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::start().await;
     let proxy = Proxy::start(&render(BASIC, &[&up])).await;
     for request in [
@@ -75,17 +74,7 @@ async fn hop_by_hop_fields_are_not_forwarded() {
          HTTP2-Settings: AAMAAABkAAQAAP__\r\nX-Kept: 1\r\nConnection: close\r\n\r\n",
         "GET /api/hop HTTP/1.1\r\nHost: localhost\r\nX-Kept: 1\r\nconnection: close\r\n\r\n",
     ] {
-        let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-        s.write_all(request.as_bytes()).await.unwrap();
-        let mut reply = Vec::new();
-        tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            s.read_to_end(&mut reply),
-        )
-        .await
-        .expect("the gateway answers and closes")
-        .unwrap();
-        let reply = String::from_utf8_lossy(&reply);
+        let reply = exchange_raw(proxy.addr, request.as_bytes()).await;
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
         let seen = up.last();
         assert_eq!(seen.header("x-kept"), Some("1"));

@@ -653,6 +653,20 @@ impl Drop for Proxy {
     }
 }
 
+/// Writes `data` as it is on a new connection and returns all the gateway answers until it
+/// closes the connection; fails the test if that takes more than 10 s.
+pub async fn exchange_raw(addr: SocketAddr, data: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.expect("connect to proxy");
+    s.write_all(data).await.expect("write the request");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the gateway answers and closes within 10 s")
+        .expect("read the answer");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// One HTTP/1.1 request on a new connection, bounded by a 30 s timeout.
 pub async fn send(
     addr: SocketAddr,
