@@ -17,6 +17,7 @@ mod observe;
 mod phases;
 pub mod proxy_protocol;
 pub mod realip;
+mod request_body;
 mod resolve;
 pub mod respond;
 pub mod tls;
@@ -39,6 +40,7 @@ use crate::plugins::{Exit, Phase, RequestState};
 use crate::router::{normalize_path, RequestInfo, RouteMatch};
 use crate::snapshot::Snapshot;
 use headers::names;
+pub use request_body::MAX_PLUGIN_BODY;
 use respond::{messages, write_exit, VIA};
 use transport::{chunked_if_unsized, scheme, server_name, upstream_tls_and_version};
 
@@ -138,62 +140,6 @@ impl Ctx {
 
 /// Request ids, unique in the process.
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
-
-/// Largest request body read for plugins (it must also fit Pingora's retry buffer, which
-/// replays it upstream); larger bodies stream through unread and `get_raw_body` answers nil and
-/// an error. Bodies over `client_body_buffer_size` are read too, but, as in Kong, handed out
-/// only to a `get_raw_body(max_allowed_file_size)` call.
-pub const MAX_PLUGIN_BODY: usize = 64 * 1024;
-
-impl Gateway {
-    /// Reads a small request body for plugins that may ask for it (Kong's get_raw_body).
-    async fn read_body_for_plugins(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        let len = session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        match len {
-            Some(0) => ctx.state.body = Some(bytes::Bytes::new()),
-            Some(n) if n <= MAX_PLUGIN_BODY => {
-                session.enable_retry_buffering();
-                let mut buf = bytes::BytesMut::with_capacity(n);
-                // A body that stops arriving is the client's fault (408), not ours.
-                while let Some(chunk) = session.read_request_body().await.map_err(|mut e| {
-                    e.as_down();
-                    e
-                })? {
-                    buf.extend_from_slice(&chunk);
-                    if buf.len() > MAX_PLUGIN_BODY {
-                        break;
-                    }
-                }
-                ctx.state.body = Some(buf.freeze());
-            }
-            None if !session
-                .req_header()
-                .headers
-                .contains_key(http::header::TRANSFER_ENCODING) =>
-            {
-                ctx.state.body = Some(bytes::Bytes::new());
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Whether an instance in the chain may read the request body.
-    fn wants_body(snap: &Snapshot, chain: &[crate::plugins::chain::Link]) -> bool {
-        chain.iter().any(|l| {
-            l.candidates.iter().any(|(i, _)| {
-                snap.instances[*i]
-                    .as_ref()
-                    .is_some_and(|inst| inst.may_read_body())
-            })
-        })
-    }
-}
 
 #[async_trait]
 impl ProxyHttp for Gateway {
