@@ -136,7 +136,7 @@ fn patrol() {
 }
 
 impl ThreadWatch {
-    /// Sets the hook on this thread's VMs if the call that had `deadline` still runs. Set
+    /// Sets the hook on this thread's VMs if the call that had `deadline` still runs. Checked
     /// again on every round while the call runs: LuaJIT's own updates of the hook mask (when
     /// it runs a finalizer) may race with an asynchronous one and lose it.
     fn arm(&self, deadline: u64) {
@@ -189,7 +189,13 @@ impl ThreadWatch {
             // may be called asynchronously, from the watchdog while a call runs on the VM.
             unsafe {
                 if on {
-                    ffi::lua_sethook(vm.0, Some(budget_hook), ffi::LUA_MASKCOUNT, HOOK_EVERY);
+                    // Only where the hook is not set (the first round, or a mask LuaJIT
+                    // restored over it): `lua_sethook` rewrites the whole hook mask, and done
+                    // again while the VM is inside the hook it could drop the mask's "hook
+                    // running" bit (LuaJIT's assertion `callhook: active hook flag removed`).
+                    if ffi::lua_gethookmask(vm.0) & ffi::LUA_MASKCOUNT == 0 {
+                        ffi::lua_sethook(vm.0, Some(budget_hook), ffi::LUA_MASKCOUNT, HOOK_EVERY);
+                    }
                 } else {
                     ffi::lua_sethook(vm.0, None, 0, 0);
                 }
