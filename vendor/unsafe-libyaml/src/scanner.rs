@@ -38,6 +38,25 @@ unsafe fn SKIP(parser: *mut yaml_parser_t) {
     (*parser).buffer.pointer = (*parser).buffer.pointer.wrapping_offset(width as isize);
 }
 
+/// How many of the buffered characters, from the current one, are spaces. A space is one
+/// octet, so they are the first octets of the buffer too.
+unsafe fn SPACE_RUN(parser: *mut yaml_parser_t) -> u64 {
+    let p = (*parser).buffer.pointer;
+    let mut n = 0_u64;
+    while n < (*parser).unread && *p.wrapping_add(n as usize) == b' ' {
+        n += 1;
+    }
+    n
+}
+
+/// SKIP of `n` characters of one octet each.
+unsafe fn SKIP_ASCII(parser: *mut yaml_parser_t, n: u64) {
+    (*parser).mark.index = (*parser).mark.index.force_add(n);
+    (*parser).mark.column = (*parser).mark.column.force_add(n);
+    (*parser).unread = (*parser).unread.wrapping_sub(n);
+    (*parser).buffer.pointer = (*parser).buffer.pointer.wrapping_offset(n as isize);
+}
+
 unsafe fn SKIP_LINE(parser: *mut yaml_parser_t) {
     if IS_CRLF!((*parser).buffer) {
         (*parser).mark.index = (*parser).mark.index.force_add(2);
@@ -945,7 +964,12 @@ unsafe fn yaml_parser_scan_to_next_token(parser: *mut yaml_parser_t) -> Success 
             || ((*parser).flow_level != 0 || !(*parser).simple_key_allowed)
                 && CHECK!((*parser).buffer, b'\t')
         {
-            SKIP(parser);
+            if CHECK!((*parser).buffer, b' ') {
+                // Indentation: the buffered run of spaces at once.
+                SKIP_ASCII(parser, SPACE_RUN(parser));
+            } else {
+                SKIP(parser);
+            }
             if CACHE(parser, 1_u64).fail {
                 return FAIL;
             }
@@ -2641,6 +2665,9 @@ unsafe fn yaml_parser_scan_plain_scalar(
                     break 's_57;
                 } else if !leading_blanks {
                     READ!(parser, whitespaces);
+                } else if CHECK!((*parser).buffer, b' ') {
+                    // The next line's indentation: the buffered run of spaces at once.
+                    SKIP_ASCII(parser, SPACE_RUN(parser));
                 } else {
                     SKIP(parser);
                 }
