@@ -190,3 +190,46 @@ fn tags_styles_and_documents() {
     assert_eq!(doc.to_json(), serde_json::json!({"a": 1}));
     assert_eq!(parse("").unwrap().value, Value::Null);
 }
+
+/// Regression for the patched libyaml scanner (vendor/unsafe-libyaml), which skips runs of
+/// spaces and copies runs of ordinary ASCII in scalars at once: the characters that end a
+/// scalar or change its meaning still do, wherever they fall in a run, and positions count
+/// every character.
+#[test]
+fn runs_of_ordinary_characters_read_as_one_at_a_time() {
+    let cases = [
+        ("a: x:y#z-1\n", "x:y#z-1"),
+        ("a: url: http://h:8/p #c\n", ""),
+        ("a: http://h:8/p#f #c\n", "http://h:8/p#f"),
+        ("a: [x:y, 'p,q', \"r]s\", t]\n", "x:y"),
+        ("a: {k: v,w}\n", ""),
+        ("a: 'it''s a \"b\" \\n'\n", "it's a \"b\" \\n"),
+        ("a: \"q\\\"r\\tx\\\\y'z\"\n", "q\"r\tx\\y'z"),
+        ("a:           spaced        out   \n", "spaced        out"),
+        ("a: é-ascii-é-ascii\n", "é-ascii-é-ascii"),
+    ];
+    for (text, want) in cases {
+        match parse(text) {
+            Ok(doc) if !want.is_empty() => {
+                let value = doc.get("a").unwrap();
+                let got = match &value.value {
+                    Value::Seq(items) => items[0].as_str().unwrap().to_string(),
+                    _ => value.as_str().unwrap().to_string(),
+                };
+                assert_eq!(got, want, "{text:?}");
+            }
+            // `url: x` in a plain scalar is a nested map, which block context refuses.
+            Err(e) => assert!(text.starts_with("a: url"), "{text:?}: {}", e.message),
+            Ok(doc) => assert!(text.starts_with("a: {"), "{text:?}: {doc:?}"),
+        }
+    }
+    // A scalar longer than the reader's buffer, after a long indentation, and its position.
+    let long = "v".repeat(100_000);
+    let text = format!("x:\n{}k: {long}\nafter: 1\n", " ".repeat(5_000));
+    let doc = parse(&text).unwrap();
+    let x = doc.get("x").unwrap();
+    assert_eq!(x.get("k").unwrap().as_str(), Some(long.as_str()));
+    assert_eq!(x.get("after").map(|n| n.loc), None);
+    assert_eq!(doc.get("after").unwrap().loc, Loc { line: 3, col: 8 });
+    assert_eq!(x.key_loc("k"), Loc { line: 2, col: 5_001 });
+}

@@ -57,6 +57,41 @@ unsafe fn SKIP_ASCII(parser: *mut yaml_parser_t, n: u64) {
     (*parser).buffer.pointer = (*parser).buffer.pointer.wrapping_offset(n as isize);
 }
 
+/// How many of the buffered characters, from the current one, are printable ASCII other than
+/// a space for which `ordinary` holds. Each is one octet, so they are the first octets of the
+/// buffer too.
+unsafe fn ASCII_RUN(parser: *mut yaml_parser_t, ordinary: impl Fn(u8) -> bool) -> u64 {
+    let p = (*parser).buffer.pointer;
+    let mut n = 0_u64;
+    while n < (*parser).unread {
+        let octet = *p.wrapping_add(n as usize);
+        if !(b'!'..=b'~').contains(&octet) || !ordinary(octet) {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// READ of `n` characters of one octet each, copied at once.
+unsafe fn READ_ASCII(parser: *mut yaml_parser_t, string: *mut yaml_string_t, n: u64) {
+    // STRING_EXTEND's margin, kept past the copied octets.
+    while (*string).pointer.wrapping_add(n as usize + 5) >= (*string).end {
+        yaml_string_extend(
+            addr_of_mut!((*string).start),
+            addr_of_mut!((*string).pointer),
+            addr_of_mut!((*string).end),
+        );
+    }
+    memcpy(
+        (*string).pointer as *mut libc::c_void,
+        (*parser).buffer.pointer as *const libc::c_void,
+        n,
+    );
+    (*string).pointer = (*string).pointer.wrapping_add(n as usize);
+    SKIP_ASCII(parser, n);
+}
+
 unsafe fn SKIP_LINE(parser: *mut yaml_parser_t) {
     if IS_CRLF!((*parser).buffer) {
         (*parser).mark.index = (*parser).mark.index.force_add(2);
@@ -2441,7 +2476,13 @@ unsafe fn yaml_parser_scan_flow_scalar(
                             }
                         }
                     } else {
-                        READ!(parser, string);
+                        // This and the ordinary characters after it, in one run.
+                        let n = ASCII_RUN(parser, |c| c != b'\'' && c != b'"' && c != b'\\');
+                        if n > 1 {
+                            READ_ASCII(parser, addr_of_mut!(string), n);
+                        } else {
+                            READ!(parser, string);
+                        }
                     }
                 }
                 if CACHE(parser, 2_u64).fail {
@@ -2579,6 +2620,23 @@ unsafe fn yaml_parser_scan_plain_scalar(
             break;
         }
         while !IS_BLANKZ!((*parser).buffer) {
+            if !leading_blanks && whitespaces.start == whitespaces.pointer {
+                // The characters below neither end a plain scalar nor need the checks and
+                // joins that follow: copied in one run.
+                let flow = (*parser).flow_level != 0;
+                let n = ASCII_RUN(parser, |c| {
+                    c != b':' && !(flow && matches!(c, b',' | b'[' | b']' | b'{' | b'}'))
+                });
+                if n > 0 {
+                    READ_ASCII(parser, addr_of_mut!(string), n);
+                    end_mark = (*parser).mark;
+                    if CACHE(parser, 2_u64).fail {
+                        current_block = 16642808987012640029;
+                        break 's_57;
+                    }
+                    continue;
+                }
+            }
             if (*parser).flow_level != 0
                 && CHECK!((*parser).buffer, b':')
                 && (CHECK_AT!((*parser).buffer, b',', 1)
