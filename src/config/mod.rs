@@ -14,6 +14,7 @@ pub mod raw;
 pub mod validate;
 pub mod vault;
 pub mod yaml;
+mod yaml_block;
 mod yaml_events;
 
 pub use error::{ConfigError, ConfigErrors, LoadError};

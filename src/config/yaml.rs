@@ -191,9 +191,28 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     }
 }
 
-/// [`parse`] with the YAML event parser only. The first document is read; what follows it
-/// is not.
+/// [`parse`] for YAML: the block-YAML fast path when the text is within its subset, else
+/// libyaml's event parser. The first document is read; what follows it is not.
 pub(super) fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
+    if let Some(node) = parse_block(text) {
+        return Ok(node);
+    }
+    parse_libyaml(text)
+}
+
+/// The tree of a text within [`super::yaml_block`]'s subset; `None` outside it, and when
+/// the tree has an error (a duplicate key, say), which libyaml's path reports.
+fn parse_block(text: &str) -> Option<Node> {
+    let mut builder = Builder::default();
+    super::yaml_block::scan(text, &mut |event, at| builder.on_event(event, at)).ok()?;
+    match builder.error {
+        Some(_) => None,
+        None => builder.root,
+    }
+}
+
+/// [`parse_yaml`] with libyaml's event parser only.
+pub(super) fn parse_libyaml(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder::default();
     let mut events = Events::new(text);
     while let Some(next) = events.next_event() {

@@ -13,6 +13,7 @@ use unsafe_libyaml as unsafe_sys;
 use super::yaml::{Loc, SyntaxError};
 
 /// One parse event (document and stream boundaries are not reported).
+#[derive(Debug, PartialEq)]
 pub(super) enum Event {
     /// A scalar: its text, whether it was written plain (unquoted, not a block scalar), and
     /// whether it is tagged `!!str`.
@@ -259,7 +260,7 @@ pub(super) const LONGEST: usize = 26;
 
 /// `bytes` as one of [`FIELD_NAMES`], if it is one: a few comparisons among the names of its
 /// length (cheaper than the allocation it saves).
-fn field_name(bytes: &[u8]) -> Option<&'static str> {
+pub(super) fn field_name(bytes: &[u8]) -> Option<&'static str> {
     static BY_LENGTH: std::sync::LazyLock<Vec<Vec<&'static str>>> =
         std::sync::LazyLock::new(|| {
             let mut by_length = vec![Vec::new(); LONGEST + 1];

@@ -1,5 +1,6 @@
 //! Tests of the located YAML tree and of the patched libyaml underneath it.
 
+use super::super::yaml_events::Event;
 use super::*;
 
 #[test]
@@ -231,5 +232,209 @@ fn runs_of_ordinary_characters_read_as_one_at_a_time() {
     assert_eq!(x.get("k").unwrap().as_str(), Some(long.as_str()));
     assert_eq!(x.get("after").map(|n| n.loc), None);
     assert_eq!(doc.get("after").unwrap().loc, Loc { line: 3, col: 8 });
-    assert_eq!(x.key_loc("k"), Loc { line: 2, col: 5_001 });
+    assert_eq!(
+        x.key_loc("k"),
+        Loc {
+            line: 2,
+            col: 5_001
+        }
+    );
+}
+
+/// Events with their positions (none for an end).
+type EventList = Vec<(Event, Option<Loc>)>;
+
+/// The events of `text` from the block-YAML fast path (`None` when it gives up) and from
+/// libyaml (up to its first error). End events keep no position: the tree does not use them.
+fn both_events(text: &str) -> (Option<EventList>, EventList) {
+    let keep = |event: Event, at: Loc| {
+        let at = (event != Event::End).then_some(at);
+        (event, at)
+    };
+    let mut fast = Vec::new();
+    let fast = super::super::yaml_block::scan(text, &mut |e, at| fast.push(keep(e, at)))
+        .ok()
+        .map(|()| fast);
+    let mut slow = Vec::new();
+    let mut events = super::super::yaml_events::Events::new(text);
+    while let Some(Ok((event, at))) = events.next_event() {
+        slow.push(keep(event, at));
+    }
+    (fast, slow)
+}
+
+/// Fails when the fast path accepts `text` and its events differ from libyaml's; whether
+/// it accepted.
+fn fast_path_agrees(text: &str) -> bool {
+    let (fast, slow) = both_events(text);
+    if let Some(fast) = &fast {
+        assert_eq!(fast, &slow, "fast path and libyaml differ on {text:?}");
+    }
+    fast.is_some()
+}
+
+/// What declarative files are mostly made of, which the fast path must take.
+const BLOCK_YAML: &str = r##"_format_version: "3.0"
+# a comment
+custom_plugins:
+  - name: p
+    handler: |2
+      local P = { PRIORITY = 1 }
+
+        -- indented, and a "#" that is content
+      return P
+    schema: |-
+      return {}
+
+    keep: |+
+      x
+
+services:
+- name: up
+  url: "http://127.0.0.1:8/a b"
+  retries: 5
+  tags: [a, 'b c', "d\"e", x-y]
+  empty:
+  routes:
+    - name: r1
+      paths: ["/r1/", ~/re/(?<id>\d+)$]
+      hosts:
+      - h1.example.test
+      - "h2.example.test"   # trailing comment
+      plugins:
+        - name: rate-limiting
+          config: {minute: 5, policy: local, nested: {a: [1, 2.5, true, null]}}
+      strip_path: false
+      x-y: 'it''s'
+    -
+      name: r2
+      paths:
+        - /r2
+      headers: {}
+      methods: []
+consumers:
+  - username: alice # comment
+    custom_id: "0x10"
+    keyauth_credentials: [{key: k1}]
+upstreams:
+"##;
+
+#[test]
+fn the_block_fast_path_reads_declarative_yaml_as_libyaml_does() {
+    assert!(fast_path_agrees(BLOCK_YAML), "the fast path gave up");
+    assert!(fast_path_agrees(&format!("---\n{BLOCK_YAML}")));
+    // The tree is the same whichever path built it.
+    assert_eq!(
+        parse_block(BLOCK_YAML).unwrap(),
+        parse_libyaml(BLOCK_YAML).unwrap()
+    );
+    // Left to libyaml: what the subset does not cover, valid or not.
+    for text in [
+        "a: &x 1\nb: *x\n",
+        "a: !!str 1\n",
+        "a: >\n  folded\n",
+        "a: foo\n  bar\n",
+        "a: [1,\n  2]\n",
+        "a: \"x\\u0041\"\n",
+        "\"a\": 1\n",
+        "a:\tb\n",
+        "a: é\n",
+        "a: 1\r\nb: 2\r\n",
+        "a: 1\n---\nb: 2\n",
+        "a: b: c\n",
+        "- - a\n",
+        "a:\n  b\n",
+        "a: 1\n  b: 2\n",
+        "a: |\n  x",
+        "",
+        "# only a comment\n",
+    ] {
+        assert!(!fast_path_agrees(text), "the fast path took {text:?}");
+        assert_eq!(parse(text).is_ok(), parse_libyaml(text).is_ok(), "{text:?}");
+    }
+    // Errors found while building the tree are left to libyaml's path, which reports them.
+    let err = parse("a: 1\na: 2\n").unwrap_err();
+    assert_eq!(
+        (err.loc.line, err.message.as_str()),
+        (2, "duplicate key \"a\"")
+    );
+}
+
+/// `text` with one to three random edits (a character removed, or a piece of YAML syntax
+/// inserted), from the xorshift state `seed`.
+fn edited(text: &str, seed: &mut u64) -> String {
+    let pieces: [&[u8]; 24] = [
+        b":", b"#", b",", b"[", b"]", b"{", b"}", b"'", b"\"", b"\\", b" ", b"\n", b"-", b"- ",
+        b": ", b" #", b"|", b"|2", b"|-", b"?", b"x", b"  ", b"\n  ", b"''",
+    ];
+    let mut next = |n: usize| {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        (*seed % n as u64) as usize
+    };
+    let mut text = text.as_bytes().to_vec();
+    for _ in 0..1 + next(3) {
+        let at = next(text.len() + 1);
+        if next(4) == 0 && at < text.len() {
+            text.remove(at);
+        } else {
+            let piece = pieces[next(pieces.len())];
+            text.splice(at..at, piece.iter().copied());
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// Random edits of a declarative file: wherever the fast path takes the result, its events
+/// are libyaml's.
+#[test]
+fn the_block_fast_path_agrees_with_libyaml_on_edited_files() {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let taken = (0..5000)
+        .filter(|_| fast_path_agrees(&edited(BLOCK_YAML, &mut seed)))
+        .count();
+    // Many edits leave the text within the subset, so the comparison did happen.
+    assert!(taken > 800, "only {taken} of 5000 edited texts were taken");
+}
+
+/// Every YAML file of this repository, and those of a directory named by `YAML_CORPUS` (for
+/// instance the yaml-test-suite's or Kong's, for a deeper check by hand, with 50 random
+/// edits of each).
+#[test]
+fn the_block_fast_path_agrees_with_libyaml_on_real_files() {
+    let mut files = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))];
+    if let Some(extra) = std::env::var_os("YAML_CORPUS") {
+        dirs.push(extra.into());
+    }
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() && !name.starts_with('.') && name != "target" {
+                dirs.push(path);
+            } else if name.ends_with(".yaml") || name.ends_with(".yml") || name.contains(".yaml.") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 3, "found {} YAML files", files.len());
+    let (mut taken, total) = (0, files.len());
+    for path in files {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let (fast, slow) = both_events(&text);
+            if let Some(fast) = fast {
+                assert_eq!(fast, slow, "{}", path.display());
+                taken += 1;
+                if std::env::var_os("YAML_CORPUS").is_some() && text.len() < 100_000 {
+                    let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ text.len() as u64;
+                    for _ in 0..50 {
+                        fast_path_agrees(&edited(&text, &mut seed));
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("the fast path took {taken} of {total} files");
 }
