@@ -211,6 +211,31 @@ fn parse_block(text: &str) -> Option<Node> {
     }
 }
 
+/// For the fuzzer and tests, not part of the API: whether the block-YAML fast path takes
+/// `text`. Panics when it takes it and its events (but for the ends' positions, which the
+/// tree does not use) differ from libyaml's.
+#[doc(hidden)]
+pub fn check_block_fast_path(text: &str) -> bool {
+    let keep = |event: Event, at: Loc| {
+        let at = (event != Event::End).then_some(at);
+        (event, at)
+    };
+    let mut fast = Vec::new();
+    if super::yaml_block::scan(text, &mut |e, at| fast.push(keep(e, at))).is_err() {
+        return false;
+    }
+    let mut slow = Vec::new();
+    let mut events = Events::new(text);
+    while let Some(Ok((event, at))) = events.next_event() {
+        slow.push(keep(event, at));
+    }
+    assert_eq!(
+        fast, slow,
+        "the block fast path and libyaml differ on {text:?}"
+    );
+    true
+}
+
 /// [`parse_yaml`] with libyaml's event parser only.
 pub(super) fn parse_libyaml(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder::default();
