@@ -313,6 +313,8 @@ fn the_block_fast_path_reads_declarative_yaml_as_libyaml_does() {
         "a:\tb\n",
         "a: é\n",
         "a: 1\r\nb: 2\r\n",
+        "a: b\u{1}c\n",
+        "a: \u{7f}\n",
         "a: 1\n---\nb: 2\n",
         "a: b: c\n",
         "- - a\n",
