@@ -540,7 +540,10 @@ impl Scanner<'_, '_> {
                 if indent.is_some_and(|n| spaces > n) || (indent.is_none() && spaces > parent) {
                     return Err(Unsupported);
                 }
-                breaks += 1;
+                // A last line without its break adds none (found by fuzzing).
+                if self.end < self.b.len() {
+                    breaks += 1;
+                }
                 continue;
             }
             let n = *indent.get_or_insert(spaces);

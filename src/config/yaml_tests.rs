@@ -327,6 +327,10 @@ fn the_block_fast_path_reads_declarative_yaml_as_libyaml_does() {
         assert!(!fast_path_agrees(text), "the fast path took {text:?}");
         assert_eq!(parse(text).is_ok(), parse_libyaml(text).is_ok(), "{text:?}");
     }
+    // Inputs on which the fuzzer found the two differing (regressions): agreement or libyaml.
+    for text in ["- |+\n  ||+\n ", "- |+\n  x\n\n  ", "a: |-\n  x\n \n"] {
+        fast_path_agrees(text);
+    }
     // Errors found while building the tree are left to libyaml's path, which reports them.
     let err = parse("a: 1\na: 2\n").unwrap_err();
     assert_eq!(
