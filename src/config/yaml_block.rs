@@ -5,9 +5,10 @@
 //! built from them is the same; on a 1.4 MB file it takes a fraction of libyaml's time (most
 //! of a reload's compile was libyaml). It gives up ([`Unsupported`]) on anything outside that
 //! subset, valid or not: anchors, aliases, tags, folded or multi-line scalars, multi-line flow
-//! collections, quoted keys, unusual escapes, tabs, CR, non-ASCII text, several documents. The
-//! caller then parses the whole text with libyaml, which also reports every syntax error, so
-//! this code never has to. Tests compare its events with libyaml's (`yaml_tests.rs`).
+//! collections, quoted keys, unusual escapes, tabs, CR, control characters, non-ASCII text,
+//! several documents. The caller then parses the whole text with libyaml, which also reports
+//! every syntax error, so this code never has to. Tests and the config fuzz target compare its
+//! events with libyaml's (`check_block_fast_path`).
 
 use std::borrow::Cow;
 
