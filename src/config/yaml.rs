@@ -5,7 +5,7 @@
 //! this tree first (with libyaml's event parser, as Kong reads it) and decoded entity by entity.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::yaml_events::{Event, Events};
 
@@ -265,7 +265,13 @@ struct Open {
     kind: Kind,
     /// Nodes in it so far, counting nested ones.
     size: usize,
+    /// A large mapping's keys, for the duplicate check (see [`INDEXED_KEYS`]).
+    keys: Option<HashSet<Cow<'static, str>>>,
 }
+
+/// Keys a mapping may have before the duplicate check of each new key uses a set rather than
+/// a scan of the keys so far (which made a mapping of n keys cost n²/2 comparisons).
+const INDEXED_KEYS: usize = 32;
 
 enum Kind {
     /// Members from this index of `Builder::items`.
@@ -313,6 +319,7 @@ impl Builder {
             anchor,
             kind,
             size: 0,
+            keys: None,
         });
     }
 
@@ -366,7 +373,16 @@ impl Builder {
                     *pending = Some((key, key_loc));
                 }
                 Some((key, key_loc)) => {
-                    if self.entries[*from..].iter().any(|e| e.key == key) {
+                    let earlier = &self.entries[*from..];
+                    let duplicate = if earlier.len() < INDEXED_KEYS {
+                        earlier.iter().any(|e| e.key == key)
+                    } else {
+                        let keys = parent
+                            .keys
+                            .get_or_insert_with(|| earlier.iter().map(|e| e.key.clone()).collect());
+                        !keys.insert(key.clone())
+                    };
+                    if duplicate {
                         let msg = format!("duplicate key \"{key}\"");
                         self.fail(key_loc, msg);
                         return;

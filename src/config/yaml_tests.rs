@@ -416,3 +416,27 @@ fn the_block_fast_path_agrees_with_libyaml_on_real_files() {
     }
     eprintln!("the fast path took {taken} of {total} files");
 }
+
+/// Duplicate keys are found in large mappings too, where the check uses a set (both parsers).
+#[test]
+fn duplicate_keys_are_found_in_large_mappings() {
+    let mut text: String = (0..20_000).map(|i| format!("k{i}: {i}\n")).collect();
+    let doc = parse(&text).unwrap();
+    assert_eq!(
+        doc.get("k19999").map(|n| n.value.clone()),
+        Some(Value::Int(19999))
+    );
+    text.push_str("k7: again\n");
+    let err = parse(&text).unwrap_err();
+    assert_eq!(
+        (err.loc.line, err.message.as_str()),
+        (20_001, "duplicate key \"k7\"")
+    );
+    // The same through libyaml alone (an anchor sends the text there).
+    let text = format!("first: &a 1\n{text}");
+    let err = parse(&text).unwrap_err();
+    assert_eq!(
+        (err.loc.line, err.message.as_str()),
+        (20_002, "duplicate key \"k7\"")
+    );
+}
