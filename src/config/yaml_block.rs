@@ -163,17 +163,20 @@ impl Scanner<'_, '_> {
         self.peek() == Some(b'-') && matches!(self.b.get(self.pos + 1), None | Some(b' ' | b'\n'))
     }
 
+    /// A scalar starting at byte `at` of the current line.
     fn scalar(&mut self, value: Cow<'static, str>, plain: bool, at: usize) {
         let loc = self.loc(at);
-        (self.emit)(
-            Event::Scalar {
-                value,
-                plain,
-                str_tag: false,
-                anchor: None,
-            },
-            loc,
-        );
+        self.scalar_at(value, plain, loc);
+    }
+
+    fn scalar_at(&mut self, value: Cow<'static, str>, plain: bool, loc: Loc) {
+        let scalar = Event::Scalar {
+            value,
+            plain,
+            str_tag: false,
+            anchor: None,
+        };
+        self.event(scalar, loc);
     }
 
     fn event(&mut self, event: Event, loc: Loc) {
@@ -240,7 +243,7 @@ impl Scanner<'_, '_> {
                 self.value_below(indent, false, dash_end)?;
             } else if self.at_dash() {
                 return Err(Unsupported);
-            } else if self.at_key() {
+            } else if self.key_len().is_some() {
                 let column = self.pos - self.start;
                 self.mapping(column)?;
             } else {
@@ -266,15 +269,7 @@ impl Scanner<'_, '_> {
             Some(i) if i > parent => self.collection(i),
             Some(i) if in_mapping && i == parent && self.at_dash() => self.sequence(i, true),
             _ => {
-                (self.emit)(
-                    Event::Scalar {
-                        value: Cow::Owned(String::new()),
-                        plain: true,
-                        str_tag: false,
-                        anchor: None,
-                    },
-                    empty,
-                );
+                self.scalar_at(Cow::Owned(String::new()), true, empty);
                 Ok(())
             }
         }
@@ -286,31 +281,40 @@ impl Scanner<'_, '_> {
         matches!(self.peek(), None | Some(b'#'))
     }
 
-    /// Whether the cursor is at a plain key followed by `:` and a space or the line's end.
-    fn at_key(&self) -> bool {
-        let n = self.key_len();
-        n > 0
-            && self.b.get(self.pos + n) == Some(&b':')
-            && matches!(self.b.get(self.pos + n + 1), None | Some(b' ' | b'\n'))
+    /// After a value or a block scalar's header: only spaces, then a comment after a space, may
+    /// follow on its line.
+    fn end_of_line(&mut self) -> Scan<()> {
+        let spaced = self.skip_spaces() > 0;
+        match self.peek() {
+            None => Ok(()),
+            Some(b'#') if spaced => Ok(()),
+            Some(_) => Err(Unsupported),
+        }
     }
 
-    fn key_len(&self) -> usize {
+    /// The length of the plain key (of the usual characters) at the cursor when it is
+    /// followed by `:` and a space or the line's end.
+    fn key_len(&self) -> Option<usize> {
         let rest = &self.b[self.pos..self.end];
         if rest.first().is_none_or(|&c| c == b'-' || c == b'.') {
-            return 0;
+            return None;
         }
-        rest.iter()
+        let n = rest
+            .iter()
             .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'/')))
-            .unwrap_or(rest.len())
+            .unwrap_or(rest.len());
+        let colon = n > 0 && self.b.get(self.pos + n) == Some(&b':');
+        let spaced = matches!(self.b.get(self.pos + n + 1), None | Some(b' ' | b'\n'));
+        (colon && spaced).then_some(n)
     }
 
-    /// Reads `key:` (a plain key of the usual characters) and emits the key, leaving the
-    /// cursor past the `:`.
+    /// Reads `key:` and emits the key, leaving the cursor past the `:`.
     fn key(&mut self) -> Scan<()> {
-        if !self.at_key() || self.key_len() > MAX_KEY {
-            return Err(Unsupported);
-        }
-        let (at, n) = (self.pos, self.key_len());
+        let n = self
+            .key_len()
+            .filter(|&n| n <= MAX_KEY)
+            .ok_or(Unsupported)?;
+        let at = self.pos;
         self.pos += n + 1;
         self.scalar(own(&self.text[at..at + n]), true, at);
         Ok(())
@@ -332,13 +336,7 @@ impl Scanner<'_, '_> {
                 self.scalar(value, true, at);
             }
         }
-        // What may follow a value on its line: spaces, then a comment after a space.
-        if self.skip_spaces() == 0 && self.peek().is_some() {
-            return Err(Unsupported);
-        }
-        if !self.line_done() {
-            return Err(Unsupported);
-        }
+        self.end_of_line()?;
         self.advance();
         Ok(())
     }
@@ -427,10 +425,7 @@ impl Scanner<'_, '_> {
                 }
                 _ => {
                     self.pos = i + 1;
-                    return Ok(match field_name(value.as_bytes()) {
-                        Some(name) => Cow::Borrowed(name),
-                        None => Cow::Owned(value),
-                    });
+                    return Ok(shared(value));
                 }
             }
             if i >= self.end {
@@ -517,9 +512,7 @@ impl Scanner<'_, '_> {
             }
             self.pos += 1;
         }
-        if self.skip_spaces() == 0 && self.peek().is_some() || !self.line_done() {
-            return Err(Unsupported);
-        }
+        self.end_of_line()?;
         let mut value = String::new();
         let mut breaks = 0usize;
         let mut indent = step.map(|n| parent + n);
@@ -573,19 +566,7 @@ impl Scanner<'_, '_> {
             Some(_) => value.extend(std::iter::repeat_n('\n', breaks)),
             None => {}
         }
-        let value = match field_name(value.as_bytes()) {
-            Some(name) => Cow::Borrowed(name),
-            None => Cow::Owned(value),
-        };
-        (self.emit)(
-            Event::Scalar {
-                value,
-                plain: false,
-                str_tag: false,
-                anchor: None,
-            },
-            loc,
-        );
+        self.scalar_at(shared(value), false, loc);
         self.settle();
         Ok(())
     }
@@ -593,8 +574,10 @@ impl Scanner<'_, '_> {
 
 /// A scalar's text as libyaml's events carry it: a known field name shared, else a copy.
 fn own(text: &str) -> Cow<'static, str> {
-    match field_name(text.as_bytes()) {
-        Some(name) => Cow::Borrowed(name),
-        None => Cow::Owned(text.to_owned()),
-    }
+    field_name(text.as_bytes()).map_or_else(|| Cow::Owned(text.to_owned()), Cow::Borrowed)
+}
+
+/// [`own`] for a text already owned.
+fn shared(text: String) -> Cow<'static, str> {
+    field_name(text.as_bytes()).map_or(Cow::Owned(text), Cow::Borrowed)
 }
