@@ -79,6 +79,10 @@ fn marker() -> Value {
 ///
 /// Use [`raise`] / [`raise_here`] to choose the error's position prefix; any other `mlua::Error`
 /// (for example one coming back from a Lua callback) is raised with its message and no prefix.
+///
+/// Arguments are read from the Lua stack and results pushed onto it directly ([`Args`],
+/// [`Outcome`]): going through a `MultiValue` cost every call two deque allocations and a
+/// move of each string argument and result to mlua's reference thread and back.
 pub fn function<A, R, F>(lua: &Lua, f: F) -> mlua::Result<Function>
 where
     A: FromLuaMulti,
@@ -86,23 +90,11 @@ where
     F: Fn(&Lua, A) -> mlua::Result<R> + mlua::MaybeSend + 'static,
 {
     #[allow(clippy::disallowed_methods)]
-    let raw = lua.create_function(move |lua, args: MultiValue| {
+    let raw = lua.create_function(move |lua, args: Args<A>| {
         let result = crate::plugins::lua::sandbox::stack::check()
-            .and_then(|()| A::from_lua_multi(args, lua))
-            .and_then(|a| f(lua, a))
-            .and_then(|r| r.into_lua_multi(lua));
-        match result {
-            Ok(values) => Ok(values),
-            Err(err) => {
-                let (msg, level) = describe(&err);
-                let msg = Value::String(lua.create_string(msg)?);
-                Ok(MultiValue::from_vec(vec![
-                    marker(),
-                    msg,
-                    Value::Integer(level.into()),
-                ]))
-            }
-        }
+            .and(args.0)
+            .and_then(|a| f(lua, a));
+        Ok(Outcome(result))
     })?;
     let factory = match lua.named_registry_value::<Option<Function>>(FACTORY_KEY)? {
         Some(factory) => factory,
@@ -117,6 +109,66 @@ where
     };
     let error: Function = lua.globals().raw_get("error")?;
     factory.call((raw, marker(), error))
+}
+
+/// A callback's arguments, converted as `A::from_lua_multi` would (same values, same
+/// errors) but read in place from the Lua stack; a conversion error is kept for the callback
+/// to raise as a string instead of failing the call with mlua's error value.
+struct Args<A>(mlua::Result<A>);
+
+impl<A: FromLuaMulti> FromLuaMulti for Args<A> {
+    fn from_lua_multi(values: MultiValue, lua: &Lua) -> mlua::Result<Self> {
+        Ok(Args(A::from_lua_multi(values, lua)))
+    }
+
+    unsafe fn from_stack_args(
+        nargs: std::ffi::c_int,
+        _i: usize,
+        _to: Option<&str>,
+        lua: &mlua::state::RawLua,
+    ) -> mlua::Result<Self> {
+        // Not `A::from_stack_args`: its errors name the argument's position, which Kong's
+        // messages do not.
+        // SAFETY: mlua calls this with the callback's `nargs` arguments on top of the stack.
+        Ok(Args(unsafe { A::from_stack_multi(nargs, lua) }))
+    }
+}
+
+/// A callback's results pushed straight onto the Lua stack, or `marker, message, level` for
+/// raise.lua when the callback (or the pushing of its results) failed.
+struct Outcome<R>(mlua::Result<R>);
+
+impl<R: IntoLuaMulti> IntoLuaMulti for Outcome<R> {
+    fn into_lua_multi(self, lua: &Lua) -> mlua::Result<MultiValue> {
+        match self.0.and_then(|r| r.into_lua_multi(lua)) {
+            Ok(values) => Ok(values),
+            Err(err) => raised(&err).into_lua_multi(lua),
+        }
+    }
+
+    unsafe fn push_into_stack_multi(
+        self,
+        lua: &mlua::state::RawLua,
+    ) -> mlua::Result<std::ffi::c_int> {
+        let state = lua.state();
+        // SAFETY: `state` is the callback's own Lua state, on which mlua pushes the results.
+        let top = unsafe { mlua::ffi::lua_gettop(state) };
+        let pushed = self.0.and_then(|r| unsafe { r.push_into_stack_multi(lua) });
+        match pushed {
+            Ok(n) => Ok(n),
+            Err(err) => unsafe {
+                // What a failed push left is dropped before the error's three values go on.
+                mlua::ffi::lua_settop(state, top);
+                raised(&err).push_into_stack_multi(lua)
+            },
+        }
+    }
+}
+
+/// The three values raise.lua turns into `error(message, level)`.
+fn raised(err: &mlua::Error) -> (Value, String, i64) {
+    let (msg, level) = describe(err);
+    (marker(), msg, level.into())
 }
 
 /// `Lua::create_function` with the native stack checked on every call (see

@@ -279,3 +279,42 @@ fn number_formatting() {
     assert_eq!(fmt_g(0.0001, 14), "0.0001");
     assert_eq!(fmt_g(100.0, 2), "1e+02");
 }
+
+/// `support::function` reads arguments and pushes results on the Lua stack directly; its
+/// conversions and errors stay those of mlua's `MultiValue` path: a wrong argument type is
+/// raised as a plain string, results keep their number, types and `nil`s.
+#[test]
+fn rust_functions_convert_in_place_and_raise_strings() {
+    use crate::plugins::lua::util::support::{function, raise_here};
+    let lua = Lua::new();
+    let f = function(
+        &lua,
+        |_, (s, n, rest): (String, Option<i64>, mlua::Variadic<Value>)| {
+            if s == "fail" {
+                return Err(raise_here("asked to fail"));
+            }
+            Ok((s.to_uppercase(), Value::Nil, n.map(|n| n * 2), rest.len()))
+        },
+    )
+    .unwrap();
+    lua.globals().set("f", f).unwrap();
+    lua.load(
+        r##"
+        local a, b, c, d = f("ab", 21, true, false, "x")
+        assert(a == "AB" and b == nil and c == 42 and d == 3, tostring(a) .. tostring(c))
+        assert(select("#", f("ab")) == 4)
+        a, b, c = f(12)
+        assert(a == "12" and b == nil and c == nil)
+        local ok, err = pcall(f, {})
+        assert(not ok and type(err) == "string", type(err))
+        assert(err:find("error converting Lua table to String", 1, true), err)
+        ok, err = pcall(f, "ab", "x")
+        assert(not ok and type(err) == "string" and err:find("i64", 1, true), err)
+        ok, err = pcall(function() f("fail") end)
+        assert(err == "test:12: asked to fail", err)
+        "##,
+    )
+    .set_name("=test")
+    .exec()
+    .unwrap();
+}
