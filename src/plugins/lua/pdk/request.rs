@@ -1,9 +1,10 @@
 //! `kong.request`: the client's request as it arrived (headers reflect changes made by
 //! `kong.service.request.set_header`, as in Kong, since both read the same request).
 
-use mlua::{Lua, Table, Value};
+use mlua::{Either, Lua, Table, Value};
 
 use super::{cur, header_key, headers_table, set_fn};
+use crate::plugins::lua::util::support::Text;
 
 /// Decodes a query string into (name, value) pairs; a name without `=` has no value.
 pub(super) fn query_pairs(q: &str) -> Vec<(String, Option<String>)> {
@@ -88,7 +89,7 @@ pub(super) fn host_of(req: &pingora::http::RequestHeader) -> String {
 pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     set_fn(lua, &t, "get_scheme", |_, ()| {
-        cur(|c, _, _| Ok(c.state.scheme))
+        cur(|c, _, _| Ok(Text(c.state.scheme)))
     })?;
     // The X-Forwarded-* family counts only from a trusted proxy (Kong's is_trusted_ip).
     set_fn(lua, &t, "get_forwarded_scheme", |_, ()| {
@@ -100,7 +101,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         })
     })?;
     set_fn(lua, &t, "get_host", |_, ()| {
-        cur(|c, _, _| Ok(host_of(c.req)))
+        cur(|c, _, _| Ok(Text(host_of(c.req))))
     })?;
     set_fn(lua, &t, "get_forwarded_host", |_, ()| {
         cur(|c, _, _| {
@@ -146,51 +147,53 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         cur(|c, _, _| Ok(http_version(c.req.version)))
     })?;
     set_fn(lua, &t, "get_method", |_, ()| {
-        cur(|c, _, _| Ok(c.req.method.as_str().to_string()))
+        cur(|c, _, _| Ok(Text(c.req.method.as_str().to_string())))
     })?;
     set_fn(lua, &t, "get_path", |_, ()| {
-        cur(|c, _, _| Ok(crate::router::normalize_path(c.req.uri.path()).into_owned()))
+        cur(|c, _, _| {
+            Ok(Text(
+                crate::router::normalize_path(c.req.uri.path()).into_owned(),
+            ))
+        })
     })?;
     set_fn(lua, &t, "get_raw_path", |_, ()| {
-        cur(|c, _, _| Ok(c.req.uri.path().to_string()))
+        cur(|c, _, _| Ok(Text(c.req.uri.path().to_string())))
     })?;
     set_fn(lua, &t, "get_path_with_query", |_, ()| {
         cur(|c, _, _| {
             let path = crate::router::normalize_path(c.req.uri.path()).into_owned();
-            Ok(match c.query() {
+            Ok(Text(match c.query() {
                 Some(q) if !q.is_empty() => format!("{path}?{q}"),
                 _ => path,
-            })
+            }))
         })
     })?;
     set_fn(lua, &t, "get_raw_query", |_, ()| {
-        cur(|c, _, _| Ok(c.query().unwrap_or("").to_string()))
+        cur(|c, _, _| Ok(Text(c.query().unwrap_or("").to_string())))
     })?;
-    set_fn(lua, &t, "get_query_arg", |lua, name: String| {
+    set_fn(lua, &t, "get_query_arg", |_, name: String| {
         cur(|c, _, _| {
             // Kong looks the name up in `get_query()`: among the first 100 arguments.
             let q = c.query().unwrap_or("");
             for (k, v) in query_pairs(q).into_iter().take(super::max_entries(None)) {
                 if k == name {
                     return Ok(match v {
-                        Some(v) => Value::String(lua.create_string(&v)?),
-                        None => Value::Boolean(true),
+                        Some(v) => Either::Left(Text(v)),
+                        None => Either::Right(Value::Boolean(true)),
                     });
                 }
             }
-            Ok(Value::Nil)
+            Ok(Either::Right(Value::Nil))
         })
     })?;
     set_fn(lua, &t, "get_query", |lua, max: Option<usize>| {
         cur(|c, _, _| query_table(lua, c.query().unwrap_or(""), max))
     })?;
-    set_fn(lua, &t, "get_header", |lua, name: String| {
-        cur(
-            |c, _, _| match c.req.headers.get(header_key(&name).as_ref()) {
-                Some(v) => Ok(Value::String(lua.create_string(v.as_bytes())?)),
-                None => Ok(Value::Nil),
-            },
-        )
+    set_fn(lua, &t, "get_header", |_, name: String| {
+        cur(|c, _, _| {
+            let value = c.req.headers.get(header_key(&name).as_ref());
+            Ok(value.cloned().map(Text))
+        })
     })?;
     set_fn(lua, &t, "get_headers", |lua, max: Option<usize>| {
         cur(|c, _, _| headers_table(lua, &c.req.headers, max))

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use mlua::{Lua, Table, Value};
 
 use super::{cur, header_key, header_value, headers_table, set_fn};
+use crate::plugins::lua::util::support::Text;
 use crate::plugins::{Exit, HeaderOp, Phase, PhaseCtx};
 
 /// Applies or records a response header change, depending on whether the response exists.
@@ -138,7 +139,7 @@ pub(super) fn pending_header(c: &PhaseCtx<'_>, name: &str) -> Option<String> {
 fn header_getters(lua: &Lua, t: &Table) -> mlua::Result<()> {
     // Like Kong (which looks the name up in `get_headers()`), only the first 100 header lines
     // are searched.
-    set_fn(lua, t, "get_header", |lua, name: String| {
+    set_fn(lua, t, "get_header", |_, name: String| {
         cur(|c, _, _| {
             let key = header_key(&name);
             let found = c.response_headers().and_then(|h| {
@@ -147,10 +148,7 @@ fn header_getters(lua: &Lua, t: &Table) -> mlua::Result<()> {
                     .find(|(n, _)| n.as_str() == key.as_ref())
                     .map(|(_, v)| v)
             });
-            match found {
-                Some(v) => Ok(Value::String(lua.create_string(v.as_bytes())?)),
-                None => Ok(Value::Nil),
-            }
+            Ok(found.cloned().map(Text))
         })
     })?;
     set_fn(lua, t, "get_headers", |lua, max: Option<usize>| {

@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use mlua::{FromLuaMulti, Function, IntoLuaMulti, LightUserData, Lua, MultiValue, Table, Value};
+use mlua::{
+    FromLuaMulti, Function, IntoLua, IntoLuaMulti, LightUserData, Lua, MultiValue, Table, Value,
+};
 
 /// Address used as the "this call failed" marker returned by wrapped Rust functions.
 static RAISE_MARKER: u8 = 0;
@@ -163,6 +165,53 @@ impl<R: IntoLuaMulti> IntoLuaMulti for Outcome<R> {
             },
         }
     }
+}
+
+/// Bytes returned to Lua as a string. mlua pushes a string under a protected call (a C
+/// closure created and called per string, ~600 instructions) whenever the VM has a memory
+/// limit, as allocating it may fail. This pushes it directly when the VM's memory leaves room
+/// for every allocation the push can make, which is all but always the case.
+pub struct Text<T: AsRef<[u8]>>(pub T);
+
+impl<T: AsRef<[u8]>> IntoLua for Text<T> {
+    fn into_lua(self, lua: &Lua) -> mlua::Result<Value> {
+        lua.create_string(self.0.as_ref()).map(Value::String)
+    }
+
+    unsafe fn push_into_stack(self, lua: &mlua::state::RawLua) -> mlua::Result<()> {
+        let bytes = self.0.as_ref();
+        let state = lua.state();
+        // SAFETY: the caller has checked the stack space. `lua_gc(LUA_GCCOUNT)` only reads,
+        // and the direct push cannot raise (see `push_cannot_fail`), so no Lua error unwinds
+        // through this frame; otherwise mlua's protected push.
+        unsafe {
+            let used = mlua::ffi::lua_gc(state, mlua::ffi::LUA_GCCOUNT, 0);
+            let used = usize::try_from(used)
+                .unwrap_or(usize::MAX / 4)
+                .saturating_add(1)
+                << 10;
+            if !push_cannot_fail(used, bytes.len()) {
+                // A string (a `&[u8]` would become a table of numbers).
+                return lua.push(mlua::BString::from(bytes));
+            }
+            mlua::ffi::lua_pushlstring(state, bytes.as_ptr().cast(), bytes.len());
+        }
+        Ok(())
+    }
+}
+
+/// Whether pushing a new string of `len` bytes cannot raise a Lua error in `lua`. LuaJIT's
+/// `lua_pushlstring` raises only when an allocation fails (a string that long is refused
+/// earlier): the string itself, or the string table grown to twice its size, which is part
+/// of what the VM already uses. The garbage-collector step it may run frees memory and calls
+/// finalizers in a protected call of their own. So the push cannot fail when the VM's limit
+/// leaves room for the string and for twice its current use.
+///
+/// `used` is the VM's memory use in bytes (LuaJIT's count, rounded up to the next KiB);
+/// sandboxed VMs have `sandbox::limits().memory` as their limit.
+fn push_cannot_fail(used: usize, len: usize) -> bool {
+    let limit = crate::plugins::lua::sandbox::limits().memory;
+    len < (1 << 20) && used.saturating_mul(3).saturating_add(len + 4096) < limit
 }
 
 /// The three values raise.lua turns into `error(message, level)`.

@@ -318,3 +318,36 @@ fn rust_functions_convert_in_place_and_raise_strings() {
     .exec()
     .unwrap();
 }
+
+/// `support::Text` pushes a string directly while the VM has room, and through mlua's
+/// protected push when it has not: near its memory limit the push fails as a catchable Lua
+/// error ("not enough memory"), never as an unprotected raise through Rust frames.
+#[test]
+fn text_results_are_pushed_directly_or_protected_near_the_limit() {
+    use crate::plugins::lua::util::support::{function, Text};
+    let lua = Lua::new();
+    lua.set_memory_limit(crate::plugins::lua::sandbox::limits().memory)
+        .unwrap();
+    let small = function(&lua, |_, ()| Ok(Text("héllo\0x"))).unwrap();
+    let large = function(&lua, |_, n: usize| Ok(Text(vec![b'y'; n]))).unwrap();
+    lua.globals().set("small", small).unwrap();
+    lua.globals().set("large", large).unwrap();
+    lua.load(
+        r#"
+        assert(small() == "héllo\0x")
+        assert(#large(3 * 2^20) == 3 * 2^20)
+        -- Fill the VM up to 8 MiB below its limit with distinct 1 MiB strings.
+        local keep, limit = {}, ...
+        while collectgarbage("count") * 1024 < limit - 8 * 2^20 do
+          keep[#keep + 1] = string.rep(string.char(#keep % 250 + 1), 2^20 - 64) .. #keep
+        end
+        assert(small() == "héllo\0x")
+        local ok, err = pcall(large, 16 * 2^20)
+        assert(not ok and tostring(err):find("not enough memory", 1, true), tostring(err))
+        keep = nil
+        "#,
+    )
+    .set_name("=test")
+    .call::<()>(crate::plugins::lua::sandbox::limits().memory)
+    .unwrap();
+}
