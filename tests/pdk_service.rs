@@ -185,6 +185,11 @@ const ERRORS: &[(&str, &str, &str)] = &[
         "local ok, err = pcall(kong.service.request.set_body, { a = { 'x' } }, 'multipart/form-data') return tostring(ok)",
         "false",
     ),
+    (
+        "authority",
+        "local _, err = kong.service.request.set_header(':Authority', 'x') return err",
+        "cannot set :authority pseudo-header on non-grpc requests",
+    ),
 ];
 
 #[tokio::test]
@@ -236,4 +241,21 @@ return P
         r.header("x-got"),
         Some("201|named|application/json|named|truncated|max_headers must be <= 1000")
     );
+}
+
+/// `kong.response.set_header` ignores Transfer-Encoding in either spelling and any case, as
+/// Kong does, and sets any other name, including one of the same length.
+#[tokio::test]
+async fn response_set_header_ignores_transfer_encoding() {
+    let up = Upstream::start().await;
+    let code = "kong.response.set_header('Transfer-Encoding', 'gzip') \
+                kong.response.set_header('TRANSFER_ENCODING', 'gzip') \
+                kong.response.set_header('X-Seventeen-Chars', 'v')";
+    let cases = vec![("te", access(code))];
+    let proxy = Proxy::start(&config(&up, &cases)).await;
+    let r = proxy.get("/te", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-seventeen-chars"), Some("v"));
+    assert_ne!(r.header("transfer-encoding"), Some("gzip"));
+    assert_eq!(r.header("transfer_encoding"), None);
 }

@@ -81,6 +81,9 @@ local function put_header(name, value, replace, set, add, clear)
 end
 
 local function is_transfer_encoding(name)
+  if type(name) ~= "string" or #name ~= 17 then -- most names: no lowercased copy
+    return false
+  end
   local l = lower(name)
   return l == "transfer-encoding" or l == "transfer_encoding"
 end

@@ -264,7 +264,8 @@ do
 
   function srequest.set_header(name, value)
     validate_header(name, value)
-    if lower(name) == ":authority" then
+    -- The length first: most calls then make no lowercased copy of the name.
+    if #name == 10 and lower(name) == ":authority" then
       return nil, "cannot set :authority pseudo-header on non-grpc requests"
     end
     return put_header(name, value, true, set_header, add_header, clear_header)
