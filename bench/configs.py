@@ -21,8 +21,13 @@ NGINX_LUA_MODULES = (
 
 
 def template(name, **values):
-    """The template `name` with every `@KEY@` replaced by values[KEY]; all must be given."""
-    with open(os.path.join(TEMPLATES, name)) as f:
+    """The template `name` with every `@KEY@` replaced by values[KEY]; all must be given.
+    BENCH_HANDLER=FILE replaces the gateway's Lua plugin handler (kong-plugin-handler.lua) by
+    FILE, to measure what one PDK function costs (bench/PROFILE.md §0)."""
+    path = os.path.join(TEMPLATES, name)
+    if name == "kong-plugin-handler.lua" and os.environ.get("BENCH_HANDLER"):
+        path = os.environ["BENCH_HANDLER"]
+    with open(path) as f:
         text = f.read()
     for key, value in values.items():
         text = text.replace("@%s@" % key, str(value))
