@@ -53,6 +53,10 @@ async fn service_request_setters_change_what_the_upstream_receives() {
             access("kong.service.request.set_header('X-One', 'a') kong.service.request.add_header('X-Many', 'x') kong.service.request.add_header('X-Many', 'y') kong.service.request.clear_header('X-Drop') kong.service.request.set_headers({ ['X-Set'] = { 'p', 'q' } })"),
         ),
         (
+            "header-values",
+            access("kong.service.request.set_header('X-Int', 42) kong.service.request.add_header('X-Int', 7) kong.service.request.set_header('X-Float', 1.5) kong.service.request.set_header('X-Bool', true) kong.service.request.set_header('X-Text', 'caf\u{e9}') kong.response.set_header('X-R', 2.5) kong.response.add_header('X-R', false)"),
+        ),
+        (
             "host",
             access("kong.service.request.set_header('Host', 'example.test')"),
         ),
@@ -108,6 +112,16 @@ async fn service_request_setters_change_what_the_upstream_receives() {
     assert_eq!(seen.headers["x-many"], vec!["x", "y"]);
     assert_eq!(seen.headers["x-set"], vec!["p", "q"]);
     assert!(!seen.headers.contains_key("x-drop"));
+
+    // Numbers and booleans as Lua's tostring writes them, strings as given.
+    let r = send("/header-values", vec![]).await;
+    let seen = up.last();
+    assert_eq!(seen.headers["x-int"], vec!["42", "7"]);
+    assert_eq!(seen.headers["x-float"], vec!["1.5"]);
+    assert_eq!(seen.headers["x-bool"], vec!["true"]);
+    assert_eq!(seen.header("x-text"), Some("caf\u{e9}"));
+    let values: Vec<_> = r.headers.get_all("x-r").iter().collect();
+    assert_eq!(values, ["2.5", "false"]);
 
     send("/host", vec![]).await;
     assert_eq!(up.last().header("host"), Some("example.test"));

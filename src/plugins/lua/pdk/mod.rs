@@ -265,6 +265,33 @@ fn header_value(v: &Value) -> mlua::Result<String> {
     }
 }
 
+/// A header value argument, converted by [`header_value`]. A string is read in place on the
+/// Lua stack: as a `Value` it would first be moved to mlua's reference thread and back.
+struct HeaderText(String);
+
+impl mlua::FromLua for HeaderText {
+    fn from_lua(value: Value, _: &Lua) -> mlua::Result<Self> {
+        header_value(&value).map(HeaderText)
+    }
+
+    unsafe fn from_stack(idx: std::ffi::c_int, lua: &mlua::state::RawLua) -> mlua::Result<Self> {
+        let state = lua.state();
+        // SAFETY: mlua passes a valid index of the callback's stack; the string's bytes are
+        // copied before anything else runs on the state.
+        unsafe {
+            if mlua::ffi::lua_type(state, idx) == mlua::ffi::LUA_TSTRING {
+                let mut len = 0;
+                let data = mlua::ffi::lua_tolstring(state, idx, &mut len);
+                let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len);
+                if let Ok(text) = std::str::from_utf8(bytes) {
+                    return Ok(HeaderText(text.to_owned()));
+                }
+            }
+            header_value(&<Value as mlua::FromLua>::from_stack(idx, lua)?).map(HeaderText)
+        }
+    }
+}
+
 /// Helpers for surface.lua that no plugin sees.
 fn internal(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use mlua::{Lua, Table, Value};
 
-use super::{cur, header_key, header_value, headers_table, set_fn};
+use super::{cur, header_key, header_value, headers_table, set_fn, HeaderText};
 use crate::plugins::lua::util::support::Text;
 use crate::plugins::{Exit, HeaderOp, Phase, PhaseCtx};
 
@@ -187,12 +187,9 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         lua,
         &t,
         "set_header",
-        |_, (name, value): (String, Value)| {
+        |_, (name, value): (String, HeaderText)| {
             cur(|c, _, _| {
-                header_op(
-                    c,
-                    HeaderOp::Set(header_key(&name).into_owned(), header_value(&value)?),
-                );
+                header_op(c, HeaderOp::Set(header_key(&name).into_owned(), value.0));
                 Ok(())
             })
         },
@@ -201,12 +198,9 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         lua,
         &t,
         "add_header",
-        |_, (name, value): (String, Value)| {
+        |_, (name, value): (String, HeaderText)| {
             cur(|c, _, _| {
-                header_op(
-                    c,
-                    HeaderOp::Add(header_key(&name).into_owned(), header_value(&value)?),
-                );
+                header_op(c, HeaderOp::Add(header_key(&name).into_owned(), value.0));
                 Ok(())
             })
         },

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use mlua::{Lua, Table, Value};
 
-use super::{cur, header_key, header_value, set_fn};
+use super::{cur, header_key, header_value, set_fn, HeaderText};
 use crate::plugins::PhaseCtx;
 
 /// Sets (or with `append`, adds) a request header; `kong.request.get_header` sees it.
@@ -193,16 +193,16 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         lua,
         &req,
         "set_header",
-        |_, (name, value): (String, Value)| {
-            cur(|c, _, _| set_header(c, &name, &header_value(&value)?, false))
+        |_, (name, value): (String, HeaderText)| {
+            cur(|c, _, _| set_header(c, &name, &value.0, false))
         },
     )?;
     set_fn(
         lua,
         &req,
         "add_header",
-        |_, (name, value): (String, Value)| {
-            cur(|c, _, _| set_header(c, &name, &header_value(&value)?, true))
+        |_, (name, value): (String, HeaderText)| {
+            cur(|c, _, _| set_header(c, &name, &value.0, true))
         },
     )?;
     set_fn(lua, &req, "clear_header", |_, name: String| {
