@@ -3,6 +3,7 @@
 //! through [`with_current`]; outside a call the functions raise an error.
 
 mod client;
+mod header_table;
 mod ngx;
 mod request;
 mod response;
@@ -14,6 +15,7 @@ use mlua::{Function, Lua, Table, Value};
 
 use super::LuaInstance;
 use crate::plugins::PhaseCtx;
+use header_table::headers_table;
 
 /// Where a request's Lua tables (`shared`, `plugin`, `ngx`) live: created on first use, so a
 /// request whose plugins never touch kong.ctx or ngx.ctx creates none.
@@ -219,36 +221,6 @@ pub(super) fn max_entries(max: Option<usize>) -> usize {
         Some(0) => usize::MAX,
         Some(m) => m,
     }
-}
-
-/// A header map as Kong's `get_headers` returns it: lower-case names, several values as an
-/// array, and lookups that ignore case and `_`/`-`; at most `max` entries (see
-/// [`max_entries`]), with `"truncated"` as second value when there were more.
-fn headers_table(
-    lua: &Lua,
-    headers: &http::HeaderMap,
-    max: Option<usize>,
-) -> mlua::Result<(Table, Option<&'static str>)> {
-    let t = lua.create_table()?;
-    let max = max_entries(max);
-    let mut truncated = None;
-    for (n, (name, value)) in headers.iter().enumerate() {
-        if n >= max {
-            truncated = Some("truncated");
-            break;
-        }
-        let v = Value::String(lua.create_string(value.as_bytes())?);
-        push_value(lua, &t, name.as_str(), v)?;
-    }
-    let mt = lua.create_table()?;
-    mt.set(
-        "__index",
-        crate::plugins::lua::util::support::raw_function(lua, |_, (t, k): (Table, String)| {
-            t.raw_get::<Value>(header_key(&k).as_ref())
-        })?,
-    )?;
-    t.set_metatable(Some(mt))?;
-    Ok((t, truncated))
 }
 
 /// Converts a Lua value given as a header value to text (strings, numbers, booleans).

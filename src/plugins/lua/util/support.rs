@@ -200,18 +200,26 @@ impl<T: AsRef<[u8]>> IntoLua for Text<T> {
     }
 }
 
-/// Whether pushing a new string of `len` bytes cannot raise a Lua error in `lua`. LuaJIT's
-/// `lua_pushlstring` raises only when an allocation fails (a string that long is refused
-/// earlier): the string itself, or the string table grown to twice its size, which is part
-/// of what the VM already uses. The garbage-collector step it may run frees memory and calls
-/// finalizers in a protected call of their own. So the push cannot fail when the VM's limit
-/// leaves room for the string and for twice its current use.
-///
-/// `used` is the VM's memory use in bytes (LuaJIT's count, rounded up to the next KiB);
-/// sandboxed VMs have `sandbox::limits().memory` as their limit.
+/// Whether pushing a new string of `len` bytes cannot raise a Lua error in a VM that uses
+/// `used` bytes (LuaJIT's count, rounded up to the next KiB): see [`room_for`].
 fn push_cannot_fail(used: usize, len: usize) -> bool {
+    len < (1 << 20) && room_for(used, len)
+}
+
+/// Whether LuaJIT API calls that allocate at most `bytes` in all (strings, tables) cannot
+/// raise a Lua error in a sandboxed VM that uses `used` bytes, so that they may run without
+/// mlua's protected call. They raise only when an allocation fails. Besides what they
+/// allocate themselves, a new string may grow the string table to twice its size (the table
+/// is part of what the VM uses), and the garbage-collector steps they may run free memory and
+/// call finalizers in a protected call of their own whose errors LuaJIT 2.1 does not rethrow
+/// (`gc_call_finalizer`). So they cannot fail while the limit leaves room for `bytes` and for
+/// twice the VM's current use.
+pub fn room_for(used: usize, bytes: usize) -> bool {
     let limit = crate::plugins::lua::sandbox::limits().memory;
-    len < (1 << 20) && used.saturating_mul(3).saturating_add(len + 4096) < limit
+    used.saturating_mul(3)
+        .saturating_add(bytes)
+        .saturating_add(4096)
+        < limit
 }
 
 /// The three values raise.lua turns into `error(message, level)`.
