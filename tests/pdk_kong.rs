@@ -389,6 +389,43 @@ async fn ngx_var_sets_what_kongs_template_lets_plugins_set() {
     );
 }
 
+/// Reading `ngx.var`: strings as nginx gives them (repeated request headers joined with
+/// ", ", the client address as 4 raw bytes), nil for what is not there.
+#[tokio::test]
+async fn ngx_var_reads_strings_and_nil() {
+    let up = Upstream::start().await;
+    let name = "read-vars";
+    let handler = r#"local P = { PRIORITY = 1, VERSION = "1.0.0" }
+function P:access()
+  local v = ngx.var
+  local out = table.concat({
+    v.uri, v.request_method, v.args, v.http_x_multi, v.arg_b, v.cookie_c,
+    tostring(v.http_x_missing), tostring(v.arg_missing), tostring(v.no_such_variable),
+    tostring(#v.binary_remote_addr), v.binary_remote_addr == "\127\0\0\1" and "lo" or "?",
+  }, "|")
+  return kong.response.exit(200, out)
+end
+return P
+"#;
+    let cfg = one_plugin(name, handler, &empty_schema(name), &up);
+    let proxy = Proxy::start(&cfg).await;
+    let r = proxy
+        .get(
+            "/p/q?a=1&b=two",
+            &[
+                ("x-multi", "1"),
+                ("x-multi", "2"),
+                ("cookie", "c=cookie; d=x"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "/p/q|GET|a=1&b=two|1, 2|two|cookie|nil|nil|nil|4|lo"
+    );
+}
+
 #[tokio::test]
 async fn nothing_after_kong_response_exit_runs_even_under_pcall() {
     let up = Upstream::start().await;

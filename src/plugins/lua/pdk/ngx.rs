@@ -6,6 +6,7 @@ use mlua::{Lua, MultiValue, Table, Value};
 
 use super::request::{host_of, query_pairs, query_table};
 use super::{cur, header_key, header_value, headers_table, set_fn};
+use crate::plugins::lua::util::support::Text;
 use crate::plugins::{Exit, HeaderOp, PhaseCtx};
 
 /// Kong's template variables for the X-Forwarded-* headers sent upstream (writable).
@@ -68,9 +69,12 @@ fn set_var(c: &mut PhaseCtx<'_>, name: &str, value: Value) -> mlua::Result<()> {
     Ok(())
 }
 
+/// A variable's value: text, or nil.
+type Var = Option<Text<Vec<u8>>>;
+
 /// `ngx.var.<name>` for the common variables.
-fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
-    let s = |v: String| -> mlua::Result<Value> { Ok(Value::String(lua.create_string(v)?)) };
+fn var(c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Var> {
+    let s = |v: String| -> mlua::Result<Var> { Ok(Some(Text(v.into_bytes()))) };
     let req = &c.req;
     match name {
         "uri" => s(crate::router::normalize_path(req.uri.path()).into_owned()),
@@ -84,7 +88,7 @@ fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
         "request_method" => s(req.method.as_str().to_string()),
         "args" | "query_string" => match c.query() {
             Some(q) if !q.is_empty() => s(q.to_string()),
-            _ => Ok(Value::Nil),
+            _ => Ok(None),
         },
         "is_args" => s(if c.query().is_some_and(|q| !q.is_empty()) {
             "?"
@@ -92,22 +96,16 @@ fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
             ""
         }
         .into()),
-        "remote_addr" => c
-            .state
-            .client
-            .map_or(Ok(Value::Nil), |a| s(a.ip().to_string())),
-        "realip_remote_addr" => c
-            .state
-            .peer
-            .map_or(Ok(Value::Nil), |a| s(a.ip().to_string())),
+        "remote_addr" => c.state.client.map_or(Ok(None), |a| s(a.ip().to_string())),
+        "realip_remote_addr" => c.state.peer.map_or(Ok(None), |a| s(a.ip().to_string())),
         // The address's bytes (4 or 16), as nginx gives it.
         "binary_remote_addr" => match c.state.client.map(|a| a.ip()) {
-            Some(std::net::IpAddr::V4(ip)) => Ok(Value::String(lua.create_string(ip.octets())?)),
-            Some(std::net::IpAddr::V6(ip)) => Ok(Value::String(lua.create_string(ip.octets())?)),
-            None => Ok(Value::Nil),
+            Some(std::net::IpAddr::V4(ip)) => Ok(Some(Text(ip.octets().to_vec()))),
+            Some(std::net::IpAddr::V6(ip)) => Ok(Some(Text(ip.octets().to_vec()))),
+            None => Ok(None),
         },
         // Empty when a trusted proxy gave an address without a port (as nginx).
-        "remote_port" => c.state.client.map_or(Ok(Value::Nil), |a| {
+        "remote_port" => c.state.client.map_or(Ok(None), |a| {
             s(if a.port() == 0 {
                 String::new()
             } else {
@@ -117,23 +115,14 @@ fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
         "proxy_protocol_addr" => c
             .state
             .proxy_protocol
-            .map_or(Ok(Value::Nil), |a| s(a.ip().to_string())),
+            .map_or(Ok(None), |a| s(a.ip().to_string())),
         "proxy_protocol_port" => c
             .state
             .proxy_protocol
-            .map_or(Ok(Value::Nil), |a| s(a.port().to_string())),
-        "realip_remote_port" => c
-            .state
-            .peer
-            .map_or(Ok(Value::Nil), |a| s(a.port().to_string())),
-        "server_addr" => c
-            .state
-            .server
-            .map_or(Ok(Value::Nil), |a| s(a.ip().to_string())),
-        "server_port" => c
-            .state
-            .server
-            .map_or(Ok(Value::Nil), |a| s(a.port().to_string())),
+            .map_or(Ok(None), |a| s(a.port().to_string())),
+        "realip_remote_port" => c.state.peer.map_or(Ok(None), |a| s(a.port().to_string())),
+        "server_addr" => c.state.server.map_or(Ok(None), |a| s(a.ip().to_string())),
+        "server_port" => c.state.server.map_or(Ok(None), |a| s(a.port().to_string())),
         "server_protocol" => s("HTTP/1.1".into()),
         "status" => s(c
             .resp
@@ -168,25 +157,25 @@ fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
         } else {
             String::new()
         }),
-        "ssl_server_name" => c.state.sni.clone().map_or(Ok(Value::Nil), s),
+        "ssl_server_name" => c.state.sni.clone().map_or(Ok(None), s),
         "request_length" => c
             .req
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .map_or(Ok(Value::Nil), |v| s(v.to_string())),
-        "content_type" => header(lua, &c.req.headers, "content-type"),
-        "content_length" => header(lua, &c.req.headers, "content-length"),
+            .map_or(Ok(None), |v| s(v.to_string())),
+        "content_type" => header(&c.req.headers, "content-type"),
+        "content_length" => header(&c.req.headers, "content-length"),
         _ => {
             if let Some(h) = name.strip_prefix("http_") {
-                header(lua, &c.req.headers, &header_key(h))
+                header(&c.req.headers, &header_key(h))
             } else if let Some(h) = name
                 .strip_prefix("sent_http_")
                 .or_else(|| name.strip_prefix("upstream_http_"))
             {
                 match c.response_headers() {
-                    Some(h2) => header(lua, h2, &header_key(h)),
-                    None => Ok(Value::Nil),
+                    Some(h2) => header(h2, &header_key(h)),
+                    None => Ok(None),
                 }
             } else if let Some(i) = FORWARDED_VARS.iter().position(|v| *v == name) {
                 s(c.state.upstream.forwarded[i].clone().unwrap_or_default())
@@ -195,7 +184,7 @@ fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
                 match query_pairs(q).into_iter().find(|(k, _)| k == arg) {
                     Some((_, Some(v))) => s(v),
                     Some((_, None)) => s(String::new()),
-                    None => Ok(Value::Nil),
+                    None => Ok(None),
                 }
             } else if let Some(cookie) = name.strip_prefix("cookie_") {
                 let all = req
@@ -207,18 +196,18 @@ fn var(lua: &Lua, c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Value> {
                     .filter_map(|kv| kv.trim().split_once('='))
                     .find(|(k, _)| *k == cookie)
                     .map(|(_, v)| v.to_string());
-                all.map_or(Ok(Value::Nil), s)
+                all.map_or(Ok(None), s)
             } else {
-                Ok(Value::Nil)
+                Ok(None)
             }
         }
     }
 }
 
-fn header(lua: &Lua, headers: &http::HeaderMap, name: &str) -> mlua::Result<Value> {
+fn header(headers: &http::HeaderMap, name: &str) -> mlua::Result<Var> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
-        return Ok(Value::Nil);
+        return Ok(None);
     };
     // nginx joins repeated request headers with ", " in $http_*.
     let mut joined = first.as_bytes().to_vec();
@@ -226,15 +215,15 @@ fn header(lua: &Lua, headers: &http::HeaderMap, name: &str) -> mlua::Result<Valu
         joined.extend_from_slice(b", ");
         joined.extend_from_slice(v.as_bytes());
     }
-    Ok(Value::String(lua.create_string(joined)?))
+    Ok(Some(Text(joined)))
 }
 
 pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
     // ngx.var
     let var_t = lua.create_table()?;
     let mt = lua.create_table()?;
-    set_fn(lua, &mt, "__index", |lua, (_t, k): (Table, String)| {
-        cur(|c, _, _| var(lua, c, &k))
+    set_fn(lua, &mt, "__index", |_, (_t, k): (Table, String)| {
+        cur(|c, _, _| var(c, &k))
     })?;
     set_fn(
         lua,
@@ -250,10 +239,10 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
     // ngx.header: the response headers (or changes recorded for the response to come).
     let header_t = lua.create_table()?;
     let mt = lua.create_table()?;
-    set_fn(lua, &mt, "__index", |lua, (_t, k): (Table, String)| {
+    set_fn(lua, &mt, "__index", |_, (_t, k): (Table, String)| {
         cur(|c, _, _| match c.response_headers() {
-            Some(h) => header(lua, h, &header_key(&k)),
-            None => Ok(Value::Nil),
+            Some(h) => header(h, &header_key(&k)),
+            None => Ok(None),
         })
     })?;
     set_fn(
