@@ -5,6 +5,7 @@ use mlua::{Function, Lua, MultiValue, Table, Value};
 
 use super::{cur, set_fn};
 use crate::config::model::Config;
+use crate::plugins::lua::util::support::Text;
 
 fn consumer_table(lua: &Lua, cfg: &Config, i: usize) -> mlua::Result<Table> {
     let c = &cfg.consumers[i];
@@ -62,10 +63,10 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     let client = lua.create_table()?;
     // get_ip: the connection's peer; get_forwarded_ip: the client a trusted proxy named.
     set_fn(lua, &client, "get_ip", |_, ()| {
-        cur(|c, _, _| Ok(c.state.peer.map(|a| a.ip().to_string())))
+        cur(|c, _, _| Ok(c.state.peer.map(|a| Text(a.ip().to_string()))))
     })?;
     set_fn(lua, &client, "get_forwarded_ip", |_, ()| {
-        cur(|c, _, _| Ok(c.client_ip().map(|i| i.to_string())))
+        cur(|c, _, _| Ok(c.client_ip().map(|i| Text(i.to_string()))))
     })?;
     set_fn(lua, &client, "get_port", |_, ()| {
         cur(|c, _, _| Ok(c.state.peer.map(|a| a.port())))
@@ -74,7 +75,7 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
         cur(|c, _, _| Ok(c.state.client.map(|a| a.port()).filter(|p| *p != 0)))
     })?;
     set_fn(lua, &client, "get_protocol", |_, ()| {
-        cur(|c, _, _| Ok(c.state.scheme))
+        cur(|c, _, _| Ok(Text(c.state.scheme)))
     })?;
     // What a Lua plugin passed to `authenticate` is returned as it was given (Kong keeps the
     // tables); otherwise the consumer a native plugin authenticated.
