@@ -4,7 +4,7 @@
 use mlua::{Either, Lua, Table, Value};
 
 use super::{cur, header_key, headers_table, set_fn};
-use crate::plugins::lua::util::support::Text;
+use crate::plugins::lua::util::support::{room_for, Text};
 
 /// Decodes a query string into (name, value) pairs; a name without `=` has no value.
 pub(super) fn query_pairs(q: &str) -> Vec<(String, Option<String>)> {
@@ -49,14 +49,19 @@ pub(super) fn query_table(
     q: &str,
     max: Option<usize>,
 ) -> mlua::Result<(Table, Option<&'static str>)> {
-    let t = lua.create_table()?;
     let max = super::max_entries(max);
-    let mut truncated = None;
-    for (n, (k, v)) in query_pairs(q).into_iter().enumerate() {
-        if n >= max {
-            truncated = Some("truncated");
-            break;
-        }
+    let mut pairs = query_pairs(q);
+    let truncated = (pairs.len() > max).then_some("truncated");
+    pairs.truncate(max);
+    // Decoded text is no longer than the query; per pair, the room of two strings and a list.
+    let bytes = q.len() + 256 * pairs.len() + 1024;
+    if room_for(lua.used_memory(), bytes) {
+        // SAFETY: see `build_query`; the room was checked just above.
+        let t = lua.exec_raw_lua(|raw| unsafe { build_query(raw, &pairs) })?;
+        return Ok((t, truncated));
+    }
+    let t = lua.create_table()?;
+    for (k, v) in pairs {
         let v = match v {
             Some(v) => Value::String(lua.create_string(&v)?),
             None => Value::Boolean(true),
@@ -64,6 +69,63 @@ pub(super) fn query_table(
         super::push_value(lua, &t, &k, v)?;
     }
     Ok((t, truncated))
+}
+
+/// Builds the table of `pairs` as [`super::push_value`] shapes it (a repeated name's values
+/// as an array, in order) with LuaJIT's API on the stack, and pops it.
+///
+/// # Safety
+/// The VM must have room for what this allocates ([`room_for`]): then none of the calls can
+/// raise (they raise only when an allocation fails). What is built stays on the stack,
+/// reachable, while the garbage collector may run.
+unsafe fn build_query(
+    raw: &mlua::state::RawLua,
+    pairs: &[(String, Option<String>)],
+) -> mlua::Result<Table> {
+    use mlua::ffi;
+    let state = raw.state();
+    let push = |v: &Option<String>| unsafe {
+        match v {
+            Some(s) => {
+                ffi::lua_pushlstring(state, s.as_ptr().cast(), s.len());
+            }
+            None => ffi::lua_pushboolean(state, 1),
+        }
+    };
+    unsafe {
+        if ffi::lua_checkstack(state, 8) == 0 {
+            return Err(mlua::Error::StackError);
+        }
+        ffi::lua_createtable(state, 0, pairs.len().min(64) as i32);
+        for (k, v) in pairs {
+            // Stack: t, k, t[k]
+            ffi::lua_pushlstring(state, k.as_ptr().cast(), k.len());
+            ffi::lua_pushvalue(state, -1);
+            ffi::lua_rawget(state, -3);
+            match ffi::lua_type(state, -1) {
+                ffi::LUA_TNIL => {
+                    ffi::lua_pop(state, 1);
+                    push(v);
+                }
+                ffi::LUA_TTABLE => {
+                    let n = ffi::lua_objlen(state, -1) as i64;
+                    push(v);
+                    ffi::lua_rawseti(state, -2, n + 1);
+                }
+                _ => {
+                    ffi::lua_createtable(state, 2, 0);
+                    ffi::lua_pushvalue(state, -2);
+                    ffi::lua_rawseti(state, -2, 1);
+                    push(v);
+                    ffi::lua_rawseti(state, -2, 2);
+                    ffi::lua_replace(state, -2);
+                }
+            }
+            // Stack: t, k, value or list
+            ffi::lua_rawset(state, -3);
+        }
+        raw.pop::<Table>()
+    }
 }
 
 /// The request's Content-Type, if it has a readable one.
@@ -282,5 +344,54 @@ pub(super) fn http_version(v: http::Version) -> f64 {
         http::Version::HTTP_2 => 2.0,
         http::Version::HTTP_3 => 3.0,
         _ => 1.1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both ways of building a query table agree: repeated names as arrays in order (flags
+    /// as `true`), decoded values, at most `max` pairs.
+    #[test]
+    fn query_tables_built_on_the_stack_or_through_mlua_agree() {
+        let lua = Lua::new();
+        let limit = crate::plugins::lua::sandbox::limits().memory;
+        lua.set_memory_limit(limit).unwrap();
+        let q = "a=1&b=2&a=3&flag&a=4&c=%20x&f&f=1";
+        let check = lua
+            .load(
+                r#"
+                local all, none, two, t2 = ...
+                assert(none == nil and t2 == "truncated")
+                assert(#all.a == 3 and all.a[1] == "1" and all.a[2] == "3" and all.a[3] == "4")
+                assert(all.b == "2" and all.flag == true and all.c == " x")
+                assert(#all.f == 2 and all.f[1] == true and all.f[2] == "1")
+                assert(two.a == "1" and two.b == "2" and two.flag == nil)
+                "#,
+            )
+            .into_function()
+            .unwrap();
+        let run = |lua: &Lua| {
+            let (all, none) = query_table(lua, q, None).unwrap();
+            let (two, t2) = query_table(lua, q, Some(2)).unwrap();
+            check
+                .call::<()>((all, none, two, t2))
+                .unwrap_or_else(|e| panic!("{e}"));
+        };
+        run(&lua);
+        lua.load(
+            r#"
+            keep = {}
+            local limit = ...
+            while collectgarbage("count") * 1024 < limit / 2 do
+              keep[#keep + 1] = string.rep(string.char(#keep % 250 + 1), 2^20 - 64) .. #keep
+            end
+            "#,
+        )
+        .call::<()>(limit)
+        .unwrap();
+        assert!(!room_for(lua.used_memory(), 1024));
+        run(&lua);
     }
 }
