@@ -151,17 +151,7 @@ mod tests {
         };
         run(&lua);
         // Near the limit, the same through mlua's protected calls.
-        lua.load(
-            r#"
-            keep = {}
-            local limit = ...
-            while collectgarbage("count") * 1024 < limit / 2 do
-              keep[#keep + 1] = string.rep(string.char(#keep % 250 + 1), 2^20 - 64) .. #keep
-            end
-            "#,
-        )
-        .call::<()>(limit)
-        .unwrap();
+        crate::plugins::lua::util::support::fill_memory(&lua, limit / 2);
         assert!(!room_for(lua.used_memory(), 1024));
         run(&lua);
     }

@@ -222,6 +222,24 @@ pub fn room_for(used: usize, bytes: usize) -> bool {
         < limit
 }
 
+/// Test support: fills `lua` with distinct strings of about 1 MiB, kept in the global
+/// `__filler`, until the VM uses at least `until` bytes (to drive it near its memory limit).
+#[cfg(test)]
+pub fn fill_memory(lua: &Lua, until: usize) {
+    lua.load(
+        r#"
+        local keep, until_bytes = {}, ...
+        __filler = keep
+        while collectgarbage("count") * 1024 < until_bytes do
+          keep[#keep + 1] = string.rep(string.char(#keep % 250 + 1), 2^20 - 64) .. #keep
+        end
+        "#,
+    )
+    .set_name("=fill_memory")
+    .call::<()>(until)
+    .unwrap();
+}
+
 /// The three values raise.lua turns into `error(message, level)`.
 fn raised(err: &mlua::Error) -> (Value, String, i64) {
     let (msg, level) = describe(err);

@@ -336,18 +336,25 @@ fn text_results_are_pushed_directly_or_protected_near_the_limit() {
         r#"
         assert(small() == "héllo\0x")
         assert(#large(3 * 2^20) == 3 * 2^20)
-        -- Fill the VM up to 8 MiB below its limit with distinct 1 MiB strings.
-        local keep, limit = {}, ...
-        while collectgarbage("count") * 1024 < limit - 8 * 2^20 do
-          keep[#keep + 1] = string.rep(string.char(#keep % 250 + 1), 2^20 - 64) .. #keep
-        end
-        assert(small() == "héllo\0x")
-        local ok, err = pcall(large, 16 * 2^20)
-        assert(not ok and tostring(err):find("not enough memory", 1, true), tostring(err))
-        keep = nil
         "#,
     )
     .set_name("=test")
-    .call::<()>(crate::plugins::lua::sandbox::limits().memory)
+    .exec()
+    .unwrap();
+    // Up to 8 MiB below its limit.
+    crate::plugins::lua::util::support::fill_memory(
+        &lua,
+        crate::plugins::lua::sandbox::limits().memory - (8 << 20),
+    );
+    lua.load(
+        r#"
+        assert(small() == "héllo\0x")
+        local ok, err = pcall(large, 16 * 2^20)
+        assert(not ok and tostring(err):find("not enough memory", 1, true), tostring(err))
+        __filler = nil
+        "#,
+    )
+    .set_name("=test")
+    .exec()
     .unwrap();
 }
