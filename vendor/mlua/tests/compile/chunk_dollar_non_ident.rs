@@ -1,0 +1,4 @@
+use mlua::chunk;
+fn main() {
+    let _ = chunk! { $42 };
+}
