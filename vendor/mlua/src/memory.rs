@@ -4,6 +4,14 @@ use std::ptr;
 
 pub(crate) static ALLOCATOR: ffi::lua_Alloc = allocator;
 
+/// Strings of this size and tables of [`UNPROTECTED_MAX_SLOTS`] slots or more are always
+/// created in a protected call.
+pub(crate) const UNPROTECTED_MAX_BYTES: usize = 1 << 20;
+/// See [`UNPROTECTED_MAX_BYTES`]: a table slot takes at most 32 bytes.
+pub(crate) const UNPROTECTED_MAX_SLOTS: usize = 1 << 14;
+/// The room an unprotected operation needs besides twice what is in use.
+const UNPROTECTED_HEADROOM: usize = 4 * UNPROTECTED_MAX_BYTES;
+
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct MemoryState {
@@ -45,6 +53,20 @@ impl MemoryState {
     #[inline]
     pub(crate) fn memory_limit(&self) -> usize {
         self.memory_limit as usize
+    }
+
+    /// Whether no single allocation of an unprotected operation can reach the memory limit.
+    ///
+    /// An unprotected operation allocates at most a string or table under
+    /// [`UNPROTECTED_MAX_BYTES`] (larger ones are always protected), a grown string table or
+    /// table rehash (each at most twice what is in use) and small fixed-size objects. So while
+    /// three times the use plus that margin stays below the limit, a memory error cannot be
+    /// raised outside a protected call. Finalizers that a GC step runs meanwhile run in a
+    /// protected call of their own.
+    #[inline]
+    pub(crate) fn has_room(&self) -> bool {
+        self.memory_limit > 0
+            && self.used_memory.saturating_mul(3) + UNPROTECTED_HEADROOM as isize <= self.memory_limit
     }
 
     #[inline]

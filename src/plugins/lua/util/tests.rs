@@ -358,3 +358,45 @@ fn text_results_are_pushed_directly_or_protected_near_the_limit() {
     .exec()
     .unwrap();
 }
+
+/// vendor/mlua creates strings and tables without a protected call while a memory-limited VM
+/// has room for them; near the limit the same operations must still fail as catchable errors
+/// (an unprotected allocation failure would unwind through Rust frames and abort).
+#[test]
+fn mlua_allocations_near_the_limit_are_errors_not_aborts() {
+    let limit = 64 << 20;
+    let lua = Lua::new();
+    lua.set_memory_limit(limit).unwrap();
+    let big = crate::plugins::lua::util::support::function(&lua, |_, n: usize| {
+        Ok(String::from_utf8(vec![b'z'; n]).unwrap())
+    })
+    .unwrap();
+    lua.globals().set("big", big).unwrap();
+    let call_big: mlua::Function = lua
+        .load("return function() return (pcall(big, 4 * 2^20)) end")
+        .eval()
+        .unwrap();
+    let ops = |lua: &Lua| -> Vec<bool> {
+        let table = lua.create_table().unwrap();
+        vec![
+            lua.create_string(vec![b'x'; 4 << 20]).is_ok(),
+            lua.create_string(vec![b'x'; (1 << 20) - 1]).is_ok(),
+            lua.create_table_with_capacity(1 << 19, 0).is_ok(),
+            lua.create_sequence_from(0..(1 << 19)).is_ok(),
+            (0..(1 << 19)).try_for_each(|i| table.raw_set(i, i)).is_ok(),
+            call_big.call::<bool>(()).unwrap(),
+        ]
+    };
+    assert_eq!(ops(&lua), [true; 6], "with room, every operation succeeds");
+    crate::plugins::lua::util::support::fill_memory(&lua, limit - (3 << 20));
+    let near = ops(&lua);
+    assert!(!near[0], "a 4 MiB string cannot fit");
+    assert_eq!(
+        near[2..],
+        [false; 4],
+        "neither can 4 MiB tables or a 4 MiB result"
+    );
+    lua.globals().raw_set("__filler", Value::Nil).unwrap();
+    lua.gc_collect().unwrap();
+    assert_eq!(ops(&lua), [true; 6], "the VM recovers once memory is freed");
+}

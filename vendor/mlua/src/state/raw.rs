@@ -1082,7 +1082,13 @@ impl RawLua {
         }
 
         if self.owned {
-            return (*self.extra.get()).unlikely_memory_error;
+            if (*self.extra.get()).unlikely_memory_error {
+                return true;
+            }
+            // With a memory limit, skip the protected call while the state has room for any
+            // unprotected operation.
+            let mem_state = MemoryState::get(self.main_state());
+            return !mem_state.is_null() && (*mem_state).has_room();
         }
 
         // Externally managed states may change their allocator.

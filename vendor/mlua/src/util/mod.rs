@@ -86,7 +86,7 @@ impl Drop for StackGuard {
 #[inline(always)]
 pub(crate) unsafe fn push_string(state: *mut ffi::lua_State, s: &[u8], protect: bool) -> Result<()> {
     // Always use protected mode if the string is too long
-    let protect = protect || s.len() >= const { 1 << 30 };
+    let protect = protect || s.len() >= crate::memory::UNPROTECTED_MAX_BYTES;
     protect_lua_mem!(state, if protect, 0, 1, |state| {
         ffi::lua_pushlstring(state, s.as_ptr() as *const c_char, s.len());
     })
@@ -135,7 +135,8 @@ pub(crate) unsafe fn push_table(
 ) -> Result<()> {
     let narr: c_int = narr.try_into().unwrap_or(c_int::MAX);
     let nrec: c_int = nrec.try_into().unwrap_or(c_int::MAX);
-    let protect = protect || narr >= const { 1 << 26 } || nrec >= const { 1 << 26 };
+    let max = crate::memory::UNPROTECTED_MAX_SLOTS as c_int;
+    let protect = protect || narr >= max || nrec >= max;
     protect_lua_mem!(state, if protect, 0, 1, |state| ffi::lua_createtable(state, narr, nrec))
 }
 
