@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod condition;
+pub mod entity;
 pub mod lua;
 pub mod native;
 mod request_api;

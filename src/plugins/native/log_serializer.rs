@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::plugins::PhaseCtx;
+use crate::plugins::{entity, PhaseCtx};
 
 /// Request headers whose values are never logged.
 const REDACTED: &[&str] = &["authorization", "proxy-authorization"];
@@ -84,40 +84,8 @@ pub fn serialize_base(ctx: &PhaseCtx<'_>) -> Value {
         .map(|a| json!({ "ip": a.ip().to_string(), "port": a.port(), "balancer_latency": 0 }))
         .collect();
 
-    let route = state.route.map(|i| {
-        let r = &cfg.routes[i];
-        json!({
-            "id": r.id,
-            "name": r.name,
-            "paths": r.paths,
-            "hosts": r.hosts,
-            "methods": r.methods,
-            "protocols": r.protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-            "strip_path": r.strip_path,
-            "preserve_host": r.preserve_host,
-            "regex_priority": r.regex_priority,
-            "https_redirect_status_code": r.https_redirect_status_code,
-            "service": r.service.map(|s| json!({ "id": cfg.services[s].id })),
-            "tags": r.tags,
-        })
-    });
-    let service = state.service.map(|i| {
-        let s = &cfg.services[i];
-        json!({
-            "id": s.id,
-            "name": s.name,
-            "protocol": s.protocol.as_str(),
-            "host": s.host,
-            "port": s.port,
-            "path": s.path,
-            "retries": s.retries,
-            "connect_timeout": s.connect_timeout,
-            "read_timeout": s.read_timeout,
-            "write_timeout": s.write_timeout,
-            "enabled": s.enabled,
-            "tags": s.tags,
-        })
-    });
+    let route = state.route.map(|i| entity::route_json(cfg, i));
+    let service = state.service.map(|i| entity::service_json(cfg, i));
     let consumer = state.consumer.map(|i| {
         let c = &cfg.consumers[i];
         json!({ "id": c.id, "username": c.username, "custom_id": c.custom_id, "tags": c.tags })

@@ -3,9 +3,11 @@
 
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
+use super::entity_table::{entity_table, Kind};
 use super::{cur, set_fn};
 use crate::config::model::Config;
 use crate::plugins::lua::util::support::Text;
+use crate::plugins::lua::util::Json;
 
 fn consumer_table(lua: &Lua, cfg: &Config, i: usize) -> mlua::Result<Table> {
     let c = &cfg.consumers[i];
@@ -187,10 +189,12 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     log.set("inspect", inspect)?;
     // What Kong's serializer gives (as file-log writes it); log.lua applies the request's
     // set_serialize_value edits on top.
-    set_fn(lua, &log, "serialize", |lua, ()| {
+    set_fn(lua, &log, "serialize", |_, ()| {
         cur(|c, _, _| {
-            let json = crate::plugins::native::log_serializer::serialize_base(c);
-            crate::plugins::lua::util::conf_to_lua(lua, &json)
+            Ok(Json {
+                value: crate::plugins::native::log_serializer::serialize_base(c),
+                drop_nulls: true,
+            })
         })
     })?;
     let log_mt = lua.create_table()?;
@@ -208,69 +212,18 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
 
     // kong.router
     let router = lua.create_table()?;
-    set_fn(lua, &router, "get_route", |lua, ()| {
-        cur(|c, _, _| {
-            let Some(i) = c.state.route else {
-                return Ok(Value::Nil);
-            };
-            let r = &c.snap.config.routes[i];
-            let t = lua.create_table()?;
-            t.set("id", r.id.as_str())?;
-            t.set("name", r.name.as_deref())?;
-            t.set(
-                "paths",
-                lua.create_sequence_from(r.paths.iter().map(String::as_str))?,
-            )?;
-            t.set(
-                "hosts",
-                lua.create_sequence_from(r.hosts.iter().map(String::as_str))?,
-            )?;
-            t.set(
-                "methods",
-                lua.create_sequence_from(r.methods.iter().map(String::as_str))?,
-            )?;
-            t.set(
-                "protocols",
-                lua.create_sequence_from(r.protocols.iter().map(|p| p.as_str()))?,
-            )?;
-            t.set("strip_path", r.strip_path)?;
-            t.set("preserve_host", r.preserve_host)?;
-            t.set(
-                "tags",
-                lua.create_sequence_from(r.tags.iter().map(String::as_str))?,
-            )?;
-            if let Some(s) = r.service {
-                let st = lua.create_table()?;
-                st.set("id", c.snap.config.services[s].id.as_str())?;
-                t.set("service", st)?;
-            }
-            Ok(Value::Table(t))
-        })
-    })?;
-    set_fn(lua, &router, "get_service", |lua, ()| {
-        cur(|c, _, _| {
-            let Some(i) = c.state.service else {
-                return Ok(Value::Nil);
-            };
-            let s = &c.snap.config.services[i];
-            let t = lua.create_table()?;
-            t.set("id", s.id.as_str())?;
-            t.set("name", s.name.as_deref())?;
-            t.set("host", s.host.as_str())?;
-            t.set("port", s.port)?;
-            t.set("protocol", s.protocol.as_str())?;
-            t.set("path", s.path.as_deref())?;
-            t.set("retries", s.retries)?;
-            t.set("connect_timeout", s.connect_timeout)?;
-            t.set("read_timeout", s.read_timeout)?;
-            t.set("write_timeout", s.write_timeout)?;
-            t.set(
-                "tags",
-                lua.create_sequence_from(s.tags.iter().map(String::as_str))?,
-            )?;
-            Ok(Value::Table(t))
-        })
-    })?;
+    for (name, kind) in [("get_route", Kind::Route), ("get_service", Kind::Service)] {
+        set_fn(lua, &router, name, move |lua, ()| {
+            cur(|c, _, _| {
+                let i = match kind {
+                    Kind::Route => c.state.route,
+                    Kind::Service => c.state.service,
+                };
+                i.map(|i| entity_table(lua, &c.snap.config, kind, i))
+                    .transpose()
+            })
+        })?;
+    }
     kong.set("router", router)?;
 
     let ip = lua.create_table()?;

@@ -3,6 +3,7 @@
 //! through [`with_current`]; outside a call the functions raise an error.
 
 mod client;
+mod entity_table;
 mod header_table;
 mod ngx;
 mod request;

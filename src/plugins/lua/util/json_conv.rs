@@ -1,10 +1,10 @@
 //! serde_json ⇄ Lua conversions for the rest of the PDK (cjson's rules, see `mod.rs`).
 
-use mlua::{Lua, Table, Value};
+use mlua::{IntoLua, Lua, Table, Value};
 use serde_json::Value as J;
 
 use super::cjson::{classify, empty_array, Config, Shape};
-use super::support::{as_f64, fmt_g, null, type_name};
+use super::support::{as_f64, fmt_g, null, room_for, type_name, used_bytes};
 
 /// See [`super::json_to_lua`].
 pub fn json_to_lua(lua: &Lua, v: &J) -> mlua::Result<Value> {
@@ -15,6 +15,115 @@ pub fn json_to_lua(lua: &Lua, v: &J) -> mlua::Result<Value> {
 /// are `null` (unset optional fields) are absent rather than `ngx.null`.
 pub fn conf_to_lua(lua: &Lua, v: &J) -> mlua::Result<Value> {
     convert(lua, v, true)
+}
+
+/// JSON returned to Lua as [`json_to_lua`] (or, with `drop_nulls`, [`conf_to_lua`]) converts
+/// it. When the VM has room for all of it, the value is built with LuaJIT's API straight on
+/// the stack: through mlua, every string and table is a handle on its reference thread, moved
+/// to the stack and back, and a protected call once the VM is near its limit.
+pub struct Json {
+    /// The value.
+    pub value: J,
+    /// Whether `null` object fields are left out (a plugin conf's unset fields).
+    pub drop_nulls: bool,
+}
+
+/// Nesting beyond which [`Json`] converts through mlua (the stack build recurses).
+const STACK_DEPTH: usize = 64;
+
+impl IntoLua for Json {
+    fn into_lua(self, lua: &Lua) -> mlua::Result<Value> {
+        convert(lua, &self.value, self.drop_nulls)
+    }
+
+    unsafe fn push_into_stack(self, lua: &mlua::state::RawLua) -> mlua::Result<()> {
+        let state = lua.state();
+        let (bytes, depth) = footprint(&self.value, 1);
+        // SAFETY: with room for everything the build allocates (strings, tables, the string
+        // table and the stack growing to at most twice their size), none of the calls in
+        // `push` can raise, so no Lua error unwinds through Rust frames (see `room_for`).
+        unsafe {
+            if depth > STACK_DEPTH || !room_for(used_bytes(state), bytes) {
+                return lua.push(Converted(self));
+            }
+            if mlua::ffi::lua_checkstack(state, 2 * depth as i32 + 4) == 0 {
+                return Err(mlua::Error::StackError);
+            }
+            push(state, &self.value, self.drop_nulls);
+        }
+        Ok(())
+    }
+}
+
+/// [`Json`] converted through mlua's API (its default `push_into_stack`).
+struct Converted(Json);
+
+impl IntoLua for Converted {
+    fn into_lua(self, lua: &Lua) -> mlua::Result<Value> {
+        self.0.into_lua(lua)
+    }
+}
+
+/// An upper bound of the bytes LuaJIT allocates for `v` (strings with their headers, tables
+/// with their array and hash parts rounded up), and its nesting depth.
+fn footprint(v: &J, depth: usize) -> (usize, usize) {
+    match v {
+        J::String(s) => (s.len() + 32, depth),
+        J::Array(items) => items
+            .iter()
+            .fold((96 + 8 * items.len(), depth), |(b, d), i| {
+                let (ib, id) = footprint(i, depth + 1);
+                (b + ib, d.max(id))
+            }),
+        J::Object(map) => map
+            .iter()
+            .fold((96 + 64 * map.len(), depth), |(b, d), (k, i)| {
+                let (ib, id) = footprint(i, depth + 1);
+                (b + k.len() + 32 + ib, d.max(id))
+            }),
+        _ => (0, depth),
+    }
+}
+
+/// Pushes `v` as [`convert`] makes it.
+///
+/// # Safety
+/// The VM must have room for `v` ([`footprint`], [`room_for`]) and its stack room for two
+/// slots per level of nesting.
+unsafe fn push(state: *mut mlua::ffi::lua_State, v: &J, drop_nulls: bool) {
+    use mlua::ffi;
+    let text = |s: &str| unsafe { ffi::lua_pushlstring(state, s.as_ptr().cast(), s.len()) };
+    unsafe {
+        match v {
+            J::Null => ffi::lua_pushlightuserdata(state, std::ptr::null_mut()),
+            J::Bool(b) => ffi::lua_pushboolean(state, i32::from(*b)),
+            J::Number(n) => match n.as_i64() {
+                Some(i) if i.unsigned_abs() < (1 << 53) => ffi::lua_pushnumber(state, i as f64),
+                _ => ffi::lua_pushnumber(state, n.as_f64().unwrap_or(0.0)),
+            },
+            J::String(s) => {
+                text(s);
+            }
+            J::Array(items) => {
+                ffi::lua_createtable(state, items.len().min(i32::MAX as usize) as i32, 0);
+                for (i, item) in items.iter().enumerate() {
+                    push(state, item, drop_nulls);
+                    ffi::lua_rawseti(state, -2, (i + 1) as ffi::lua_Integer);
+                }
+            }
+            J::Object(map) => {
+                ffi::lua_createtable(state, 0, map.len().min(i32::MAX as usize) as i32);
+                for (k, item) in map {
+                    if drop_nulls && item.is_null() {
+                        continue;
+                    }
+                    text(k);
+                    push(state, item, drop_nulls);
+                    ffi::lua_rawset(state, -3);
+                }
+            }
+        }
+    }
 }
 
 fn convert(lua: &Lua, v: &J, drop_nulls: bool) -> mlua::Result<Value> {

@@ -16,6 +16,7 @@ mod cjson_module;
 mod digest;
 mod encode;
 mod json_conv;
+pub use json_conv::Json;
 mod json_decode;
 mod kong;
 mod kong_strings;

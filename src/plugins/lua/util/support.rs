@@ -185,12 +185,7 @@ impl<T: AsRef<[u8]>> IntoLua for Text<T> {
         // and the direct push cannot raise (see `push_cannot_fail`), so no Lua error unwinds
         // through this frame; otherwise mlua's protected push.
         unsafe {
-            let used = mlua::ffi::lua_gc(state, mlua::ffi::LUA_GCCOUNT, 0);
-            let used = usize::try_from(used)
-                .unwrap_or(usize::MAX / 4)
-                .saturating_add(1)
-                << 10;
-            if !push_cannot_fail(used, bytes.len()) {
+            if !push_cannot_fail(used_bytes(state), bytes.len()) {
                 // A string (a `&[u8]` would become a table of numbers).
                 return lua.push(mlua::BString::from(bytes));
             }
@@ -198,6 +193,18 @@ impl<T: AsRef<[u8]>> IntoLua for Text<T> {
         }
         Ok(())
     }
+}
+
+/// What the VM of `state` uses, in bytes (LuaJIT's count, rounded up to the next KiB).
+///
+/// # Safety
+/// `state` must be a live Lua state; `lua_gc(LUA_GCCOUNT)` only reads it.
+pub unsafe fn used_bytes(state: *mut mlua::ffi::lua_State) -> usize {
+    let kib = unsafe { mlua::ffi::lua_gc(state, mlua::ffi::LUA_GCCOUNT, 0) };
+    usize::try_from(kib)
+        .unwrap_or(usize::MAX / 4)
+        .saturating_add(1)
+        << 10
 }
 
 /// Whether pushing a new string of `len` bytes cannot raise a Lua error in a VM that uses

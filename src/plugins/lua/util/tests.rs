@@ -400,3 +400,63 @@ fn mlua_allocations_near_the_limit_are_errors_not_aborts() {
     lua.gc_collect().unwrap();
     assert_eq!(ops(&lua), [true; 6], "the VM recovers once memory is freed");
 }
+
+/// `Json` results are the tables `json_to_lua`/`conf_to_lua` make, whether built on the stack
+/// or (near the memory limit, or nested deeper than the stack build goes) through mlua.
+#[test]
+fn json_results_built_on_the_stack_or_through_mlua_agree() {
+    use crate::plugins::lua::util::{lua_to_json, Json};
+    use serde_json::json;
+    let lua = Lua::new();
+    let limit = crate::plugins::lua::sandbox::limits().memory;
+    lua.set_memory_limit(limit).unwrap();
+    let value = json!({
+        "s": "héllo\u{0}x", "i": 42, "neg": -7, "big": 9007199254740993u64, "f": 1.5,
+        "t": true, "n": null, "empty": {}, "list": [1, "two", null, [3], {"k": "v"}],
+        "nested": {"a": {"b": {"c": [true, false]}}, "gone": null},
+    });
+    let mut deep = json!("leaf");
+    for _ in 0..100 {
+        deep = json!([deep]);
+    }
+    let give = crate::plugins::lua::util::support::function(&lua, move |_, drop: bool| {
+        Ok(Json {
+            value: value.clone(),
+            drop_nulls: drop,
+        })
+    })
+    .unwrap();
+    let give_deep = crate::plugins::lua::util::support::function(&lua, move |_, ()| {
+        Ok(Json {
+            value: deep.clone(),
+            drop_nulls: false,
+        })
+    })
+    .unwrap();
+    let run = || -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for drop in [false, true] {
+            let t: Value = give.call(drop).unwrap();
+            out.push(lua_to_json(&t).unwrap());
+        }
+        let d: Value = give_deep.call(()).unwrap();
+        out.push(lua_to_json(&d).unwrap());
+        // ngx.null is a light userdata NULL, as in conf_to_lua.
+        let t: Table = give.call(false).unwrap();
+        assert!(
+            matches!(t.raw_get::<Value>("n").unwrap(), Value::LightUserData(p) if p.0.is_null())
+        );
+        out
+    };
+    let direct = run();
+    assert_eq!(direct[0]["n"], serde_json::Value::Null);
+    assert!(direct[1].get("n").is_none() && direct[1]["nested"].get("gone").is_none());
+    assert_eq!(
+        direct[0]["big"],
+        json!(9007199254740992u64),
+        "a double, as in Lua"
+    );
+    assert_eq!(direct[0]["list"][4]["k"], "v");
+    crate::plugins::lua::util::support::fill_memory(&lua, limit / 2);
+    assert_eq!(run(), direct);
+}
