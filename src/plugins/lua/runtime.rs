@@ -146,7 +146,7 @@ impl Worker {
             .into_iter()
             .map(|(name, value)| Ok((name, lua.create_registry_value(value)?)))
             .collect::<mlua::Result<Vec<_>>>()?;
-        let requests = Rc::new(lua.create_table()?);
+        let requests = Rc::new(lua.named_registry_value::<Table>(pdk::REQUESTS)?);
         let waiting = lua.create_table()?;
         let run: Function = lua.named_registry_value(io::RUN)?;
         let states: Table = lua.named_registry_value(io::STATES)?;

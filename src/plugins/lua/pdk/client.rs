@@ -6,7 +6,7 @@ use mlua::{Function, Lua, MultiValue, Table, Value};
 use super::entity_table::{entity_table, Kind};
 use super::{cur, set_fn};
 use crate::config::model::Config;
-use crate::plugins::lua::util::support::Text;
+use crate::plugins::lua::util::support::{function, raw_function, Text};
 use crate::plugins::lua::util::Json;
 
 fn consumer_table(lua: &Lua, cfg: &Config, i: usize) -> mlua::Result<Table> {
@@ -155,9 +155,18 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
 
     // kong.ctx.shared / kong.ctx.plugin: per-request tables (plugin: per plugin, shared with
     // its clones).
+    // The tables already made are read in Lua; the Rust function makes missing ones.
     let ctx = lua.create_table()?;
     let mt = lua.create_table()?;
-    set_fn(lua, &mt, "__index", |lua, (_t, key): (Table, String)| {
+    // The request and plugin, or nothing outside a request (`make` then raises).
+    let current = raw_function(lua, |_, ()| {
+        Ok(
+            cur(|_, inst, tables| Ok((tables.id, Text(inst.plugin.name.clone()))))
+                .ok()
+                .unzip(),
+        )
+    })?;
+    let make = function(lua, |lua, key: String| {
         cur(|_, inst, tables| match key.as_str() {
             "shared" => tables.get(lua)?.get::<Value>("shared"),
             "plugin" => {
@@ -175,6 +184,34 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
             _ => Ok(Value::Nil),
         })
     })?;
+    let requests: Table = lua.named_registry_value(super::REQUESTS)?;
+    let index: Function = lua
+        .load(
+            r#"
+            local requests, current, make = ...
+            return function(_, k)
+              if k ~= "shared" and k ~= "plugin" then
+                return nil
+              end
+              local id, name = current()
+              local t = id and requests[id]
+              if t then
+                if k == "shared" then
+                  return t.shared
+                end
+                local p = t.plugin[name]
+                if p then
+                  return p
+                end
+              end
+              return make(k)
+            end
+            "#,
+        )
+        .set_name("=kong.ctx")
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .call((requests, current, make))?;
+    mt.raw_set("__index", index)?;
     ctx.set_metatable(Some(mt))?;
     kong.set("ctx", ctx)?;
 
@@ -287,4 +324,36 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     configuration.set("router_flavor", flavor)?;
     kong.set("configuration", configuration)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// kong.ctx reads the request's tables in Lua and asks Rust only for the request; outside
+    /// a request its fields raise Kong's plain error rather than returning something.
+    #[test]
+    fn kong_ctx_outside_a_request_raises() {
+        let lua = crate::plugins::lua::sandbox::new_vm().unwrap();
+        let globals = super::super::install(&lua).unwrap();
+        let kong = globals
+            .iter()
+            .find(|(n, _)| *n == "kong")
+            .unwrap()
+            .1
+            .clone();
+        let check: mlua::Function = lua
+            .load(
+                r#"
+                local kong = ...
+                for _, k in ipairs({ "shared", "plugin" }) do
+                  local ok, err = pcall(function() return kong.ctx[k] end)
+                  assert(not ok and type(err) == "string", tostring(err))
+                  assert(err:find("only be called while a request is processed", 1, true), err)
+                end
+                assert(kong.ctx.other == nil)
+                "#,
+            )
+            .into_function()
+            .unwrap();
+        check.call::<()>(kong).unwrap_or_else(|e| panic!("{e}"));
+    }
 }

@@ -18,6 +18,10 @@ use super::LuaInstance;
 use crate::plugins::PhaseCtx;
 use header_table::headers_table;
 
+/// Named registry value: the table of every request's Lua tables in this VM (request id →
+/// [`RequestTables`]' table), made by [`install`] for the PDK's Lua side and the runtime.
+pub const REQUESTS: &str = "sluice.requests";
+
 /// Where a request's Lua tables (`shared`, `plugin`, `ngx`) live: created on first use, so a
 /// request whose plugins never touch kong.ctx or ngx.ctx creates none.
 pub struct RequestTables {
@@ -441,6 +445,7 @@ where
 /// `kong`, `ngx` and `require`.
 pub fn install(lua: &Lua) -> mlua::Result<Vec<(&'static str, Value)>> {
     let node_id = uuid::Uuid::new_v4().to_string();
+    lua.set_named_registry_value(REQUESTS, lua.create_table()?)?;
     let kong = super::util::kong_base(lua, &node_id)?;
     kong.set("request", request::table(lua)?)?;
     kong.set("response", response::table(lua)?)?;
