@@ -6,7 +6,7 @@ use mlua::{Function, Lua, MultiValue, Table, Value};
 use super::entity_table::{entity_table, Kind};
 use super::{cur, set_fn};
 use crate::config::model::Config;
-use crate::plugins::lua::util::support::{function, raw_function, Text};
+use crate::plugins::lua::util::support::{function, Text};
 use crate::plugins::lua::util::Json;
 
 fn consumer_table(lua: &Lua, cfg: &Config, i: usize) -> mlua::Result<Table> {
@@ -158,14 +158,7 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     // The tables already made are read in Lua; the Rust function makes missing ones.
     let ctx = lua.create_table()?;
     let mt = lua.create_table()?;
-    // The request and plugin, or nothing outside a request (`make` then raises).
-    let current = raw_function(lua, |_, ()| {
-        Ok(
-            cur(|_, inst, tables| Ok((tables.id, Text(inst.plugin.name.clone()))))
-                .ok()
-                .unzip(),
-        )
-    })?;
+    let current = super::current_fn(lua)?;
     let make = function(lua, |lua, key: String| {
         cur(|_, inst, tables| match key.as_str() {
             "shared" => tables.get(lua)?.get::<Value>("shared"),

@@ -22,6 +22,22 @@ use header_table::headers_table;
 /// [`RequestTables`]' table), made by [`install`] for the PDK's Lua side and the runtime.
 pub const REQUESTS: &str = "sluice.requests";
 
+/// A Lua function returning the current request's id (its key in [`REQUESTS`]) and plugin
+/// name, or nothing outside a request: for the Lua side of `kong.ctx` and `ngx.ctx`, which
+/// read the request's tables themselves once they are made.
+fn current_fn(lua: &Lua) -> mlua::Result<mlua::Function> {
+    crate::plugins::lua::util::support::raw_function(lua, |_, ()| {
+        Ok(cur(|_, inst, tables| {
+            Ok((
+                tables.id,
+                crate::plugins::lua::util::support::Text(inst.plugin.name.clone()),
+            ))
+        })
+        .ok()
+        .unzip())
+    })
+}
+
 /// Where a request's Lua tables (`shared`, `plugin`, `ngx`) live: created on first use, so a
 /// request whose plugins never touch kong.ctx or ngx.ctx creates none.
 pub struct RequestTables {

@@ -2,7 +2,7 @@
 //! `ngx.arg` (body_filter), `ngx.req.*`, `ngx.log`, `ngx.exit`, `ngx.redirect`.
 
 use bytes::Bytes;
-use mlua::{Lua, MultiValue, Table, Value};
+use mlua::{Function, Lua, MultiValue, Table, Value};
 
 use super::request::{host_of, query_pairs, query_table};
 use super::{cur, header_key, header_value, headers_table, set_fn};
@@ -346,19 +346,42 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
     ngx.set("arg", arg_t)?;
 
     // ngx.ctx and ngx.status are per request: resolved through ngx's metatable.
+    // A request's ngx.ctx, once made, is read in Lua; Rust makes it and answers the rest.
     let ngx_mt = lua.create_table()?;
-    set_fn(lua, &ngx_mt, "__index", |lua, (_t, k): (Table, String)| {
-        cur(|c, _, tables| match k.as_str() {
-            "ctx" => tables.get(lua)?.get::<Value>("ngx"),
-            "status" => Ok(Value::Integer(
-                c.resp
-                    .as_ref()
-                    .map_or(c.state.status, |r| r.status.as_u16())
-                    .into(),
-            )),
-            _ => Ok(Value::Nil),
-        })
-    })?;
+    let slow =
+        crate::plugins::lua::util::support::function(lua, |lua, (_t, k): (Table, String)| {
+            cur(|c, _, tables| match k.as_str() {
+                "ctx" => tables.get(lua)?.get::<Value>("ngx"),
+                "status" => Ok(Value::Integer(
+                    c.resp
+                        .as_ref()
+                        .map_or(c.state.status, |r| r.status.as_u16())
+                        .into(),
+                )),
+                _ => Ok(Value::Nil),
+            })
+        })?;
+    let requests: Table = lua.named_registry_value(super::REQUESTS)?;
+    let index: Function = lua
+        .load(
+            r#"
+            local requests, current, slow = ...
+            return function(t, k)
+              if k == "ctx" then
+                local id = current()
+                local r = id and requests[id]
+                if r then
+                  return r.ngx
+                end
+              end
+              return slow(t, k)
+            end
+            "#,
+        )
+        .set_name("=ngx")
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .call((requests, super::current_fn(lua)?, slow))?;
+    ngx_mt.raw_set("__index", index)?;
     set_fn(
         lua,
         &ngx_mt,
