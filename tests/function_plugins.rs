@@ -112,3 +112,30 @@ fn syntax_errors_and_unsupported_phases_are_located() {
         "{err}"
     );
 }
+
+/// A level the log filter drops (the tests run the proxy with `RUST_LOG=info`) does nothing, as
+/// nginx's `ngx.log` does: its arguments are not even converted to text. Enabled levels write.
+#[tokio::test]
+async fn disabled_log_levels_do_not_format_their_arguments() {
+    let up = Upstream::start().await;
+    let plugins = r#"
+          - name: pre-function
+            config:
+              access:
+                - |
+                  local loud = setmetatable({}, { __tostring = function() error("converted") end })
+                  kong.log.debug("dropped ", loud)
+                  ngx.log(ngx.DEBUG, "dropped too ", loud)
+                  kong.log.inspect(loud)
+                  kong.log.notice("kept-line ", 42)
+"#;
+    let proxy = Proxy::start(&render(&config(plugins), &[&up])).await;
+    let r = proxy.get("/", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        proxy.wait_stderr("kept-line 42").await,
+        "{}",
+        proxy.stderr()
+    );
+    assert!(!proxy.stderr().contains("dropped"), "{}", proxy.stderr());
+}

@@ -49,8 +49,28 @@ fn log_at(level: &'static str, plugin: &str, msg: &str) {
     }
 }
 
-/// A log function for `level` (also used for `ngx.log`).
+/// Whether lines at `level` are written (the log filter is set once, at startup).
+fn level_enabled(level: &str) -> bool {
+    use tracing::Level;
+    match level {
+        "debug" => tracing::enabled!(target: "lua", Level::DEBUG),
+        "info" | "notice" => tracing::enabled!(target: "lua", Level::INFO),
+        "warn" => tracing::enabled!(target: "lua", Level::WARN),
+        _ => tracing::enabled!(target: "lua", Level::ERROR),
+    }
+}
+
+/// A log function for `level` (also used for `ngx.log`). At a level the log filter drops, a
+/// Lua function that does nothing: as nginx's `ngx.log`, a disabled level costs no formatting
+/// (it cost ~3,800 instructions per `kong.log.debug` call).
 pub(super) fn logger(lua: &Lua, level: &'static str) -> mlua::Result<Function> {
+    if !level_enabled(level) {
+        return lua
+            .load("return function() end")
+            .set_name("=kong.log")
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .eval();
+    }
     let tostring: Function = lua.globals().get("tostring")?;
     crate::plugins::lua::util::support::raw_function(lua, move |_, args: MultiValue| {
         let msg = message(&tostring, args)?;
