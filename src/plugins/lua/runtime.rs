@@ -25,9 +25,10 @@ struct Worker {
     memory: Arc<AtomicUsize>,
     /// `kong`, `ngx`, `require`: the values every plugin environment gets.
     shared_globals: Vec<(&'static str, RegistryKey)>,
-    /// `LuaPlugin::key` → the loaded handler. These maps are looked up on every phase call,
-    /// with keys that come from the config, not from requests: FxHash, not SipHash.
-    handlers: FxHashMap<String, Loaded>,
+    /// `LuaPlugin::key_hash` → the plugin's key and its loaded handler. These maps are looked
+    /// up on every phase call, with keys that come from the config, not from requests:
+    /// FxHash, not SipHash. (Should two keys share a hash, the later evicts the earlier.)
+    handlers: FxHashMap<u64, (String, Loaded)>,
     /// (generation, plugin instance index) → conf table. Registry keys, not `Table` handles:
     /// mlua keeps handles on a bounded auxiliary stack, and a config may have tens of
     /// thousands of instances ("out of Lua stack" otherwise). A call pushes the key's value
@@ -211,8 +212,10 @@ impl Worker {
         generation: u64,
         phase: Phase,
     ) -> mlua::Result<(Rc<RegistryKey>, Option<Rc<RegistryKey>>)> {
-        if let Some(loaded) = self.handlers.get_mut(plugin.key.as_str()) {
-            return Ok(loaded.resolve(generation, phase));
+        if let Some((key, loaded)) = self.handlers.get_mut(&plugin.key_hash) {
+            if *key == plugin.key {
+                return Ok(loaded.resolve(generation, phase));
+            }
         }
         let globals = self.globals()?;
         // The chunk and the reading of its methods (which may run its metamethods) have a
@@ -236,7 +239,11 @@ impl Worker {
             methods,
             generation,
         };
-        let loaded = self.handlers.entry(plugin.key.clone()).or_insert(loaded);
+        let (_, loaded) = self
+            .handlers
+            .entry(plugin.key_hash)
+            .insert_entry((plugin.key.clone(), loaded))
+            .into_mut();
         Ok(loaded.resolve(generation, phase))
     }
 
@@ -333,7 +340,7 @@ impl Worker {
             .lua
             .named_registry_value::<Table>(sandbox::PLUGIN_NGX)
             .ok();
-        self.handlers.retain(|key, h| {
+        self.handlers.retain(|_, (key, h)| {
             let keep = h.generation >= oldest_live;
             if let (false, Some(views)) = (keep, &views) {
                 let _ = views.raw_set(key.as_str(), Value::Nil);

@@ -131,9 +131,11 @@ fn build(ctx: &BuildCtx<'_>) -> Result<Arc<dyn Instance>, String> {
     }
     source.push_str("return H\n");
     let handler: Arc<str> = Arc::from(source.as_str());
+    let (key, key_hash) = crate::plugins::lua::plugin_key(ctx.name, &source);
     let plugin = LuaPlugin {
         name: ctx.name.to_string(),
-        key: format!("{}@{}", ctx.name, crate::snapshot::hash_text(&source)),
+        key,
+        key_hash,
         handler,
         schema: Arc::from(""),
         priority: 0,
