@@ -139,3 +139,30 @@ async fn disabled_log_levels_do_not_format_their_arguments() {
     );
     assert!(!proxy.stderr().contains("dropped"), "{}", proxy.stderr());
 }
+
+/// Each plugin phase call is counted in `sluice_plugin_phase_latency_ms`, the first one (which
+/// makes the worker's cached histogram handle) and every later one alike.
+#[tokio::test]
+async fn every_plugin_phase_call_is_observed_once() {
+    let up = Upstream::start().await;
+    let plugins = r#"
+          - name: pre-function
+            config:
+              access:
+                - kong.service.request.set_header("x-pre", "1")
+              header_filter:
+                - kong.response.set_header("x-hf", "1")
+"#;
+    let proxy =
+        Proxy::start_with_admin(&render(&config(plugins), &[&up]), &["--workers", "1"]).await;
+    for _ in 0..5 {
+        assert_eq!(proxy.get("/", &[]).await.status, 200);
+    }
+    let metrics = proxy.admin("GET", "/metrics", "").await.text();
+    for phase in ["access", "header_filter"] {
+        let line = format!(
+            "sluice_plugin_phase_latency_ms_count{{phase=\"{phase}\",plugin=\"pre-function\"}} 5"
+        );
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+}

@@ -43,10 +43,7 @@ impl Gateway {
             if cache.len() > 10_000 {
                 cache.clear();
             }
-            if !cache.contains_key(plugin) {
-                cache.insert(plugin.to_string(), Default::default());
-            }
-            if let Some(slots) = cache.get_mut(plugin) {
+            let observe = |slots: &mut [Option<Histogram>; 6]| {
                 slots[phase_slot(phase)]
                     .get_or_insert_with(|| {
                         self.metrics
@@ -54,6 +51,11 @@ impl Gateway {
                             .with_label_values(&[plugin, phase.as_str()])
                     })
                     .observe(ms);
+            };
+            // One look-up once the plugin is known (the name is copied only when it is not).
+            match cache.get_mut(plugin) {
+                Some(slots) => observe(slots),
+                None => observe(cache.entry(plugin.to_string()).or_default()),
             }
         });
         if failed {
