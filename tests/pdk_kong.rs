@@ -402,6 +402,7 @@ function P:access()
     v.uri, v.request_method, v.args, v.http_x_multi, v.arg_b, v.cookie_c,
     tostring(v.http_x_missing), tostring(v.arg_missing), tostring(v.no_such_variable),
     tostring(#v.binary_remote_addr), v.binary_remote_addr == "\127\0\0\1" and "lo" or "?",
+    v.remote_addr, v.realip_remote_addr, v.server_addr,
   }, "|")
   return kong.response.exit(200, out)
 end
@@ -422,7 +423,7 @@ return P
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.text(),
-        "/p/q|GET|a=1&b=two|1, 2|two|cookie|nil|nil|nil|4|lo"
+        "/p/q|GET|a=1&b=two|1, 2|two|cookie|nil|nil|nil|4|lo|127.0.0.1|127.0.0.1|127.0.0.1"
     );
 }
 

@@ -157,8 +157,9 @@ pub fn upstream(
 }
 
 /// An address as text, as `Display` writes it; IPv4 without the formatting machinery, which
-/// cost about 1,300 instructions per request for X-Real-IP and X-Forwarded-For.
-fn ip_text(ip: std::net::IpAddr) -> String {
+/// cost about 1,300 instructions per request for X-Real-IP and X-Forwarded-For (and ~1,200
+/// per `kong.client.get_ip`).
+pub(crate) fn ip_text(ip: std::net::IpAddr) -> String {
     match ip {
         std::net::IpAddr::V4(v4) => {
             let mut out = String::with_capacity(15);

@@ -12,6 +12,7 @@
 mod balance;
 mod buffered;
 mod headers;
+pub(crate) use headers::ip_text;
 pub mod limits;
 mod observe;
 mod phases;

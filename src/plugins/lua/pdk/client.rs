@@ -8,6 +8,7 @@ use super::{cur, set_fn};
 use crate::config::model::Config;
 use crate::plugins::lua::util::support::{function, Text};
 use crate::plugins::lua::util::Json;
+use crate::proxy::ip_text;
 
 fn consumer_table(lua: &Lua, cfg: &Config, i: usize) -> mlua::Result<Table> {
     let c = &cfg.consumers[i];
@@ -85,10 +86,10 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     let client = lua.create_table()?;
     // get_ip: the connection's peer; get_forwarded_ip: the client a trusted proxy named.
     set_fn(lua, &client, "get_ip", |_, ()| {
-        cur(|c, _, _| Ok(c.state.peer.map(|a| Text(a.ip().to_string()))))
+        cur(|c, _, _| Ok(c.state.peer.map(|a| Text(ip_text(a.ip())))))
     })?;
     set_fn(lua, &client, "get_forwarded_ip", |_, ()| {
-        cur(|c, _, _| Ok(c.client_ip().map(|i| Text(i.to_string()))))
+        cur(|c, _, _| Ok(c.client_ip().map(|i| Text(ip_text(i)))))
     })?;
     set_fn(lua, &client, "get_port", |_, ()| {
         cur(|c, _, _| Ok(c.state.peer.map(|a| a.port())))

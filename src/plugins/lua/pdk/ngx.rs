@@ -96,8 +96,14 @@ fn var(c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Var> {
             ""
         }
         .into()),
-        "remote_addr" => c.state.client.map_or(Ok(None), |a| s(a.ip().to_string())),
-        "realip_remote_addr" => c.state.peer.map_or(Ok(None), |a| s(a.ip().to_string())),
+        "remote_addr" => c
+            .state
+            .client
+            .map_or(Ok(None), |a| s(crate::proxy::ip_text(a.ip()))),
+        "realip_remote_addr" => c
+            .state
+            .peer
+            .map_or(Ok(None), |a| s(crate::proxy::ip_text(a.ip()))),
         // The address's bytes (4 or 16), as nginx gives it.
         "binary_remote_addr" => match c.state.client.map(|a| a.ip()) {
             Some(std::net::IpAddr::V4(ip)) => Ok(Some(Text(ip.octets().to_vec()))),
@@ -115,13 +121,16 @@ fn var(c: &mut PhaseCtx<'_>, name: &str) -> mlua::Result<Var> {
         "proxy_protocol_addr" => c
             .state
             .proxy_protocol
-            .map_or(Ok(None), |a| s(a.ip().to_string())),
+            .map_or(Ok(None), |a| s(crate::proxy::ip_text(a.ip()))),
         "proxy_protocol_port" => c
             .state
             .proxy_protocol
             .map_or(Ok(None), |a| s(a.port().to_string())),
         "realip_remote_port" => c.state.peer.map_or(Ok(None), |a| s(a.port().to_string())),
-        "server_addr" => c.state.server.map_or(Ok(None), |a| s(a.ip().to_string())),
+        "server_addr" => c
+            .state
+            .server
+            .map_or(Ok(None), |a| s(crate::proxy::ip_text(a.ip()))),
         "server_port" => c.state.server.map_or(Ok(None), |a| s(a.port().to_string())),
         "server_protocol" => s("HTTP/1.1".into()),
         "status" => s(c
