@@ -179,7 +179,6 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     // The tables already made are read in Lua; the Rust function makes missing ones.
     let ctx = lua.create_table()?;
     let mt = lua.create_table()?;
-    let current = super::current_fn(lua)?;
     let make = function(lua, |lua, key: String| {
         cur(|_, inst, tables| match key.as_str() {
             "shared" => tables.get(lua)?.get::<Value>("shared"),
@@ -198,10 +197,10 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
             _ => Ok(Value::Nil),
         })
     })?;
-    let requests: Table = lua.named_registry_value(super::REQUESTS)?;
-    let index: Function = lua
-        .load(
-            r#"
+    let index = super::request_index(
+        lua,
+        "=kong.ctx",
+        r#"
             local requests, current, make = ...
             return function(_, k)
               if k ~= "shared" and k ~= "plugin" then
@@ -221,10 +220,8 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
               return make(k)
             end
             "#,
-        )
-        .set_name("=kong.ctx")
-        .set_mode(mlua::chunk::ChunkMode::Text)
-        .call((requests, current, make))?;
+        make,
+    )?;
     mt.raw_set("__index", index)?;
     ctx.set_metatable(Some(mt))?;
     kong.set("ctx", ctx)?;

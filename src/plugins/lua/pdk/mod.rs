@@ -22,11 +22,19 @@ use header_table::headers_table;
 /// [`RequestTables`]' table), made by [`install`] for the PDK's Lua side and the runtime.
 pub const REQUESTS: &str = "sluice.requests";
 
-/// A Lua function returning the current request's id (its key in [`REQUESTS`]) and plugin
-/// name, or nothing outside a request: for the Lua side of `kong.ctx` and `ngx.ctx`, which
-/// read the request's tables themselves once they are made.
-fn current_fn(lua: &Lua) -> mlua::Result<mlua::Function> {
-    crate::plugins::lua::util::support::raw_function(lua, |_, ()| {
+/// An `__index` metamethod written in Lua that reads a request's tables (`kong.ctx`,
+/// `ngx.ctx`) itself once they are made. `source` is a chunk that receives the table of
+/// [`REQUESTS`], a function returning the current request's id and plugin name (nothing outside
+/// a request) and `fallback` (the Rust function that makes missing tables and raises outside a
+/// request), and returns the metamethod; `name` names the chunk in errors.
+fn request_index(
+    lua: &Lua,
+    name: &str,
+    source: &str,
+    fallback: mlua::Function,
+) -> mlua::Result<mlua::Function> {
+    let requests: mlua::Table = lua.named_registry_value(REQUESTS)?;
+    let current = crate::plugins::lua::util::support::raw_function(lua, |_, ()| {
         Ok(cur(|_, inst, tables| {
             Ok((
                 tables.id,
@@ -35,7 +43,11 @@ fn current_fn(lua: &Lua) -> mlua::Result<mlua::Function> {
         })
         .ok()
         .unzip())
-    })
+    })?;
+    lua.load(source)
+        .set_name(name)
+        .set_mode(mlua::chunk::ChunkMode::Text)
+        .call((requests, current, fallback))
 }
 
 /// Where a request's Lua tables (`shared`, `plugin`, `ngx`) live: created on first use, so a

@@ -2,7 +2,7 @@
 //! `ngx.arg` (body_filter), `ngx.req.*`, `ngx.log`, `ngx.exit`, `ngx.redirect`.
 
 use bytes::Bytes;
-use mlua::{Function, Lua, MultiValue, Table, Value};
+use mlua::{Lua, MultiValue, Table, Value};
 
 use super::request::{host_of, query_pairs, query_table};
 use super::{cur, header_key, header_value, headers_table, set_fn};
@@ -370,10 +370,10 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
                 _ => Ok(Value::Nil),
             })
         })?;
-    let requests: Table = lua.named_registry_value(super::REQUESTS)?;
-    let index: Function = lua
-        .load(
-            r#"
+    let index = super::request_index(
+        lua,
+        "=ngx",
+        r#"
             local requests, current, slow = ...
             return function(t, k)
               if k == "ctx" then
@@ -386,10 +386,8 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
               return slow(t, k)
             end
             "#,
-        )
-        .set_name("=ngx")
-        .set_mode(mlua::chunk::ChunkMode::Text)
-        .call((requests, super::current_fn(lua)?, slow))?;
+        slow,
+    )?;
     ngx_mt.raw_set("__index", index)?;
     set_fn(
         lua,
