@@ -8,7 +8,8 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::{binary, render, Proxy, Upstream};
+use common::{binary, empty_schema, render, Proxy, Upstream};
+use sluice::plugins::lua::embed;
 
 /// A service balanced over upstream `pool`; `upstream` is the YAML of the upstream entry's
 /// fields (indented by 4) and `targets` its targets as `(placeholder or address, weight)`.
@@ -102,10 +103,62 @@ async fn least_connections_prefers_the_idle_target() {
     let idle = if busy == "a" { "b" } else { "a" };
     let counts = count(&proxy, 10, "/quick", &[]).await;
     let to_idle = counts.get(idle).copied().unwrap_or(0);
-    // Round-robin would send half; least-connections sends (nearly) all to the idle one (a
-    // finished request's count may still be dropping when the next one is balanced).
-    assert!(to_idle >= 8, "busy {busy}: {counts:?}");
+    // Round-robin would send half; least-connections sends all to the idle one, as a quick
+    // request stops counting once its upstream response ended, before the client has it.
+    assert_eq!(to_idle, 10, "busy {busy}: {counts:?}");
     assert_eq!(slow.await.unwrap(), busy);
+}
+
+#[tokio::test]
+async fn least_connections_stops_counting_a_request_once_its_upstream_answered() {
+    // Regression: the count was held until the request's context dropped, after logging, so a
+    // request still in its plugins (here a `response` handler that waits) kept its target
+    // looking busy. nginx's least_conn frees a peer when the upstream request ends.
+    let a = Upstream::start_named("a").await;
+    let b = Upstream::start_named("b").await;
+    let mut cfg = config(
+        "    algorithm: least-connections\n",
+        &[("{upstream}", 100), ("{upstream2}", 100)],
+    );
+    let linger = "return { PRIORITY = 1, VERSION = '1.0.0', response = function() \
+                  if kong.request.get_path() == '/linger' then ngx.sleep(2) end end }";
+    cfg.push_str("custom_plugins:\n");
+    cfg.push_str(&embed::render(
+        "linger",
+        linger,
+        &empty_schema("linger"),
+        false,
+    ));
+    cfg.push_str("plugins:\n  - name: linger\n");
+    let proxy = std::sync::Arc::new(Proxy::start(&render(&cfg, &[&a, &b])).await);
+
+    let lingering = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move { who(&proxy.get("/linger", &[]).await) })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answered = loop {
+        let saw = |u: &Upstream| u.seen().iter().any(|s| s.uri == "/linger");
+        if saw(&a) {
+            break "a";
+        }
+        if saw(&b) {
+            break "b";
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lingering request never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Both targets are idle now: ties go round in turn, so each takes half.
+    let counts = count(&proxy, 10, "/quick", &[]).await;
+    assert_eq!(
+        counts.get(answered),
+        Some(&5),
+        "{answered} answered: {counts:?}"
+    );
+    assert_eq!(lingering.await.unwrap(), answered);
 }
 
 #[tokio::test]

@@ -122,6 +122,13 @@ pub fn responded(ctx: &mut Ctx, status: u16, took: Option<std::time::Duration>) 
     ctx.balancing.reported = true;
 }
 
+/// The current target sent its whole response: the request no longer counts against it.
+/// nginx frees its least-connections count when the upstream request ends too, so the
+/// client's next request, which may start before this one's log phase, sees it released.
+pub fn released(ctx: &mut Ctx) {
+    ctx.balancing._inflight = None;
+}
+
 /// The request is over: an upstream error not reported yet (a timeout or a broken connection
 /// after connecting) counts against the target.
 pub fn finished(ctx: &mut Ctx, e: Option<&Error>) {

@@ -62,6 +62,7 @@ impl Gateway {
             ctx.upstream_latency = Some(at.elapsed());
         }
         balance::responded(ctx, header.status.as_u16(), ctx.upstream_latency);
+        balance::released(ctx);
         ctx.response_held = true;
         ctx.state.source = "service";
         ctx.state.status = header.status.as_u16();

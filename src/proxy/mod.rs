@@ -43,7 +43,7 @@ use crate::snapshot::Snapshot;
 use headers::names;
 pub use request_body::MAX_PLUGIN_BODY;
 use respond::{messages, write_exit, VIA};
-use transport::{chunked_if_unsized, scheme, server_name, upstream_tls_and_version};
+use transport::{bodiless, chunked_if_unsized, scheme, server_name, upstream_tls_and_version};
 
 /// The gateway: the current snapshot and what outlives snapshots.
 pub struct Gateway {
@@ -394,7 +394,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
@@ -406,8 +406,24 @@ impl ProxyHttp for Gateway {
             ctx.upstream_latency = Some(at.elapsed());
         }
         balance::responded(ctx, resp.status.as_u16(), ctx.upstream_latency);
+        if bodiless(session, resp) {
+            balance::released(ctx);
+        }
         ctx.state.source = "service";
         Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        if end_of_stream {
+            balance::released(ctx);
+        }
+        Ok(None)
     }
 
     async fn upstream_response_held(

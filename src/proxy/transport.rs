@@ -18,6 +18,19 @@ pub(super) fn chunked_if_unsized(session: &Session, resp: &mut ResponseHeader) {
     }
 }
 
+/// The upstream's response ends with its header: a final status to HEAD, a 204 or 304, or
+/// `Content-Length: 0` (Pingora then sends no body to the body filters).
+pub(super) fn bodiless(session: &Session, resp: &ResponseHeader) -> bool {
+    let status = resp.status.as_u16();
+    status >= 200
+        && (session.req_header().method == http::Method::HEAD
+            || matches!(status, 204 | 304)
+            || resp
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() == b"0"))
+}
+
 /// The service's upstream TLS material (CA bundle, client certificate) and HTTP version:
 /// gRPC services speak HTTP/2 (h2c in plain text), others HTTP/1.1.
 pub(super) fn upstream_tls_and_version(
