@@ -323,9 +323,10 @@ def report_table(rows, routing, apply, quick, started):
 
 
 # The compile thread keeps a compile's freed memory for the next one for this long
-# (src/reload/compiler.rs, KEEP_SCRATCH) and mimalloc purges freed pages after 1 s.
+# (src/reload/compiler.rs, KEEP_SCRATCH), and mimalloc purges what other threads freed after
+# as long (src/allocator.rs, keep_freed_pages_for).
 KEEP_SCRATCH_S = 5.0
-PURGE_DELAY_S = 1.0
+PURGE_DELAY_S = 5.0
 
 
 def idle_rss(pid):
@@ -399,7 +400,7 @@ def soak(b, applies, started):
         "1,000 Lua instances, 200 consumers), `POST /config` %d times back to back, alternating two "
         "variants, `--workers 2`, under load (wrk, 16 connections, every route in turn). Every 50 "
         "applies, RSS is read right after the apply returned, and again once idle: the next apply "
-        "waits out the compile thread's 5 s `KEEP_SCRATCH` and mimalloc's 1 s purge delay, then "
+        "waits out the compile thread's 5 s `KEEP_SCRATCH` and mimalloc's purge delay (set to the same 5 s), then "
         "until RSS moved by less than 1 MiB over a second. The first reading includes the "
         "transient memory of the apply that just ended and moves by ±10%% with the moment it is "
         "taken; the idle one is what the process keeps, which is what a leak would grow. Growth "

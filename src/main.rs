@@ -369,6 +369,7 @@ fn add_tls<A>(
 
 fn main() -> anyhow::Result<ExitCode> {
     no_transparent_huge_pages();
+    sluice::allocator::keep_freed_pages_for(sluice::reload::compiler::KEEP_SCRATCH);
     // Threads that do not set their own stack size (Pingora's workers, the reloader, the admin
     // runtime) run Lua: give them room for the nesting the stack guard allows. Set before any
     // thread is spawned (std reads it once).

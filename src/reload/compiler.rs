@@ -25,7 +25,8 @@ const STACK: usize = 16 << 20;
 /// sooner reuses those pages instead of faulting fresh ones in: on a 1.4 MB config that is
 /// 40 ms of a 220 ms reload (the kernel zeroing huge pages). Reloads closer together than this
 /// (an editor saving repeatedly, the ingress controller's syncs every 3 s) hold at most one
-/// compile's scratch memory meanwhile; a process that stops reloading gives it back.
+/// compile's scratch memory meanwhile; a process that stops reloading gives it back. `main`
+/// sets mimalloc's own purge delay to this too ([`crate::allocator::keep_freed_pages_for`]).
 pub const KEEP_SCRATCH: Duration = Duration::from_secs(5);
 
 fn spawn() -> mpsc::Sender<Job> {
