@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use pingora_timeout::{sleep, timeout};
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -188,7 +189,14 @@ pub struct ConnectionPool<S> {
     // Concurrent per-key pool index; each value handles per-key connection storage.
     pools: DashMap<GroupKey, Arc<Pool<S>>>,
     lru: Lru<ID, ConnectionMeta>,
+    /// How many nodes `pools` holds (kept here: `DashMap::len` locks every shard).
+    nodes: AtomicUsize,
+    /// Past this many nodes, a put sweeps out the empty ones.
+    sweep_above: usize,
 }
+
+/// The fewest nodes a pool holds before it sweeps out empty ones.
+const MIN_SWEEP_ABOVE: usize = 64;
 
 impl<S> ConnectionPool<S> {
     /// Create a new [ConnectionPool] with a global size limit.
@@ -199,6 +207,11 @@ impl<S> ConnectionPool<S> {
         ConnectionPool {
             pools: DashMap::with_capacity(size),
             lru: Lru::new(size),
+            nodes: AtomicUsize::new(0),
+            // A node with a connection holds one of the LRU's `size` entries, so past twice
+            // that at least half of the nodes are empty: a sweep costs one pass per `size`
+            // new keys at most.
+            sweep_above: size.saturating_mul(2).max(MIN_SWEEP_ABOVE),
         }
     }
 
@@ -207,11 +220,30 @@ impl<S> ConnectionPool<S> {
     /// Holding the guard through [`PoolNode::insert`] prevents empty-node cleanup
     /// from removing the map entry between looking it up and repopulating it.
     fn insert_pool_connection(&self, key: GroupKey, id: ID, connection: PoolConnection<S>) {
-        let pool_node = self
-            .pools
-            .entry(key)
-            .or_insert_with(|| Arc::new(PoolNode::new()));
-        pool_node.insert(id, connection);
+        let mut created = false;
+        {
+            let pool_node = self.pools.entry(key).or_insert_with(|| {
+                created = true;
+                Arc::new(PoolNode::new())
+            });
+            pool_node.insert(id, connection);
+        } // the entry guard drops here, before a sweep locks the shards
+        if created && self.nodes.fetch_add(1, Ordering::Relaxed) + 1 > self.sweep_above {
+            self.sweep_empty_nodes();
+        }
+    }
+
+    /// Removes every empty node. [`Self::get`] leaves a node it empties in place (the
+    /// connection usually comes back to it within the request), so nodes of keys that are
+    /// no longer used go here, once they outnumber the pool's capacity.
+    fn sweep_empty_nodes(&self) {
+        self.pools.retain(|_, node| {
+            let keep = !node.is_empty();
+            if !keep {
+                self.nodes.fetch_sub(1, Ordering::Relaxed);
+            }
+            keep
+        });
     }
 
     /// Attempt to remove an empty [`PoolNode`] entry from the pool `HashMap`.
@@ -237,7 +269,9 @@ impl<S> ConnectionPool<S> {
                 // predicate because another thread may repopulate the node in
                 // between dropping this guard and attempting removal.
                 drop(node);
-                self.pools.remove_if(&key, |_, node| node.is_empty());
+                if self.pools.remove_if(&key, |_, node| node.is_empty()).is_some() {
+                    self.nodes.fetch_sub(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -271,26 +305,17 @@ impl<S> ConnectionPool<S> {
     }
 
     /// Get a connection from this pool under the same group key
+    ///
+    /// A node this leaves empty stays in the map: a keep-alive connection taken here is
+    /// usually released to it again within the request, and removing the node and creating
+    /// it again at that release cost two more map operations and a node's allocations per
+    /// request. Empty nodes are swept out once they could outnumber the connections (see
+    /// [`Self::sweep_empty_nodes`]); eviction and closing still remove a node they empty.
     pub fn get(&self, key: &GroupKey) -> Option<S> {
         let pool_node = self.pools.get(key)?.value().clone();
-
-        if let Some((id, connection)) = pool_node.get_any() {
-            self.lru.pop(&id); // the notified is not needed
-
-            // Clean up the now-empty node. This path is important because when a
-            // connection is retrieved (not evicted), the idle_poll/idle_timeout
-            // tasks exit via the watch_use channel and never call pop_closed(),
-            // so pop_evicted's cleanup would never run for this key.
-            if pool_node.is_empty() {
-                self.try_remove_empty_node(*key);
-            }
-
-            Some(connection.release())
-        } else {
-            // The node exists but has no connections. Clean it up.
-            self.try_remove_empty_node(*key);
-            None
-        }
+        let (id, connection) = pool_node.get_any()?;
+        self.lru.pop(&id); // the notified is not needed
+        Some(connection.release())
     }
 
     /// Release a connection to this pool for reuse
@@ -1026,25 +1051,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn test_empty_node_removed_after_get() {
-        // When the last connection is retrieved via get(), the PoolNode should
-        // be cleaned up. This path is distinct from pop_closed because the
-        // idle_poll/idle_timeout tasks exit via the watch_use channel and never
-        // call pop_closed.
+    async fn test_empty_node_kept_after_get_and_reused_by_put() {
+        // get() leaves the node it empties: the connection usually comes back to it.
         let meta = ConnectionMeta::new(101, 1);
         let cp: ConnectionPool<String> = ConnectionPool::new(2);
         cp.put(&meta, "v1".to_string());
-
         assert_eq!(pool_len(&cp), 1);
 
         let conn = cp.get(&meta.key);
         assert!(conn.is_some());
+        assert_eq!(pool_len(&cp), 1, "the emptied node stays for the release");
+        assert_eq!(cp.get(&meta.key), None);
 
-        assert_eq!(
-            pool_len(&cp),
-            0,
-            "empty PoolNode should be removed after get() takes the last connection"
-        );
+        cp.put(&meta, conn.unwrap());
+        assert_eq!(pool_len(&cp), 1);
+        assert_eq!(cp.nodes.load(Ordering::Relaxed), 1);
+        assert_eq!(cp.get(&meta.key), Some("v1".to_string()));
+    }
+
+    #[tokio::test]
+    async fn test_empty_nodes_of_unused_keys_are_swept() {
+        // Connections taken by get() and never released leave empty nodes behind: puts of
+        // new keys sweep them out, so the map stays bounded by the pool's capacity.
+        let cp: ConnectionPool<String> = ConnectionPool::new(4);
+        let bound = cp.sweep_above;
+        for key in 0..10 * bound as u64 {
+            let meta = ConnectionMeta::new(key, key as ID);
+            cp.put(&meta, format!("v{key}"));
+            assert_eq!(cp.get(&key), Some(format!("v{key}")));
+            assert!(pool_len(&cp) <= bound, "{} nodes after {key} keys", pool_len(&cp));
+            assert_eq!(cp.nodes.load(Ordering::Relaxed), pool_len(&cp));
+        }
+        // A sweep keeps the nodes that hold a connection.
+        let keep = ConnectionMeta::new(u64::MAX, -1);
+        cp.put(&keep, "kept".to_string());
+        for key in 0..2 * bound as u64 {
+            let meta = ConnectionMeta::new(key, key as ID);
+            cp.put(&meta, format!("v{key}"));
+            cp.get(&key);
+        }
+        assert_eq!(cp.get(&keep.key), Some("kept".to_string()));
     }
 
     #[tokio::test]
@@ -1190,11 +1236,5 @@ mod tests {
         assert_eq!(pool_len(&cp), 1);
         let conn = cp.get(&meta2.key);
         assert_eq!(conn, Some("second".to_string()));
-
-        assert_eq!(
-            pool_len(&cp),
-            0,
-            "node should be cleaned up again after get"
-        );
     }
 }
