@@ -92,6 +92,24 @@ async fn hop_by_hop_fields_are_not_forwarded() {
 }
 
 #[tokio::test]
+async fn sequential_requests_reuse_pooled_upstream_connections() {
+    // A pooled connection is checked against its peer before reuse (vendor/pingora-core): a
+    // check that failed would open a connection per request. A connection may still be on
+    // its way back to the pool when the next request starts, so two may take turns.
+    let up = Upstream::start().await;
+    let proxy = Proxy::start(&render(BASIC, &[&up])).await;
+    for i in 0..10 {
+        let r = proxy.get(&format!("/api/{i}"), &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert!(
+        up.connections() <= 2,
+        "{} upstream connections",
+        up.connections()
+    );
+}
+
+#[tokio::test]
 async fn strip_path_false_and_preserve_host() {
     let up = Upstream::start().await;
     let proxy = Proxy::start(&render(BASIC, &[&up])).await;

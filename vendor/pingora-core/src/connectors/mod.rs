@@ -261,7 +261,7 @@ impl TransportConnector {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
+                        if stream_matches_peer(peer, &stream)
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
@@ -472,6 +472,28 @@ use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
+/// Whether a pooled `stream` is connected to `peer` (its reuse hash could collide with
+/// another peer's). The address the connector recorded in the stream's socket digest when it
+/// connected is compared when there is one, as `matches_fd` would compare the socket's peer
+/// name: the stream owns its socket from connect to close, so that address cannot change. A
+/// stream without it (or a peer behind a CONNECT proxy) asks the socket (`getpeername`).
+#[cfg(unix)]
+fn stream_matches_peer<P: Peer>(peer: &P, stream: &Stream) -> bool {
+    use crate::protocols::l4::socket::SocketAddr as PeerAddr;
+    use std::net::{IpAddr, Ipv4Addr};
+    if peer.get_proxy().is_none() {
+        let digest = stream.get_socket_digest();
+        if let Some(Some(recorded)) = digest.as_ref().and_then(|d| d.peer_addr.get()) {
+            let wanted = peer.address();
+            // As `matches_fd`: 0.0.0.0 may have been connected as 127.0.0.1.
+            let unspecified = matches!(wanted,
+                PeerAddr::Inet(a) if a.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            return unspecified || recorded == wanted;
+        }
+    }
+    peer.matches_fd(stream.id())
+}
+
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready
