@@ -25,6 +25,23 @@ fn config(upstream: &str, targets: &[(&str, u32)]) -> String {
     out
 }
 
+/// Which of the upstreams named "a" and "b" has received a request for `uri` (waiting for it
+/// up to 10 s).
+async fn which_received(a: &Upstream, b: &Upstream, uri: &str) -> &'static str {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let received = |u: &Upstream| u.seen().iter().any(|s| s.uri == uri);
+        if received(a) {
+            return "a";
+        }
+        if received(b) {
+            return "b";
+        }
+        assert!(Instant::now() < deadline, "{uri} never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Which upstream answered.
 fn who(r: &common::Reply) -> String {
     assert_eq!(r.status, 200, "{}", r.text());
@@ -88,18 +105,7 @@ async fn least_connections_prefers_the_idle_target() {
         let proxy = proxy.clone();
         tokio::spawn(async move { who(&proxy.get("/delay/2000", &[]).await) })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let busy = loop {
-        let held = |u: &Upstream| u.seen().iter().any(|s| s.uri.contains("/delay/"));
-        if held(&a) {
-            break "a";
-        }
-        if held(&b) {
-            break "b";
-        }
-        assert!(Instant::now() < deadline, "the slow request never arrived");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let busy = which_received(&a, &b, "/delay/2000").await;
     let idle = if busy == "a" { "b" } else { "a" };
     let counts = count(&proxy, 10, "/quick", &[]).await;
     let to_idle = counts.get(idle).copied().unwrap_or(0);
@@ -136,21 +142,7 @@ async fn least_connections_stops_counting_a_request_once_its_upstream_answered()
         let proxy = proxy.clone();
         tokio::spawn(async move { who(&proxy.get("/linger", &[]).await) })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let answered = loop {
-        let saw = |u: &Upstream| u.seen().iter().any(|s| s.uri == "/linger");
-        if saw(&a) {
-            break "a";
-        }
-        if saw(&b) {
-            break "b";
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the lingering request never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let answered = which_received(&a, &b, "/linger").await;
     // Both targets are idle now: ties go round in turn, so each takes half.
     let counts = count(&proxy, 10, "/quick", &[]).await;
     assert_eq!(
