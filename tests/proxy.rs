@@ -94,16 +94,17 @@ async fn hop_by_hop_fields_are_not_forwarded() {
 #[tokio::test]
 async fn sequential_requests_reuse_pooled_upstream_connections() {
     // A pooled connection is checked against its peer before reuse (vendor/pingora-core): a
-    // check that failed would open a connection per request. A connection may still be on
-    // its way back to the pool when the next request starts, so two may take turns.
+    // check that failed would open a connection per request. A connection goes back to the
+    // pool after its client has the response, so under load the next request may not find
+    // it yet and open another (3 in 10 requests once in CI); the pool then holds a few.
     let up = Upstream::start().await;
     let proxy = Proxy::start(&render(BASIC, &[&up])).await;
-    for i in 0..10 {
+    for i in 0..30 {
         let r = proxy.get(&format!("/api/{i}"), &[]).await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
     assert!(
-        up.connections() <= 2,
+        up.connections() < 10,
         "{} upstream connections",
         up.connections()
     );
