@@ -15,8 +15,8 @@ pub trait EntityOut {
     fn int(&mut self, key: &'static str, v: i64);
     /// A boolean field.
     fn boolean(&mut self, key: &'static str, v: bool);
-    /// An array of strings.
-    fn strs(&mut self, key: &'static str, v: &[&str]);
+    /// An array of strings (read once, in order).
+    fn strs<'a>(&mut self, key: &'static str, v: impl ExactSizeIterator<Item = &'a str>);
     /// A reference to another entity: `{ id = ... }`, or `null`.
     fn id_of(&mut self, key: &'static str, id: Option<&str>);
 }
@@ -26,11 +26,10 @@ pub fn route(cfg: &Config, i: usize, out: &mut impl EntityOut) {
     let r = &cfg.routes[i];
     out.str("id", &r.id);
     out.opt_str("name", r.name.as_deref());
-    out.strs("paths", &strs(&r.paths));
-    out.strs("hosts", &strs(&r.hosts));
-    out.strs("methods", &strs(&r.methods));
-    let protocols: Vec<&str> = r.protocols.iter().map(|p| p.as_str()).collect();
-    out.strs("protocols", &protocols);
+    out.strs("paths", strs(&r.paths));
+    out.strs("hosts", strs(&r.hosts));
+    out.strs("methods", strs(&r.methods));
+    out.strs("protocols", r.protocols.iter().map(|p| p.as_str()));
     out.boolean("strip_path", r.strip_path);
     out.boolean("preserve_host", r.preserve_host);
     out.int("regex_priority", r.regex_priority);
@@ -41,11 +40,11 @@ pub fn route(cfg: &Config, i: usize, out: &mut impl EntityOut) {
     out.boolean("request_buffering", r.request_buffering);
     out.boolean("response_buffering", r.response_buffering);
     out.id_of("service", r.service.map(|s| cfg.services[s].id.as_str()));
-    out.strs("tags", &strs(&r.tags));
+    out.strs("tags", strs(&r.tags));
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
+fn strs(v: &[String]) -> impl ExactSizeIterator<Item = &str> {
+    v.iter().map(String::as_str)
 }
 
 /// Writes service `i` of `cfg`.
@@ -62,7 +61,7 @@ pub fn service(cfg: &Config, i: usize, out: &mut impl EntityOut) {
     out.int("read_timeout", s.read_timeout as i64);
     out.int("write_timeout", s.write_timeout as i64);
     out.boolean("enabled", s.enabled);
-    out.strs("tags", &strs(&s.tags));
+    out.strs("tags", strs(&s.tags));
 }
 
 /// An entity as a JSON object.
@@ -83,9 +82,8 @@ impl EntityOut for JsonOut {
     fn boolean(&mut self, key: &'static str, v: bool) {
         self.0.insert(key.into(), v.into());
     }
-    fn strs(&mut self, key: &'static str, v: &[&str]) {
-        self.0
-            .insert(key.into(), v.iter().map(|s| Value::from(*s)).collect());
+    fn strs<'a>(&mut self, key: &'static str, v: impl ExactSizeIterator<Item = &'a str>) {
+        self.0.insert(key.into(), v.map(Value::from).collect());
     }
     fn id_of(&mut self, key: &'static str, id: Option<&str>) {
         let v = id.map_or(Value::Null, |id| serde_json::json!({ "id": id }));

@@ -66,8 +66,8 @@ impl EntityOut for Size {
     fn boolean(&mut self, key: &'static str, _: bool) {
         self.str(key, "");
     }
-    fn strs(&mut self, key: &'static str, v: &[&str]) {
-        self.0 += key.len() + 256 + v.iter().map(|s| s.len() + 48).sum::<usize>();
+    fn strs<'a>(&mut self, key: &'static str, v: impl ExactSizeIterator<Item = &'a str>) {
+        self.0 += key.len() + 256 + v.map(|s| s.len() + 48).sum::<usize>();
     }
     fn id_of(&mut self, key: &'static str, id: Option<&str>) {
         self.0 += 256;
@@ -116,12 +116,12 @@ impl EntityOut for Stack {
         unsafe { ffi::lua_pushboolean(self.0, i32::from(v)) };
         self.set();
     }
-    fn strs(&mut self, key: &'static str, v: &[&str]) {
+    fn strs<'a>(&mut self, key: &'static str, v: impl ExactSizeIterator<Item = &'a str>) {
         self.text(key);
         // SAFETY: see the type's documentation.
         unsafe {
             ffi::lua_createtable(self.0, v.len().min(i32::MAX as usize) as i32, 0);
-            for (n, s) in v.iter().enumerate() {
+            for (n, s) in v.enumerate() {
                 self.text(s);
                 ffi::lua_rawseti(self.0, -2, (n + 1) as ffi::lua_Integer);
             }
