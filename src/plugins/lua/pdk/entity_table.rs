@@ -141,7 +141,7 @@ impl EntityOut for Stack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::lua::util::{lua_to_json, support::fill_memory};
+    use crate::plugins::lua::util::{lua_to_json, support::on_both_paths};
 
     /// Both ways of building give Kong's entity: every field of the JSON form but the unset
     /// ones, lists as sequences, the service as `{ id = ... }`.
@@ -192,15 +192,11 @@ services:
                 assert_eq!(got, expected(json));
             }
         };
-        run(&lua);
         let service_name: Option<String> = entity_table(&lua, cfg, Kind::Service, 1)
             .unwrap()
             .get("name")
             .unwrap();
         assert_eq!(service_name, None, "an unset name is absent");
-        // Near the limit, the same through mlua's protected calls.
-        fill_memory(&lua, limit / 2);
-        assert!(!room_for(lua.used_memory(), 1024));
-        run(&lua);
+        on_both_paths(&lua, run);
     }
 }

@@ -150,10 +150,6 @@ mod tests {
                 .call::<()>((all, none, two, t2, other))
                 .unwrap_or_else(|e| panic!("{e}"));
         };
-        run(&lua);
-        // Near the limit, the same through mlua's protected calls.
-        crate::plugins::lua::util::support::fill_memory(&lua, limit / 2);
-        assert!(!room_for(lua.used_memory(), 1024));
-        run(&lua);
+        crate::plugins::lua::util::support::on_both_paths(&lua, run);
     }
 }

@@ -379,9 +379,6 @@ mod tests {
                 .call::<()>((all, none, two, t2))
                 .unwrap_or_else(|e| panic!("{e}"));
         };
-        run(&lua);
-        crate::plugins::lua::util::support::fill_memory(&lua, limit / 2);
-        assert!(!room_for(lua.used_memory(), 1024));
-        run(&lua);
+        crate::plugins::lua::util::support::on_both_paths(&lua, run);
     }
 }

@@ -247,6 +247,21 @@ pub fn fill_memory(lua: &Lua, until: usize) {
     .unwrap();
 }
 
+/// Test support: runs `run` on `lua` (created with the sandbox's memory limit) while the VM
+/// has room, then again with it filled to half its limit, where the PDK's values built on the
+/// stack give way to mlua's protected calls. Returns both results.
+#[cfg(test)]
+pub fn on_both_paths<R>(lua: &Lua, mut run: impl FnMut(&Lua) -> R) -> [R; 2] {
+    assert!(
+        room_for(lua.used_memory(), 1024),
+        "the VM starts without room"
+    );
+    let roomy = run(lua);
+    fill_memory(lua, crate::plugins::lua::sandbox::limits().memory / 2);
+    assert!(!room_for(lua.used_memory(), 1024), "the VM still has room");
+    [roomy, run(lua)]
+}
+
 /// The three values raise.lua turns into `error(message, level)`.
 fn raised(err: &mlua::Error) -> (Value, String, i64) {
     let (msg, level) = describe(err);
