@@ -146,7 +146,7 @@ pub fn finished(ctx: &mut Ctx, e: Option<&Error>) {
     };
     ctx.snap.balancers[b].report(i, CheckSource::Passive, report);
     ctx.balancing.reported = true;
-    ctx.balancing._inflight = None;
+    released(ctx);
 }
 
 /// The Host header Kong sends to a balanced target: the upstream's `host_header`, else the
