@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{oneshot, watch, Notify, OwnedMutexGuard};
 
@@ -52,21 +52,43 @@ impl ConnectionMeta {
 }
 
 struct PoolConnection<S> {
-    pub notify_use: oneshot::Sender<bool>,
+    /// Tells the task watching the idle connection ([`ConnectionPool::idle_poll`]) that it
+    /// is taken; `None` for a connection no task watches ([`ConnectionPool::put_unwatched`]).
+    pub notify_use: Option<oneshot::Sender<bool>>,
     pub connection: S,
+    /// Since when an unwatched connection is idle, and for how long it may stay.
+    idle: Option<Idle>,
+}
+
+/// The idle period of an unwatched connection, checked by [`ConnectionPool::get`] and
+/// [`ConnectionPool::sweep_idle`].
+#[derive(Clone, Copy)]
+struct Idle {
+    since: Instant,
+    timeout: Option<Duration>,
+}
+
+impl Idle {
+    fn expired(&self, now: Instant) -> bool {
+        self.timeout
+            .is_some_and(|t| now.saturating_duration_since(self.since) >= t)
+    }
 }
 
 impl<S> PoolConnection<S> {
     pub fn new(notify_use: oneshot::Sender<bool>, connection: S) -> Self {
         PoolConnection {
-            notify_use,
+            notify_use: Some(notify_use),
             connection,
+            idle: None,
         }
     }
 
     pub fn release(self) -> S {
         // notify the idle watcher to release the connection
-        let _ = self.notify_use.send(true);
+        if let Some(notify_use) = self.notify_use {
+            let _ = notify_use.send(true);
+        }
         // wait for the watcher to release
         self.connection
     }
@@ -144,6 +166,41 @@ impl<T> PoolNode<T> {
         // Check the lock-free queue first (cheap atomic load) to avoid acquiring
         // the mutex in the common case where connections are present.
         self.hot_queue.is_empty() && self.connections.lock().is_empty()
+    }
+
+    /// Removes and returns the items for which `keep` is false. The items being looked at
+    /// are out of the hot queue meanwhile, so a concurrent [`Self::get_any`] may miss them.
+    pub fn remove_unless(&self, mut keep: impl FnMut(ID, &T) -> bool) -> Vec<(ID, T)> {
+        let mut removed = Vec::new();
+        {
+            let _queue_lock = self.hot_queue_remove_lock.lock();
+            let mut kept = Vec::new();
+            for _ in 0..self.hot_queue.len() {
+                let Some((id, item)) = self.hot_queue.pop() else {
+                    break;
+                };
+                if keep(id, &item) {
+                    kept.push((id, item));
+                } else {
+                    removed.push((id, item));
+                }
+            }
+            for (id, item) in kept {
+                self.insert(id, item);
+            }
+        }
+        let mut connections = self.connections.lock();
+        let ids: Vec<ID> = connections
+            .iter()
+            .filter(|(id, item)| !keep(**id, item))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(item) = connections.remove(&id) {
+                removed.push((id, item));
+            }
+        }
+        removed
     }
 
     // This function acquires 2 locks and iterates over the entire hot queue.
@@ -277,16 +334,16 @@ impl<S> ConnectionPool<S> {
     }
 
     // only remove from the pool because lru already removed it
-    fn pop_evicted(&self, meta: &ConnectionMeta) {
+    fn pop_evicted(&self, meta: &ConnectionMeta) -> Option<PoolConnection<S>> {
         let pool_node = match self.pools.get(&meta.key) {
             Some(v) => v.value().clone(),
             None => {
                 warn!("Fail to get pool node for {meta:?}");
-                return;
+                return None;
             } // nothing to pop, should return error?
         };
 
-        pool_node.remove(meta.id);
+        let removed = pool_node.remove(meta.id);
         debug!("evict fd: {} from key {}", meta.id, meta.key);
 
         // Clean up the PoolNode entry if it is now empty, to prevent unbounded
@@ -296,6 +353,7 @@ impl<S> ConnectionPool<S> {
         if pool_node.is_empty() {
             self.try_remove_empty_node(meta.key);
         }
+        removed
     }
 
     pub fn pop_closed(&self, meta: &ConnectionMeta) {
@@ -311,11 +369,74 @@ impl<S> ConnectionPool<S> {
     /// it again at that release cost two more map operations and a node's allocations per
     /// request. Empty nodes are swept out once they could outnumber the connections (see
     /// [`Self::sweep_empty_nodes`]); eviction and closing still remove a node they empty.
+    ///
+    /// An unwatched connection past its idle timeout is dropped here rather than handed out.
     pub fn get(&self, key: &GroupKey) -> Option<S> {
         let pool_node = self.pools.get(key)?.value().clone();
-        let (id, connection) = pool_node.get_any()?;
-        self.lru.pop(&id); // the notified is not needed
-        Some(connection.release())
+        loop {
+            let (id, connection) = pool_node.get_any()?;
+            self.lru.pop(&id); // the notified is not needed
+            match connection.idle {
+                Some(idle) if idle.timeout.is_some() && idle.expired(Instant::now()) => {
+                    debug!("drop idle connection {id} past its timeout");
+                }
+                _ => return Some(connection.release()),
+            }
+        }
+    }
+
+    /// Release a connection to this pool for reuse without a task to watch it: no channel
+    /// or notifier is made for it, and [`Self::sweep_idle`], called periodically, drops it
+    /// once `idle_timeout` has passed or the connection is found closed. Returns how long the
+    /// connections evicted to make room for it had been idle (each is dropped here).
+    pub fn put_unwatched(
+        &self,
+        meta: &ConnectionMeta,
+        connection: S,
+        idle_timeout: Option<Duration>,
+    ) -> Vec<Duration> {
+        let Some(evicted) = self.lru.add_unwatched(meta.id, meta.clone()) else {
+            return Vec::new(); // draining: the connection is dropped
+        };
+        let now = Instant::now();
+        let idle_for = evicted
+            .iter()
+            .filter_map(|meta| self.pop_evicted(meta))
+            .filter_map(|c| c.idle.map(|i| now.saturating_duration_since(i.since)))
+            .collect();
+        let connection = PoolConnection {
+            notify_use: None,
+            connection,
+            idle: Some(Idle {
+                since: now,
+                timeout: idle_timeout,
+            }),
+        };
+        self.insert_pool_connection(meta.key, meta.id, connection);
+        idle_for
+    }
+
+    /// Drops the unwatched connections ([`Self::put_unwatched`]) that are past their idle
+    /// timeout or that `alive` finds unusable (closed by the peer, unexpected data), and
+    /// returns how long each of them had been idle. Connections watched by a task are left
+    /// to it. `alive` runs while the connection's node is locked: it should only peek.
+    pub fn sweep_idle(&self, mut alive: impl FnMut(&S) -> bool) -> Vec<Duration> {
+        let nodes: Vec<Arc<Pool<S>>> = self.pools.iter().map(|e| e.value().clone()).collect();
+        let now = Instant::now();
+        let mut idle_for = Vec::new();
+        for node in nodes {
+            let removed = node.remove_unless(|_, c| match c.idle {
+                Some(idle) => !idle.expired(now) && alive(&c.connection),
+                None => true,
+            });
+            for (id, c) in removed {
+                self.lru.pop(&id);
+                if let Some(idle) = c.idle {
+                    idle_for.push(now.saturating_duration_since(idle.since));
+                }
+            }
+        }
+        idle_for
     }
 
     /// Release a connection to this pool for reuse
@@ -1236,5 +1357,66 @@ mod tests {
         assert_eq!(pool_len(&cp), 1);
         let conn = cp.get(&meta2.key);
         assert_eq!(conn, Some("second".to_string()));
+    }
+
+    #[test]
+    fn test_unwatched_put_and_get() {
+        let cp: ConnectionPool<String> = ConnectionPool::new(4);
+        let meta = ConnectionMeta::new(101, 1);
+        assert!(cp.put_unwatched(&meta, "v1".to_string(), None).is_empty());
+        assert_eq!(cp.get(&meta.key), Some("v1".to_string()));
+        assert_eq!(cp.get(&meta.key), None);
+        assert_eq!(cp.lru.len(), 0, "get leaves no LRU entry");
+    }
+
+    #[test]
+    fn test_unwatched_connection_past_its_timeout_is_not_handed_out() {
+        let cp: ConnectionPool<String> = ConnectionPool::new(4);
+        let meta = ConnectionMeta::new(101, 1);
+        cp.put_unwatched(&meta, "old".to_string(), Some(Duration::ZERO));
+        assert_eq!(cp.get(&meta.key), None);
+        let meta2 = ConnectionMeta::new(101, 2);
+        cp.put_unwatched(&meta2, "fresh".to_string(), Some(Duration::from_secs(60)));
+        assert_eq!(cp.get(&meta.key), Some("fresh".to_string()));
+    }
+
+    #[test]
+    fn test_unwatched_eviction_reports_idle_time() {
+        let cp: ConnectionPool<String> = ConnectionPool::new(1);
+        cp.put_unwatched(&ConnectionMeta::new(1, 1), "a".to_string(), None);
+        let evicted = cp.put_unwatched(&ConnectionMeta::new(2, 2), "b".to_string(), None);
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(cp.get(&1), None);
+        assert_eq!(cp.get(&2), Some("b".to_string()));
+    }
+
+    #[test]
+    fn test_sweep_drops_expired_and_dead_unwatched_connections_only() {
+        // More connections under one key than the hot queue holds, so the sweep walks both
+        // of the node's stores.
+        let n = HOT_QUEUE_SIZE as i32 * 2;
+        let cp: ConnectionPool<String> = ConnectionPool::new(1000);
+        for id in 0..n {
+            let name = if id % 3 == 0 { format!("dead{id}") } else { format!("ok{id}") };
+            cp.put_unwatched(&ConnectionMeta::new(7, id), name, None);
+        }
+        let expiring = ConnectionMeta::new(8, 1000);
+        cp.put_unwatched(&expiring, "ok-but-expired".to_string(), Some(Duration::ZERO));
+        // A watched connection is its task's business.
+        let (_closed, _used) = cp.put(&ConnectionMeta::new(9, 2000), "dead-watched".to_string());
+
+        let dropped = cp.sweep_idle(|c| !c.starts_with("dead"));
+        let dead = (0..n).filter(|id| id % 3 == 0).count();
+        assert_eq!(dropped.len(), dead + 1);
+        assert_eq!(cp.lru.len(), (n as usize - dead) + 1);
+
+        let mut left = Vec::new();
+        while let Some(c) = cp.get(&7) {
+            left.push(c);
+        }
+        assert_eq!(left.len(), n as usize - dead);
+        assert!(left.iter().all(|c| c.starts_with("ok")));
+        assert_eq!(cp.get(&8), None);
+        assert_eq!(cp.get(&9), Some("dead-watched".to_string()));
     }
 }

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 pub struct Node<T> {
-    pub close_notifier: Arc<Notify>,
+    /// Told when the node is evicted; `None` for a node no task watches.
+    pub close_notifier: Option<Arc<Notify>>,
     pub meta: T,
     order: u64,
 }
@@ -29,14 +30,25 @@ pub struct Node<T> {
 impl<T> Node<T> {
     pub fn new(meta: T) -> Self {
         Node {
-            close_notifier: Arc::new(Notify::new()),
+            close_notifier: Some(Arc::new(Notify::new())),
+            meta,
+            order: 0,
+        }
+    }
+
+    /// A node without a notifier: its eviction is seen in the metas [`Lru::put`] returns.
+    pub fn unwatched(meta: T) -> Self {
+        Node {
+            close_notifier: None,
             meta,
             order: 0,
         }
     }
 
     pub fn notify_close(&self) {
-        self.close_notifier.notify_one();
+        if let Some(notifier) = &self.close_notifier {
+            notifier.notify_one();
+        }
     }
 }
 
@@ -157,8 +169,17 @@ where
 
     pub fn add(&self, key: K, meta: T) -> (Arc<Notify>, Vec<T>) {
         let node = Node::new(meta);
-        let notifier = node.close_notifier.clone();
+        let notifier = node.close_notifier.clone().expect("a watched node has a notifier");
         (notifier, self.put(key, node))
+    }
+
+    /// Like [`Self::add`] for an entry no task watches: no notifier is made. `None` while the
+    /// LRU is draining (the entry is not added).
+    pub fn add_unwatched(&self, key: K, meta: T) -> Option<Vec<T>> {
+        if self.drain.load(Relaxed) {
+            return None;
+        }
+        Some(self.put(key, Node::unwatched(meta)))
     }
 
     pub fn pop(&self, key: &K) -> Option<Node<T>> {
@@ -167,6 +188,12 @@ where
             self.len.fetch_sub(1, Relaxed);
         }
         popped
+    }
+
+    /// How many entries the LRU holds.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len.load(Relaxed)
     }
 
     #[allow(dead_code)]
