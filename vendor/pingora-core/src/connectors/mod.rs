@@ -179,9 +179,15 @@ pub struct TransportConnector {
     /// for periodic metric reporting without needing access to the connector itself.
     unexpected_data_conn_count: Arc<AtomicU64>,
     keepalive_pool_callback: Option<PoolCallback>,
+    /// Started at the first release ([`Self::start_idle_sweeper`]).
+    idle_sweeper: std::sync::Once,
 }
 
 const DEFAULT_POOL_SIZE: usize = 128;
+
+/// How often the pool's idle connections are checked for a close by their peer and for their
+/// idle timeout.
+pub const IDLE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 impl TransportConnector {
     /// Create a new [TransportConnector] with the given [ConnectorOptions]
@@ -210,6 +216,7 @@ impl TransportConnector {
             preferred_http_version: PreferredHttpVersion::new(),
             unexpected_data_conn_count: Arc::new(AtomicU64::new(0)),
             keepalive_pool_callback,
+            idle_sweeper: std::sync::Once::new(),
         }
     }
 
@@ -321,27 +328,52 @@ impl TransportConnector {
         let id = stream.id();
         let meta = ConnectionMeta::new(key, id);
         debug!("Try to keepalive client session");
+        // No task watches the idle connection: the pool's sweeper thread drops it once it is
+        // closed by the peer or past `idle_timeout`, and a checkout tests it before use.
         let stream = Arc::new(Mutex::new(stream));
-        let locked_stream = stream.clone().try_lock_owned().unwrap(); // safe as we just created it
-        let (notify_close, watch_use) = self.connection_pool.put(&meta, stream);
-        let idle_meta = IdleConnection::new(meta);
-        let pool = self.connection_pool.clone(); //clone the arc
-        let keepalive_pool_callback = self.keepalive_pool_callback.clone();
-        let rt = pingora_runtime::current_handle();
-        rt.spawn(async move {
-            if pool
-                .idle_poll(
-                    locked_stream,
-                    &idle_meta.connection,
-                    idle_timeout,
-                    notify_close,
-                    watch_use,
-                )
-                .await
-            {
-                if let Some(callback) = keepalive_pool_callback {
-                    callback(idle_meta.elapsed());
-                }
+        let evicted = self
+            .connection_pool
+            .put_unwatched(&meta, stream, idle_timeout);
+        if let Some(callback) = &self.keepalive_pool_callback {
+            for idle_for in evicted {
+                callback(idle_for);
+            }
+        }
+        self.start_idle_sweeper();
+    }
+
+    /// Starts, once, the thread that drops idle pooled connections closed by their peer (or
+    /// that sent unexpected data) or past their idle timeout, every [`IDLE_SWEEP_INTERVAL`].
+    /// It holds the pool weakly and ends with it.
+    ///
+    /// Pooled connections used to be watched by a task each, spawned at every release and
+    /// woken at every checkout; on a keep-alive upstream that cost a task, a channel, a
+    /// notifier and two scheduler passes per proxied request.
+    fn start_idle_sweeper(&self) {
+        self.idle_sweeper.call_once(|| {
+            let pool = Arc::downgrade(&self.connection_pool);
+            let unexpected = self.unexpected_data_conn_count.clone();
+            let callback = self.keepalive_pool_callback.clone();
+            let spawned = std::thread::Builder::new()
+                .name("pool-idle-sweep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(IDLE_SWEEP_INTERVAL);
+                    let Some(pool) = pool.upgrade() else {
+                        return;
+                    };
+                    let dropped = pool.sweep_idle(|stream| match stream.try_lock() {
+                        Ok(mut stream) => test_reusable_stream(&mut stream, &unexpected),
+                        Err(_) => true, // in use: not idle
+                    });
+                    if let Some(callback) = &callback {
+                        for idle_for in dropped {
+                            callback(idle_for);
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                // Checkouts still test a connection and drop it past its idle timeout.
+                error!("cannot start the idle connection sweeper: {e}");
             }
         });
     }
