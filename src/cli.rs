@@ -126,6 +126,14 @@ pub(crate) struct Cli {
     /// nginx_http_keepalive_requests).
     #[arg(long, env = "PROXY_KEEPALIVE_REQUESTS", default_value_t = 10_000)]
     pub(crate) keepalive_requests: u32,
+    /// Seconds an idle upstream keep-alive connection stays open for reuse (Kong's
+    /// upstream_keepalive_idle_timeout); 0 keeps it until the upstream closes it.
+    #[arg(
+        long,
+        env = "KONG_UPSTREAM_KEEPALIVE_IDLE_TIMEOUT",
+        default_value_t = 60
+    )]
+    pub(crate) upstream_keepalive_idle_timeout: u64,
     /// nginx's large_client_header_buffers: a longer request line gets 414, a longer header
     /// line or a larger header 400 "Request header or cookie too large".
     #[arg(long, env = "PROXY_LARGE_CLIENT_HEADER_BUFFERS", default_value = "4 8k", value_parser = sluice::proxy::limits::parse_header_buffers)]

@@ -199,6 +199,8 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
         connections_per_worker: cli.max_connections_per_worker,
         buffered_response: cli.max_buffered_response_mb << 20,
         body_buffer: cli.client_body_buffer_size,
+        upstream_idle_timeout: (cli.upstream_keepalive_idle_timeout > 0)
+            .then(|| Duration::from_secs(cli.upstream_keepalive_idle_timeout)),
     };
     // The errors Pingora writes itself go out in Kong's shape.
     pingora::protocols::http::server::set_error_responder(sluice::proxy::limits::error_response);

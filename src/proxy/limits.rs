@@ -45,6 +45,10 @@ pub struct ClientLimits {
     /// nginx keeps in a file, which `kong.request.get_raw_body()` answers only when given a
     /// `max_allowed_file_size`.
     pub body_buffer: usize,
+    /// How long an idle upstream keep-alive connection stays pooled (Kong's
+    /// `upstream_keepalive_idle_timeout`, 60 s); `None` keeps it until the upstream closes it
+    /// or the pool needs its place (Kong's `0`).
+    pub upstream_idle_timeout: Option<Duration>,
 }
 
 impl Default for ClientLimits {
@@ -58,6 +62,7 @@ impl Default for ClientLimits {
             connections_per_worker: 16_384,
             buffered_response: 64 << 20,
             body_buffer: 8 << 10,
+            upstream_idle_timeout: Some(Duration::from_secs(60)),
         }
     }
 }

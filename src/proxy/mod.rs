@@ -305,6 +305,7 @@ impl ProxyHttp for Gateway {
         opts.connection_timeout = Some(connect);
         opts.read_timeout = Some(read);
         opts.write_timeout = Some(write);
+        opts.idle_timeout = self.limits.upstream_idle_timeout;
         let verify = changes
             .tls_verify
             .unwrap_or_else(|| service.is_some_and(|s| s.tls_verify));
