@@ -137,16 +137,21 @@ pub enum HeaderOp {
 }
 
 impl HeaderOp {
-    /// Applies the change to a response header.
-    pub fn apply(&self, resp: &mut ResponseHeader) {
+    /// Applies the change to a response header, moving the name and value into it.
+    pub fn apply_owned(self, resp: &mut ResponseHeader) {
         let _ = match self {
-            HeaderOp::Set(n, v) => resp.insert_header(n.clone(), v.as_str()).map(|_| ()),
-            HeaderOp::Add(n, v) => resp.append_header(n.clone(), v.as_str()).map(|_| ()),
+            HeaderOp::Set(n, v) => resp.insert_header(n, v).map(|_| ()),
+            HeaderOp::Add(n, v) => resp.append_header(n, v).map(|_| ()),
             HeaderOp::Clear(n) => {
                 resp.remove_header(n.as_str());
                 Ok(())
             }
         };
+    }
+
+    /// Applies the change to a response header (a copy of it: the op can be applied again).
+    pub fn apply(&self, resp: &mut ResponseHeader) {
+        self.clone().apply_owned(resp)
     }
 }
 

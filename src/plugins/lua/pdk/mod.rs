@@ -243,6 +243,38 @@ impl mlua::FromLua for HeaderText {
     }
 }
 
+/// A header name argument, normalised by [`header_key`] as it is read in place on the Lua
+/// stack: one string is made, where a `String` argument and its normalised copy made two.
+struct HeaderKey(String);
+
+impl HeaderKey {
+    fn from_text(name: &str) -> HeaderKey {
+        HeaderKey(header_key(name).into_owned())
+    }
+}
+
+impl mlua::FromLua for HeaderKey {
+    fn from_lua(value: Value, lua: &Lua) -> mlua::Result<Self> {
+        String::from_lua(value, lua).map(|name| HeaderKey::from_text(&name))
+    }
+
+    unsafe fn from_stack(idx: std::ffi::c_int, lua: &mlua::state::RawLua) -> mlua::Result<Self> {
+        let state = lua.state();
+        // SAFETY: as in `HeaderText::from_stack`.
+        unsafe {
+            if mlua::ffi::lua_type(state, idx) == mlua::ffi::LUA_TSTRING {
+                let mut len = 0;
+                let data = mlua::ffi::lua_tolstring(state, idx, &mut len);
+                let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len);
+                if let Ok(name) = std::str::from_utf8(bytes) {
+                    return Ok(HeaderKey::from_text(name));
+                }
+            }
+            <String as mlua::FromLua>::from_stack(idx, lua).map(|name| HeaderKey::from_text(&name))
+        }
+    }
+}
+
 /// Helpers for surface.lua that no plugin sees.
 fn internal(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;

@@ -170,6 +170,11 @@ do
   end
 
   function response.set_header(name, value)
+    -- As kong.service.request.set_header: the common call straight to Rust (a name of 17
+    -- characters may be Transfer-Encoding, which the checks below refuse).
+    if type(name) == "string" and type(value) == "string" and value ~= "" and #name ~= 17 then
+      return set_header(name, value)
+    end
     validate_header(name, value)
     if is_transfer_encoding(name) then
       warn("manually setting Transfer-Encoding. Ignored.")

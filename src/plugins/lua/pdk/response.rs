@@ -4,14 +4,14 @@
 use bytes::Bytes;
 use mlua::{Lua, Table, Value};
 
-use super::{cur, header_key, header_value, headers_table, set_fn, HeaderText};
+use super::{cur, header_key, header_value, headers_table, set_fn, HeaderKey, HeaderText};
 use crate::plugins::lua::util::support::Text;
 use crate::plugins::{Exit, HeaderOp, Phase, PhaseCtx};
 
 /// Applies or records a response header change, depending on whether the response exists.
 pub(super) fn header_op(c: &mut PhaseCtx<'_>, op: HeaderOp) {
     match c.resp.as_deref_mut() {
-        Some(resp) => op.apply(resp),
+        Some(resp) => op.apply_owned(resp),
         None => c.state.response_headers.push(op),
     }
 }
@@ -187,9 +187,9 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         lua,
         &t,
         "set_header",
-        |_, (name, value): (String, HeaderText)| {
+        |_, (name, value): (HeaderKey, HeaderText)| {
             cur(|c, _, _| {
-                header_op(c, HeaderOp::Set(header_key(&name).into_owned(), value.0));
+                header_op(c, HeaderOp::Set(name.0, value.0));
                 Ok(())
             })
         },
@@ -198,9 +198,9 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         lua,
         &t,
         "add_header",
-        |_, (name, value): (String, HeaderText)| {
+        |_, (name, value): (HeaderKey, HeaderText)| {
             cur(|c, _, _| {
-                header_op(c, HeaderOp::Add(header_key(&name).into_owned(), value.0));
+                header_op(c, HeaderOp::Add(name.0, value.0));
                 Ok(())
             })
         },

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use mlua::{Lua, Table, Value};
 
-use super::{cur, header_key, header_value, set_fn, HeaderText};
+use super::{cur, header_key, header_value, set_fn, HeaderKey, HeaderText};
 use crate::plugins::PhaseCtx;
 
 /// Sets (or with `append`, adds) a request header; `kong.request.get_header` sees it.
@@ -15,10 +15,16 @@ pub(super) fn set_header(
     value: &str,
     append: bool,
 ) -> mlua::Result<()> {
-    let name = header_key(name).into_owned();
+    set_key(c, HeaderKey::from_text(name), value.to_owned(), append)
+}
+
+/// [`set_header`] with the name normalised already; the value's bytes become the header
+/// value's without a copy.
+fn set_key(c: &mut PhaseCtx<'_>, name: HeaderKey, value: String, append: bool) -> mlua::Result<()> {
+    let name = name.0;
     if name.eq_ignore_ascii_case("host") {
         // Kong: setting Host here chooses the Host header sent upstream.
-        c.state.upstream.host = Some(value.to_string());
+        c.state.upstream.host = Some(value.clone());
     }
     let result = if append {
         c.req.append_header(name, value).map(|_| ())
@@ -193,17 +199,13 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         lua,
         &req,
         "set_header",
-        |_, (name, value): (String, HeaderText)| {
-            cur(|c, _, _| set_header(c, &name, &value.0, false))
-        },
+        |_, (name, value): (HeaderKey, HeaderText)| cur(|c, _, _| set_key(c, name, value.0, false)),
     )?;
     set_fn(
         lua,
         &req,
         "add_header",
-        |_, (name, value): (String, HeaderText)| {
-            cur(|c, _, _| set_header(c, &name, &value.0, true))
-        },
+        |_, (name, value): (HeaderKey, HeaderText)| cur(|c, _, _| set_key(c, name, value.0, true)),
     )?;
     set_fn(lua, &req, "clear_header", |_, name: String| {
         cur(|c, _, _| {

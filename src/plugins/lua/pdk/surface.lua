@@ -263,6 +263,11 @@ do
   end
 
   function srequest.set_header(name, value)
+    -- The common call (a name and a non-empty string value) straight to Rust: what the checks
+    -- and put_header below would do with it, without their three calls.
+    if type(name) == "string" and type(value) == "string" and value ~= "" and #name ~= 10 then
+      return set_header(name, value)
+    end
     validate_header(name, value)
     -- The length first: most calls then make no lowercased copy of the name.
     if #name == 10 and lower(name) == ":authority" then
