@@ -312,10 +312,11 @@ impl ProxyHttp for Gateway {
         opts.verify_cert = verify;
         opts.verify_hostname = verify;
         upstream_tls_and_version(&mut peer, snap, ctx.state.service);
+        let now = Instant::now();
         if ctx.upstream_started.is_none() {
-            ctx.proxy_latency = Some(ctx.started.elapsed());
+            ctx.proxy_latency = Some(now.saturating_duration_since(ctx.started));
         }
-        ctx.upstream_started = Some(Instant::now());
+        ctx.upstream_started = Some(now);
         Ok(Box::new(peer))
     }
 
