@@ -35,6 +35,8 @@ mod convert;
 mod jsonable;
 #[path = "schema/model.rs"]
 mod model;
+#[path = "schema/rules.rs"]
+mod rules;
 #[path = "schema/validate.rs"]
 mod validate;
 

@@ -472,10 +472,7 @@ fn auto_and_descriptive_attributes_are_accepted() {
                  translate_backwards = { 'e' } } }",
     );
     let out = t.ok(json!({}));
-    assert!(
-        super::validate::is_uuid(out["id"].as_str().unwrap()),
-        "{out}"
-    );
+    assert!(super::rules::is_uuid(out["id"].as_str().unwrap()), "{out}");
     assert!(out["created_at"].as_i64().unwrap() > 1_600_000_000);
     t.fails(json!({"id": "x"}), "config.id", "expected a valid UUID");
 }
