@@ -1,7 +1,8 @@
 //! What a client connection may cost: nginx's `client_header_timeout`, `client_body_timeout`,
 //! `keepalive_timeout`, `keepalive_requests`, `large_client_header_buffers` and a cap on
-//! connections per worker, with Kong's defaults; the checks on each request header that
-//! nginx makes before Kong sees it; and the bodies of the errors the HTTP layer writes itself.
+//! connections per worker, with Kong's defaults (and, beside them, how long an idle upstream
+//! connection stays pooled); the checks on each request header that nginx makes before Kong
+//! sees it; and the bodies of the errors the HTTP layer writes itself.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use pingora::{Error, ErrorType};
 
 use super::respond::PRODUCT;
 
-/// Limits of client connections, process-wide.
+/// Limits of client connections, process-wide, and the upstream keep-alive idle timeout.
 #[derive(Debug, Clone)]
 pub struct ClientLimits {
     /// Time a request header may take once its first byte arrived; also how long a new
