@@ -226,20 +226,32 @@ impl mlua::FromLua for HeaderText {
     }
 
     unsafe fn from_stack(idx: std::ffi::c_int, lua: &mlua::state::RawLua) -> mlua::Result<Self> {
-        let state = lua.state();
-        // SAFETY: mlua passes a valid index of the callback's stack; the string's bytes are
-        // copied before anything else runs on the state.
+        // SAFETY: mlua passes a valid index of the callback's stack.
         unsafe {
-            if mlua::ffi::lua_type(state, idx) == mlua::ffi::LUA_TSTRING {
-                let mut len = 0;
-                let data = mlua::ffi::lua_tolstring(state, idx, &mut len);
-                let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len);
-                if let Ok(text) = std::str::from_utf8(bytes) {
-                    return Ok(HeaderText(text.to_owned()));
-                }
+            if let Some(text) = utf8_on_stack(lua, idx) {
+                return Ok(HeaderText(text.to_owned()));
             }
             header_value(&<Value as mlua::FromLua>::from_stack(idx, lua)?).map(HeaderText)
         }
+    }
+}
+
+/// The UTF-8 text of the string at `idx` on the Lua stack, read in place (None for another
+/// type, or bytes that are not UTF-8: the callers then take mlua's generic path).
+///
+/// # Safety
+/// `idx` is a valid index of `lua`'s current stack, and the text is used (copied) before
+/// anything else runs on that state.
+unsafe fn utf8_on_stack(lua: &mlua::state::RawLua, idx: std::ffi::c_int) -> Option<&str> {
+    let state = lua.state();
+    // SAFETY: the caller's contract; a string's bytes stay put while it is on the stack.
+    unsafe {
+        if mlua::ffi::lua_type(state, idx) != mlua::ffi::LUA_TSTRING {
+            return None;
+        }
+        let mut len = 0;
+        let data = mlua::ffi::lua_tolstring(state, idx, &mut len);
+        std::str::from_utf8(std::slice::from_raw_parts(data.cast::<u8>(), len)).ok()
     }
 }
 
@@ -259,16 +271,10 @@ impl mlua::FromLua for HeaderKey {
     }
 
     unsafe fn from_stack(idx: std::ffi::c_int, lua: &mlua::state::RawLua) -> mlua::Result<Self> {
-        let state = lua.state();
-        // SAFETY: as in `HeaderText::from_stack`.
+        // SAFETY: mlua passes a valid index of the callback's stack.
         unsafe {
-            if mlua::ffi::lua_type(state, idx) == mlua::ffi::LUA_TSTRING {
-                let mut len = 0;
-                let data = mlua::ffi::lua_tolstring(state, idx, &mut len);
-                let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len);
-                if let Ok(name) = std::str::from_utf8(bytes) {
-                    return Ok(HeaderKey::from_text(name));
-                }
+            if let Some(name) = utf8_on_stack(lua, idx) {
+                return Ok(HeaderKey::from_text(name));
             }
             <String as mlua::FromLua>::from_stack(idx, lua).map(|name| HeaderKey::from_text(&name))
         }
