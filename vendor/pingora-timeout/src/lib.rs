@@ -138,7 +138,7 @@ where
 
         let delay = me
             .delay
-            .get_or_insert_with(|| Box::pin(me.callback.timeout()));
+            .get_or_insert_with(|| me.callback.timeout());
 
         match delay.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
