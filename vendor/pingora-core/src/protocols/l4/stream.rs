@@ -26,6 +26,7 @@ use std::os::unix::io::AsRawFd;
 #[cfg(windows)]
 use std::os::windows::io::AsRawSocket;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -916,6 +917,19 @@ impl AsyncWrite for Stream {
     }
 }
 
+static PENDING_TIME_TRACKING: AtomicBool = AtomicBool::new(true);
+
+/// Whether streams measure the time their reads and writes spend pending
+/// ([GetTimingDigest::get_read_pending_time] and [GetTimingDigest::get_write_pending_time]).
+///
+/// On by default. Each pending read or write then reads the clock when it starts and again when it
+/// completes (four clock reads for a proxied request on two keep-alive connections). An
+/// application that does not use these figures can turn the measurement off for the process; the
+/// getters then report what was measured before (zero for streams made after).
+pub fn set_pending_time_tracking(enabled: bool) {
+    PENDING_TIME_TRACKING.store(enabled, Ordering::Relaxed);
+}
+
 #[derive(Debug)]
 struct AccumulatedDuration {
     total: Duration,
@@ -931,7 +945,7 @@ impl AccumulatedDuration {
     }
 
     fn start(&mut self) {
-        if self.last_start.is_none() {
+        if self.last_start.is_none() && PENDING_TIME_TRACKING.load(Ordering::Relaxed) {
             self.last_start = Some(Instant::now());
         }
     }
