@@ -204,6 +204,8 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
     };
     // The errors Pingora writes itself go out in Kong's shape.
     pingora::protocols::http::server::set_error_responder(sluice::proxy::limits::error_response);
+    // Nothing reads the streams' pending read/write times: no clock reads for them.
+    pingora::protocols::l4::stream::set_pending_time_tracking(false);
     let gateway =
         Gateway::new(state, metrics.clone(), !cli.no_access_log).with_limits(limits.clone());
     server.add_service(background_service(
