@@ -94,6 +94,14 @@ pub fn split_host_port(s: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// `host` as an address when it is an IP literal (IPv6 with or without brackets).
+pub fn ip_literal(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
 /// A port number 0–65535.
 pub fn parse_port(s: &str) -> Result<u16, String> {
     s.parse::<u16>()

@@ -1,6 +1,6 @@
 //! What Kong changes on the request it sends upstream: URI, Host, X-Forwarded-*, X-Real-IP.
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
@@ -74,15 +74,25 @@ pub fn upstream(
         .headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+        .unwrap_or("");
     let host = match (&matched.upstream_host, service, &changes.target) {
-        // A plugin set the Host header for the upstream request.
-        _ if changes.host.is_some() => changes.host.clone().unwrap_or_default(),
-        (Some(h), _, _) => h.clone(),
-        (None, _, Some((h, p))) => format!("{h}:{p}"),
-        (None, Some(s), None) => s.host_header(),
-        (None, None, None) => client_host.clone(),
+        // The service's Host, made when the snapshot was.
+        (
+            None,
+            Some(ServiceRt {
+                host_value: Some(v),
+                ..
+            }),
+            None,
+        ) if changes.host.is_none() => v.clone(),
+        (upstream_host, service, target) => value(match (upstream_host, service, target) {
+            // A plugin set the Host header for the upstream request.
+            _ if changes.host.is_some() => changes.host.clone().unwrap_or_default(),
+            (Some(h), _, _) => h.clone(),
+            (None, _, Some((h, p))) => format!("{h}:{p}"),
+            (None, Some(s), None) => s.host_header(),
+            (None, None, None) => client_host.to_string(),
+        })?,
     };
     upstream.insert_header(http::header::HOST, host)?;
 
@@ -92,7 +102,7 @@ pub fn upstream(
     let client_ip = ip(state.client);
     let xff = match downstream
         .headers
-        .get("x-forwarded-for")
+        .get(&names::X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
     {
         Some(prev) => format!("{prev}, {}", ip(state.peer)),
@@ -100,35 +110,41 @@ pub fn upstream(
     };
     upstream.insert_static_header(&names::X_FORWARDED_FOR, xff)?;
     upstream.insert_static_header(&names::X_REAL_IP, client_ip)?;
-    // From a trusted proxy, its X-Forwarded-Proto/Host/Port/Path/Prefix pass on.
+    // From a trusted proxy, its X-Forwarded-Proto/Host/Port/Path/Prefix pass on (their values
+    // shared with the client's request, not copied).
     let trusted = state.peer_trusted();
-    let given = |name: &str| -> Option<&str> {
+    let given = |name: &HeaderName| -> Option<HeaderValue> {
         if !trusted {
             return None;
         }
-        downstream.headers.get(name).and_then(|v| v.to_str().ok())
+        downstream
+            .headers
+            .get(name)
+            .filter(|v| v.to_str().is_ok())
+            .cloned()
     };
-    let proto = given("x-forwarded-proto").unwrap_or(super::scheme(session));
+    let proto = given(&names::X_FORWARDED_PROTO)
+        .unwrap_or_else(|| HeaderValue::from_static(super::scheme(session)));
     upstream.insert_static_header(&names::X_FORWARDED_PROTO, proto)?;
-    let forwarded_host = match given("x-forwarded-host") {
-        Some(h) => h.to_string(),
-        None => crate::config::checks::split_host_port(&client_host)
-            .0
-            .to_string(),
+    let forwarded_host = match given(&names::X_FORWARDED_HOST) {
+        Some(h) => h,
+        None => value(crate::config::checks::split_host_port(client_host).0)?,
     };
     upstream.insert_static_header(&names::X_FORWARDED_HOST, forwarded_host)?;
-    let port = match given("x-forwarded-port") {
-        Some(p) => p.to_string(),
+    let port = match given(&names::X_FORWARDED_PORT) {
+        Some(p) => p,
         None => session
             .server_addr()
             .and_then(|a| a.as_inet())
-            .map(|a| a.port().to_string())
-            .unwrap_or_default(),
+            .map_or_else(|| HeaderValue::from_static(""), |a| a.port().into()),
     };
     upstream.insert_static_header(&names::X_FORWARDED_PORT, port)?;
-    let path = given("x-forwarded-path").unwrap_or(downstream.uri.path());
+    let path = match given(&names::X_FORWARDED_PATH) {
+        Some(p) => p,
+        None => value(downstream.uri.path())?,
+    };
     upstream.insert_static_header(&names::X_FORWARDED_PATH, path)?;
-    if let Some(prefix) = given("x-forwarded-prefix") {
+    if let Some(prefix) = given(&names::X_FORWARDED_PREFIX) {
         upstream.insert_static_header(&names::X_FORWARDED_PREFIX, prefix)?;
     } else {
         match matched.prefix.as_deref() {
@@ -136,7 +152,7 @@ pub fn upstream(
                 upstream.insert_static_header(&names::X_FORWARDED_PREFIX, prefix)?;
             }
             _ => {
-                upstream.remove_header("x-forwarded-prefix");
+                upstream.remove_header(&names::X_FORWARDED_PREFIX);
             }
         }
     }
@@ -154,6 +170,18 @@ pub fn upstream(
         }
     }
     Ok(())
+}
+
+/// `text` as a header value, or Pingora's error for an invalid one (as `insert_header` gives).
+fn value<T>(text: T) -> pingora::Result<HeaderValue>
+where
+    T: TryInto<HeaderValue>,
+{
+    use pingora::{ErrorType, OrErr};
+    text.try_into()
+        .explain_err(ErrorType::InvalidHTTPHeader, |_| {
+            "invalid value while insert"
+        })
 }
 
 /// An address as text, as `Display` writes it; IPv4 without the formatting machinery, which

@@ -39,7 +39,7 @@ use pingora::{Error, ErrorSource, ErrorType};
 use crate::metrics::Metrics;
 use crate::plugins::{Exit, Phase, RequestState};
 use crate::router::{normalize_path, RequestInfo, RouteMatch};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ServiceRt, Snapshot};
 use headers::names;
 pub use request_body::MAX_PLUGIN_BODY;
 use respond::{messages, write_exit, VIA};
@@ -270,30 +270,49 @@ impl ProxyHttp for Gateway {
         let snap = &ctx.snap;
         let service = ctx.state.service.map(|s| &snap.services[s]);
         let changes = &ctx.state.upstream;
-        let (host, port) = match (&changes.target, balanced) {
-            (Some((h, p)), _) => (h.clone(), *p),
-            (None, Some(target)) => target,
-            (None, None) => match service {
-                Some(s) => (s.host.clone(), s.port),
-                None => return Err(Error::explain(ErrorType::InternalError, "no service")),
-            },
-        };
-        let addrs = self.resolver.resolve(&host, port).await.map_err(|e| {
-            Error::because(ErrorType::ConnectNoRoute, format!("resolving {host}"), e)
-        })?;
-        let addr = addrs[usize::from(ctx.tries) % addrs.len()];
-        if ctx.snap.log_data {
-            ctx.state.log.tries.push(addr);
-        }
         let tls = match changes.scheme.as_deref() {
             Some(s) => s == "https",
             None => service.is_some_and(|s| s.protocol.is_tls()),
         };
-        let sni = if tls {
-            service.map_or_else(|| host.clone(), |s| s.host.clone())
-        } else {
-            String::new()
+        let (addr, sni) = match (&changes.target, balanced, service) {
+            // The service's own IP address: nothing to resolve or copy.
+            (
+                None,
+                None,
+                Some(ServiceRt {
+                    ip: Some(ip),
+                    host,
+                    port,
+                    ..
+                }),
+            ) => {
+                let sni = if tls { host.clone() } else { String::new() };
+                (std::net::SocketAddr::new(*ip, *port), sni)
+            }
+            (target, balanced, _) => {
+                let (host, port) = match (target, balanced) {
+                    (Some((h, p)), _) => (h.clone(), *p),
+                    (None, Some(target)) => target,
+                    (None, None) => match service {
+                        Some(s) => (s.host.clone(), s.port),
+                        None => return Err(Error::explain(ErrorType::InternalError, "no service")),
+                    },
+                };
+                let addrs = self.resolver.resolve(&host, port).await.map_err(|e| {
+                    Error::because(ErrorType::ConnectNoRoute, format!("resolving {host}"), e)
+                })?;
+                let addr = addrs[usize::from(ctx.tries) % addrs.len()];
+                let sni = match (tls, service) {
+                    (false, _) => String::new(),
+                    (true, Some(s)) => s.host.clone(),
+                    (true, None) => host,
+                };
+                (addr, sni)
+            }
         };
+        if ctx.snap.log_data {
+            ctx.state.log.tries.push(addr);
+        }
         let mut peer = HttpPeer::new(addr, tls, sni);
         let opts = &mut peer.options;
         let default = Duration::from_secs(60);
@@ -444,12 +463,14 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let upstream_ms = ctx.upstream_latency.map_or(0, |d| d.as_millis());
-        let proxy_ms = ctx.proxy_latency.map_or(0, |d| d.as_millis());
+        static VIA_VALUE: http::HeaderValue = http::HeaderValue::from_static(VIA);
+        let ms = |d: Option<Duration>| {
+            http::HeaderValue::from(d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)))
+        };
         resp.reserve_headers(3);
-        resp.append_header("via", VIA)?;
-        resp.insert_static_header(&names::X_KONG_UPSTREAM_LATENCY, upstream_ms.to_string())?;
-        resp.insert_static_header(&names::X_KONG_PROXY_LATENCY, proxy_ms.to_string())?;
+        resp.append_header(&http::header::VIA, VIA_VALUE.clone())?;
+        resp.insert_static_header(&names::X_KONG_UPSTREAM_LATENCY, ms(ctx.upstream_latency))?;
+        resp.insert_static_header(&names::X_KONG_PROXY_LATENCY, ms(ctx.proxy_latency))?;
         if !self.run_header_filter(session, ctx, resp) {
             // Headers are not sent yet: turn the response into Kong's 500.
             ctx.state.source = "error";
@@ -519,7 +540,7 @@ impl ProxyHttp for Gateway {
             let exit = Exit::message(code, message);
             let ms = ctx.elapsed_ms();
             if let Err(err) = write_exit(session, &exit, ms, |resp| {
-                let _ = resp.insert_header("via", VIA);
+                let _ = resp.insert_header(http::header::VIA, VIA);
             })
             .await
             {

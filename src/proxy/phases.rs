@@ -227,12 +227,12 @@ impl Gateway {
         ctx.state.source = "exit";
         let ms = ctx.elapsed_ms();
         let mut resp = respond::exit_header(exit, ms)?;
-        resp.insert_header("via", VIA)?;
+        resp.insert_header(http::header::VIA, VIA)?;
         if !self.run_header_filter(session, ctx, &mut resp) {
             let failed = Exit::message(500, messages::UNEXPECTED);
             ctx.state.status = 500;
             write_exit(session, &failed, ms, |resp| {
-                let _ = resp.insert_header("via", VIA);
+                let _ = resp.insert_header(http::header::VIA, VIA);
             })
             .await?;
             return Ok(true);

@@ -2,7 +2,7 @@
 //! a lookup per request. IP literals never touch the resolver.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
@@ -21,8 +21,7 @@ pub struct Resolver {
 impl Resolver {
     /// The addresses of `host:port` (the first is used; the rest serve retries).
     pub async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = bare.parse::<IpAddr>() {
+        if let Some(ip) = crate::config::checks::ip_literal(host) {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
         let key = (host.to_string(), port);

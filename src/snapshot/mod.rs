@@ -51,6 +51,10 @@ pub struct ServiceRt {
     pub tls_verify: bool,
     /// Index into [`Snapshot::balancers`] when `host` names an upstream.
     pub balancer: Option<usize>,
+    /// `host` as an address when it is an IP literal (it then needs no resolver).
+    pub ip: Option<std::net::IpAddr>,
+    /// [`ServiceRt::host_header`] made once (None if it is not a valid header value).
+    pub host_value: Option<http::HeaderValue>,
 }
 
 impl ServiceRt {
@@ -238,18 +242,24 @@ fn compile_unmerged(
     let services: Vec<ServiceRt> = config
         .services
         .iter()
-        .map(|s| ServiceRt {
-            id: s.id.clone(),
-            name: s.name.clone(),
-            protocol: s.protocol,
-            host: s.host.clone(),
-            port: s.port,
-            connect_timeout: Duration::from_millis(s.connect_timeout),
-            read_timeout: Duration::from_millis(s.read_timeout),
-            write_timeout: Duration::from_millis(s.write_timeout),
-            retries: s.retries,
-            tls_verify: s.tls_verify.unwrap_or(false),
-            balancer: upstream_by_name.get(s.host.as_str()).copied(),
+        .map(|s| {
+            let mut rt = ServiceRt {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                protocol: s.protocol,
+                host: s.host.clone(),
+                port: s.port,
+                connect_timeout: Duration::from_millis(s.connect_timeout),
+                read_timeout: Duration::from_millis(s.read_timeout),
+                write_timeout: Duration::from_millis(s.write_timeout),
+                retries: s.retries,
+                tls_verify: s.tls_verify.unwrap_or(false),
+                balancer: upstream_by_name.get(s.host.as_str()).copied(),
+                ip: crate::config::checks::ip_literal(&s.host),
+                host_value: None,
+            };
+            rt.host_value = http::HeaderValue::try_from(rt.host_header()).ok();
+            rt
         })
         .collect();
 
