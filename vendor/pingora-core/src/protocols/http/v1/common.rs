@@ -31,6 +31,14 @@ pub(super) const MAX_HEADER_SIZE: usize = 1048575;
 
 pub(crate) const BODY_BUF_LIMIT: usize = 1024 * 64;
 
+/// Room left in the header maps of a parsed request for the fields a proxy adds before it
+/// forwards it (`Host`, `X-Forwarded-For`/`-Proto`/`-Host`/`-Port`, `X-Real-IP`, ...): without
+/// it, adding them regrows and rehashes both of the header's maps.
+pub(crate) const PROXY_ADDED_REQUEST_HEADERS: usize = 8;
+
+/// The same for a parsed response (`Via`, `Server`, latency or tracing fields).
+pub(crate) const PROXY_ADDED_RESPONSE_HEADERS: usize = 4;
+
 pub const CRLF: &[u8; 2] = b"\r\n";
 /// The empty line that terminates a message's header section.
 pub(super) const HEADER_SECTION_END: &[u8; 4] = b"\r\n\r\n";
