@@ -79,6 +79,7 @@ impl TimerStub {
     }
 }
 
+#[derive(Clone)]
 struct Timer(Arc<Notify>, Arc<AtomicBool>);
 
 impl Timer {
@@ -94,12 +95,53 @@ impl Timer {
     pub fn subscribe(&self) -> TimerStub {
         TimerStub(self.0.clone(), self.1.clone())
     }
+
+    fn fired(&self) -> bool {
+        self.1.load(Ordering::SeqCst)
+    }
+}
+
+// How many of its latest slots a thread remembers.
+const RECENT_SLOTS: usize = 4;
+
+// One thread's timers: the tree the clock thread fires them from, and the last slots this
+// thread registered timers in. Timeouts of the same length started within one tick share a
+// slot, and a thread mostly registers a few lengths (a read timeout, a keep-alive timeout) in
+// turn: the recent slots spare most registrations a search of the tree.
+struct ThreadTimers {
+    tree: BTreeMap<Time, Timer>,
+    recent: [Option<(Time, Timer)>; RECENT_SLOTS],
+    next: usize,
+}
+
+impl ThreadTimers {
+    fn new() -> Self {
+        ThreadTimers {
+            tree: BTreeMap::new(),
+            recent: Default::default(),
+            next: 0,
+        }
+    }
+
+    // The slot's timer if this thread registered in it lately and it has not fired.
+    fn recent(&self, at: Time) -> Option<&Timer> {
+        self.recent
+            .iter()
+            .flatten()
+            .find(|(t, timer)| *t == at && !timer.fired())
+            .map(|(_, timer)| timer)
+    }
+
+    fn remember(&mut self, at: Time, timer: Timer) {
+        self.recent[self.next] = Some((at, timer));
+        self.next = (self.next + 1) % RECENT_SLOTS;
+    }
 }
 
 /// The object that holds all the timers registered to it.
 pub struct TimerManager {
     // each thread insert into its local timer tree to avoid lock contention
-    timers: ThreadLocal<RwLock<BTreeMap<Time, Timer>>>,
+    timers: ThreadLocal<RwLock<ThreadTimers>>,
     zero: Instant, // the reference zero point of Timestamp
     // Start a new clock thread if this is -1 or staled. The clock thread should keep updating this
     clock_watchdog: AtomicI64,
@@ -143,7 +185,7 @@ impl TimerManager {
                 let mut timers = thread_timer.write();
                 // Fire all timers until now
                 loop {
-                    let key_to_remove = timers.iter().next().and_then(|(k, _)| {
+                    let key_to_remove = timers.tree.iter().next().and_then(|(k, _)| {
                         if k.not_after(now) {
                             Some(*k)
                         } else {
@@ -151,7 +193,7 @@ impl TimerManager {
                         }
                     });
                     if let Some(k) = key_to_remove {
-                        let timer = timers.remove(&k);
+                        let timer = timers.tree.remove(&k);
                         // safe to unwrap, the key is from iter().next()
                         timer.unwrap().fire();
                     } else {
@@ -219,21 +261,22 @@ impl TimerManager {
             return timer.subscribe();
         }
         let now: Time = (now + duration - self.zero).into();
-        {
-            let timers = self.timers.get_or(|| RwLock::new(BTreeMap::new())).read();
-            if let Some(t) = timers.get(&now) {
-                return t.subscribe();
+        // Only this thread inserts into its timers; the clock thread only removes the fired
+        // ones (so a remembered slot that fired is skipped).
+        let mut timers = self.timers.get_or(|| RwLock::new(ThreadTimers::new())).write();
+        if let Some(t) = timers.recent(now) {
+            return t.subscribe();
+        }
+        let timer = match timers.tree.get(&now) {
+            Some(t) => t.clone(),
+            None => {
+                let timer = Timer::new();
+                timers.tree.insert(now, timer.clone());
+                timer
             }
-        } // drop read lock
-
-        let timer = Timer::new();
-        let mut timers = self.timers.get_or(|| RwLock::new(BTreeMap::new())).write();
-        // Usually we check if another thread has insert the same node before we get the write lock,
-        // but because only this thread will insert anything to its local timers tree, there
-        // is no possible race that can happen. The only other thread is the clock thread who
-        // only removes timer from the tree
+        };
         let stub = timer.subscribe();
-        timers.insert(now, timer);
+        timers.remember(now, timer);
         stub
     }
 
@@ -297,6 +340,42 @@ mod tests {
         t2.poll().await;
         // t2 fired along t1 so no extra wait time
         assert_eq!(now.elapsed().as_secs(), 0);
+    }
+
+    #[test]
+    fn test_recent_slots_share_timers() {
+        let tm = TimerManager::new();
+        let now = Instant::now();
+        let (a, b) = (Duration::from_secs(1), Duration::from_secs(60));
+        let stubs: Vec<TimerStub> = [a, b, a, b, a]
+            .iter()
+            .map(|d| tm.register_timer_from(now, *d))
+            .collect();
+        assert!(Arc::ptr_eq(&stubs[0].0, &stubs[2].0));
+        assert!(Arc::ptr_eq(&stubs[0].0, &stubs[4].0));
+        assert!(Arc::ptr_eq(&stubs[1].0, &stubs[3].0));
+        assert!(!Arc::ptr_eq(&stubs[0].0, &stubs[1].0));
+        // both are in the tree the clock thread fires from
+        let timers = tm.timers.get().unwrap().read();
+        assert_eq!(timers.tree.len(), 2);
+    }
+
+    #[test]
+    fn test_recent_slot_not_reused_once_fired() {
+        let mut timers = ThreadTimers::new();
+        let at = Time::from(1000u128);
+        let timer = Timer::new();
+        timers.remember(at, timer.clone());
+        assert!(timers.recent(at).is_some());
+        timer.fire();
+        assert!(timers.recent(at).is_none());
+        // more slots than are remembered: the oldest is forgotten
+        for i in 0..RECENT_SLOTS as u128 {
+            timers.remember(Time::from(2000 + i * 10), Timer::new());
+        }
+        assert!(timers.recent(Time::from(2000u128)).is_some());
+        timers.remember(Time::from(5000u128), Timer::new());
+        assert!(timers.recent(Time::from(2000u128)).is_none());
     }
 
     #[test]
