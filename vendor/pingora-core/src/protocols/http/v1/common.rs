@@ -338,7 +338,14 @@ fn from_digits(bytes: &[u8]) -> Option<u64> {
 /// 8.6](https://www.rfc-editor.org/rfc/rfc9110#section-8.6) this lets identical
 /// duplicates (e.g. `Content-Length: 42, 42`) be collapsed to a single value
 /// while genuinely conflicting framing is rejected.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn content_length_parse_all(headers: &HMap) -> Option<u64> {
+    content_length_reconciled(headers).ok().flatten()
+}
+
+// `Ok(None)` when the message has no `Content-Length`, `Err(())` when it has one that does not
+// resolve to a single valid value: one probe of the map tells both apart.
+fn content_length_reconciled(headers: &HMap) -> std::result::Result<Option<u64>, ()> {
     // If multiple Content-Length headers were sent, everything can still be
     // alright if they all contain the same value, and all parse correctly. If
     // not, then it's an error.
@@ -346,18 +353,18 @@ pub(crate) fn content_length_parse_all(headers: &HMap) -> Option<u64> {
     for value in headers.get_all(header::CONTENT_LENGTH) {
         // A non-visible-ASCII value can't be a valid Content-Length, so the
         // framing is ambiguous.
-        let line = value.to_str().ok()?;
+        let line = value.to_str().map_err(|_| ())?;
         for v in line.split(',') {
-            let n = from_digits(v.trim().as_bytes())?;
+            let n = from_digits(v.trim().as_bytes()).ok_or(())?;
             match content_length {
                 None => content_length = Some(n),
-                Some(prev) if prev != n => return None,
+                Some(prev) if prev != n => return Err(()),
                 Some(_) => {}
             }
         }
     }
 
-    content_length
+    Ok(content_length)
 }
 
 /// Resolve the framing `Content-Length` of a message following hyper's decode
@@ -365,8 +372,8 @@ pub(crate) fn content_length_parse_all(headers: &HMap) -> Option<u64> {
 /// present but cannot be resolved to a single value (conflicting duplicates or
 /// an unparseable value), or `None` when the header is absent.
 pub(crate) fn content_length_for_framing(headers: &HMap) -> Result<Option<usize>> {
-    match content_length_parse_all(headers) {
-        Some(cl) => {
+    match content_length_reconciled(headers) {
+        Ok(Some(cl)) => {
             // Content-Length frames the body, so a value that does not fit in
             // `usize` cannot be represented and must not be silently truncated
             // (which would misframe bodies larger than `usize::MAX`, e.g. on
@@ -381,13 +388,13 @@ pub(crate) fn content_length_for_framing(headers: &HMap) -> Result<Option<usize>
                 )
             })
         }
-        None if headers.contains_key(header::CONTENT_LENGTH) => {
+        Err(()) => {
             // debug, not warn: per-message, client-influenced; avoids log floods
             // under adversarial load. The error is returned to the caller.
             debug!("invalid Content-Length header");
             Error::e_explain(InvalidHTTPHeader, "invalid Content-Length header")
         }
-        None => Ok(None),
+        Ok(None) => Ok(None),
     }
 }
 
