@@ -72,6 +72,18 @@ async fn issue_11_malformed_and_ambiguous_requests_get_kongs_400() {
             "content-length with transfer-encoding",
             b"POST /smuggle HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
         ),
+        (
+            "two Content-Lengths that differ",
+            b"POST /cl HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde",
+        ),
+        (
+            "a Content-Length list that differs",
+            b"POST /cl HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 5\r\n\r\nabcde",
+        ),
+        (
+            "a Content-Length that is not a number",
+            b"POST /cl HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\nabc",
+        ),
         ("HTTP/1.1 without Host", b"GET /nohost HTTP/1.1\r\n\r\n"),
         ("invalid Host", b"GET /badhost HTTP/1.1\r\nHost: a b\r\n\r\n"),
         ("Host with a path", b"GET /badhost HTTP/1.1\r\nHost: a/b\r\n\r\n"),
