@@ -423,6 +423,9 @@ pub struct PhaseCtx<'a> {
     pub resp: Option<&'a mut ResponseHeader>,
     /// The current body chunk and whether it is the last (body_filter).
     pub chunk: Option<(&'a mut Option<Bytes>, bool)>,
+    /// When the caller began this call of the phase (read once, for its latency metric): the
+    /// Lua runtime also times the call's CPU budget from it rather than read the clock again.
+    pub started: std::time::Instant,
 }
 
 impl PhaseCtx<'_> {

@@ -108,6 +108,7 @@ impl Gateway {
                 &**instance,
                 Phase::Response,
                 Some(&mut *header),
+                started,
             )
             .await;
             self.observe(name, Phase::Response, started, result.is_err());

@@ -102,7 +102,8 @@ impl Gateway {
                 continue;
             }
             let started = Instant::now();
-            let result = Self::run_waiting(session, ctx, &snap, &**instance, phase, None).await;
+            let result =
+                Self::run_waiting(session, ctx, &snap, &**instance, phase, None, started).await;
             self.observe(&link.name, phase, started, result.is_err());
             match result {
                 Ok(Flow::Continue | Flow::Wait) => {}
@@ -134,6 +135,7 @@ impl Gateway {
         instance: &dyn Instance,
         phase: Phase,
         mut resp: Option<&mut ResponseHeader>,
+        started: Instant,
     ) -> Result<Flow, PluginError> {
         let mut resumed = false;
         loop {
@@ -145,6 +147,7 @@ impl Gateway {
                     req: session.req_header_mut(),
                     resp: resp.as_deref_mut(),
                     chunk: None,
+                    started,
                 };
                 match (resumed, phase) {
                     (true, _) => instance.resume(&mut pctx),
@@ -185,6 +188,7 @@ impl Gateway {
             req: session.req_header_mut(),
             resp: None,
             chunk: None,
+            started: Instant::now(),
         };
         condition.eval(&pctx)
     }
@@ -380,6 +384,7 @@ impl Gateway {
                 req: session.req_header_mut(),
                 resp: resp.as_deref_mut(),
                 chunk: chunk.as_mut().map(|(body, eof)| (&mut **body, *eof)),
+                started,
             };
             let result = match phase {
                 Phase::HeaderFilter => instance.header_filter(&mut pctx),

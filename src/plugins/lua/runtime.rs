@@ -422,8 +422,11 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
             );
         }
         let tables = worker.tables(ctx);
+        let started = ctx.started;
         let result = pdk::with_current(ctx, inst, tables, || {
-            sandbox::with_budget(|| worker.invoke.call::<()>((&*method, &*handler, &*conf)))
+            sandbox::with_budget_left(started, sandbox::limits().cpu_budget, || {
+                worker.invoke.call::<()>((&*method, &*handler, &*conf))
+            })
         });
         finish(worker, inst, ctx, result.map(|_| ()))
     })
@@ -476,16 +479,22 @@ fn step(
         .cpu_budget
         .saturating_sub(ctx.state.lua_spent);
     let tables = worker.tables(ctx);
-    let started = std::time::Instant::now();
+    // The first resume began with the phase call, whose caller read the clock.
+    let started = if after_wait {
+        std::time::Instant::now()
+    } else {
+        ctx.started
+    };
     let cpu_started = after_wait.then(sandbox::budget::thread_cpu_time);
     let result = pdk::with_current(ctx, inst, tables, || {
-        sandbox::with_budget_left(left, || thread.resume::<()>(args))
+        sandbox::with_budget_left(started, left, || thread.resume::<()>(args))
     });
-    ctx.state.lua_spent += match cpu_started {
-        Some(at) => sandbox::budget::thread_cpu_time().saturating_sub(at),
-        None => started.elapsed(),
-    };
     if result.is_ok() && thread.status() == ThreadStatus::Resumable && ctx.state.exit.is_none() {
+        // Only a call that waits needs what it has spent (its budget after the wait).
+        ctx.state.lua_spent += match cpu_started {
+            Some(at) => sandbox::budget::thread_cpu_time().saturating_sub(at),
+            None => started.elapsed(),
+        };
         worker
             .memory
             .store(worker.lua.used_memory(), Ordering::Relaxed);

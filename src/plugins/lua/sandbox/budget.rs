@@ -65,6 +65,12 @@ pub fn thread_cpu_time() -> Duration {
 /// Runs `f` with a budget of `limit` armed for this thread. A call nested in an armed one runs
 /// under the outer budget (plugin code cannot buy itself a fresh budget).
 pub fn with_budget<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
+    with_budget_since(Instant::now(), limit, f)
+}
+
+/// [`with_budget`] for a call that began at `start` (a moment the caller has just read; an
+/// earlier start only brings the first look at the CPU clock forward).
+pub fn with_budget_since<R>(start: Instant, limit: Duration, f: impl FnOnce() -> R) -> R {
     if ARMED.with(|a| a.get().is_some()) {
         return f();
     }
@@ -75,7 +81,7 @@ pub fn with_budget<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
             super::watchdog::end();
         }
     }
-    let next_check = Instant::now() + limit;
+    let next_check = start + limit;
     ARMED.with(|a| {
         a.set(Some(Armed {
             cpu_deadline: None,

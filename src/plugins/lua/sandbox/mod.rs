@@ -63,7 +63,7 @@ pub fn limits() -> Limits {
 
 /// Runs `f` (a call into plugin code) with the CPU budget armed for this thread.
 pub fn with_budget<R>(f: impl FnOnce() -> R) -> R {
-    with_budget_left(limits().cpu_budget, f)
+    with_budget_left(std::time::Instant::now(), limits().cpu_budget, f)
 }
 
 thread_local! {
@@ -71,9 +71,9 @@ thread_local! {
     static STOPPED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f` (the continuation of a call into plugin code after it waited) with what is left of
-/// the call's CPU budget, `left`.
-pub fn with_budget_left<R>(left: Duration, f: impl FnOnce() -> R) -> R {
+/// Runs `f` (a call into plugin code that began at `start`, or its continuation after it
+/// waited) with what is left of the call's CPU budget, `left`.
+pub fn with_budget_left<R>(start: std::time::Instant, left: Duration, f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -81,7 +81,7 @@ pub fn with_budget_left<R>(left: Duration, f: impl FnOnce() -> R) -> R {
         }
     }
     let _restore = Restore(STOPPED.with(|s| s.replace(false)));
-    budget::with_budget(left, f)
+    budget::with_budget_since(start, left, f)
 }
 
 /// Whether the handler of the call in progress answered (`kong.response.exit`).
