@@ -166,3 +166,37 @@ async fn every_plugin_phase_call_is_observed_once() {
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }
 }
+
+/// A plugin's latency is its own call's: one that waits 200 ms is observed at 200 ms or
+/// more, and the plugin after it in the phase (whose call starts when the first one's ended)
+/// well under that.
+#[tokio::test]
+async fn a_plugins_latency_is_its_own_call() {
+    let up = Upstream::start().await;
+    let plugins = r#"
+          - name: pre-function
+            config:
+              access:
+                - ngx.sleep(0.2)
+          - name: post-function
+            config:
+              access:
+                - kong.service.request.set_header("x-post", "1")
+"#;
+    let proxy =
+        Proxy::start_with_admin(&render(&config(plugins), &[&up]), &["--workers", "1"]).await;
+    assert_eq!(proxy.get("/", &[]).await.status, 200);
+    let metrics = proxy.admin("GET", "/metrics", "").await.text();
+    let sum = |plugin: &str| -> f64 {
+        let key =
+            format!("sluice_plugin_phase_latency_ms_sum{{phase=\"access\",plugin=\"{plugin}\"}} ");
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&key))
+            .unwrap_or_else(|| panic!("{key} in\n{metrics}"));
+        line[key.len()..].trim().parse().expect("a number")
+    };
+    let (slept, after) = (sum("pre-function"), sum("post-function"));
+    assert!(slept >= 200.0, "pre-function's access took {slept} ms");
+    assert!(after < 100.0, "post-function's access took {after} ms");
+}

@@ -92,6 +92,7 @@ impl Gateway {
         let snap = ctx.snap.clone();
         let ran = std::mem::take(&mut ctx.ran);
         let mut replaced = None;
+        let mut clock = None;
         for &i in &ran {
             let Some(instance) = &snap.instances[i] else {
                 continue;
@@ -100,7 +101,7 @@ impl Gateway {
                 continue;
             }
             let name = &snap.config.plugins[i].name;
-            let started = Instant::now();
+            let started = clock.unwrap_or_else(Instant::now);
             let result = Self::run_waiting(
                 session,
                 ctx,
@@ -111,7 +112,7 @@ impl Gateway {
                 started,
             )
             .await;
-            self.observe(name, Phase::Response, started, result.is_err());
+            clock = Some(self.observe(name, Phase::Response, started, result.is_err()));
             match result {
                 Ok(Flow::Continue | Flow::Wait) => {}
                 Ok(Flow::Exit(exit)) => {

@@ -36,8 +36,17 @@ fn phase_slot(phase: Phase) -> usize {
 }
 
 impl Gateway {
-    pub(super) fn observe(&self, plugin: &str, phase: Phase, started: Instant, failed: bool) {
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
+    /// Records a plugin's phase call that began at `started`, and returns when it ended (the
+    /// next call of the phase starts from there: one clock read per call).
+    pub(super) fn observe(
+        &self,
+        plugin: &str,
+        phase: Phase,
+        started: Instant,
+        failed: bool,
+    ) -> Instant {
+        let ended = Instant::now();
+        let ms = ended.saturating_duration_since(started).as_secs_f64() * 1000.0;
         LATENCY.with(|cache| {
             let mut cache = cache.borrow_mut();
             if cache.len() > 10_000 {
@@ -64,6 +73,7 @@ impl Gateway {
                 .with_label_values(&[plugin, phase.as_str()])
                 .inc();
         }
+        ended
     }
 
     /// Runs rewrite or access over `chain`, selecting each plugin's instance with the consumer
@@ -77,6 +87,8 @@ impl Gateway {
         chain: &[Link],
     ) -> Option<Exit> {
         let snap = ctx.snap.clone();
+        // When the previous call of the phase ended, the start of the next one.
+        let mut clock = None;
         for (n, link) in chain.iter().enumerate() {
             let Some(i) = link.select(ctx.state.consumer) else {
                 continue;
@@ -101,10 +113,10 @@ impl Gateway {
             if !instance.phases().contains(&phase) {
                 continue;
             }
-            let started = Instant::now();
+            let started = clock.unwrap_or_else(Instant::now);
             let result =
                 Self::run_waiting(session, ctx, &snap, &**instance, phase, None, started).await;
-            self.observe(&link.name, phase, started, result.is_err());
+            clock = Some(self.observe(&link.name, phase, started, result.is_err()));
             match result {
                 Ok(Flow::Continue | Flow::Wait) => {}
                 Ok(Flow::Exit(exit)) => {
@@ -368,6 +380,7 @@ impl Gateway {
         let snap = ctx.snap.clone();
         let ran = std::mem::take(&mut ctx.ran);
         let mut ok = true;
+        let mut clock = None;
         for &i in &ran {
             let Some(instance) = &snap.instances[i] else {
                 continue;
@@ -376,7 +389,7 @@ impl Gateway {
                 continue;
             }
             let name = &snap.config.plugins[i].name;
-            let started = Instant::now();
+            let started = clock.unwrap_or_else(Instant::now);
             let mut pctx = PhaseCtx {
                 phase,
                 snap: &snap,
@@ -391,7 +404,7 @@ impl Gateway {
                 Phase::BodyFilter => instance.body_filter(&mut pctx),
                 _ => instance.log(&mut pctx),
             };
-            self.observe(name, phase, started, result.is_err());
+            clock = Some(self.observe(name, phase, started, result.is_err()));
             if let Err(e) = result {
                 tracing::error!(plugin = %name, phase = phase.as_str(), error = %e, "plugin failed");
                 ok = false;
