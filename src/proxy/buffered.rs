@@ -112,7 +112,7 @@ impl Gateway {
                 started,
             )
             .await;
-            clock = Some(self.observe(name, Phase::Response, started, result.is_err()));
+            clock = Some(self.observe(&snap, i, Phase::Response, started, result.is_err()));
             match result {
                 Ok(Flow::Continue | Flow::Wait) => {}
                 Ok(Flow::Exit(exit)) => {

@@ -1,10 +1,6 @@
 //! Running the plugin chain's phases for one request.
 
-use std::cell::RefCell;
 use std::time::Instant;
-
-use prometheus::Histogram;
-use rustc_hash::FxHashMap;
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -15,14 +11,6 @@ use super::{Ctx, Gateway};
 use crate::plugins::chain::Link;
 use crate::plugins::{Exit, Flow, Instance, Phase, PhaseCtx, PluginError};
 use crate::snapshot::Snapshot;
-
-thread_local! {
-    /// Histogram handles per plugin name and phase: `with_label_values` hashes and locks on
-    /// every call, which would cost more than a trivial plugin. Keyed by names from the config,
-    /// not from requests: FxHash.
-    static LATENCY: RefCell<FxHashMap<String, [Option<Histogram>; 6]>> =
-        RefCell::new(FxHashMap::default());
-}
 
 fn phase_slot(phase: Phase) -> usize {
     match phase {
@@ -36,37 +24,28 @@ fn phase_slot(phase: Phase) -> usize {
 }
 
 impl Gateway {
-    /// Records a plugin's phase call that began at `started`, and returns when it ended (the
-    /// next call of the phase starts from there: one clock read per call).
+    /// Records the phase call of instance `i` that began at `started`, and returns when it
+    /// ended (the next call of the phase starts from there: one clock read per call).
     pub(super) fn observe(
         &self,
-        plugin: &str,
+        snap: &Snapshot,
+        i: usize,
         phase: Phase,
         started: Instant,
         failed: bool,
     ) -> Instant {
         let ended = Instant::now();
         let ms = ended.saturating_duration_since(started).as_secs_f64() * 1000.0;
-        LATENCY.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            if cache.len() > 10_000 {
-                cache.clear();
-            }
-            let observe = |slots: &mut [Option<Histogram>; 6]| {
-                slots[phase_slot(phase)]
-                    .get_or_insert_with(|| {
-                        self.metrics
-                            .plugin_latency
-                            .with_label_values(&[plugin, phase.as_str()])
-                    })
-                    .observe(ms);
-            };
-            // One look-up once the plugin is known (the name is copied only when it is not).
-            match cache.get_mut(plugin) {
-                Some(slots) => observe(slots),
-                None => observe(cache.entry(plugin.to_string()).or_default()),
-            }
-        });
+        let plugin = &snap.config.plugins[i].name;
+        if let Some(slots) = snap.plugin_latency.get(i) {
+            slots[phase_slot(phase)]
+                .get_or_init(|| {
+                    self.metrics
+                        .plugin_latency
+                        .with_label_values(&[plugin, phase.as_str()])
+                })
+                .observe(ms);
+        }
         if failed {
             self.metrics
                 .plugin_errors
@@ -116,7 +95,7 @@ impl Gateway {
             let started = clock.unwrap_or_else(Instant::now);
             let result =
                 Self::run_waiting(session, ctx, &snap, &**instance, phase, None, started).await;
-            clock = Some(self.observe(&link.name, phase, started, result.is_err()));
+            clock = Some(self.observe(&snap, i, phase, started, result.is_err()));
             match result {
                 Ok(Flow::Continue | Flow::Wait) => {}
                 Ok(Flow::Exit(exit)) => {
@@ -404,7 +383,7 @@ impl Gateway {
                 Phase::BodyFilter => instance.body_filter(&mut pctx),
                 _ => instance.log(&mut pctx),
             };
-            clock = Some(self.observe(name, phase, started, result.is_err()));
+            clock = Some(self.observe(&snap, i, phase, started, result.is_err()));
             if let Err(e) = result {
                 tracing::error!(plugin = %name, phase = phase.as_str(), error = %e, "plugin failed");
                 ok = false;

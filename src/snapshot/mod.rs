@@ -124,6 +124,10 @@ pub struct Snapshot {
     /// The config's own plugins (custom and cloned): name, handler VERSION (None for a clone
     /// of a bundled plugin) and priority, for `GET /`.
     pub own_plugins: Vec<(String, Option<String>, i64)>,
+    /// Each instance's latency histogram per phase, indexed as `config.plugins` and made on
+    /// first use by the proxy (`with_label_values` hashes and locks, dearer than a trivial
+    /// plugin call).
+    pub plugin_latency: Vec<[std::sync::OnceLock<prometheus::Histogram>; 6]>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -459,6 +463,7 @@ fn compile_unmerged(
         })
         .collect();
     own_plugins.sort();
+    let instances_len = instances.len();
     Ok(Snapshot {
         own_plugins,
         generation,
@@ -478,6 +483,7 @@ fn compile_unmerged(
         consumers,
         certs,
         balancers,
+        plugin_latency: (0..instances_len).map(|_| Default::default()).collect(),
     })
 }
 
