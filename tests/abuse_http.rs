@@ -47,6 +47,8 @@ async fn issue_11_pipelined_requests_are_all_served_in_order() {
     let three = b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\nGET /three HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
     let text = exchange(proxy.addr, three).await;
     assert_eq!(responses(&text), 3, "{text}");
+    // Written as Kong writes it (`Via: 1.1 kong/3.x`).
+    assert_eq!(text.matches("\r\nVia: 1.1 sluice/").count(), 3, "{text}");
     let uris: Vec<String> = up.seen().into_iter().map(|s| s.uri).collect();
     assert_eq!(uris, ["/one", "/two", "/three"]);
 

@@ -468,7 +468,7 @@ impl ProxyHttp for Gateway {
             http::HeaderValue::from(d.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)))
         };
         resp.reserve_headers(3);
-        resp.append_header(&http::header::VIA, VIA_VALUE.clone())?;
+        resp.append_header("Via", VIA_VALUE.clone())?;
         resp.insert_static_header(&names::X_KONG_UPSTREAM_LATENCY, ms(ctx.upstream_latency))?;
         resp.insert_static_header(&names::X_KONG_PROXY_LATENCY, ms(ctx.proxy_latency))?;
         if !self.run_header_filter(session, ctx, resp) {
@@ -540,7 +540,7 @@ impl ProxyHttp for Gateway {
             let exit = Exit::message(code, message);
             let ms = ctx.elapsed_ms();
             if let Err(err) = write_exit(session, &exit, ms, |resp| {
-                let _ = resp.insert_header(http::header::VIA, VIA);
+                let _ = resp.insert_header("Via", VIA);
             })
             .await
             {

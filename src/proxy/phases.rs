@@ -222,12 +222,12 @@ impl Gateway {
         ctx.state.source = "exit";
         let ms = ctx.elapsed_ms();
         let mut resp = respond::exit_header(exit, ms)?;
-        resp.insert_header(http::header::VIA, VIA)?;
+        resp.insert_header("Via", VIA)?;
         if !self.run_header_filter(session, ctx, &mut resp) {
             let failed = Exit::message(500, messages::UNEXPECTED);
             ctx.state.status = 500;
             write_exit(session, &failed, ms, |resp| {
-                let _ = resp.insert_header(http::header::VIA, VIA);
+                let _ = resp.insert_header("Via", VIA);
             })
             .await?;
             return Ok(true);
