@@ -83,6 +83,14 @@ async fn issue_11_malformed_and_ambiguous_requests_get_kongs_400() {
             b"POST /cl HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 5\r\n\r\nabcde",
         ),
         (
+            "the same Content-Length twice (nginx: duplicate header line)",
+            b"POST /cl HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        ),
+        (
+            "a Content-Length list of one length",
+            b"POST /cl HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc",
+        ),
+        (
             "a Content-Length that is not a number",
             b"POST /cl HTTP/1.1\r\nHost: a\r\nContent-Length: 3x\r\n\r\nabc",
         ),

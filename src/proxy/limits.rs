@@ -130,6 +130,7 @@ impl ClientLimits {
     /// the header as nginx does before Kong runs (a 400 when it fails).
     pub fn prepare(&self, session: &mut Session) -> pingora::Result<()> {
         check_host(session)?;
+        check_content_length(session)?;
         let downstream = session.as_downstream_mut();
         // Serve pipelined requests in order (nginx does); what a reused connection reads past
         // the current request is kept for the next one.
@@ -175,6 +176,31 @@ fn check_host(session: &Session) -> pingora::Result<()> {
         Some(host) if !valid_host(host.as_bytes()) => bad("invalid Host header"),
         Some(_) => Ok(()),
     }
+}
+
+/// nginx takes one Content-Length field of digits only ("client sent duplicate header line",
+/// "client sent invalid \"Content-Length\" header"): a 400. Pingora refuses lengths that
+/// differ but accepts a length repeated (`3, 3`, or the field twice), which it would forward
+/// as it came.
+fn check_content_length(session: &Session) -> pingora::Result<()> {
+    let mut values = session
+        .req_header()
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter();
+    let Some(first) = values.next() else {
+        return Ok(());
+    };
+    let why = if values.next().is_some() {
+        "duplicate Content-Length header"
+    } else if first.is_empty() || !first.as_bytes().iter().all(u8::is_ascii_digit) {
+        "invalid Content-Length header"
+    } else {
+        return Ok(());
+    };
+    let mut e = Error::explain(ErrorType::HTTPStatus(400), why);
+    e.as_down();
+    Err(e)
 }
 
 /// nginx's `ngx_http_validate_host`: no whitespace, controls, `/` or `\`, no leading `.`
