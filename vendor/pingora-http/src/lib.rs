@@ -206,6 +206,18 @@ impl RequestHeader {
         name: &'static HeaderName,
         value: impl TryInto<HeaderValue>,
     ) -> Result<()> {
+        self.insert_static_header_as(name, name.as_str(), value)
+    }
+
+    /// [Self::insert_static_header()] that writes the name on the wire as `wire` (the same
+    /// name in another case, e.g. `X-Forwarded-For`), as static as the name itself.
+    pub fn insert_static_header_as(
+        &mut self,
+        name: &'static HeaderName,
+        wire: &'static str,
+        value: impl TryInto<HeaderValue>,
+    ) -> Result<()> {
+        debug_assert!(wire.eq_ignore_ascii_case(name.as_str()));
         let header_value = value
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
@@ -213,6 +225,7 @@ impl RequestHeader {
             self.header_name_map.as_mut(),
             &mut self.base.headers,
             name,
+            wire,
             header_value,
         )
     }
@@ -586,6 +599,18 @@ impl ResponseHeader {
         name: &'static HeaderName,
         value: impl TryInto<HeaderValue>,
     ) -> Result<()> {
+        self.insert_static_header_as(name, name.as_str(), value)
+    }
+
+    /// [Self::insert_static_header()] that writes the name on the wire as `wire` (the same
+    /// name in another case, e.g. `X-Forwarded-For`), as static as the name itself.
+    pub fn insert_static_header_as(
+        &mut self,
+        name: &'static HeaderName,
+        wire: &'static str,
+        value: impl TryInto<HeaderValue>,
+    ) -> Result<()> {
+        debug_assert!(wire.eq_ignore_ascii_case(name.as_str()));
         let header_value = value
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
@@ -593,6 +618,7 @@ impl ResponseHeader {
             self.header_name_map.as_mut(),
             &mut self.base.headers,
             name,
+            wire,
             header_value,
         )
     }
@@ -958,11 +984,12 @@ fn insert_static_header_value<T>(
     name_map: Option<&mut CaseMap>,
     value_map: &mut HMap<T>,
     name: &'static HeaderName,
+    wire: &'static str,
     value: T,
 ) -> Result<()> {
     if let Some(name_map) = name_map {
-        // A static name's text is static too: the case map borrows it, as for a `&'static str`.
-        name_map.insert(name.clone(), name.as_str().into_case_header_name());
+        // The wire text is static too: the case map borrows it, as for any `&'static str`.
+        name_map.insert(name.clone(), wire.into_case_header_name());
     }
     value_map.insert(name.clone(), value);
     Ok(())
@@ -1160,6 +1187,22 @@ mod tests {
             resp.insert_static_header(name, value).unwrap();
             assert_eq!(resp.headers.get(name).unwrap(), value);
         }
+    }
+
+    #[test]
+    fn static_header_as_goes_on_the_wire_in_its_case() {
+        static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+        let mut general = RequestHeader::build("GET", b"/", None).unwrap();
+        general.insert_header("X-Forwarded-For", "10.0.0.1").unwrap();
+        let mut fast = RequestHeader::build("GET", b"/", None).unwrap();
+        fast.insert_static_header_as(&XFF, "X-Forwarded-For", "10.0.0.1")
+            .unwrap();
+        let (mut a, mut b): (Vec<u8>, Vec<u8>) = (vec![], vec![]);
+        general.header_to_h1_wire(&mut a);
+        fast.header_to_h1_wire(&mut b);
+        assert_eq!(a, b);
+        assert_eq!(b, b"X-Forwarded-For: 10.0.0.1\r\n");
+        assert_eq!(fast.headers.get(&XFF).unwrap(), "10.0.0.1");
     }
 
     #[test]
