@@ -1,6 +1,6 @@
 //! What Kong changes on the request it sends upstream: URI, Host, X-Forwarded-*, X-Real-IP.
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
@@ -10,28 +10,77 @@ use crate::router::RouteMatch;
 use crate::snapshot::{RouteRt, ServiceRt};
 
 /// Names of the headers the gateway writes on every request, made once: pingora-http's
-/// `insert_static_header` neither parses nor copies them (the wire keeps this lower case).
+/// `insert_static_header_as` neither parses nor copies them, and they go on the wire as Kong's
+/// nginx writes them (`proxy_set_header X-Forwarded-For`, `X-Kong-Upstream-Latency`).
 pub(super) mod names {
     use http::HeaderName;
 
+    /// A header name (for the header's maps, in lower case) and its text on the wire.
+    pub struct Name {
+        pub key: HeaderName,
+        pub wire: &'static str,
+    }
+
     macro_rules! names {
-        ($($id:ident = $text:literal),* $(,)?) => {
-            $(pub static $id: HeaderName = HeaderName::from_static($text);)*
+        ($($id:ident = $wire:literal / $key:literal),* $(,)?) => {
+            $(pub static $id: Name = Name { key: HeaderName::from_static($key), wire: $wire };)*
+            #[cfg(test)]
+            pub static ALL: &[&Name] = &[$(&$id),*];
         };
     }
     names! {
-        X_FORWARDED_FOR = "x-forwarded-for",
-        X_REAL_IP = "x-real-ip",
-        X_FORWARDED_PROTO = "x-forwarded-proto",
-        X_FORWARDED_HOST = "x-forwarded-host",
-        X_FORWARDED_PORT = "x-forwarded-port",
-        X_FORWARDED_PATH = "x-forwarded-path",
-        X_FORWARDED_PREFIX = "x-forwarded-prefix",
-        X_KONG_UPSTREAM_LATENCY = "x-kong-upstream-latency",
-        X_KONG_PROXY_LATENCY = "x-kong-proxy-latency",
-        X_KONG_RESPONSE_LATENCY = "x-kong-response-latency",
-        CONTENT_LENGTH = "content-length",
-        SERVER = "server",
+        X_FORWARDED_FOR = "X-Forwarded-For" / "x-forwarded-for",
+        X_REAL_IP = "X-Real-IP" / "x-real-ip",
+        X_FORWARDED_PROTO = "X-Forwarded-Proto" / "x-forwarded-proto",
+        X_FORWARDED_HOST = "X-Forwarded-Host" / "x-forwarded-host",
+        X_FORWARDED_PORT = "X-Forwarded-Port" / "x-forwarded-port",
+        X_FORWARDED_PATH = "X-Forwarded-Path" / "x-forwarded-path",
+        X_FORWARDED_PREFIX = "X-Forwarded-Prefix" / "x-forwarded-prefix",
+        X_KONG_UPSTREAM_LATENCY = "X-Kong-Upstream-Latency" / "x-kong-upstream-latency",
+        X_KONG_PROXY_LATENCY = "X-Kong-Proxy-Latency" / "x-kong-proxy-latency",
+        X_KONG_RESPONSE_LATENCY = "X-Kong-Response-Latency" / "x-kong-response-latency",
+        CONTENT_LENGTH = "Content-Length" / "content-length",
+        SERVER = "Server" / "server",
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn wire_texts_are_their_names() {
+            for n in super::ALL {
+                assert!(n.wire.eq_ignore_ascii_case(n.key.as_str()), "{}", n.wire);
+            }
+        }
+    }
+}
+
+/// Sets a header named in [`names`] (replacing any of that name).
+pub(super) trait PutNamed {
+    /// Inserts `value` under `name`.
+    fn put(
+        &mut self,
+        name: &'static names::Name,
+        value: impl TryInto<HeaderValue>,
+    ) -> pingora::Result<()>;
+}
+
+impl PutNamed for RequestHeader {
+    fn put(
+        &mut self,
+        name: &'static names::Name,
+        value: impl TryInto<HeaderValue>,
+    ) -> pingora::Result<()> {
+        self.insert_static_header_as(&name.key, name.wire, value)
+    }
+}
+
+impl PutNamed for pingora::http::ResponseHeader {
+    fn put(
+        &mut self,
+        name: &'static names::Name,
+        value: impl TryInto<HeaderValue>,
+    ) -> pingora::Result<()> {
+        self.insert_static_header_as(&name.key, name.wire, value)
     }
 }
 
@@ -102,35 +151,35 @@ pub fn upstream(
     let client_ip = ip(state.client);
     let xff = match downstream
         .headers
-        .get(&names::X_FORWARDED_FOR)
+        .get(&names::X_FORWARDED_FOR.key)
         .and_then(|v| v.to_str().ok())
     {
         Some(prev) => format!("{prev}, {}", ip(state.peer)),
         None => client_ip.clone(),
     };
-    upstream.insert_static_header(&names::X_FORWARDED_FOR, xff)?;
-    upstream.insert_static_header(&names::X_REAL_IP, client_ip)?;
+    upstream.put(&names::X_FORWARDED_FOR, xff)?;
+    upstream.put(&names::X_REAL_IP, client_ip)?;
     // From a trusted proxy, its X-Forwarded-Proto/Host/Port/Path/Prefix pass on (their values
     // shared with the client's request, not copied).
     let trusted = state.peer_trusted();
-    let given = |name: &HeaderName| -> Option<HeaderValue> {
+    let given = |name: &names::Name| -> Option<HeaderValue> {
         if !trusted {
             return None;
         }
         downstream
             .headers
-            .get(name)
+            .get(&name.key)
             .filter(|v| v.to_str().is_ok())
             .cloned()
     };
     let proto = given(&names::X_FORWARDED_PROTO)
         .unwrap_or_else(|| HeaderValue::from_static(super::scheme(session)));
-    upstream.insert_static_header(&names::X_FORWARDED_PROTO, proto)?;
+    upstream.put(&names::X_FORWARDED_PROTO, proto)?;
     let forwarded_host = match given(&names::X_FORWARDED_HOST) {
         Some(h) => h,
         None => value(crate::config::checks::split_host_port(client_host).0)?,
     };
-    upstream.insert_static_header(&names::X_FORWARDED_HOST, forwarded_host)?;
+    upstream.put(&names::X_FORWARDED_HOST, forwarded_host)?;
     let port = match given(&names::X_FORWARDED_PORT) {
         Some(p) => p,
         None => session
@@ -138,26 +187,26 @@ pub fn upstream(
             .and_then(|a| a.as_inet())
             .map_or_else(|| HeaderValue::from_static(""), |a| a.port().into()),
     };
-    upstream.insert_static_header(&names::X_FORWARDED_PORT, port)?;
+    upstream.put(&names::X_FORWARDED_PORT, port)?;
     let path = match given(&names::X_FORWARDED_PATH) {
         Some(p) => p,
         None => value(downstream.uri.path())?,
     };
-    upstream.insert_static_header(&names::X_FORWARDED_PATH, path)?;
+    upstream.put(&names::X_FORWARDED_PATH, path)?;
     if let Some(prefix) = given(&names::X_FORWARDED_PREFIX) {
-        upstream.insert_static_header(&names::X_FORWARDED_PREFIX, prefix)?;
+        upstream.put(&names::X_FORWARDED_PREFIX, prefix)?;
     } else {
         match matched.prefix.as_deref() {
             Some(prefix) if route.strip_path && !prefix.is_empty() && prefix != "/" => {
-                upstream.insert_static_header(&names::X_FORWARDED_PREFIX, prefix)?;
+                upstream.put(&names::X_FORWARDED_PREFIX, prefix)?;
             }
             _ => {
-                upstream.remove_header(&names::X_FORWARDED_PREFIX);
+                upstream.remove_header(&names::X_FORWARDED_PREFIX.key);
             }
         }
     }
     // A plugin's `ngx.var.upstream_x_forwarded_* = v` (Kong's template variables).
-    static FORWARDED: [&HeaderName; 5] = [
+    static FORWARDED: [&names::Name; 5] = [
         &names::X_FORWARDED_HOST,
         &names::X_FORWARDED_PORT,
         &names::X_FORWARDED_PROTO,
@@ -166,7 +215,7 @@ pub fn upstream(
     ];
     for (name, value) in FORWARDED.iter().zip(&changes.forwarded) {
         if let Some(v) = value {
-            upstream.insert_static_header(name, v.as_str())?;
+            upstream.put(name, v.as_str())?;
         }
     }
     Ok(())

@@ -250,10 +250,10 @@ pub fn error_response(status: u16) -> (ResponseHeader, Bytes) {
         Err(_) => ResponseHeader::build(500, Some(5)).expect("500 is a valid status"),
     };
     for (name, value) in [
-        ("content-type", "application/json; charset=utf-8"),
-        ("server", PRODUCT),
-        ("content-length", &body.len().to_string()),
-        ("connection", "close"),
+        ("Content-Type", "application/json; charset=utf-8"),
+        ("Server", PRODUCT),
+        ("Content-Length", &body.len().to_string()),
+        ("Connection", "close"),
     ] {
         let _ = resp.insert_header(name, value);
     }

@@ -40,7 +40,7 @@ use crate::metrics::Metrics;
 use crate::plugins::{Exit, Phase, RequestState};
 use crate::router::{normalize_path, RequestInfo, RouteMatch};
 use crate::snapshot::{ServiceRt, Snapshot};
-use headers::names;
+use headers::{names, PutNamed};
 pub use request_body::MAX_PLUGIN_BODY;
 use respond::{messages, write_exit, VIA};
 use transport::{bodiless, chunked_if_unsized, scheme, server_name, upstream_tls_and_version};
@@ -469,8 +469,8 @@ impl ProxyHttp for Gateway {
         };
         resp.reserve_headers(3);
         resp.append_header("Via", VIA_VALUE.clone())?;
-        resp.insert_static_header(&names::X_KONG_UPSTREAM_LATENCY, ms(ctx.upstream_latency))?;
-        resp.insert_static_header(&names::X_KONG_PROXY_LATENCY, ms(ctx.proxy_latency))?;
+        resp.put(&names::X_KONG_UPSTREAM_LATENCY, ms(ctx.upstream_latency))?;
+        resp.put(&names::X_KONG_PROXY_LATENCY, ms(ctx.proxy_latency))?;
         if !self.run_header_filter(session, ctx, resp) {
             // Headers are not sent yet: turn the response into Kong's 500.
             ctx.state.source = "error";

@@ -3,7 +3,7 @@
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-use super::headers::names;
+use super::headers::{names, PutNamed};
 use crate::plugins::Exit;
 
 /// `Via` and `Server` token of this product.
@@ -42,10 +42,10 @@ pub fn exit_header(exit: &Exit, latency_ms: u128) -> pingora::Result<ResponseHea
     // Kong sets Content-Length unless the plugin gave one; with a body its length wins (a
     // false one would break the connection), without one the plugin's stands (a HEAD answer).
     if !exit.body.is_empty() || resp.headers.get(http::header::CONTENT_LENGTH).is_none() {
-        resp.insert_static_header(&names::CONTENT_LENGTH, exit.body.len().to_string())?;
+        resp.put(&names::CONTENT_LENGTH, exit.body.len().to_string())?;
     }
-    resp.insert_static_header(&names::SERVER, PRODUCT)?;
-    resp.insert_static_header(&names::X_KONG_RESPONSE_LATENCY, latency_ms.to_string())?;
+    resp.put(&names::SERVER, PRODUCT)?;
+    resp.put(&names::X_KONG_RESPONSE_LATENCY, latency_ms.to_string())?;
     Ok(resp)
 }
 
