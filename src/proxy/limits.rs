@@ -160,20 +160,15 @@ impl ClientLimits {
 /// "client sent invalid host header").
 fn check_host(session: &Session) -> pingora::Result<()> {
     let req = session.req_header();
-    let bad = |why: &'static str| {
-        let mut e = Error::explain(ErrorType::HTTPStatus(400), why);
-        e.as_down();
-        Err(e)
-    };
     if !matches!(req.version, http::Version::HTTP_11 | http::Version::HTTP_10) {
         return Ok(());
     }
     match req.headers.get(http::header::HOST) {
         None if req.version == http::Version::HTTP_11 && req.uri.authority().is_none() => {
-            bad("HTTP/1.1 request without Host")
+            bad_request("HTTP/1.1 request without Host")
         }
         None => Ok(()),
-        Some(host) if !valid_host(host.as_bytes()) => bad("invalid Host header"),
+        Some(host) if !valid_host(host.as_bytes()) => bad_request("invalid Host header"),
         Some(_) => Ok(()),
     }
 }
@@ -191,13 +186,17 @@ fn check_content_length(session: &Session) -> pingora::Result<()> {
     let Some(first) = values.next() else {
         return Ok(());
     };
-    let why = if values.next().is_some() {
-        "duplicate Content-Length header"
+    if values.next().is_some() {
+        bad_request("duplicate Content-Length header")
     } else if first.is_empty() || !first.as_bytes().iter().all(u8::is_ascii_digit) {
-        "invalid Content-Length header"
+        bad_request("invalid Content-Length header")
     } else {
-        return Ok(());
-    };
+        Ok(())
+    }
+}
+
+/// The 400 a request header check answers, blamed on the client.
+fn bad_request(why: &'static str) -> pingora::Result<()> {
     let mut e = Error::explain(ErrorType::HTTPStatus(400), why);
     e.as_down();
     Err(e)
