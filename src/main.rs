@@ -158,6 +158,7 @@ fn serve(cli: Cli, trust: TrustCheck, kong_env: sluice::env::Applied) -> anyhow:
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    sluice::metrics::local::set_workers(workers);
     let opt = Opt {
         upgrade: cli.upgrade,
         daemon: cli.daemon,

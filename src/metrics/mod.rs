@@ -4,12 +4,17 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
+mod family;
+pub mod histogram;
+pub mod local;
+pub mod plugins;
 pub mod requests;
 
+pub use plugins::PluginLatency;
 pub use requests::RequestMetrics;
 
 /// Kong's default latency buckets (milliseconds).
@@ -33,7 +38,7 @@ pub struct Metrics {
     /// `sluice_config_last_reload_success_timestamp_seconds`
     pub last_reload_success: IntGauge,
     /// `sluice_plugin_phase_latency_ms{plugin,phase}`
-    pub plugin_latency: HistogramVec,
+    pub plugin_latency: Arc<PluginLatency>,
     /// `sluice_plugin_errors_total{plugin,phase}`
     pub plugin_errors: IntCounterVec,
     /// `sluice_lua_memory_bytes` (all workers' VMs)
@@ -50,17 +55,6 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let hist = |name: &str, help: &str, labels: &[&str]| {
-            let h = HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
-                labels,
-            )
-            .expect("valid histogram");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
-            h
-        };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
             registry
@@ -78,6 +72,10 @@ impl Metrics {
         let requests = Arc::new(RequestMetrics::new());
         registry
             .register(Box::new(requests::Exposed(requests.clone())))
+            .expect("unique metric");
+        let plugin_latency = Arc::new(PluginLatency::new());
+        registry
+            .register(Box::new(plugins::Exposed(plugin_latency.clone())))
             .expect("unique metric");
         let reload_duration = Histogram::with_opts(
             HistogramOpts::new(
@@ -113,11 +111,7 @@ impl Metrics {
                 "sluice_config_last_reload_success_timestamp_seconds",
                 "Unix time of the last configuration applied",
             ),
-            plugin_latency: hist(
-                "sluice_plugin_phase_latency_ms",
-                "Time spent in a plugin phase",
-                &["plugin", "phase"],
-            ),
+            plugin_latency,
             plugin_errors: counter(
                 "sluice_plugin_errors_total",
                 "Plugin phase failures (the request got a 500)",

@@ -10,57 +10,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 
-use super::LATENCY_BUCKETS;
+use super::family::{exposed, Family};
+use super::histogram::Histogram;
 
-/// One latency histogram: observations per bucket (the last past every bound) and their sum.
-/// The count is the buckets' total, so a scrape never sees a count that disagrees with them.
-#[derive(Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    /// The sum's `f64` bits.
-    sum: AtomicU64,
-}
-
-impl Histogram {
-    /// Records one observation (milliseconds).
-    pub fn observe(&self, v: f64) {
-        let i = LATENCY_BUCKETS.partition_point(|bound| *bound < v);
-        self.buckets[i].fetch_add(1, Relaxed);
-        let _ = self.sum.fetch_update(Relaxed, Relaxed, |bits| {
-            Some((f64::from_bits(bits) + v).to_bits())
-        });
-    }
-
-    /// Observations so far.
-    pub fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b.load(Relaxed)).sum()
-    }
-
-    fn proto(&self) -> proto::Histogram {
-        let mut cumulative = 0;
-        let buckets = LATENCY_BUCKETS
-            .iter()
-            .zip(&self.buckets)
-            .map(|(bound, n)| {
-                cumulative += n.load(Relaxed);
-                let mut b = proto::Bucket::default();
-                b.set_upper_bound(*bound);
-                b.set_cumulative_count(cumulative);
-                b
-            })
-            .collect();
-        let mut h = proto::Histogram::default();
-        h.set_sample_count(cumulative + self.buckets[LATENCY_BUCKETS.len()].load(Relaxed));
-        h.set_sample_sum(f64::from_bits(self.sum.load(Relaxed)));
-        h.set_bucket(buckets);
-        h
-    }
-}
+/// Kong's metrics carry the workspace; DB-less Kong has one.
+const WORKSPACE: (&str, &str) = ("workspace", "default");
 
 /// The latency histograms of one service and route.
 #[derive(Default)]
@@ -80,73 +39,6 @@ pub struct Bandwidth {
     pub ingress: AtomicU64,
     /// Response bytes sent.
     pub egress: AtomicU64,
-}
-
-/// A series' label values, in its family's label order.
-type Values = Box<[Box<str>]>;
-
-/// Series by label values. Series live as long as the process,
-/// as the crate's did: a counter must not restart while Prometheus scrapes it.
-struct Family<T> {
-    labels: &'static [&'static str],
-    series: RwLock<HashMap<Values, Arc<T>>>,
-}
-
-impl<T: Default> Family<T> {
-    fn new(labels: &'static [&'static str]) -> Self {
-        Family {
-            labels,
-            series: RwLock::default(),
-        }
-    }
-
-    fn get(&self, values: &[&str]) -> Arc<T> {
-        debug_assert_eq!(values.len(), self.labels.len());
-        let key: Values = values.iter().map(|v| Box::from(*v)).collect();
-        if let Some(s) = self
-            .series
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return s.clone();
-        }
-        let mut series = self.series.write().unwrap_or_else(|e| e.into_inner());
-        series.entry(key).or_default().clone()
-    }
-
-    /// One metric per series, made by `fill` from the series and its label pairs (the
-    /// family's labels, `workspace` and `extra`, sorted by name as the crate sorts them).
-    fn collect(
-        &self,
-        extra: &[(&str, &str)],
-        mut fill: impl FnMut(&T, Vec<LabelPair>, &mut Vec<proto::Metric>),
-    ) -> Vec<proto::Metric> {
-        let series = self.series.read().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::with_capacity(series.len());
-        for (values, s) in series.iter() {
-            let mut pairs: Vec<(&str, &str)> = self
-                .labels
-                .iter()
-                .copied()
-                .zip(values.iter().map(|v| &**v))
-                .chain([("workspace", "default")])
-                .chain(extra.iter().copied())
-                .collect();
-            pairs.sort_unstable_by_key(|(name, _)| *name);
-            let pairs = pairs
-                .into_iter()
-                .map(|(name, value)| {
-                    let mut p = LabelPair::default();
-                    p.set_name(name.to_string());
-                    p.set_value(value.to_string());
-                    p
-                })
-                .collect();
-            fill(s, pairs, &mut out);
-        }
-        out
-    }
 }
 
 /// Kong's request metrics of every route.
@@ -226,19 +118,6 @@ impl Default for RequestMetrics {
     }
 }
 
-fn family(
-    (name, help): (&str, &str),
-    kind: MetricType,
-    metrics: Vec<proto::Metric>,
-) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(name.to_string());
-    f.set_help(help.to_string());
-    f.set_field_type(kind);
-    f.set_metric(metrics);
-    f
-}
-
 fn counter(labels: Vec<LabelPair>, value: u64) -> proto::Metric {
     let mut c = proto::Counter::default();
     c.set_value(value as f64);
@@ -257,31 +136,31 @@ impl Collector for Exposed {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let m = &self.0;
-        let requests = m.requests.collect(&[], |n, labels, out| {
+        let requests = m.requests.collect(&[WORKSPACE], |n, labels, out| {
             out.push(counter(labels, n.load(Relaxed)))
         });
-        let mut out = vec![family(REQUESTS, MetricType::COUNTER, requests)];
+        let mut out = vec![exposed(REQUESTS, MetricType::COUNTER, requests)];
         for (i, names) in LATENCY.into_iter().enumerate() {
-            let metrics = m.latency.collect(&[], |l, labels, out| {
+            let metrics = m.latency.collect(&[WORKSPACE], |l, labels, out| {
                 let h = [&l.request, &l.upstream, &l.kong][i];
                 let mut metric = proto::Metric::from_label(labels);
                 metric.set_histogram(h.proto());
                 out.push(metric);
             });
-            out.push(family(names, MetricType::HISTOGRAM, metrics));
+            out.push(exposed(names, MetricType::HISTOGRAM, metrics));
         }
         let mut bandwidth = m
             .bandwidth
-            .collect(&[("direction", "ingress")], |b, labels, out| {
+            .collect(&[WORKSPACE, ("direction", "ingress")], |b, labels, out| {
                 out.push(counter(labels, b.ingress.load(Relaxed)))
             });
         bandwidth.extend(
             m.bandwidth
-                .collect(&[("direction", "egress")], |b, labels, out| {
+                .collect(&[WORKSPACE, ("direction", "egress")], |b, labels, out| {
                     out.push(counter(labels, b.egress.load(Relaxed)))
                 }),
         );
-        out.push(family(BANDWIDTH, MetricType::COUNTER, bandwidth));
+        out.push(exposed(BANDWIDTH, MetricType::COUNTER, bandwidth));
         out
     }
 }
@@ -289,26 +168,6 @@ impl Collector for Exposed {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_buckets_are_cumulative_and_bounds_inclusive() {
-        let h = Histogram::default();
-        for v in [0.5, 1.0, 1.5, 7.0, 99_999.0] {
-            h.observe(v);
-        }
-        let p = h.proto();
-        let counts: Vec<u64> = p
-            .get_bucket()
-            .iter()
-            .map(|b| b.cumulative_count())
-            .collect();
-        // ≤ 1: 0.5 and 1.0; ≤ 2: +1.5; ≤ 7: +7.0; past 60000: only in the count.
-        assert_eq!(&counts[..4], &[2, 3, 3, 4]);
-        assert_eq!(*counts.last().unwrap(), 4);
-        assert_eq!(p.get_sample_count(), 5);
-        assert_eq!(h.count(), 5);
-        assert_eq!(p.get_sample_sum(), 0.5 + 1.0 + 1.5 + 7.0 + 99_999.0);
-    }
 
     #[test]
     fn series_are_shared_by_labels_and_exposed_with_sorted_labels() {

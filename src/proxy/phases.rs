@@ -39,11 +39,7 @@ impl Gateway {
         let plugin = &snap.config.plugins[i].name;
         if let Some(slots) = snap.plugin_latency.get(i) {
             slots[phase_slot(phase)]
-                .get_or_init(|| {
-                    self.metrics
-                        .plugin_latency
-                        .with_label_values(&[plugin, phase.as_str()])
-                })
+                .get_or_init(|| self.metrics.plugin_latency.series(plugin, phase.as_str()))
                 .observe(ms);
         }
         if failed {

@@ -124,10 +124,10 @@ pub struct Snapshot {
     /// The config's own plugins (custom and cloned): name, handler VERSION (None for a clone
     /// of a bundled plugin) and priority, for `GET /`.
     pub own_plugins: Vec<(String, Option<String>, i64)>,
-    /// Each instance's latency histogram per phase, indexed as `config.plugins` and made on
-    /// first use by the proxy (`with_label_values` hashes and locks, dearer than a trivial
-    /// plugin call).
-    pub plugin_latency: Vec<[std::sync::OnceLock<prometheus::Histogram>; 6]>,
+    /// Each instance's latency histogram per phase, indexed as `config.plugins` and found on
+    /// first use by the proxy (finding a series by its labels hashes and locks, dearer than a
+    /// trivial plugin call).
+    pub plugin_latency: Vec<[std::sync::OnceLock<Arc<crate::metrics::local::PerWorker>>; 6]>,
 }
 
 impl std::fmt::Debug for Snapshot {
