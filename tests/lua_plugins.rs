@@ -529,3 +529,44 @@ async fn an_error_raised_at_the_callers_level_names_no_position() {
     assert!(!line.contains("invoke"), "{line}");
     assert!(!line.contains(":1:"), "{line}");
 }
+
+/// A worker keeps each instance's handler, methods and conf resolved for the generation it
+/// serves: a reload that changes an instance's config (and moves it to another index) must
+/// reach every worker at once, and so must a reload back.
+#[tokio::test]
+async fn a_reload_gives_a_lua_instance_its_new_config_on_every_worker() {
+    let up = Upstream::start().await;
+    let cfg = |mode: &str, before: bool| {
+        let other = if before {
+            "      - name: o\n        paths: [/o]\n        plugins:\n          - {name: hello-header, config: {mode: polite}}\n"
+        } else {
+            ""
+        };
+        config(
+            &[plugin("hello-header", "hello-header")],
+            &format!(
+                "services:\n  - name: s\n    url: http://{{upstream}}\n    routes:\n{other}      - name: r\n        paths: [/r]\n        plugins:\n          - {{name: hello-header, config: {{mode: {mode}}}}}\n"
+            ),
+            &up,
+        )
+    };
+    let proxy = Proxy::start_with_admin(&cfg("polite", false), &["--no-watch"]).await;
+    let expect = |mode: &'static str| {
+        let proxy = &proxy;
+        async move {
+            // New connections, so that each worker serves some of them.
+            for _ in 0..8 {
+                let r = proxy.get("/r/x", &[]).await;
+                assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.stderr());
+                assert_eq!(r.header("x-hello-mode"), Some(mode));
+            }
+        }
+    };
+    expect("polite").await;
+    // Loud at the same index, then polite at another, then loud at the first again.
+    for (mode, before) in [("loud", false), ("polite", true), ("loud", false)] {
+        let r = proxy.admin("POST", "/config", &cfg(mode, before)).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        expect(mode).await;
+    }
+}

@@ -49,6 +49,10 @@ struct Worker {
     invoke: Function,
     /// Finished coroutines, reset and reused for the next calls that may wait.
     spare: Vec<Thread>,
+    /// The instances of one generation (the newest that called) already resolved, by instance
+    /// index: a call of them finds its handler, methods and conf without hashing.
+    resolved: Vec<Option<Resolved>>,
+    resolved_generation: u64,
     /// Requests that ran Lua on this thread, per generation.
     active: FxHashMap<u64, usize>,
     newest: u64,
@@ -73,6 +77,36 @@ const SPARE_THREADS: usize = 16;
 /// Share of the memory limit a VM may still use after a full collection before it is replaced.
 const EXHAUSTED_PERCENT: usize = 80;
 
+/// A handler's phase methods, indexed like `Phase`'s slots (None where it lacks one).
+type Methods = [Option<Rc<RegistryKey>>; 6];
+
+/// An instance's handler table, its phase methods and its conf table.
+#[derive(Clone)]
+struct Resolved {
+    handler: Rc<RegistryKey>,
+    methods: Methods,
+    conf: Rc<RegistryKey>,
+}
+
+impl Resolved {
+    /// What a call of `phase` needs.
+    fn call(&self, phase: Phase) -> Call {
+        Call {
+            handler: self.handler.clone(),
+            method: self.methods[slot(phase)].clone(),
+            conf: self.conf.clone(),
+        }
+    }
+}
+
+/// An instance's handler table, the method of one phase (None if the handler lacks it) and
+/// the instance's conf table.
+struct Call {
+    handler: Rc<RegistryKey>,
+    method: Option<Rc<RegistryKey>>,
+    conf: Rc<RegistryKey>,
+}
+
 /// A handler loaded in a worker's VM.
 struct Loaded {
     table: Rc<RegistryKey>,
@@ -85,14 +119,10 @@ struct Loaded {
 }
 
 impl Loaded {
-    /// The handler table's key and the method for `phase`, for a call of `generation`.
-    fn resolve(
-        &mut self,
-        generation: u64,
-        phase: Phase,
-    ) -> (Rc<RegistryKey>, Option<Rc<RegistryKey>>) {
+    /// The handler table's key and its methods, for a call of `generation`.
+    fn resolve(&mut self, generation: u64) -> (Rc<RegistryKey>, Methods) {
         self.generation = self.generation.max(generation);
-        (self.table.clone(), self.methods[slot(phase)].clone())
+        (self.table.clone(), self.methods.clone())
     }
 }
 
@@ -172,6 +202,8 @@ impl Worker {
             states,
             invoke,
             spare: Vec::new(),
+            resolved: Vec::new(),
+            resolved_generation: 0,
             active: FxHashMap::default(),
             newest: 0,
             exhausted: false,
@@ -205,16 +237,43 @@ impl Worker {
             .collect()
     }
 
-    /// The handler table's key and the method for `phase` (None if the handler lacks it).
+    /// What a call of the instance in `phase` needs: from `resolved` when the instance is of
+    /// its generation and was called before, else found (its handler loaded) and kept there.
+    fn resolve(&mut self, inst: &LuaInstance, phase: Phase) -> mlua::Result<Call> {
+        if inst.generation == self.resolved_generation {
+            if let Some(Some(r)) = self.resolved.get(inst.index) {
+                return Ok(r.call(phase));
+            }
+        }
+        let (handler, methods) = self.handler(&inst.plugin, inst.generation)?;
+        let conf = self.conf(inst)?;
+        let r = Resolved {
+            handler,
+            methods,
+            conf,
+        };
+        if inst.generation >= self.resolved_generation {
+            if inst.generation > self.resolved_generation {
+                self.resolved.clear();
+                self.resolved_generation = inst.generation;
+            }
+            if self.resolved.len() <= inst.index {
+                self.resolved.resize(inst.index + 1, None);
+            }
+            self.resolved[inst.index] = Some(r.clone());
+        }
+        Ok(r.call(phase))
+    }
+
+    /// The handler table's key and its phase methods (None where the handler lacks one).
     fn handler(
         &mut self,
         plugin: &LuaPlugin,
         generation: u64,
-        phase: Phase,
-    ) -> mlua::Result<(Rc<RegistryKey>, Option<Rc<RegistryKey>>)> {
+    ) -> mlua::Result<(Rc<RegistryKey>, Methods)> {
         if let Some((key, loaded)) = self.handlers.get_mut(&plugin.key_hash) {
             if *key == plugin.key {
-                return Ok(loaded.resolve(generation, phase));
+                return Ok(loaded.resolve(generation));
             }
         }
         let globals = self.globals()?;
@@ -244,7 +303,7 @@ impl Worker {
             .entry(plugin.key_hash)
             .insert_entry((plugin.key.clone(), loaded))
             .into_mut();
-        Ok(loaded.resolve(generation, phase))
+        Ok(loaded.resolve(generation))
     }
 
     fn conf(&mut self, inst: &LuaInstance) -> mlua::Result<Rc<RegistryKey>> {
@@ -335,6 +394,9 @@ impl Worker {
             self.active.remove(g);
         }
         let oldest_live = self.active.keys().copied().min().unwrap_or(newest);
+        if self.resolved_generation < oldest_live {
+            self.resolved = Vec::new();
+        }
         self.confs.retain(|(g, _), _| *g >= oldest_live);
         let views = self
             .lua
@@ -395,13 +457,13 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
         };
         let phase = ctx.phase;
         worker.register_request(ctx);
-        let prepared = (|| -> mlua::Result<_> {
-            let (handler, method) = worker.handler(&inst.plugin, inst.generation, phase)?;
-            let conf = worker.conf(inst)?;
-            Ok((handler, method, conf))
-        })();
-        let (handler, method, conf) =
-            prepared.map_err(|e| PluginError(describe(inst, phase, &e)))?;
+        let Call {
+            handler,
+            method,
+            conf,
+        } = worker
+            .resolve(inst, phase)
+            .map_err(|e| PluginError(describe(inst, phase, &e)))?;
         let Some(method) = method else {
             return Ok(Flow::Continue);
         };
