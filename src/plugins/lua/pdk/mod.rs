@@ -167,9 +167,10 @@ where
 }
 
 /// Lower-cases a header name and treats `_` as `-`, as Kong's getters do (without allocating
-/// when the name is already in that form).
+/// when the name is already in that form). ASCII whitespace around it is dropped: a header
+/// name is ASCII, and `str::trim`'s Unicode scan cost more than the rest of this function.
 fn header_key(name: &str) -> std::borrow::Cow<'_, str> {
-    let name = name.trim();
+    let name = name.trim_ascii();
     if name.bytes().any(|b| b.is_ascii_uppercase() || b == b'_') {
         std::borrow::Cow::Owned(name.to_ascii_lowercase().replace('_', "-"))
     } else {
