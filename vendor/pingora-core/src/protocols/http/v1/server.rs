@@ -1863,6 +1863,11 @@ pub struct HeaderLimits {
 impl HeaderLimits {
     /// Checks the header bytes received so far (all of them, or the complete header).
     fn check(&self, buf: &[u8]) -> Result<()> {
+        // No line of a buffer shorter than both line limits can pass either (the common case:
+        // a few hundred bytes against kilobytes), so the lines are only looked at past that.
+        if buf.len() <= self.request_line.min(self.header_line) && buf.len() <= self.total {
+            return Ok(());
+        }
         let mut lines = buf.split(|&b| b == b'\n');
         let request_line = lines.next().unwrap_or_default();
         if request_line.strip_suffix(b"\r").unwrap_or(request_line).len() > self.request_line {
@@ -1877,6 +1882,39 @@ impl HeaderLimits {
             return Error::e_explain(HTTPStatus(494), "request header too large");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod test_header_limits {
+    use super::*;
+
+    fn status(r: Result<()>) -> Option<u16> {
+        r.err().map(|e| match e.etype() {
+            HTTPStatus(code) => *code,
+            other => panic!("unexpected error {other:?}"),
+        })
+    }
+
+    #[test]
+    fn each_limit_holds_on_both_sides_of_the_short_buffer_path() {
+        let limits = HeaderLimits {
+            request_line: 20,
+            header_line: 16,
+            total: 64,
+        };
+        // Shorter than both line limits: nothing to look at.
+        assert_eq!(status(limits.check(b"GET / HTTP/1.1\r\n")), None);
+        // Longer: each line is measured without its line break.
+        assert_eq!(status(limits.check(b"GET / HTTP/1.1\r\nA: 0123456789abc\r\n")), None);
+        assert_eq!(status(limits.check(b"GET / HTTP/1.1\r\nA: 0123456789abcd\r\n")), Some(494));
+        assert_eq!(status(limits.check(b"GET /0123456789ab HTTP/1.1\r\n")), Some(414));
+        // 16 + 8 × 6 = 64 bytes, then one more line: 70.
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        many.extend_from_slice(&b"A: 1\r\n".repeat(8));
+        assert_eq!(status(limits.check(&many)), None);
+        many.extend_from_slice(b"A: 1\r\n");
+        assert_eq!(status(limits.check(&many)), Some(494));
     }
 }
 
