@@ -13,11 +13,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mlua::thread::ThreadStatus;
-use mlua::{Function, IntoLuaMulti, Lua, RegistryKey, Table, Thread, Value};
+use mlua::{Function, IntoLuaMulti, RegistryKey, Table, Thread, Value};
 use rustc_hash::FxHashMap;
+
+mod handlers;
 
 use super::{io, pdk, sandbox, LuaInstance, LuaPlugin};
 use crate::plugins::{Flow, Phase, PhaseCtx, PluginError};
+pub(super) use handlers::{init_worker, load_handler};
+use handlers::{slot, Call, Loaded, Methods, Resolved, PHASES};
 
 struct Worker {
     lua: sandbox::Vm,
@@ -76,75 +80,6 @@ const SPARE_THREADS: usize = 16;
 
 /// Share of the memory limit a VM may still use after a full collection before it is replaced.
 const EXHAUSTED_PERCENT: usize = 80;
-
-/// A handler's phase methods, indexed like `Phase`'s slots (None where it lacks one).
-type Methods = [Option<Rc<RegistryKey>>; 6];
-
-/// An instance's handler table, its phase methods and its conf table.
-#[derive(Clone)]
-struct Resolved {
-    handler: Rc<RegistryKey>,
-    methods: Methods,
-    conf: Rc<RegistryKey>,
-}
-
-impl Resolved {
-    /// What a call of `phase` needs.
-    fn call(&self, phase: Phase) -> Call {
-        Call {
-            handler: self.handler.clone(),
-            method: self.methods[slot(phase)].clone(),
-            conf: self.conf.clone(),
-        }
-    }
-}
-
-/// An instance's handler table, the method of one phase (None if the handler lacks it) and
-/// the instance's conf table.
-struct Call {
-    handler: Rc<RegistryKey>,
-    method: Option<Rc<RegistryKey>>,
-    conf: Rc<RegistryKey>,
-}
-
-/// A handler loaded in a worker's VM.
-struct Loaded {
-    table: Rc<RegistryKey>,
-    /// The phase methods, resolved once (indexed like `Phase`'s slots). Kept as registry
-    /// keys and pushed straight onto the Lua stack by the call: a `Function` handle per call
-    /// cost a registry read and a move to mlua's reference thread and back.
-    methods: [Option<Rc<RegistryKey>>; 6],
-    /// Newest snapshot generation that uses it.
-    generation: u64,
-}
-
-impl Loaded {
-    /// The handler table's key and its methods, for a call of `generation`.
-    fn resolve(&mut self, generation: u64) -> (Rc<RegistryKey>, Methods) {
-        self.generation = self.generation.max(generation);
-        (self.table.clone(), self.methods.clone())
-    }
-}
-
-fn slot(phase: Phase) -> usize {
-    match phase {
-        Phase::Rewrite => 0,
-        Phase::Access => 1,
-        Phase::HeaderFilter => 2,
-        Phase::BodyFilter => 3,
-        Phase::Log => 4,
-        Phase::Response => 5,
-    }
-}
-
-const PHASES: [Phase; 6] = [
-    Phase::Rewrite,
-    Phase::Access,
-    Phase::Response,
-    Phase::HeaderFilter,
-    Phase::BodyFilter,
-    Phase::Log,
-];
 
 thread_local! {
     static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
@@ -411,34 +346,6 @@ impl Worker {
         });
         self.lua.expire_registry_values();
     }
-}
-
-/// Loads a handler chunk in `lua` with a fresh sandboxed environment and checks its shape;
-/// returns the handler table and its environment.
-pub(super) fn load_handler(
-    lua: &Lua,
-    plugin: &LuaPlugin,
-    globals: &[(&str, Value)],
-) -> mlua::Result<(Table, Table)> {
-    let env = sandbox::plugin_env(lua, globals)?;
-    let module = format!("kong.plugins.{}.handler", plugin.name);
-    let chunk = format!("{}/handler.lua", plugin.name);
-    match sandbox::run_chunk(lua, &plugin.handler, &chunk, env.clone(), &module)? {
-        Value::Table(t) => Ok((t, env)),
-        other => Err(mlua::Error::runtime(format!(
-            "handler.lua must return a table, got {}",
-            other.type_name()
-        ))),
-    }
-}
-
-/// Runs a handler's `init_worker` method, if it has one, as Kong does once per worker: here
-/// once per VM that loads the handler (no request is in progress; timers do not exist).
-pub(super) fn init_worker(handler: &Table) -> mlua::Result<()> {
-    if let Value::Function(f) = handler.get::<Value>("init_worker")? {
-        pdk::as_init_worker(|| f.call::<()>(handler.clone()))?;
-    }
-    Ok(())
 }
 
 /// Runs one phase of a Lua instance on this thread's VM. In the phases that may wait (rewrite,
