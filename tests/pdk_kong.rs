@@ -602,3 +602,36 @@ async fn a_missing_kong_facility_is_named_in_the_error() {
         "{log}"
     );
 }
+
+/// `kong.nginx.get_statistics` adds up every worker's counts (each worker counts in its own
+/// shard): each request is counted once whichever worker served it, and only the asking
+/// request is in flight.
+#[tokio::test]
+async fn nginx_statistics_count_each_request_once_across_workers() {
+    let up = Upstream::start().await;
+    let handler = answering(
+        "local s = kong.nginx.get_statistics() return s.total_requests .. ' ' .. s.connections_writing .. ' ' .. s.connections_active",
+    );
+    let proxy = Proxy::start(&one_plugin("stats", &handler, &empty_schema("stats"), &up)).await;
+    let read = |text: String| -> Vec<u64> {
+        text.split(' ')
+            .map(|n| {
+                n.parse()
+                    .unwrap_or_else(|_| panic!("not a count: {text:?}"))
+            })
+            .collect()
+    };
+    let first = read(proxy.get("/", &[]).await.text());
+    // New connections, so that every worker serves some of them.
+    for _ in 0..9 {
+        assert_eq!(proxy.get("/", &[]).await.status, 200);
+    }
+    let last = read(proxy.get("/", &[]).await.text());
+    assert_eq!(
+        last[0],
+        first[0] + 10,
+        "total_requests {first:?} then {last:?}"
+    );
+    assert_eq!(last[1], 1, "only the asking request is in flight: {last:?}");
+    assert!(last[2] >= 1, "connections_active {last:?}");
+}

@@ -8,7 +8,7 @@
 //! plain stores, so no observation is lost.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use prometheus::proto;
 
@@ -75,9 +75,83 @@ impl PerWorker {
     }
 }
 
+/// `N` counters with one shard per worker; a count may go down (a connection closed on
+/// another thread than the one that counted it open): shards add up modulo 2^64.
+pub struct Counters<const N: usize> {
+    shards: Box<[Padded<[AtomicU64; N]>]>,
+}
+
+impl<const N: usize> Default for Counters<N> {
+    fn default() -> Self {
+        let n = WORKERS.load(Relaxed) + 1;
+        Counters {
+            shards: (0..n)
+                .map(|_| Padded(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+        }
+    }
+}
+
+impl<const N: usize> Counters<N> {
+    /// Adds `delta` to counter `i` in this thread's shard.
+    pub fn add(&self, i: usize, delta: i64) {
+        let shared = self.shards.len() - 1;
+        match slot() {
+            s if s < shared => {
+                let c = &self.shards[s].0[i];
+                c.store(c.load(Relaxed).wrapping_add_signed(delta), Relaxed);
+            }
+            _ => {
+                self.shards[shared].0[i].fetch_add(delta as u64, Relaxed);
+            }
+        }
+    }
+
+    /// Counter `i` over every shard.
+    pub fn sum(&self, i: usize) -> u64 {
+        self.shards
+            .iter()
+            .fold(0u64, |t, s| t.wrapping_add(s.0[i].load(Relaxed)))
+    }
+
+    /// A counter that goes up and down (open connections) over every shard. The shards are
+    /// read one after the other, so a reader may see a decrement on one thread and not yet the
+    /// increment it followed on another: a total below zero reads as 0.
+    pub fn level(&self, i: usize) -> u64 {
+        (self.sum(i) as i64).max(0) as u64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_add_up_across_threads_and_go_down_elsewhere() {
+        let c = std::sync::Arc::new(Counters::<2>::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        c.add(0, 1);
+                        c.add(1, 1);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Counted up on four threads, down on this one.
+        for _ in 0..40_000 {
+            c.add(1, -1);
+        }
+        assert_eq!(c.sum(0), 40_000);
+        assert_eq!(c.level(1), 0);
+        c.add(1, -1);
+        assert_eq!(c.level(1), 0, "a level never reads below zero");
+    }
 
     #[test]
     fn threads_past_the_owned_shards_lose_nothing() {

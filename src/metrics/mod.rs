@@ -175,53 +175,58 @@ impl Default for Metrics {
 }
 
 /// Process-wide connection and request counts, the figures of nginx's stub_status
-/// (`kong.nginx.get_statistics`).
+/// (`kong.nginx.get_statistics`). Counted per worker ([`super::local`]): every request counts
+/// twice, and one cache line shared by all workers moved between cores at each.
 pub mod connections {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::LazyLock;
 
-    static ACCEPTED: AtomicU64 = AtomicU64::new(0);
-    static HANDLED: AtomicU64 = AtomicU64::new(0);
-    static ACTIVE: AtomicU64 = AtomicU64::new(0);
-    static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
-    static REQUESTS: AtomicU64 = AtomicU64::new(0);
+    use super::local::Counters;
+
+    const ACCEPTED: usize = 0;
+    const HANDLED: usize = 1;
+    const ACTIVE: usize = 2;
+    const IN_FLIGHT: usize = 3;
+    const REQUESTS: usize = 4;
+
+    static COUNTS: LazyLock<Counters<5>> = LazyLock::new(Counters::default);
 
     /// A connection was accepted; `handled` when it is served (not refused by a cap).
     pub fn accepted(handled: bool) {
-        ACCEPTED.fetch_add(1, Ordering::Relaxed);
+        COUNTS.add(ACCEPTED, 1);
         if handled {
-            HANDLED.fetch_add(1, Ordering::Relaxed);
-            ACTIVE.fetch_add(1, Ordering::Relaxed);
+            COUNTS.add(HANDLED, 1);
+            COUNTS.add(ACTIVE, 1);
         }
     }
 
     /// A handled connection closed.
     pub fn closed() {
-        ACTIVE.fetch_sub(1, Ordering::Relaxed);
+        COUNTS.add(ACTIVE, -1);
     }
 
     /// A request started (`true`) or finished (`false`).
     pub fn request(started: bool) {
         if started {
-            REQUESTS.fetch_add(1, Ordering::Relaxed);
-            IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+            COUNTS.add(REQUESTS, 1);
+            COUNTS.add(IN_FLIGHT, 1);
         } else {
-            IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+            COUNTS.add(IN_FLIGHT, -1);
         }
     }
 
     /// `[active, reading, writing, waiting, accepted, handled, total_requests]`, as nginx
     /// counts them (reading: 0, a request header is read before it counts here).
     pub fn snapshot() -> [u64; 7] {
-        let active = ACTIVE.load(Ordering::Relaxed);
-        let writing = IN_FLIGHT.load(Ordering::Relaxed);
+        let active = COUNTS.level(ACTIVE);
+        let writing = COUNTS.level(IN_FLIGHT);
         [
             active,
             0,
             writing,
             active.saturating_sub(writing),
-            ACCEPTED.load(Ordering::Relaxed),
-            HANDLED.load(Ordering::Relaxed),
-            REQUESTS.load(Ordering::Relaxed),
+            COUNTS.sum(ACCEPTED),
+            COUNTS.sum(HANDLED),
+            COUNTS.sum(REQUESTS),
         ]
     }
 }
