@@ -79,6 +79,21 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in the order of [`Phase::index`].
+    pub const ALL: [Phase; 6] = [
+        Phase::Rewrite,
+        Phase::Access,
+        Phase::Response,
+        Phase::HeaderFilter,
+        Phase::BodyFilter,
+        Phase::Log,
+    ];
+
+    /// The phase's place in [`Phase::ALL`], for per-phase arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Kong's name of the phase (the handler method name).
     pub fn as_str(self) -> &'static str {
         match self {

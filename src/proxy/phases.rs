@@ -12,17 +12,6 @@ use crate::plugins::chain::Link;
 use crate::plugins::{Exit, Flow, Instance, Phase, PhaseCtx, PluginError};
 use crate::snapshot::Snapshot;
 
-fn phase_slot(phase: Phase) -> usize {
-    match phase {
-        Phase::Rewrite => 0,
-        Phase::Access => 1,
-        Phase::HeaderFilter => 2,
-        Phase::BodyFilter => 3,
-        Phase::Log => 4,
-        Phase::Response => 5,
-    }
-}
-
 impl Gateway {
     /// Records the phase call of instance `i` that began at `started`, and returns when it
     /// ended (the next call of the phase starts from there: one clock read per call).
@@ -38,7 +27,7 @@ impl Gateway {
         let ms = ended.saturating_duration_since(started).as_secs_f64() * 1000.0;
         let plugin = &snap.config.plugins[i].name;
         if let Some(slots) = snap.plugin_latency.get(i) {
-            slots[phase_slot(phase)]
+            slots[phase.index()]
                 .get_or_init(|| self.metrics.plugin_latency.series(plugin, phase.as_str()))
                 .observe(ms);
         }

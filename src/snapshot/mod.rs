@@ -18,7 +18,7 @@ use crate::config::model::{Config, Protocol};
 use crate::config::{ConfigErrors, LoadError};
 use crate::plugins::chain::{self, Entry, Link, Scope};
 use crate::plugins::condition::{self, Condition};
-use crate::plugins::{Instance, Kind};
+use crate::plugins::{Instance, Kind, Phase};
 use crate::router::{self, RouteInput, Router};
 use instances::{build_instance, definitions};
 
@@ -127,7 +127,8 @@ pub struct Snapshot {
     /// Each instance's latency histogram per phase, indexed as `config.plugins` and found on
     /// first use by the proxy (finding a series by its labels hashes and locks, dearer than a
     /// trivial plugin call).
-    pub plugin_latency: Vec<[std::sync::OnceLock<Arc<crate::metrics::local::PerWorker>>; 6]>,
+    pub plugin_latency:
+        Vec<[std::sync::OnceLock<Arc<crate::metrics::local::PerWorker>>; Phase::ALL.len()]>,
 }
 
 impl std::fmt::Debug for Snapshot {

@@ -8,8 +8,8 @@ use mlua::{Lua, RegistryKey, Table, Value};
 use super::super::{pdk, sandbox, LuaPlugin};
 use crate::plugins::Phase;
 
-/// A handler's phase methods, indexed like `Phase`'s slots (None where it lacks one).
-pub(super) type Methods = [Option<Rc<RegistryKey>>; 6];
+/// A handler's phase methods, by [`Phase::index`] (None where it lacks one).
+pub(super) type Methods = [Option<Rc<RegistryKey>>; Phase::ALL.len()];
 
 /// An instance's handler table, its phase methods and its conf table.
 #[derive(Clone)]
@@ -24,7 +24,7 @@ impl Resolved {
     pub(super) fn call(&self, phase: Phase) -> Call {
         Call {
             handler: self.handler.clone(),
-            method: self.methods[slot(phase)].clone(),
+            method: self.methods[phase.index()].clone(),
             conf: self.conf.clone(),
         }
     }
@@ -41,7 +41,7 @@ pub(super) struct Call {
 /// A handler loaded in a worker's VM.
 pub(super) struct Loaded {
     pub(super) table: Rc<RegistryKey>,
-    /// The phase methods, resolved once (indexed like `Phase`'s slots). Kept as registry
+    /// The phase methods, resolved once (by [`Phase::index`]). Kept as registry
     /// keys and pushed straight onto the Lua stack by the call: a `Function` handle per call
     /// cost a registry read and a move to mlua's reference thread and back.
     pub(super) methods: Methods,
@@ -56,26 +56,6 @@ impl Loaded {
         (self.table.clone(), self.methods.clone())
     }
 }
-
-pub(super) fn slot(phase: Phase) -> usize {
-    match phase {
-        Phase::Rewrite => 0,
-        Phase::Access => 1,
-        Phase::HeaderFilter => 2,
-        Phase::BodyFilter => 3,
-        Phase::Log => 4,
-        Phase::Response => 5,
-    }
-}
-
-pub(super) const PHASES: [Phase; 6] = [
-    Phase::Rewrite,
-    Phase::Access,
-    Phase::Response,
-    Phase::HeaderFilter,
-    Phase::BodyFilter,
-    Phase::Log,
-];
 
 /// Loads a handler chunk in `lua` with a fresh sandboxed environment and checks its shape;
 /// returns the handler table and its environment.

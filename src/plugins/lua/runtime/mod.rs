@@ -21,7 +21,7 @@ mod handlers;
 use super::{io, pdk, sandbox, LuaInstance, LuaPlugin};
 use crate::plugins::{Flow, Phase, PhaseCtx, PluginError};
 pub(super) use handlers::{init_worker, load_handler};
-use handlers::{slot, Call, Loaded, Methods, Resolved, PHASES};
+use handlers::{Call, Loaded, Methods, Resolved};
 
 struct Worker {
     lua: sandbox::Vm,
@@ -220,10 +220,10 @@ impl Worker {
             let views: Table = self.lua.named_registry_value(sandbox::PLUGIN_NGX)?;
             views.raw_set(plugin.key.as_str(), env.raw_get::<Value>("ngx")?)?;
             init_worker(&table)?;
-            let mut methods: [Option<Rc<RegistryKey>>; 6] = Default::default();
-            for p in PHASES {
+            let mut methods: Methods = Default::default();
+            for p in Phase::ALL {
                 if let Value::Function(f) = table.get::<Value>(p.as_str())? {
-                    methods[slot(p)] = Some(Rc::new(self.lua.create_registry_value(f)?));
+                    methods[p.index()] = Some(Rc::new(self.lua.create_registry_value(f)?));
                 }
             }
             Ok::<_, mlua::Error>((table, methods))
