@@ -45,6 +45,16 @@ fn slot() -> usize {
 #[derive(Default)]
 struct Padded<T>(T);
 
+/// This thread's shard of `shards`, and whether the thread owns it (else it shares the last
+/// one and must write it with atomic read-modify-writes).
+fn shard<T>(shards: &[Padded<T>]) -> (&T, bool) {
+    let shared = shards.len() - 1;
+    match slot() {
+        i if i < shared => (&shards[i].0, true),
+        _ => (&shards[shared].0, false),
+    }
+}
+
 /// A latency histogram with one shard per worker.
 pub struct PerWorker {
     shards: Box<[Padded<Histogram>]>,
@@ -62,10 +72,9 @@ impl Default for PerWorker {
 impl PerWorker {
     /// Records one observation (milliseconds) in this thread's shard.
     pub fn observe(&self, v: f64) {
-        let shared = self.shards.len() - 1;
-        match slot() {
-            i if i < shared => self.shards[i].0.observe_exclusive(v),
-            _ => self.shards[shared].0.observe(v),
+        match shard(&self.shards) {
+            (h, true) => h.observe_exclusive(v),
+            (h, false) => h.observe(v),
         }
     }
 
@@ -95,14 +104,10 @@ impl<const N: usize> Default for Counters<N> {
 impl<const N: usize> Counters<N> {
     /// Adds `delta` to counter `i` in this thread's shard.
     pub fn add(&self, i: usize, delta: i64) {
-        let shared = self.shards.len() - 1;
-        match slot() {
-            s if s < shared => {
-                let c = &self.shards[s].0[i];
-                c.store(c.load(Relaxed).wrapping_add_signed(delta), Relaxed);
-            }
-            _ => {
-                self.shards[shared].0[i].fetch_add(delta as u64, Relaxed);
+        match shard(&self.shards) {
+            (c, true) => c[i].store(c[i].load(Relaxed).wrapping_add_signed(delta), Relaxed),
+            (c, false) => {
+                c[i].fetch_add(delta as u64, Relaxed);
             }
         }
     }
