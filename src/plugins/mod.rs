@@ -553,6 +553,12 @@ pub trait Instance: Send + Sync {
     fn log(&self, _ctx: &mut PhaseCtx<'_>) -> Result<(), PluginError> {
         Ok(())
     }
+
+    /// The Lua instance this is: consecutive Lua instances of a phase run together, in one
+    /// entry into Lua (`lua::runtime::Batch`).
+    fn as_lua(&self) -> Option<&lua::LuaInstance> {
+        None
+    }
 }
 
 /// How a plugin's instances are built.

@@ -106,10 +106,10 @@ impl Gateway {
                 session,
                 ctx,
                 &snap,
-                &**instance,
                 Phase::Response,
                 Some(&mut *header),
                 started,
+                |pctx, resumed| Self::call_request_phase(&**instance, pctx, resumed),
             )
             .await;
             clock = Some(self.observe(&snap, i, Phase::Response, started, result.is_err()));

@@ -10,6 +10,7 @@
 //! | `logging`                | `log`                                 |
 
 mod balance;
+mod batch;
 mod buffered;
 mod headers;
 pub(crate) use headers::ip_text;

@@ -7,9 +7,9 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 use super::respond::{self, messages, write_exit, VIA};
-use super::{Ctx, Gateway};
+use super::{batch, Ctx, Gateway};
 use crate::plugins::chain::Link;
-use crate::plugins::{Exit, Flow, Instance, Phase, PhaseCtx, PluginError};
+use crate::plugins::{lua, Exit, Flow, Instance, Phase, PhaseCtx, PluginError};
 use crate::snapshot::Snapshot;
 
 impl Gateway {
@@ -24,6 +24,20 @@ impl Gateway {
         failed: bool,
     ) -> Instant {
         let ended = Instant::now();
+        self.record(snap, i, phase, started, ended, failed);
+        ended
+    }
+
+    /// Records a phase call of instance `i` from `started` to `ended`.
+    pub(super) fn record(
+        &self,
+        snap: &Snapshot,
+        i: usize,
+        phase: Phase,
+        started: Instant,
+        ended: Instant,
+        failed: bool,
+    ) {
         let ms = ended.saturating_duration_since(started).as_secs_f64() * 1000.0;
         let plugin = &snap.config.plugins[i].name;
         if let Some(slots) = snap.plugin_latency.get(i) {
@@ -37,7 +51,6 @@ impl Gateway {
                 .with_label_values(&[plugin, phase.as_str()])
                 .inc();
         }
-        ended
     }
 
     /// Runs rewrite or access over `chain`, selecting each plugin's instance with the consumer
@@ -53,7 +66,24 @@ impl Gateway {
         let snap = ctx.snap.clone();
         // When the previous call of the phase ended, the start of the next one.
         let mut clock = None;
-        for (n, link) in chain.iter().enumerate() {
+        let mut n = 0;
+        while n < chain.len() {
+            if let Some(g) =
+                batch::Gathered::gather(&snap, phase, batch::links(&snap, chain, n, phase))
+            {
+                let started = clock.unwrap_or_else(Instant::now);
+                let (ended, exit) = self
+                    .run_request_batch(session, ctx, chain, phase, g, started)
+                    .await;
+                if exit.is_some() {
+                    return exit;
+                }
+                clock = Some(ended.0);
+                n = ended.1;
+                continue;
+            }
+            let link = &chain[n];
+            n += 1;
             let Some(i) = link.select(ctx.state.consumer) else {
                 continue;
             };
@@ -78,40 +108,122 @@ impl Gateway {
                 continue;
             }
             let started = clock.unwrap_or_else(Instant::now);
-            let result =
-                Self::run_waiting(session, ctx, &snap, &**instance, phase, None, started).await;
+            let result = Self::run_waiting(
+                session,
+                ctx,
+                &snap,
+                phase,
+                None,
+                started,
+                |pctx, resumed| Self::call_request_phase(&**instance, pctx, resumed),
+            )
+            .await;
             clock = Some(self.observe(&snap, i, phase, started, result.is_err()));
-            match result {
-                Ok(Flow::Continue | Flow::Wait) => {}
-                Ok(Flow::Exit(exit)) => {
-                    if phase == Phase::Access {
-                        self.collect(session, ctx, &chain[n + 1..]);
-                    }
-                    return Some(exit);
-                }
-                Err(e) => {
-                    tracing::error!(plugin = %link.name, phase = phase.as_str(), error = %e, "plugin failed");
-                    if phase == Phase::Access {
-                        self.collect(session, ctx, &chain[n + 1..]);
-                    }
-                    return Some(Exit::message(500, messages::UNEXPECTED));
-                }
+            if let Some(exit) = self.after_request_call(session, ctx, chain, n - 1, phase, result) {
+                return Some(exit);
             }
         }
         None
     }
 
-    /// Runs a phase that may wait (rewrite, access, response) for one instance: while the
-    /// handler waits for I/O, the request's operations are awaited (the worker serves other
-    /// requests meanwhile) and the handler resumed.
+    /// Runs a batch of Lua instances gathered from `chain` in rewrite or access. Returns when
+    /// the last member ended and the index of the next link, or the response to send instead
+    /// of proxying.
+    async fn run_request_batch(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        chain: &[Link],
+        phase: Phase,
+        mut g: Box<batch::Gathered<'_>>,
+        started: Instant,
+    ) -> ((Instant, usize), Option<Exit>) {
+        let snap = ctx.snap.clone();
+        if phase == Phase::Access {
+            // Recorded for the response phases, as each is when reached (a member's exit
+            // records the rest of the chain anyway).
+            for link in &chain[g.members.position(0)..g.next] {
+                if let Some(&(i, _)) = link.candidates.first() {
+                    if snap.instances[i].is_some() && !ctx.ran.contains(&i) {
+                        ctx.ran.push(i);
+                    }
+                }
+            }
+        }
+        let batch = &mut g.batch;
+        let result = Self::run_waiting(
+            session,
+            ctx,
+            &snap,
+            phase,
+            None,
+            started,
+            |pctx, resumed| {
+                if resumed {
+                    lua::runtime::resume_batch(batch, pctx)
+                } else {
+                    lua::runtime::call_batch(batch, pctx)
+                }
+            },
+        )
+        .await;
+        let ended = self.observe_batch(&snap, &g, phase, started, result.is_err());
+        let at = g.members.position(g.batch.reached());
+        let exit = self.after_request_call(session, ctx, chain, at, phase, result);
+        ((ended, g.next), exit)
+    }
+
+    /// The first call or a resume of `instance` in a request phase.
+    pub(super) fn call_request_phase(
+        instance: &dyn Instance,
+        pctx: &mut PhaseCtx<'_>,
+        resumed: bool,
+    ) -> Result<Flow, PluginError> {
+        match (resumed, pctx.phase) {
+            (true, _) => instance.resume(pctx),
+            (false, Phase::Rewrite) => instance.rewrite(pctx),
+            (false, Phase::Response) => instance.response(pctx),
+            (false, _) => instance.access(pctx),
+        }
+    }
+
+    /// After the call of link `n` in rewrite or access: the response to send instead of
+    /// proxying, if it exited or failed (in access, the rest of the chain is then recorded
+    /// for the response phases).
+    fn after_request_call(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        chain: &[Link],
+        n: usize,
+        phase: Phase,
+        result: Result<Flow, PluginError>,
+    ) -> Option<Exit> {
+        let exit = match result {
+            Ok(Flow::Continue | Flow::Wait) => return None,
+            Ok(Flow::Exit(exit)) => exit,
+            Err(e) => {
+                tracing::error!(plugin = %chain[n].name, phase = phase.as_str(), error = %e, "plugin failed");
+                Exit::message(500, messages::UNEXPECTED)
+            }
+        };
+        if phase == Phase::Access {
+            self.collect(session, ctx, &chain[n + 1..]);
+        }
+        Some(exit)
+    }
+
+    /// Runs a phase that may wait (rewrite, access, response) with `call` (given whether it
+    /// resumes a call that waited): while plugin code waits for I/O, the request's operations
+    /// are awaited (the worker serves other requests meanwhile) and the call resumed.
     pub(super) async fn run_waiting(
         session: &mut Session,
         ctx: &mut Ctx,
         snap: &Snapshot,
-        instance: &dyn Instance,
         phase: Phase,
         mut resp: Option<&mut ResponseHeader>,
         started: Instant,
+        mut call: impl FnMut(&mut PhaseCtx<'_>, bool) -> Result<Flow, PluginError>,
     ) -> Result<Flow, PluginError> {
         let mut resumed = false;
         loop {
@@ -125,12 +237,7 @@ impl Gateway {
                     chunk: None,
                     started,
                 };
-                match (resumed, phase) {
-                    (true, _) => instance.resume(&mut pctx),
-                    (false, Phase::Rewrite) => instance.rewrite(&mut pctx),
-                    (false, Phase::Response) => instance.response(&mut pctx),
-                    (false, _) => instance.access(&mut pctx),
-                }
+                call(&mut pctx, resumed)
             };
             if !matches!(result, Ok(Flow::Wait)) {
                 return result;
@@ -345,14 +452,18 @@ impl Gateway {
         let ran = std::mem::take(&mut ctx.ran);
         let mut ok = true;
         let mut clock = None;
-        for &i in &ran {
-            let Some(instance) = &snap.instances[i] else {
-                continue;
+        let mut n = 0;
+        while n < ran.len() {
+            let items = ran[n..].iter().enumerate().map(|(k, &i)| (n + k, Some(i)));
+            let gathered = batch::Gathered::gather(&snap, phase, items);
+            let single = match (&gathered, &snap.instances[ran[n]]) {
+                (Some(_), _) => None,
+                (None, Some(instance)) if instance.phases().contains(&phase) => Some(instance),
+                (None, _) => {
+                    n += 1;
+                    continue;
+                }
             };
-            if !instance.phases().contains(&phase) {
-                continue;
-            }
-            let name = &snap.config.plugins[i].name;
             let started = clock.unwrap_or_else(Instant::now);
             let mut pctx = PhaseCtx {
                 phase,
@@ -363,13 +474,29 @@ impl Gateway {
                 chunk: chunk.as_mut().map(|(body, eof)| (&mut **body, *eof)),
                 started,
             };
-            let result = match phase {
-                Phase::HeaderFilter => instance.header_filter(&mut pctx),
-                Phase::BodyFilter => instance.body_filter(&mut pctx),
-                _ => instance.log(&mut pctx),
+            let (i, result) = if let Some(mut g) = gathered {
+                // These phases do not wait: the batch returns once all ran or one failed.
+                let result = lua::runtime::call_batch(&mut g.batch, &mut pctx).map(|_| ());
+                clock = Some(self.observe_batch(&snap, &g, phase, started, result.is_err()));
+                let at = g.members.position(g.batch.reached());
+                n = if result.is_ok() { g.next } else { at + 1 };
+                (ran[at], result)
+            } else if let Some(instance) = single {
+                let i = ran[n];
+                n += 1;
+                let result = match phase {
+                    Phase::HeaderFilter => instance.header_filter(&mut pctx),
+                    Phase::BodyFilter => instance.body_filter(&mut pctx),
+                    _ => instance.log(&mut pctx),
+                };
+                clock = Some(self.observe(&snap, i, phase, started, result.is_err()));
+                (i, result)
+            } else {
+                n += 1;
+                continue;
             };
-            clock = Some(self.observe(&snap, i, phase, started, result.is_err()));
             if let Err(e) = result {
+                let name = &snap.config.plugins[i].name;
                 tracing::error!(plugin = %name, phase = phase.as_str(), error = %e, "plugin failed");
                 ok = false;
                 if phase != Phase::Log {

@@ -136,6 +136,10 @@ impl Instance for LuaInstance {
     fn log(&self, ctx: &mut PhaseCtx<'_>) -> Result<(), PluginError> {
         runtime::call(self, ctx).map(|_| ())
     }
+
+    fn as_lua(&self) -> Option<&LuaInstance> {
+        Some(self)
+    }
 }
 
 /// Checks custom plugins and validates their instances' configs while a snapshot compiles.

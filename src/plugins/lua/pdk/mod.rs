@@ -3,6 +3,7 @@
 //! through [`with_current`]; outside a call the functions raise an error.
 
 mod client;
+mod current;
 mod entity_table;
 mod header_table;
 mod ngx;
@@ -11,87 +12,13 @@ mod response;
 mod service;
 mod tables;
 
-use std::cell::RefCell;
-
 use mlua::{Function, Lua, Table, Value};
 
-use super::LuaInstance;
-use crate::plugins::PhaseCtx;
+use current::cur;
+pub use current::{enter_member, with_current};
 use header_table::headers_table;
 use tables::request_index;
 pub use tables::{RequestTables, REQUESTS};
-
-/// The request a PDK function is called for.
-struct Current {
-    /// Points to the `PhaseCtx` of the phase call in progress (see `with_current`).
-    ctx: *mut PhaseCtx<'static>,
-    inst: *const LuaInstance,
-    tables: RequestTables,
-}
-
-thread_local! {
-    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` (a phase call) with `ctx` reachable by the PDK functions.
-pub fn with_current<R>(
-    ctx: &mut PhaseCtx<'_>,
-    inst: &LuaInstance,
-    tables: RequestTables,
-    f: impl FnOnce() -> R,
-) -> R {
-    struct Reset(Option<Current>);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            CURRENT.with(|c| *c.borrow_mut() = previous);
-        }
-    }
-    let current = Current {
-        // SAFETY (of the later dereference): the pointer is only dereferenced by PDK functions
-        // called synchronously, on this thread, from inside `f`; `Reset` removes it before
-        // `with_current` returns, so it never outlives the borrow of `ctx`.
-        ctx: std::ptr::from_mut(ctx).cast::<PhaseCtx<'static>>(),
-        inst,
-        tables,
-    };
-    let previous = CURRENT.with(|c| c.borrow_mut().replace(current));
-    let _reset = Reset(previous);
-    f()
-}
-
-/// Calls `f` with the current request; an error when no phase call is in progress.
-fn cur<R>(
-    f: impl FnOnce(&mut PhaseCtx<'_>, &LuaInstance, &RequestTables) -> mlua::Result<R>,
-) -> mlua::Result<R> {
-    CURRENT.with(|c| {
-        let guard = c.borrow();
-        let Some(current) = guard.as_ref() else {
-            return Err(mlua::Error::runtime(
-                "this function can only be called while a request is processed",
-            ));
-        };
-        // A PDK function whose work runs plugin code (a metamethod of an argument) must not
-        // reach the request again from there: that would be a second `&mut PhaseCtx`.
-        if IN_CUR.with(|b| b.replace(true)) {
-            return Err(mlua::Error::runtime(
-                "a PDK function cannot be called from a metamethod run by another PDK function",
-            ));
-        }
-        struct Leave;
-        impl Drop for Leave {
-            fn drop(&mut self) {
-                IN_CUR.with(|b| b.set(false));
-            }
-        }
-        let _leave = Leave;
-        // SAFETY: see `with_current`: the pointee outlives this synchronous call, and `IN_CUR`
-        // makes this the only reference to it while `f` runs.
-        let ctx = unsafe { &mut *current.ctx };
-        let inst = unsafe { &*current.inst };
-        f(ctx, inst, &current.tables)
-    })
-}
 
 /// The request whose phase call may wait for I/O now: rewrite, access and response calls run
 /// as coroutines (see `runtime`); None in other phases and outside calls.
@@ -137,22 +64,13 @@ pub fn as_init_worker<R>(f: impl FnOnce() -> R) -> R {
 /// `ngx.get_phase()`: the phase of the call in progress; `init_worker` while a handler's
 /// init_worker runs, `init` while plugin code loads.
 pub(crate) fn phase_name() -> &'static str {
-    CURRENT.with(|c| match c.borrow().as_ref() {
-        // SAFETY: as in `cur`: the pointee lives while the call is in progress; only a field
-        // is read.
+    match current::phase() {
         // Kong runs `response` inside nginx's access phase.
-        Some(current) => match unsafe { (*current.ctx).phase } {
-            crate::plugins::Phase::Response => "access",
-            phase => phase.as_str(),
-        },
+        Some(crate::plugins::Phase::Response) => "access",
+        Some(phase) => phase.as_str(),
         None if IN_INIT_WORKER.with(|b| b.get()) => "init_worker",
         None => "init",
-    })
-}
-
-thread_local! {
-    /// A PDK function holds the request (`cur` is running).
-    static IN_CUR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
 }
 
 /// Registers a Rust function under `name` in `t`; its errors reach Lua as plain strings, as

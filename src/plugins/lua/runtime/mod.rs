@@ -13,13 +13,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mlua::thread::ThreadStatus;
-use mlua::{Function, IntoLuaMulti, RegistryKey, Table, Thread, Value};
+use mlua::{Function, RegistryKey, Table, Thread, Value};
 use rustc_hash::FxHashMap;
 
+mod batch;
+mod calls;
 mod handlers;
 
 use super::{io, pdk, sandbox, LuaInstance, LuaPlugin};
-use crate::plugins::{Flow, Phase, PhaseCtx, PluginError};
+use crate::plugins::{Phase, PhaseCtx};
+pub use batch::{call as call_batch, resume as resume_batch, Batch, MAX as BATCH_MAX};
+pub use calls::{call, resume};
 pub(super) use handlers::{init_worker, load_handler};
 use handlers::{Call, Loaded, Methods, Resolved};
 
@@ -51,6 +55,11 @@ struct Worker {
     /// does not wait with its three values pushed from their registry keys. A tail call, so
     /// that `error(msg, 2)` in the method names no position, as when Rust called it directly.
     invoke: Function,
+    /// generation → instance index → what the batch dispatchers call (`batch::entry`).
+    entries: Table,
+    /// The batch dispatchers (batch.rs) for the phases that do not wait and those that may.
+    plain_dispatch: Function,
+    waiting_dispatch: Function,
     /// Finished coroutines, reset and reused for the next calls that may wait.
     spare: Vec<Thread>,
     /// The instances of one generation (the newest that called) already resolved, by instance
@@ -121,6 +130,8 @@ impl Worker {
             .set_name("=invoke")
             .set_mode(mlua::chunk::ChunkMode::Text)
             .into_function()?;
+        let entries = lua.create_table()?;
+        let (plain_dispatch, waiting_dispatch) = batch::dispatchers(&lua, &run, &entries)?;
         let memory = Arc::new(AtomicUsize::new(lua.used_memory()));
         if let Ok(mut all) = VM_MEMORY.lock() {
             all.push(memory.clone());
@@ -136,6 +147,9 @@ impl Worker {
             run,
             states,
             invoke,
+            entries,
+            plain_dispatch,
+            waiting_dispatch,
             spare: Vec::new(),
             resolved: Vec::new(),
             resolved_generation: 0,
@@ -187,6 +201,7 @@ impl Worker {
             methods,
             conf,
         };
+        self.publish(inst, &r)?;
         if inst.generation >= self.resolved_generation {
             if inst.generation > self.resolved_generation {
                 self.resolved.clear();
@@ -198,6 +213,38 @@ impl Worker {
             self.resolved[inst.index] = Some(r.clone());
         }
         Ok(r.call(phase))
+    }
+
+    /// Writes the instance's entry for the batch dispatchers, unless it has one.
+    fn publish(&self, inst: &LuaInstance, r: &Resolved) -> mlua::Result<()> {
+        let generation = inst.generation as f64;
+        let of_generation = match self.entries.raw_get::<Option<Table>>(generation)? {
+            Some(t) => t,
+            None => {
+                let t = self.lua.create_table()?;
+                self.entries.raw_set(generation, &t)?;
+                t
+            }
+        };
+        if of_generation.raw_get::<Value>(inst.index)? != Value::Nil {
+            return Ok(());
+        }
+        let methods = r
+            .methods
+            .iter()
+            .map(|m| {
+                m.as_deref()
+                    .map(|k| self.lua.registry_value::<Value>(k))
+                    .transpose()
+            })
+            .collect::<mlua::Result<Vec<_>>>()?;
+        let entry = batch::entry(
+            &self.lua,
+            &methods,
+            self.lua.registry_value(&r.handler)?,
+            self.lua.registry_value(&r.conf)?,
+        )?;
+        of_generation.raw_set(inst.index, entry)
     }
 
     /// The handler table's key and its phase methods (None where the handler lacks one).
@@ -289,11 +336,16 @@ impl Worker {
 
     /// A coroutine for a phase call that may wait, running wait.lua's scheduler.
     fn thread(&mut self) -> mlua::Result<Thread> {
+        self.thread_running(self.run.clone())
+    }
+
+    /// A coroutine (a spare one reset, or a new one) that runs `body`.
+    fn thread_running(&mut self, body: Function) -> mlua::Result<Thread> {
         if let Some(t) = self.spare.pop() {
-            t.reset(self.run.clone())?;
+            t.reset(body)?;
             return Ok(t);
         }
-        self.lua.create_thread(self.run.clone())
+        self.lua.create_thread(body)
     }
 
     /// Keeps a finished coroutine for reuse (a few per worker).
@@ -327,6 +379,7 @@ impl Worker {
         }
         for g in &idle {
             self.active.remove(g);
+            let _ = self.entries.raw_set(*g as f64, Value::Nil);
         }
         let oldest_live = self.active.keys().copied().min().unwrap_or(newest);
         if self.resolved_generation < oldest_live {
@@ -345,174 +398,6 @@ impl Worker {
             keep
         });
         self.lua.expire_registry_values();
-    }
-}
-
-/// Runs one phase of a Lua instance on this thread's VM. In the phases that may wait (rewrite,
-/// access, response) the handler runs as a coroutine under wait.lua's scheduler and may return
-/// [`Flow::Wait`]; the caller then awaits the request's I/O and calls [`resume`].
-pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
-    WORKER.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(
-                Worker::new().map_err(|e| PluginError(format!("cannot start the Lua VM: {e}")))?,
-            );
-        }
-        let Some(worker) = slot.as_mut() else {
-            return Err(PluginError("no Lua VM".into()));
-        };
-        let phase = ctx.phase;
-        worker.register_request(ctx);
-        let Call {
-            handler,
-            method,
-            conf,
-        } = worker
-            .resolve(inst, phase)
-            .map_err(|e| PluginError(describe(inst, phase, &e)))?;
-        let Some(method) = method else {
-            return Ok(Flow::Continue);
-        };
-        ctx.state.exit = None;
-        if may_wait(phase) {
-            ctx.state.lua_spent = std::time::Duration::ZERO;
-            let thread = worker
-                .thread()
-                .map_err(|e| PluginError(describe(inst, phase, &e)))?;
-            let id = ctx.state.id as f64;
-            return step(
-                worker,
-                inst,
-                ctx,
-                thread,
-                (id, &*method, &*handler, &*conf),
-                false,
-            );
-        }
-        let tables = worker.tables(ctx);
-        let started = ctx.started;
-        let result = pdk::with_current(ctx, inst, tables, || {
-            sandbox::with_budget_left(started, sandbox::limits().cpu_budget, || {
-                worker.invoke.call::<()>((&*method, &*handler, &*conf))
-            })
-        });
-        finish(worker, inst, ctx, result.map(|_| ()))
-    })
-}
-
-/// Continues a call that returned [`Flow::Wait`] with the operation that finished.
-pub fn resume(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginError> {
-    WORKER.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let Some(worker) = slot.as_mut() else {
-            return Err(PluginError("no Lua VM".into()));
-        };
-        let id = ctx.state.id;
-        let thread = match worker.waiting.raw_get::<Value>(id) {
-            Ok(Value::Thread(t)) => t,
-            _ => return Err(PluginError("no call of this request is waiting".into())),
-        };
-        let _ = worker.waiting.raw_set(id, Value::Nil);
-        let Some((ticket, outcome)) = ctx.state.io.as_mut().and_then(|io| io.take_done()) else {
-            return Err(PluginError("resumed without a finished operation".into()));
-        };
-        let args = io::outcome_values(&worker.lua, outcome).map(|mut v| {
-            v.push_front(Value::Number(ticket as f64));
-            v
-        });
-        let args = args.map_err(|e| PluginError(describe(inst, ctx.phase, &e)))?;
-        step(worker, inst, ctx, thread, args, true)
-    })
-}
-
-/// Whether plugin code may wait in `phase` (OpenResty's yieldable contexts; Kong runs
-/// `response` inside nginx's access phase).
-fn may_wait(phase: Phase) -> bool {
-    matches!(phase, Phase::Rewrite | Phase::Access | Phase::Response)
-}
-
-/// Resumes a call's coroutine with `args` under what is left of its CPU budget (only the time
-/// spent inside resumes counts; waiting does not). The first resume is timed on the wall
-/// clock (an upper bound of its CPU time, and free: most calls never wait); the resumes after
-/// a wait, already on the path of an I/O operation, read the thread's CPU clock.
-fn step(
-    worker: &mut Worker,
-    inst: &LuaInstance,
-    ctx: &mut PhaseCtx<'_>,
-    thread: Thread,
-    args: impl IntoLuaMulti,
-    after_wait: bool,
-) -> Result<Flow, PluginError> {
-    let left = sandbox::limits()
-        .cpu_budget
-        .saturating_sub(ctx.state.lua_spent);
-    let tables = worker.tables(ctx);
-    // The first resume began with the phase call, whose caller read the clock.
-    let started = if after_wait {
-        std::time::Instant::now()
-    } else {
-        ctx.started
-    };
-    let cpu_started = after_wait.then(sandbox::budget::thread_cpu_time);
-    let result = pdk::with_current(ctx, inst, tables, || {
-        sandbox::with_budget_left(started, left, || thread.resume::<()>(args))
-    });
-    if result.is_ok() && thread.status() == ThreadStatus::Resumable && ctx.state.exit.is_none() {
-        // Only a call that waits needs what it has spent (its budget after the wait).
-        ctx.state.lua_spent += match cpu_started {
-            Some(at) => sandbox::budget::thread_cpu_time().saturating_sub(at),
-            None => started.elapsed(),
-        };
-        worker
-            .memory
-            .store(worker.lua.used_memory(), Ordering::Relaxed);
-        if let Err(e) = worker.waiting.raw_set(ctx.state.id, thread) {
-            return Err(PluginError(describe(inst, ctx.phase, &e)));
-        }
-        return Ok(Flow::Wait);
-    }
-    // The call is over: what its threads still had running is cancelled.
-    if let Some(io) = ctx.state.io.as_mut() {
-        io.cancel_all();
-    }
-    if result.is_ok() {
-        worker.recycle(thread);
-    }
-    finish(worker, inst, ctx, result.map(|_| ()))
-}
-
-/// The end of a phase call: its exit, its error, or on to the next plugin.
-fn finish(
-    worker: &mut Worker,
-    inst: &LuaInstance,
-    ctx: &mut PhaseCtx<'_>,
-    result: mlua::Result<()>,
-) -> Result<Flow, PluginError> {
-    worker
-        .memory
-        .store(worker.lua.used_memory(), Ordering::Relaxed);
-    // `kong.response.exit` records the response and raises an error to stop the handler.
-    if let Some(exit) = ctx.state.exit.take() {
-        return Ok(Flow::Exit(exit));
-    }
-    match result {
-        Ok(()) => Ok(Flow::Continue),
-        Err(e) => {
-            if is_memory_error(&e) {
-                worker.after_memory_error();
-            }
-            Err(PluginError(describe(inst, ctx.phase, &e)))
-        }
-    }
-}
-
-/// Whether a call failed because the VM's memory limit was reached.
-fn is_memory_error(e: &mlua::Error) -> bool {
-    match e {
-        mlua::Error::MemoryError(_) => true,
-        mlua::Error::CallbackError { cause, .. } => is_memory_error(cause),
-        other => other.to_string().contains("not enough memory"),
     }
 }
 
@@ -548,21 +433,4 @@ pub fn shared_ctx(id: u64) -> Result<Option<serde_json::Value>, String> {
         // The conversion may run plugin metamethods (__len, __index): under a budget.
         sandbox::with_budget(|| super::util::lua_to_json(&shared)).map(Some)
     })
-}
-
-/// "plugin P, phase X: <Lua error with its chunk:line>"
-fn describe(inst: &LuaInstance, phase: Phase, e: &mlua::Error) -> String {
-    let msg = match e {
-        mlua::Error::CallbackError { cause, traceback } => {
-            format!("{cause}\n{traceback}")
-        }
-        other => other.to_string(),
-    };
-    let first = super::with_hint(msg.lines().next().unwrap_or(""));
-    format!(
-        "plugin {} ({}), phase {}: {first}",
-        inst.name,
-        inst.plugin.name,
-        phase.as_str()
-    )
 }

@@ -95,6 +95,28 @@ pub fn with_budget_since<R>(start: Instant, limit: Duration, f: impl FnOnce() ->
     f()
 }
 
+/// Gives the running call a fresh budget of `limit` from `start`: the next plugin of a batch
+/// (`runtime::Batch`), whose calls each have a budget of their own. No effect when no budget
+/// is armed, or when the budget is spent (an overrun stays one until the call returns to Rust).
+pub fn restart(start: Instant, limit: Duration) {
+    let next_check = start + limit;
+    let armed = ARMED.with(|a| {
+        if a.get().is_none_or(|armed| armed.expired.is_some()) {
+            return false;
+        }
+        a.set(Some(Armed {
+            cpu_deadline: None,
+            limit,
+            next_check,
+            expired: None,
+        }));
+        true
+    });
+    if armed {
+        super::watchdog::begin(next_check);
+    }
+}
+
 /// Fails once the running call has spent its budget (and from then on); succeeds when no
 /// budget is armed.
 pub fn check() -> Result<(), Exceeded> {

@@ -94,6 +94,9 @@ pub const WAIT: &str = "sluice.io.wait";
 /// Named registry value: LuaJIT's own `coroutine.resume` (wait.lua's scheduler receives the
 /// waits that the sandbox's version passes up).
 pub const RAW_RESUME: &str = "sluice.raw_resume";
+/// Named registry value: LuaJIT's own `pcall` (the batch dispatcher re-raises what it
+/// catches, so it needs none of the guards).
+pub const RAW_PCALL: &str = "sluice.raw_pcall";
 /// Named registry value: the native stack and budget check the guards run before calling
 /// back into Lua.
 pub const CHECK: &str = "sluice.check";
@@ -224,6 +227,7 @@ fn install_guards(lua: &Lua, globals: &Table) -> mlua::Result<()> {
     let wait = lua.create_table()?;
     lua.set_named_registry_value(WAIT, wait.clone())?;
     lua.set_named_registry_value(RAW_RESUME, coroutine.get::<Function>("resume")?)?;
+    lua.set_named_registry_value(RAW_PCALL, globals.get::<Function>("pcall")?)?;
     lua.set_named_registry_value(CHECK, check.clone())?;
     let guards: Table = lua
         .load(include_str!("guards.lua"))
