@@ -38,6 +38,16 @@ pub(super) struct Gathered<'s> {
 }
 
 impl<'s> Gathered<'s> {
+    /// The position to go on from once the batch has run: after it, or at the member it
+    /// stopped short of (one the runtime could not prepare, which then fails on its own).
+    pub(super) fn resume_at(&self) -> usize {
+        if self.batch.len() < self.members.len {
+            self.members.position(self.batch.len())
+        } else {
+            self.next
+        }
+    }
+
     /// Gathers a batch from `items` (position, instance index; None for an item that cannot
     /// join a batch), if the first item is a Lua instance of `phase` and at least two join (a
     /// single instance takes the ordinary call). Items whose instance is disabled or does not

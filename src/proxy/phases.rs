@@ -170,7 +170,7 @@ impl Gateway {
         let ended = self.observe_batch(&snap, &g, phase, started, result.is_err());
         let at = g.members.position(g.batch.reached());
         let exit = self.after_request_call(session, ctx, chain, at, phase, result);
-        ((ended, g.next), exit)
+        ((ended, g.resume_at()), exit)
     }
 
     /// The first call or a resume of `instance` in a request phase.
@@ -479,7 +479,11 @@ impl Gateway {
                 let result = lua::runtime::call_batch(&mut g.batch, &mut pctx).map(|_| ());
                 clock = Some(self.observe_batch(&snap, &g, phase, started, result.is_err()));
                 let at = g.members.position(g.batch.reached());
-                n = if result.is_ok() { g.next } else { at + 1 };
+                n = if result.is_ok() {
+                    g.resume_at()
+                } else {
+                    at + 1
+                };
                 (ran[at], result)
             } else if let Some(instance) = single {
                 let i = ran[n];
