@@ -200,7 +200,7 @@ pub fn call(batch: &mut Batch<'_>, ctx: &mut PhaseCtx<'_>) -> Result<Flow, Plugi
         // cannot be, which then fails on its own call.
         for j in 0..batch.len {
             let Some(inst) = batch.insts[j] else { break };
-            if let Err(e) = worker.resolve(inst, phase) {
+            if let Err(e) = worker.prepare(inst) {
                 if j == 0 {
                     return Err(PluginError(describe(first, phase, &e)));
                 }

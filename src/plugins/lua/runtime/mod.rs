@@ -186,6 +186,17 @@ impl Worker {
             .collect()
     }
 
+    /// Makes sure the instance is resolved (its handler loaded, its dispatcher entry written),
+    /// without taking what a call needs: the batch dispatcher finds that in `entries`.
+    fn prepare(&mut self, inst: &LuaInstance) -> mlua::Result<()> {
+        if inst.generation == self.resolved_generation
+            && matches!(self.resolved.get(inst.index), Some(Some(_)))
+        {
+            return Ok(());
+        }
+        self.resolve(inst, Phase::Access).map(|_| ())
+    }
+
     /// What a call of the instance in `phase` needs: from `resolved` when the instance is of
     /// its generation and was called before, else found (its handler loaded) and kept there.
     fn resolve(&mut self, inst: &LuaInstance, phase: Phase) -> mlua::Result<Call> {

@@ -213,8 +213,11 @@ pub fn begin(deadline: Instant) {
         .try_into()
         .unwrap_or(u64::MAX)
         .max(1);
-    // Only a thread that is exiting has no watch left; its calls go unwatched.
-    let _ = WATCH.try_with(|w| w.deadline.store(ns, Ordering::SeqCst));
+    // Only a thread that is exiting has no watch left; its calls go unwatched. A release
+    // store is enough: a watchdog that still sees the previous deadline either finds no call
+    // (and looks again next round) or sets the hook on a call within its budget, whose checks
+    // then pass. Only `disarm`'s store must be ordered before its load of the hook state.
+    let _ = WATCH.try_with(|w| w.deadline.store(ns, Ordering::Release));
 }
 
 /// Marks the end of this thread's outermost call (removing the hook if the watchdog set it).
