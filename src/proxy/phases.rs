@@ -72,14 +72,13 @@ impl Gateway {
                 batch::Gathered::gather(&snap, phase, batch::links(&snap, chain, n, phase))
             {
                 let started = clock.unwrap_or_else(Instant::now);
-                let (ended, exit) = self
+                match self
                     .run_request_batch(session, ctx, chain, phase, g, started)
-                    .await;
-                if exit.is_some() {
-                    return exit;
+                    .await
+                {
+                    Ok((ended, next)) => (clock, n) = (Some(ended), next),
+                    Err(exit) => return Some(exit),
                 }
-                clock = Some(ended.0);
-                n = ended.1;
                 continue;
             }
             let link = &chain[n];
@@ -127,8 +126,8 @@ impl Gateway {
     }
 
     /// Runs a batch of Lua instances gathered from `chain` in rewrite or access. Returns when
-    /// the last member ended and the index of the next link, or the response to send instead
-    /// of proxying.
+    /// the last member ended and the index of the link to go on from, or the response to send
+    /// instead of proxying.
     async fn run_request_batch(
         &self,
         session: &mut Session,
@@ -137,7 +136,7 @@ impl Gateway {
         phase: Phase,
         mut g: Box<batch::Gathered<'_>>,
         started: Instant,
-    ) -> ((Instant, usize), Option<Exit>) {
+    ) -> Result<(Instant, usize), Exit> {
         let snap = ctx.snap.clone();
         if phase == Phase::Access {
             // Recorded for the response phases, as each is when reached (a member's exit
@@ -169,8 +168,10 @@ impl Gateway {
         .await;
         let ended = self.observe_batch(&snap, &g, phase, started, result.is_err());
         let at = g.members.position(g.batch.reached());
-        let exit = self.after_request_call(session, ctx, chain, at, phase, result);
-        ((ended, g.resume_at()), exit)
+        match self.after_request_call(session, ctx, chain, at, phase, result) {
+            Some(exit) => Err(exit),
+            None => Ok((ended, g.resume_at())),
+        }
     }
 
     /// The first call or a resume of `instance` in a request phase.
