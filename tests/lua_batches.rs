@@ -7,7 +7,7 @@ mod common;
 use common::{render, Proxy, Upstream};
 use sluice::plugins::lua::embed;
 
-/// A plugin whose `config.action` says what its access does: `none`, `sleep` (waits 10 ms),
+/// A plugin whose `config.action` says what its access does: `none`, `sleep` (waits 50 ms),
 /// `exit` (418), `fail`, `spin` (never returns), `consumer` (authenticates as `alice`);
 /// `config.fail_in` fails another phase. It notes its name in `kong.ctx.shared.seen`.
 const HANDLER: &str = r#"
@@ -20,7 +20,7 @@ function P:access(conf)
   kong.ctx.shared.seen = seen
   local action = conf.action
   if action == "sleep" then
-    ngx.sleep(0.01)
+    ngx.sleep(0.05)
   elseif action == "exit" then
     return kong.response.exit(418, { by = NAME })
   elseif action == "fail" then
@@ -116,7 +116,8 @@ async fn plugins_run_in_order_each_with_its_own_ctx_even_across_a_wait() {
             assert_eq!(r.header(&format!("x-hf-{name}")), Some(want.as_str()));
         }
     }
-    // Each plugin's own latency: b waited 10 ms, the others did not wait.
+    // Each plugin's own latency: b waited 50 ms, the others did not wait (c would have to
+    // be held up for 150 ms to read as slow as b).
     let metrics = proxy.admin("GET", "/metrics", "").await.text();
     let sum = |p: &str| {
         let key = format!("sluice_plugin_phase_latency_ms_sum{{phase=\"access\",plugin=\"{p}\"}}");
@@ -130,7 +131,7 @@ async fn plugins_run_in_order_each_with_its_own_ctx_even_across_a_wait() {
             assert_eq!(metric(&metrics, &key), Some(3.0), "{key} in\n{metrics}");
         }
     }
-    assert!(sum("b") >= 30.0, "b's three sleeps: {}", sum("b"));
+    assert!(sum("b") >= 150.0, "b's three sleeps: {}", sum("b"));
     assert!(
         sum("c") < sum("b"),
         "c ({}) timed apart from b ({})",
