@@ -91,11 +91,24 @@ fn config(configs: [&str; 4], up: &Upstream) -> String {
     )
 }
 
-fn metric(metrics: &str, key: &str) -> Option<f64> {
+/// The value of `sluice_plugin_<name>{phase,plugin}` in a Prometheus exposition.
+fn plugin_metric(metrics: &str, name: &str, plugin: &str, phase: &str) -> Option<f64> {
+    let key = format!("sluice_plugin_{name}{{phase=\"{phase}\",plugin=\"{plugin}\"}}");
     metrics
         .lines()
-        .find(|l| l.starts_with(key) && l[key.len()..].starts_with(' '))
+        .find(|l| l.starts_with(&key) && l[key.len()..].starts_with(' '))
         .and_then(|l| l[key.len()..].trim().parse().ok())
+}
+
+/// The first log line that holds `needle`, once the proxy has written one.
+async fn logged_line(proxy: &Proxy, needle: &str) -> String {
+    assert!(proxy.wait_stderr(needle).await, "{}", proxy.stderr());
+    proxy
+        .stderr()
+        .lines()
+        .find(|l| l.contains(needle))
+        .map(str::to_string)
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -120,15 +133,13 @@ async fn plugins_run_in_order_each_with_its_own_ctx_even_across_a_wait() {
     // be held up for 150 ms to read as slow as b).
     let metrics = proxy.admin("GET", "/metrics", "").await.text();
     let sum = |p: &str| {
-        let key = format!("sluice_plugin_phase_latency_ms_sum{{phase=\"access\",plugin=\"{p}\"}}");
-        metric(&metrics, &key).unwrap_or_else(|| panic!("{key} in\n{metrics}"))
+        plugin_metric(&metrics, "phase_latency_ms_sum", p, "access")
+            .unwrap_or_else(|| panic!("{p}'s access sum in\n{metrics}"))
     };
     for name in ["a", "b", "c", "d"] {
         for phase in ["access", "header_filter"] {
-            let key = format!(
-                "sluice_plugin_phase_latency_ms_count{{phase=\"{phase}\",plugin=\"{name}\"}}"
-            );
-            assert_eq!(metric(&metrics, &key), Some(3.0), "{key} in\n{metrics}");
+            let count = plugin_metric(&metrics, "phase_latency_ms_count", name, phase);
+            assert_eq!(count, Some(3.0), "{name} {phase} in\n{metrics}");
         }
     }
     assert!(sum("b") >= 150.0, "b's three sleeps: {}", sum("b"));
@@ -166,33 +177,13 @@ async fn a_failure_in_the_middle_fails_the_request_and_names_its_plugin() {
         up.seen().is_empty(),
         "fails closed: nothing reaches the upstream"
     );
-    assert!(
-        proxy.wait_stderr("access failure in b").await,
-        "{}",
-        proxy.stderr()
-    );
-    let line = proxy
-        .stderr()
-        .lines()
-        .find(|l| l.contains("access failure in b"))
-        .map(str::to_string)
-        .unwrap_or_default();
+    let line = logged_line(&proxy, "access failure in b").await;
     assert!(line.contains("plugin b (b), phase access"), "{line}");
     let metrics = proxy.admin("GET", "/metrics", "").await.text();
-    let errors = |p: &str, phase: &str| {
-        metric(
-            &metrics,
-            &format!("sluice_plugin_errors_total{{phase=\"{phase}\",plugin=\"{p}\"}}"),
-        )
-    };
+    let errors = |p: &str, phase: &str| plugin_metric(&metrics, "errors_total", p, phase);
     assert_eq!(errors("b", "access"), Some(1.0), "{metrics}");
     assert_eq!(errors("a", "access"), None, "{metrics}");
-    let count = |p: &str| {
-        metric(
-            &metrics,
-            &format!("sluice_plugin_phase_latency_ms_count{{phase=\"access\",plugin=\"{p}\"}}"),
-        )
-    };
+    let count = |p: &str| plugin_metric(&metrics, "phase_latency_ms_count", p, "access");
     assert_eq!(
         (count("a"), count("b"), count("c")),
         (Some(1.0), Some(1.0), None)
@@ -216,12 +207,7 @@ async fn a_header_filter_failure_stops_the_later_ones_and_a_log_failure_does_not
         proxy.stderr()
     );
     let metrics = proxy.admin("GET", "/metrics", "").await.text();
-    let count = |p: &str, phase: &str| {
-        metric(
-            &metrics,
-            &format!("sluice_plugin_phase_latency_ms_count{{phase=\"{phase}\",plugin=\"{p}\"}}"),
-        )
-    };
+    let count = |p: &str, phase: &str| plugin_metric(&metrics, "phase_latency_ms_count", p, phase);
     // header_filter: a ran, b failed, c and d did not run.
     assert_eq!(count("b", "header_filter"), Some(1.0), "{metrics}");
     assert_eq!(count("c", "header_filter"), None, "{metrics}");
@@ -278,17 +264,7 @@ async fn an_error_raised_at_the_callers_level_names_no_position() {
     let proxy = Proxy::start(&cfg).await;
     let r = proxy.get("/r", &[]).await;
     assert_eq!(r.status, 500, "{}", r.text());
-    assert!(
-        proxy.wait_stderr("caller-level failure in b").await,
-        "{}",
-        proxy.stderr()
-    );
-    let line = proxy
-        .stderr()
-        .lines()
-        .find(|l| l.contains("caller-level failure in b"))
-        .map(str::to_string)
-        .unwrap_or_default();
+    let line = logged_line(&proxy, "caller-level failure in b").await;
     assert!(
         line.contains("phase header_filter: runtime error: caller-level failure in b"),
         "{line}"

@@ -42,6 +42,7 @@ use crate::plugins::{Exit, Phase, RequestState};
 use crate::router::{normalize_path, RequestInfo, RouteMatch};
 use crate::snapshot::{ServiceRt, Snapshot};
 use headers::{names, PutNamed};
+pub use observe::InflightGuard;
 pub use request_body::MAX_PLUGIN_BODY;
 use respond::{messages, write_exit, VIA};
 use transport::{bodiless, chunked_if_unsized, scheme, server_name, upstream_tls_and_version};
@@ -78,24 +79,6 @@ impl Gateway {
     /// The number of requests being served, for draining at shutdown.
     pub fn inflight(&self) -> Arc<AtomicUsize> {
         self.inflight.clone()
-    }
-}
-
-/// Counts a request as in flight for as long as its context lives.
-pub struct InflightGuard(Arc<AtomicUsize>);
-
-impl InflightGuard {
-    fn new(counter: &Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::connections::request(true);
-        InflightGuard(counter.clone())
-    }
-}
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-        crate::metrics::connections::request(false);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::sync::Arc;
 
 use pingora::proxy::Session;
@@ -192,5 +192,23 @@ impl Gateway {
         log.request_size = head + down.body_bytes_read();
         log.request_ms = ctx.started.elapsed().as_millis() as u64;
         log.upstream_ms = ctx.upstream_latency.map(|d| d.as_millis() as u64);
+    }
+}
+
+/// Counts a request as in flight for as long as its context lives.
+pub struct InflightGuard(Arc<AtomicUsize>);
+
+impl InflightGuard {
+    pub(super) fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::connections::request(true);
+        InflightGuard(counter.clone())
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+        crate::metrics::connections::request(false);
     }
 }

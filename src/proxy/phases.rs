@@ -455,16 +455,15 @@ impl Gateway {
         let mut clock = None;
         let mut n = 0;
         while n < ran.len() {
+            let Some(instance) = snap.instances[ran[n]]
+                .as_ref()
+                .filter(|inst| inst.phases().contains(&phase))
+            else {
+                n += 1;
+                continue;
+            };
             let items = ran[n..].iter().enumerate().map(|(k, &i)| (n + k, Some(i)));
             let gathered = batch::Gathered::gather(&snap, phase, items);
-            let single = match (&gathered, &snap.instances[ran[n]]) {
-                (Some(_), _) => None,
-                (None, Some(instance)) if instance.phases().contains(&phase) => Some(instance),
-                (None, _) => {
-                    n += 1;
-                    continue;
-                }
-            };
             let started = clock.unwrap_or_else(Instant::now);
             let mut pctx = PhaseCtx {
                 phase,
@@ -486,7 +485,7 @@ impl Gateway {
                     at + 1
                 };
                 (ran[at], result)
-            } else if let Some(instance) = single {
+            } else {
                 let i = ran[n];
                 n += 1;
                 let result = match phase {
@@ -496,9 +495,6 @@ impl Gateway {
                 };
                 clock = Some(self.observe(&snap, i, phase, started, result.is_err()));
                 (i, result)
-            } else {
-                n += 1;
-                continue;
             };
             if let Err(e) = result {
                 let name = &snap.config.plugins[i].name;
