@@ -1125,7 +1125,7 @@ def parse_args(argv):
     p.add_argument("--reload-interval", type=float, default=1.0, help="seconds between POSTs (1)")
     p.add_argument("--sanity-sample", type=int, default=200,
                    help="requests of the route list checked before measuring (200)")
-    p.add_argument("--proxy", default=None, help="the gateway binary (default target/release/proxy)")
+    p.add_argument("--proxy", default=None, help="the gateway binary (default target/dist/proxy, scripts/build-dist)")
     p.add_argument("--no-results", action="store_true", help="do not rewrite bench/RESULTS.md")
     p.add_argument("--results", default=os.path.join(BENCH, "RESULTS.md"), help=argparse.SUPPRESS)
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -1137,7 +1137,7 @@ def parse_args(argv):
     a.duration = a.duration or (3 if a.quick else 10)
     a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    a.proxy = os.path.abspath(a.proxy or os.path.join(target, "release", "proxy"))
+    a.proxy = os.path.abspath(a.proxy or os.path.join(target, "dist", "proxy"))
     return a
 
 
@@ -1160,7 +1160,7 @@ def main(argv):
         if not shutil.which(tool):
             sys.exit("%s not found: run bench/run, which installs it" % tool)
     if not os.access(args.proxy, os.X_OK):
-        sys.exit("%s not found: build it (cargo build --release) or pass --proxy" % args.proxy)
+        sys.exit("%s not found: build it (scripts/build-dist) or pass --proxy" % args.proxy)
     # the orchestrator itself (and the reload POSTs) stays off the server core
     os.sched_setaffinity(0, {args.load_cpu})
 

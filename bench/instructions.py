@@ -16,7 +16,7 @@ Caveat: valgrind counts each iteration of `rep movsb` as one instruction, so lar
 (a 7 KB future moved twice per request) weigh more here than in CPU time.
 
 Usage: bench/instructions.py [--requests N] [--warmup W] [--only plain,lua1,lua10]
-                             [--proxy target/release/proxy] [--keep] [--no-results]
+                             [--proxy target/dist/proxy] [--keep] [--no-results]
 Writes its table between the <!-- instructions --> markers of bench/RESULTS.md and prints it.
 With --keep, the callgrind files stay in the printed directory: `callgrind_annotate` on the
 W + N run minus the W run shows where a request's instructions go."""
@@ -113,7 +113,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3,
                     help="pairs of runs per server; the median is reported (3)")
     ap.add_argument("--only", default="", help="comma-separated: plain,lua1,lua10")
-    ap.add_argument("--proxy", default=os.path.join(ROOT, "target/release/proxy"))
+    ap.add_argument("--proxy", default=os.path.join(ROOT, "target/dist/proxy"))
     ap.add_argument("--keep", action="store_true", help="keep the callgrind files")
     ap.add_argument("--no-results", action="store_true", help="do not rewrite bench/RESULTS.md")
     args = ap.parse_args()
@@ -121,7 +121,7 @@ def main():
         if not shutil.which(tool):
             sys.exit("%s not found: apt-get install valgrind nginx libnginx-mod-http-lua" % tool)
     if not os.access(args.proxy, os.X_OK):
-        sys.exit("%s not found: cargo build --release, or pass --proxy" % args.proxy)
+        sys.exit("%s not found: scripts/build-dist, or pass --proxy" % args.proxy)
     only = [x for x in args.only.split(",") if x] or list(SCENARIOS)
     unknown = [x for x in only if x not in SCENARIOS]
     if unknown:
