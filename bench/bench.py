@@ -1024,7 +1024,7 @@ def machine():
     return [
         "- cores: %d (%s), %s memory" % (os.cpu_count(), model, mem),
         "- kernel: %s %s" % (platform.system(), platform.release()),
-        "- gateway: %s, release build of %s (built %s UTC); work tree at commit %s%s" % (
+        "- gateway: %s, binary %s (built %s UTC); work tree at commit %s%s" % (
             sh([ARGS.proxy, "--version"]) or "?", ARGS.proxy.replace(ROOT + "/", ""),
             datetime.datetime.fromtimestamp(os.path.getmtime(ARGS.proxy), datetime.timezone.utc)
             .strftime("%Y-%m-%d %H:%M"), rev or "?",
