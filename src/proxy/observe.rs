@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use pingora::proxy::Session;
@@ -200,7 +200,7 @@ pub struct InflightGuard(Arc<AtomicUsize>);
 
 impl InflightGuard {
     pub(super) fn new(counter: &Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Relaxed);
         crate::metrics::connections::request(true);
         InflightGuard(counter.clone())
     }
@@ -208,7 +208,7 @@ impl InflightGuard {
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Relaxed);
         crate::metrics::connections::request(false);
     }
 }
