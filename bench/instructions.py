@@ -113,7 +113,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3,
                     help="pairs of runs per server; the median is reported (3)")
     ap.add_argument("--only", default="", help="comma-separated: plain,lua1,lua10")
-    ap.add_argument("--proxy", default=os.path.join(ROOT, "target/dist/proxy"))
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    ap.add_argument("--proxy", default=os.path.join(target, "dist", "proxy"))
     ap.add_argument("--keep", action="store_true", help="keep the callgrind files")
     ap.add_argument("--no-results", action="store_true", help="do not rewrite bench/RESULTS.md")
     args = ap.parse_args()
