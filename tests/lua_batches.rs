@@ -206,7 +206,15 @@ async fn a_header_filter_failure_stops_the_later_ones_and_a_log_failure_does_not
         "{}",
         proxy.stderr()
     );
-    let metrics = proxy.admin("GET", "/metrics", "").await.text();
+    // d's log runs (and is timed) after c's failure is logged: ask again, a bounded number of
+    // times, until its count is there.
+    let mut metrics = proxy.admin("GET", "/metrics", "").await.text();
+    for _ in 0..100 {
+        if plugin_metric(&metrics, "phase_latency_ms_count", "d", "log").is_some() {
+            break;
+        }
+        metrics = proxy.admin("GET", "/metrics", "").await.text();
+    }
     let count = |p: &str, phase: &str| plugin_metric(&metrics, "phase_latency_ms_count", p, phase);
     // header_filter: a ran, b failed, c and d did not run.
     assert_eq!(count("b", "header_filter"), Some(1.0), "{metrics}");
