@@ -107,3 +107,87 @@ async fn idle_connections_are_closed_after_the_keepalive_idle_timeout() {
     );
     request_on_new_connection(&proxy, &upstream).await;
 }
+
+/// Reads one request header from `conn` without answering it.
+async fn read_request_header(conn: &mut TcpStream) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = timeout(BOUND, conn.read(&mut buf))
+            .await
+            .expect("a request within the bound")
+            .expect("read");
+        assert!(n > 0, "the gateway closed before sending a request");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A request without a body is proxied without the duplex pipes (vendor/pingora-proxy's
+/// `proxy_1to1_bodyless`); it must still notice a client that goes away while the upstream is
+/// slow, and give up the upstream connection rather than wait the service's 60 s read timeout.
+#[tokio::test]
+async fn a_client_gone_while_the_upstream_is_slow_closes_the_upstream_connection() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = Proxy::start(&config(upstream.local_addr().unwrap())).await;
+
+    let mut client = TcpStream::connect(proxy.addr).await.expect("connect");
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let (mut conn, _) = timeout(BOUND, upstream.accept())
+        .await
+        .expect("a connection within the bound")
+        .expect("accept");
+    read_request_header(&mut conn).await;
+    drop(client);
+    assert!(
+        closed_by_gateway(&mut conn).await,
+        "the gateway kept waiting for the upstream after its client went away"
+    );
+    request_on_new_connection(&proxy, &upstream).await;
+}
+
+/// A response that breaks off mid-body (an invalid chunk) on a connection the upstream keeps
+/// open: the gateway must close that connection, not pool it, and the next request must go on
+/// a new one.
+#[tokio::test]
+async fn a_response_broken_mid_body_is_not_pooled() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = Proxy::start(&config(upstream.local_addr().unwrap())).await;
+
+    let serve = async {
+        let (mut conn, _) = timeout(BOUND, upstream.accept())
+            .await
+            .expect("a connection within the bound")
+            .expect("accept");
+        read_request_header(&mut conn).await;
+        conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+            .await
+            .expect("write");
+        conn
+    };
+    let client = async {
+        let mut s = TcpStream::connect(proxy.addr).await.expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut out = Vec::new();
+        // The gateway ends the client's connection: the response cannot be completed.
+        timeout(BOUND, s.read_to_end(&mut out))
+            .await
+            .expect("the gateway ends the client's connection within the bound")
+            .ok();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let (mut conn, answer) = tokio::join!(serve, client);
+    assert!(
+        !answer.contains("zz"),
+        "the broken chunk was forwarded: {answer}"
+    );
+    assert!(
+        closed_by_gateway(&mut conn).await,
+        "the gateway kept a connection whose response it could not read"
+    );
+    request_on_new_connection(&proxy, &upstream).await;
+}

@@ -113,7 +113,8 @@ where
             return (false, true, Some(e));
         }
 
-        session.set_upstream_h1_upgrade_request_status(is_h1_upgrade_req(&req));
+        let upstream_upgrade = is_h1_upgrade_req(&req);
+        session.set_upstream_h1_upgrade_request_status(upstream_upgrade);
 
         session.upstream_compression.request_filter(&req);
 
@@ -124,6 +125,24 @@ where
             Err(e) => {
                 return (false, false, Some(e.into_up()));
             }
+        }
+
+        // A request whose body is already complete and empty, with nothing else to carry
+        // alongside its response, is proxied in turn on this task: no pipes, no join.
+        if !upstream_upgrade
+            && !session.is_upgrade_req()
+            && !session.cache.enabled()
+            && (session.as_http1().is_some() || session.as_http2().is_some())
+            && session.as_mut().is_body_done()
+            && session.as_mut().is_body_empty()
+        {
+            session.as_mut().enable_retry_buffering();
+            return match self.proxy_1to1_bodyless(session, client_session, ctx).await {
+                Ok((downstream_can_reuse, upstream_can_reuse)) => {
+                    (downstream_can_reuse, upstream_can_reuse, None)
+                }
+                Err(e) => (false, false, Some(e)),
+            };
         }
 
         let mut downstream_custom_message_writer = session
@@ -189,6 +208,104 @@ where
             }
             Err(e) => (false, false, Some(e)),
         }
+    }
+
+    /// [Self::proxy_1to1] for a request with an empty, complete body (most GETs), after its
+    /// header is written: the same filters and outcome, without the two task pipes and the
+    /// join of the duplex path. The (empty) body goes upstream first; then the response is read,
+    /// a batch of ready tasks at a time, and written downstream, while the downstream is watched
+    /// for the client going away. Returns whether the downstream and the upstream sessions can
+    /// be reused.
+    async fn proxy_1to1_bodyless(
+        &self,
+        session: &mut Session,
+        client_session: &mut HttpSessionV1,
+        ctx: &mut SV::CTX,
+    ) -> Result<(bool, bool)>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        let mut upstream_can_reuse = true;
+        let mut send_error = None;
+
+        let buffer = session.as_ref().get_retry_buffer();
+        let (task, _) = self.filter_request_body(session, buffer, true, ctx).await?;
+        if let Err(e) = send_body_to1(client_session, task).await {
+            // As in the duplex path: a complete response can still be forwarded, but the
+            // partially written request makes the connection unsafe to reuse.
+            warn!("send error, draining read buf: {e}");
+            upstream_can_reuse = false;
+            send_error = Some(e);
+        }
+
+        let mut response_state = ResponseStateMachine::new();
+        let mut serve_from_cache = proxy_cache::ServeFromCache::new();
+        let mut range_body_filter = proxy_cache::range_filter::RangeBodyFilter::new();
+
+        let mut watch_downstream = true;
+        while !response_state.is_done() {
+            // With the body done, the downstream read only resolves with an error (the client
+            // went away); otherwise it stays pending.
+            let first = tokio::select! {
+                biased;
+                res = client_session.read_response_task() => res,
+                res = session.downstream_session.read_body_or_idle(true), if watch_downstream => {
+                    res.map_err(|e| e.into_down())?;
+                    watch_downstream = false;
+                    continue;
+                }
+            };
+            let mut tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
+            let mut failed = false;
+            let mut push = |tasks: &mut Vec<HttpTask>, res: Result<HttpTask>| match res {
+                Ok(task) => tasks.push(task),
+                Err(e) => {
+                    // A response read error means the HTTP/1 message boundary was not
+                    // established, so the connection cannot be reused.
+                    failed = true;
+                    tasks.push(HttpTask::Failed(send_error.take().unwrap_or(e).into_up()));
+                }
+            };
+            push(&mut tasks, first);
+            // Batch what the upstream has already sent, as the duplex path's pipe does.
+            // unconstrained: now_or_never may otherwise see the coop budget's Pending.
+            while tasks.len() < TASK_BUFFER_SIZE && !tasks.last().is_some_and(HttpTask::is_end) {
+                let Some(res) =
+                    tokio::task::unconstrained(client_session.read_response_task()).now_or_never()
+                else {
+                    break;
+                };
+                push(&mut tasks, res);
+            }
+            if failed {
+                upstream_can_reuse = false;
+            }
+            let Some(response_done) = self
+                .filter_and_write_upstream_tasks(
+                    session,
+                    ctx,
+                    tasks,
+                    &mut serve_from_cache,
+                    &mut range_body_filter,
+                    &mut response_state,
+                )
+                .await?
+            else {
+                // held by the application until the response is complete
+                continue;
+            };
+            response_state.maybe_set_upstream_done(response_done);
+        }
+
+        let downstream_can_reuse = match session.as_mut().finish_body().await {
+            Ok(_) => true,
+            Err(e) => {
+                error!("Error finish sending body to downstream: {}", e);
+                false
+            }
+        };
+        Ok((downstream_can_reuse, upstream_can_reuse))
     }
 
     pub(crate) async fn proxy_to_h1_upstream(
@@ -394,6 +511,33 @@ where
             }
         }
 
+        self.filter_and_write_upstream_tasks(
+            session,
+            ctx,
+            tasks,
+            serve_from_cache,
+            range_body_filter,
+            response_state,
+        )
+        .await
+    }
+
+    /// Runs a batch of upstream tasks through the response filters and writes them downstream:
+    /// the part of [Self::process_upstream_tasks] after the batch is gathered. Returns
+    /// whether the response is done (None: nothing was written downstream).
+    async fn filter_and_write_upstream_tasks(
+        &self,
+        session: &mut Session,
+        ctx: &mut SV::CTX,
+        tasks: Vec<HttpTask>,
+        serve_from_cache: &mut ServeFromCache,
+        range_body_filter: &mut proxy_cache::range_filter::RangeBodyFilter,
+        response_state: &mut ResponseStateMachine,
+    ) -> Result<Option<bool>>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
         let tasks = match self.hold_upstream_tasks(session, ctx, tasks).await? {
             Some(tasks) => tasks,
             None => return Ok(None),
@@ -1025,11 +1169,33 @@ where
     async fn send_body_to_pipe(
         &self,
         session: &mut Session,
-        mut data: Option<Bytes>,
+        data: Option<Bytes>,
         end_of_body: bool,
         tx: mpsc::Permit<'_, HttpTask>,
         ctx: &mut SV::CTX,
     ) -> Result<bool>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        let (task, end_of_body) = self
+            .filter_request_body(session, data, end_of_body, ctx)
+            .await?;
+        if let Some(task) = task {
+            tx.send(task);
+        }
+        Ok(end_of_body)
+    }
+
+    /// Runs a piece of the request body through the request body filters: the task to send
+    /// upstream (None: nothing to send yet) and whether the downstream body is done.
+    async fn filter_request_body(
+        &self,
+        session: &mut Session,
+        mut data: Option<Bytes>,
+        end_of_body: bool,
+        ctx: &mut SV::CTX,
+    ) -> Result<(Option<HttpTask>, bool)>
     where
         SV: ProxyHttp + Send + Sync,
         SV::CTX: Send + Sync,
@@ -1058,7 +1224,7 @@ where
          * Don't write 0 bytes to the network since it will be
          * treated as the terminating chunk */
         if !upstream_end_of_body && data.as_ref().is_some_and(|d| d.is_empty()) {
-            return Ok(false);
+            return Ok((None, false));
         }
 
         debug!(
@@ -1067,13 +1233,13 @@ where
         );
 
         // upgraded body needs to be marked
-        if session.was_upgraded() {
-            tx.send(HttpTask::UpgradedBody(data, upstream_end_of_body));
+        let task = if session.was_upgraded() {
+            HttpTask::UpgradedBody(data, upstream_end_of_body)
         } else {
-            tx.send(HttpTask::Body(data, upstream_end_of_body));
-        }
+            HttpTask::Body(data, upstream_end_of_body)
+        };
 
-        Ok(end_of_body)
+        Ok((Some(task), end_of_body))
     }
 }
 
