@@ -1344,6 +1344,11 @@ impl BodyWriter {
         matches!(self.body_mode, BM::UntilClose(_))
     }
 
+    /// Whether the body is being written with chunked encoding.
+    pub fn is_chunked_encoding(&self) -> bool {
+        matches!(self.body_mode, BM::ChunkedEncoding(_))
+    }
+
     async fn do_write_body<S>(&mut self, stream: &mut S, buf: &[u8]) -> Result<Option<usize>>
     where
         S: AsyncWrite + Unpin + Send,

@@ -731,7 +731,16 @@ impl HttpSession {
             // Header already sent or should be ignored
             return Ok(());
         };
+        self.write_prepared_header(write_buf, flush, header).await
+    }
 
+    /// Writes a header [Self::prepare_response_header] serialised.
+    async fn write_prepared_header(
+        &mut self,
+        write_buf: Bytes,
+        flush: bool,
+        header: Box<ResponseHeader>,
+    ) -> Result<()> {
         match self.underlying_stream.write_all(&write_buf).await {
             Ok(()) => {
                 // flush the stream if 1xx header or there is no response body
@@ -1641,12 +1650,25 @@ impl HttpSession {
         }
 
         let mut end_stream = false;
+        // A header with body after it is held back to go out with that body in one write.
+        let mut held_header = None;
         for task in tasks.into_iter() {
             end_stream = match task {
-                HttpTask::Header(header, end_stream) => {
-                    self.write_response_header(header)
-                        .await
-                        .map_err(|e| e.into_down())?;
+                HttpTask::Header(mut header, end_stream) => {
+                    match self
+                        .prepare_response_header(&mut header)
+                        .map_err(|e| e.into_down())?
+                    {
+                        Some((write_buf, false)) if !self.body_writer.finished() => {
+                            held_header = Some((write_buf, header));
+                        }
+                        Some((write_buf, flush)) => {
+                            self.write_prepared_header(write_buf, flush, header)
+                                .await
+                                .map_err(|e| e.into_down())?;
+                        }
+                        None => {}
+                    }
                     end_stream
                 }
                 HttpTask::Body(data, end_stream) => {
@@ -1661,6 +1683,9 @@ impl HttpSession {
                 HttpTask::Done => true,
                 HttpTask::Failed(e) => {
                     // flush the data we have and quit
+                    self.write_held_header(held_header.take(), false)
+                        .await
+                        .map_err(|e| e.into_down())?;
                     self.write_body_buf().await.map_err(|e| e.into_down())?;
                     self.underlying_stream
                         .flush()
@@ -1670,12 +1695,73 @@ impl HttpSession {
                 }
             }
         }
+        self.write_held_header(held_header, end_stream)
+            .await
+            .map_err(|e| e.into_down())?;
         self.write_body_buf().await.map_err(|e| e.into_down())?;
         if end_stream {
             // no-op if body wasn't initialized or is finished already
             self.finish_body().await.map_err(|e| e.into_down())?;
         }
         Ok(end_stream || self.body_writer.finished())
+    }
+
+    /// Writes a header [Self::response_duplex_vec] held back, with the body buffered after it
+    /// (framed by the body writer; with `end_stream`, a chunked body's last chunk too) in one
+    /// write when that body fits one TLS record: over TLS each write is a record of its own,
+    /// with its own encryption and framing. A larger body is written after the header as
+    /// before.
+    async fn write_held_header(
+        &mut self,
+        held: Option<(Bytes, Box<ResponseHeader>)>,
+        end_stream: bool,
+    ) -> Result<()> {
+        /// The most plaintext one TLS record carries.
+        const COALESCE_LIMIT: usize = 16 * 1024;
+        let Some((write_buf, header)) = held else {
+            return Ok(());
+        };
+        if self.body_write_buf.len() > COALESCE_LIMIT {
+            return self.write_prepared_header(write_buf, false, header).await;
+        }
+        let mut out = Vec::with_capacity(write_buf.len() + self.body_write_buf.len() + 32);
+        out.extend_from_slice(&write_buf);
+        if !self.body_write_buf.is_empty() {
+            let body = std::mem::take(&mut self.body_write_buf);
+            let written = self.body_writer.write_body(&mut out, &body).await;
+            self.body_write_buf = body;
+            self.body_write_buf.clear();
+            if let Some(n) = written? {
+                self.body_bytes_sent += n;
+            }
+            if end_stream && self.body_writer.is_chunked_encoding() {
+                self.body_writer.finish(&mut out).await?;
+            }
+        }
+        let limit = self.write_timeout(out.len());
+        let write = async {
+            self.underlying_stream.write_all(&out).await?;
+            self.underlying_stream.flush().await
+        };
+        let res = match limit {
+            Some(t) => match timeout(t, write).await {
+                Ok(res) => res,
+                Err(_) => {
+                    return Error::e_explain(
+                        WriteTimedout,
+                        format!("writing response, timeout: {t:?}"),
+                    )
+                }
+            },
+            None => write.await,
+        };
+        match res {
+            Ok(()) => {
+                self.response_written = Some(header);
+                Ok(())
+            }
+            Err(e) => Error::e_because(WriteError, "writing response header", e),
+        }
     }
 
     /// Queue a proxy task for cancel-safe writing with the current write_timeout.
