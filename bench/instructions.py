@@ -15,7 +15,7 @@ into one run or the other (±5% before they were left out). nginx runs as one pr
 Caveat: valgrind counts each iteration of `rep movsb` as one instruction, so large memcpy calls
 (a 7 KB future moved twice per request) weigh more here than in CPU time.
 
-Usage: bench/instructions.py [--requests N] [--warmup W] [--only plain,lua1,lua10]
+Usage: bench/instructions.py [--requests N] [--warmup W] [--only plain,lua1,lua10,https]
                              [--proxy target/dist/proxy] [--keep] [--no-results]
 Writes its table between the <!-- instructions --> markers of bench/RESULTS.md and prints it.
 With --keep, the callgrind files stay in the printed directory: `callgrind_annotate` on the
@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -42,20 +43,26 @@ import configs  # noqa: E402
 from reload import free_port, write_section  # noqa: E402
 
 SCENARIOS = {
-    # key: (title, Lua plugins)
-    "plain": ("plain proxy, 1 route", 0),
-    "lua1": ("one Lua plugin", 1),
-    "lua10": ("10 Lua plugins", 10),
+    # key: (title, Lua plugins, TLS)
+    "plain": ("plain proxy, 1 route", 0, False),
+    "lua1": ("one Lua plugin", 1, False),
+    "lua10": ("10 Lua plugins", 10, False),
+    "https": ("HTTPS termination (plain proxy)", 0, True),
 }
 
 
-def requests(port, n, limit=300.0):
+def requests(port, n, tls=False, limit=300.0):
     """Sends n GETs over one keep-alive connection (waiting up to `limit` s for the server under
-    valgrind to listen); every answer must be 200 "ok", with the plugins' header when asked."""
+    valgrind to listen); every answer must be 200 "ok", with the plugins' header when asked.
+    With tls, the connection is HTTPS (one handshake, in both runs, so it cancels out)."""
     deadline = time.monotonic() + limit
     while True:
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            if tls:
+                conn = http.client.HTTPSConnection(
+                    "127.0.0.1", port, timeout=60, context=ssl._create_unverified_context())
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             conn.connect()
             break
         except OSError:
@@ -71,7 +78,7 @@ def requests(port, n, limit=300.0):
     conn.close()
 
 
-def counted(argv, port, n, out_prefix, stop_signal, log, marker):
+def counted(argv, port, n, out_prefix, stop_signal, log, marker, tls=False):
     """Instructions of one run: the server started under callgrind, n requests, a clean stop.
     Counts the threads that ran `marker` (a function of the request path), or all of them."""
     for f in glob.glob(out_prefix + ".*"):
@@ -81,7 +88,7 @@ def counted(argv, port, n, out_prefix, stop_signal, log, marker):
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT)
     try:
-        requests(port, n)
+        requests(port, n, tls)
     except BaseException:
         proc.kill()
         proc.wait()
@@ -112,7 +119,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=200, help="W, requests in both runs (200)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="pairs of runs per server; the median is reported (3)")
-    ap.add_argument("--only", default="", help="comma-separated: plain,lua1,lua10")
+    ap.add_argument("--only", default="", help="comma-separated: " + ",".join(SCENARIOS))
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     ap.add_argument("--proxy", default=os.path.join(target, "dist", "proxy"))
     ap.add_argument("--keep", action="store_true", help="keep the callgrind files")
@@ -140,18 +147,29 @@ def main():
     rows, started = [], time.monotonic()
     try:
         for key in only:
-            title, plugins = SCENARIOS[key]
+            title, plugins, tls = SCENARIOS[key]
             port = free_port()
             yaml = os.path.join(tmp, "%s.yaml" % key)
             with open(yaml, "w") as f:
                 f.write(configs.kong_plain(up_port, plugins))
             name = "nginx-%s" % key
             conf = os.path.join(tmp, name + ".conf")
+            pems = None
+            if tls:
+                # bench/run's HTTPS scenario: RSA 2048, self-signed, the same for both servers.
+                pems = (os.path.join(tmp, "bench.crt"), os.path.join(tmp, "bench.key"))
+                subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                                "-subj", "/CN=bench.test", "-days", "2", "-keyout", pems[1],
+                                "-out", pems[0]], check=True, capture_output=True)
             with open(conf, "w") as f:
-                f.write(configs.nginx_peer(tmp, name, port, up_port, plugins))
+                f.write(configs.nginx_peer(tmp, name, port, up_port, plugins, tls=pems))
+            listen = ["--listen", "127.0.0.1:%d" % port, "--listen-tls", "off"]
+            if tls:
+                listen = ["--listen", "127.0.0.1:%d" % free_port(), "--listen-tls",
+                          "127.0.0.1:%d" % port, "--ssl-cert", pems[0], "--ssl-cert-key", pems[1]]
             contenders = [
-                ("sluice", [args.proxy, "--config", yaml, "--listen", "127.0.0.1:%d" % port,
-                            "--listen-tls", "off", "--workers", "1", "--admin-listen", "off",
+                ("sluice", [args.proxy, "--config", yaml] + listen + [
+                            "--workers", "1", "--admin-listen", "off",
                             "--no-access-log", "--shutdown-timeout", "1"], signal.SIGTERM,
                  "process_new_http"),
                 ("nginx+Lua" if plugins else "nginx",
@@ -165,7 +183,8 @@ def main():
                     counts = []
                     for n in (args.warmup, args.warmup + args.requests):
                         prefix = os.path.join(tmp, "cg.%s.%s.%d.%d" % (key, who.replace("+", ""), n, r))
-                        counts.append(counted(argv, port, n, prefix, sig, prefix + ".log", marker))
+                        counts.append(counted(argv, port, n, prefix, sig, prefix + ".log", marker,
+                                              tls))
                     samples.append((counts[1] - counts[0]) / float(args.requests))
                 per[who] = statistics.median(samples)
                 spread[who] = (max(samples) - min(samples)) / per[who] * 100.0
