@@ -230,6 +230,27 @@ impl RequestHeader {
         )
     }
 
+    /// Insert the header under a name parsed beforehand, written on the wire as `wire` (the
+    /// same name, in the case to send): neither is parsed or copied, both are cloned (for a
+    /// name not in the standard set, a reference count). For an application that sets the same
+    /// few names again and again and keeps them made.
+    pub fn insert_header_named(
+        &mut self,
+        name: &HeaderName,
+        wire: &bytes::Bytes,
+        value: impl TryInto<HeaderValue>,
+    ) -> Result<()> {
+        debug_assert!(name.as_str().as_bytes().eq_ignore_ascii_case(wire));
+        let header_value = value
+            .try_into()
+            .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
+        if let Some(name_map) = self.header_name_map.as_mut() {
+            name_map.insert(name.clone(), wire.clone().into_case_header_name());
+        }
+        self.base.headers.insert(name.clone(), header_value);
+        Ok(())
+    }
+
     /// Append the header name and value to `self`.
     ///
     /// If there are already some headers under the same name, a new value will be added without
@@ -621,6 +642,27 @@ impl ResponseHeader {
             wire,
             header_value,
         )
+    }
+
+    /// Insert the header under a name parsed beforehand, written on the wire as `wire` (the
+    /// same name, in the case to send): neither is parsed or copied, both are cloned (for a
+    /// name not in the standard set, a reference count). For an application that sets the same
+    /// few names again and again and keeps them made.
+    pub fn insert_header_named(
+        &mut self,
+        name: &HeaderName,
+        wire: &bytes::Bytes,
+        value: impl TryInto<HeaderValue>,
+    ) -> Result<()> {
+        debug_assert!(name.as_str().as_bytes().eq_ignore_ascii_case(wire));
+        let header_value = value
+            .try_into()
+            .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
+        if let Some(name_map) = self.header_name_map.as_mut() {
+            name_map.insert(name.clone(), wire.clone().into_case_header_name());
+        }
+        self.base.headers.insert(name.clone(), header_value);
+        Ok(())
     }
 
     /// Append the header name and value to `self`.
@@ -1203,6 +1245,32 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(b, b"X-Forwarded-For: 10.0.0.1\r\n");
         assert_eq!(fast.headers.get(&XFF).unwrap(), "10.0.0.1");
+    }
+
+    #[test]
+    fn named_header_insert_matches_insert_header() {
+        let name = HeaderName::from_bytes(b"x-up").unwrap();
+        let wire = bytes::Bytes::from_static(b"X-Up");
+        for replace in [false, true] {
+            let mut general = ResponseHeader::build(200, None).unwrap();
+            let mut named = ResponseHeader::build(200, None).unwrap();
+            if replace {
+                general.append_header("x-up", "old").unwrap();
+                named.append_header("x-up", "old").unwrap();
+            }
+            general.insert_header("X-Up", "v").unwrap();
+            named.insert_header_named(&name, &wire, "v").unwrap();
+            let (mut a, mut b): (Vec<u8>, Vec<u8>) = (vec![], vec![]);
+            general.header_to_h1_wire(&mut a);
+            named.header_to_h1_wire(&mut b);
+            assert_eq!(a, b);
+            assert_eq!(b, b"X-Up: v\r\n");
+            assert_eq!(named.headers.get_all(&name).iter().count(), 1);
+        }
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header_named(&name, &wire, "v").unwrap();
+        assert!(req.insert_header_named(&name, &wire, "bad\r\n").is_err());
+        assert_eq!(req.headers.get("x-up").unwrap(), "v");
     }
 
     #[test]
