@@ -6,6 +6,7 @@ mod client;
 mod current;
 mod entity_table;
 mod header_table;
+mod names;
 mod ngx;
 mod request;
 mod response;

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use mlua::{Lua, Table, Value};
 
+use super::names::SetName;
 use super::{cur, header_key, header_value, headers_table, set_fn, HeaderKey, HeaderText};
 use crate::plugins::lua::util::support::Text;
 use crate::plugins::{Exit, HeaderOp, Phase, PhaseCtx};
@@ -187,9 +188,15 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         lua,
         &t,
         "set_header",
-        |_, (name, value): (HeaderKey, HeaderText)| {
+        |_, (name, value): (SetName, HeaderText)| {
             cur(|c, _, _| {
-                header_op(c, HeaderOp::Set(name.0, value.0));
+                match (name, c.resp.as_deref_mut()) {
+                    // As `HeaderOp::apply_owned`: a value the header refuses is dropped.
+                    (SetName::Named(n), Some(resp)) => {
+                        let _ = resp.insert_header_named(&n.name, &n.wire, value.0);
+                    }
+                    (name, _) => header_op(c, HeaderOp::Set(name.into_string(), value.0)),
+                }
                 Ok(())
             })
         },

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use mlua::{Lua, Table, Value};
 
+use super::names::SetName;
 use super::{cur, header_key, header_value, set_fn, HeaderKey, HeaderText};
 use crate::plugins::PhaseCtx;
 
@@ -15,13 +16,27 @@ pub(super) fn set_header(
     value: &str,
     append: bool,
 ) -> mlua::Result<()> {
-    set_key(c, HeaderKey::from_text(name), value.to_owned(), append)
+    set_key(
+        c,
+        SetName::Text(HeaderKey::from_text(name)),
+        value.to_owned(),
+        append,
+    )
 }
 
 /// [`set_header`] with the name normalised already; the value's bytes become the header
 /// value's without a copy.
-fn set_key(c: &mut PhaseCtx<'_>, name: HeaderKey, value: String, append: bool) -> mlua::Result<()> {
-    let name = name.0;
+fn set_key(c: &mut PhaseCtx<'_>, name: SetName, value: String, append: bool) -> mlua::Result<()> {
+    if let (SetName::Named(n), false) = (&name, append) {
+        if n.name == http::header::HOST {
+            c.state.upstream.host = Some(value.clone());
+        }
+        return c
+            .req
+            .insert_header_named(&n.name, &n.wire, value)
+            .map_err(|e| mlua::Error::runtime(format!("invalid header: {e}")));
+    }
+    let name = name.into_string();
     if name.eq_ignore_ascii_case("host") {
         // Kong: setting Host here chooses the Host header sent upstream.
         c.state.upstream.host = Some(value.clone());
@@ -199,13 +214,13 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         lua,
         &req,
         "set_header",
-        |_, (name, value): (HeaderKey, HeaderText)| cur(|c, _, _| set_key(c, name, value.0, false)),
+        |_, (name, value): (SetName, HeaderText)| cur(|c, _, _| set_key(c, name, value.0, false)),
     )?;
     set_fn(
         lua,
         &req,
         "add_header",
-        |_, (name, value): (HeaderKey, HeaderText)| cur(|c, _, _| set_key(c, name, value.0, true)),
+        |_, (name, value): (SetName, HeaderText)| cur(|c, _, _| set_key(c, name, value.0, true)),
     )?;
     set_fn(lua, &req, "clear_header", |_, name: String| {
         cur(|c, _, _| {
