@@ -1659,7 +1659,12 @@ impl HttpSession {
                         .prepare_response_header(&mut header)
                         .map_err(|e| e.into_down())?
                     {
-                        Some((write_buf, false)) if !self.body_writer.finished() => {
+                        // The held write flushes, as a header without Content-Length (a
+                        // body generated as it goes) must be; a 1xx goes out at once.
+                        Some((write_buf, _))
+                            if !header.status.is_informational()
+                                && !self.body_writer.finished() =>
+                        {
                             held_header = Some((write_buf, header));
                         }
                         Some((write_buf, flush)) => {
