@@ -192,12 +192,26 @@ impl mlua::FromLua for HeaderKey {
 
     unsafe fn from_stack(idx: std::ffi::c_int, lua: &mlua::state::RawLua) -> mlua::Result<Self> {
         // SAFETY: mlua passes a valid index of the callback's stack.
-        unsafe {
-            if let Some(name) = utf8_on_stack(lua, idx) {
-                return Ok(HeaderKey::from_text(name));
-            }
-            <String as mlua::FromLua>::from_stack(idx, lua).map(|name| HeaderKey::from_text(&name))
+        unsafe { text_from_stack(idx, lua, HeaderKey::from_text) }
+    }
+}
+
+/// `make` of a text argument, read in place when it is a UTF-8 string, else converted by
+/// mlua's `String` rules (numbers become text; other types are its error).
+///
+/// # Safety
+/// As [`utf8_on_stack`].
+unsafe fn text_from_stack<T>(
+    idx: std::ffi::c_int,
+    lua: &mlua::state::RawLua,
+    make: impl Fn(&str) -> T,
+) -> mlua::Result<T> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if let Some(text) = utf8_on_stack(lua, idx) {
+            return Ok(make(text));
         }
+        <String as mlua::FromLua>::from_stack(idx, lua).map(|text| make(&text))
     }
 }
 

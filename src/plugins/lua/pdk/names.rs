@@ -9,7 +9,7 @@ use http::HeaderName;
 use mlua::{FromLua, Lua, Value};
 use rustc_hash::FxHashMap;
 
-use super::{utf8_on_stack, HeaderKey};
+use super::{text_from_stack, HeaderKey};
 
 /// Most names kept per thread. A plugin that makes names up (`"x-" .. id`) fills the cache,
 /// after which new names take the general path; nothing is evicted.
@@ -79,12 +79,7 @@ impl FromLua for SetName {
 
     unsafe fn from_stack(idx: std::ffi::c_int, lua: &mlua::state::RawLua) -> mlua::Result<Self> {
         // SAFETY: mlua passes a valid index of the callback's stack.
-        unsafe {
-            if let Some(name) = utf8_on_stack(lua, idx) {
-                return Ok(SetName::from_text(name));
-            }
-            <String as FromLua>::from_stack(idx, lua).map(|name| SetName::from_text(&name))
-        }
+        unsafe { text_from_stack(idx, lua, SetName::from_text) }
     }
 }
 

@@ -27,24 +27,18 @@ pub(super) fn set_header(
 /// [`set_header`] with the name normalised already; the value's bytes become the header
 /// value's without a copy.
 fn set_key(c: &mut PhaseCtx<'_>, name: SetName, value: String, append: bool) -> mlua::Result<()> {
-    if let (SetName::Named(n), false) = (&name, append) {
-        if n.name == http::header::HOST {
-            c.state.upstream.host = Some(value.clone());
-        }
-        return c
-            .req
-            .insert_header_named(&n.name, &n.wire, value)
-            .map_err(|e| mlua::Error::runtime(format!("invalid header: {e}")));
-    }
-    let name = name.into_string();
-    if name.eq_ignore_ascii_case("host") {
+    let is_host = match &name {
+        SetName::Named(n) => n.name == http::header::HOST,
+        SetName::Text(k) => k.0.eq_ignore_ascii_case("host"),
+    };
+    if is_host {
         // Kong: setting Host here chooses the Host header sent upstream.
         c.state.upstream.host = Some(value.clone());
     }
-    let result = if append {
-        c.req.append_header(name, value).map(|_| ())
-    } else {
-        c.req.insert_header(name, value)
+    let result = match (name, append) {
+        (SetName::Named(n), false) => c.req.insert_header_named(&n.name, &n.wire, value),
+        (name, true) => c.req.append_header(name.into_string(), value).map(|_| ()),
+        (name, false) => c.req.insert_header(name.into_string(), value),
     };
     result.map_err(|e| mlua::Error::runtime(format!("invalid header: {e}")))
 }
