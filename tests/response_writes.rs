@@ -99,8 +99,23 @@ fn cert_files(dir: &std::path::Path) -> (String, String) {
     )
 }
 
-/// GETs each path on one keep-alive connection over `io` and checks the answers; `/stream`'s
-/// first chunk must arrive before the upstream is told to send the rest.
+/// GET `path` on `sender`'s connection: the response, its header read within the bound.
+async fn get(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    path: &str,
+) -> hyper::Response<hyper::body::Incoming> {
+    let req = hyper::Request::get(path)
+        .header("host", "x")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    timeout(BOUND, sender.send_request(req))
+        .await
+        .unwrap_or_else(|_| panic!("{path}: no response header within the bound"))
+        .unwrap()
+}
+
+/// GETs each path on one keep-alive connection over `io` and checks the answers; the first
+/// part of each `/stream-*` response must arrive before the upstream is told to send the rest.
 async fn check_all<IO>(io: IO, go: &Notify, over: &str)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -115,14 +130,7 @@ where
         ("/empty", 204, ""),
         ("/length", 200, "hello"),
     ] {
-        let req = hyper::Request::get(path)
-            .header("host", "x")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let resp = timeout(BOUND, sender.send_request(req))
-            .await
-            .expect("an answer within the bound")
-            .unwrap();
+        let resp = get(&mut sender, path).await;
         assert_eq!(resp.status().as_u16(), status, "{over} {path}");
         let got = timeout(BOUND, resp.into_body().collect())
             .await
@@ -133,15 +141,7 @@ where
     }
 
     for path in ["/stream-chunked", "/stream-length"] {
-        let req = hyper::Request::get(path)
-            .header("host", "x")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let resp = timeout(BOUND, sender.send_request(req))
-            .await
-            .expect("the streamed response's header within the bound")
-            .unwrap();
-        let mut body = resp.into_body();
+        let mut body = get(&mut sender, path).await.into_body();
         let first = timeout(BOUND, body.frame())
             .await
             .unwrap_or_else(|_| panic!("{over} {path}: the first part was held back"))

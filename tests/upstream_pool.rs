@@ -26,8 +26,8 @@ services:
     )
 }
 
-/// Reads one request header from `conn` and answers it, keeping the connection open.
-async fn answer(conn: &mut TcpStream) {
+/// Reads one request header from `conn` without answering it.
+async fn read_request_header(conn: &mut TcpStream) {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -38,6 +38,20 @@ async fn answer(conn: &mut TcpStream) {
         assert!(n > 0, "the gateway closed before sending a request");
         seen.extend_from_slice(&buf[..n]);
     }
+}
+
+/// The next connection the gateway opens to `upstream`.
+async fn accept(upstream: &TcpListener) -> TcpStream {
+    let (conn, _) = timeout(BOUND, upstream.accept())
+        .await
+        .expect("a connection within the bound")
+        .expect("accept");
+    conn
+}
+
+/// Reads one request header from `conn` and answers it, keeping the connection open.
+async fn answer(conn: &mut TcpStream) {
+    read_request_header(conn).await;
     conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         .await
         .expect("write");
@@ -46,10 +60,7 @@ async fn answer(conn: &mut TcpStream) {
 /// One request through the proxy, answered on the next connection the upstream accepts.
 async fn request_on_new_connection(proxy: &Proxy, upstream: &TcpListener) -> TcpStream {
     let serve = async {
-        let (mut conn, _) = timeout(BOUND, upstream.accept())
-            .await
-            .expect("a connection within the bound")
-            .expect("accept");
+        let mut conn = accept(upstream).await;
         answer(&mut conn).await;
         conn
     };
@@ -108,20 +119,6 @@ async fn idle_connections_are_closed_after_the_keepalive_idle_timeout() {
     request_on_new_connection(&proxy, &upstream).await;
 }
 
-/// Reads one request header from `conn` without answering it.
-async fn read_request_header(conn: &mut TcpStream) {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = timeout(BOUND, conn.read(&mut buf))
-            .await
-            .expect("a request within the bound")
-            .expect("read");
-        assert!(n > 0, "the gateway closed before sending a request");
-        seen.extend_from_slice(&buf[..n]);
-    }
-}
-
 /// A request without a body is proxied without the duplex pipes (vendor/pingora-proxy's
 /// `proxy_1to1_bodyless`); it must still notice a client that goes away while the upstream is
 /// slow, and give up the upstream connection rather than wait the service's 60 s read timeout.
@@ -135,10 +132,7 @@ async fn a_client_gone_while_the_upstream_is_slow_closes_the_upstream_connection
         .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("write");
-    let (mut conn, _) = timeout(BOUND, upstream.accept())
-        .await
-        .expect("a connection within the bound")
-        .expect("accept");
+    let mut conn = accept(&upstream).await;
     read_request_header(&mut conn).await;
     drop(client);
     assert!(
@@ -157,10 +151,7 @@ async fn a_response_broken_mid_body_is_not_pooled() {
     let proxy = Proxy::start(&config(upstream.local_addr().unwrap())).await;
 
     let serve = async {
-        let (mut conn, _) = timeout(BOUND, upstream.accept())
-            .await
-            .expect("a connection within the bound")
-            .expect("accept");
+        let mut conn = accept(&upstream).await;
         read_request_header(&mut conn).await;
         conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
             .await
