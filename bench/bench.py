@@ -436,11 +436,7 @@ def bundled_group(ctx):
 def https_group(ctx):
     """Scenario 7: TLS termination (Kong publishes HTTPS figures): the gateway and nginx serve
     the same certificate (RSA 2048) over HTTP/1.1 to wrk's keep-alive connections."""
-    crt, key = os.path.join(ctx.tmp, "bench.crt"), os.path.join(ctx.tmp, "bench.key")
-    if not os.path.exists(crt):
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
-                        "/CN=bench.test", "-days", "2", "-keyout", key, "-out", crt],
-                       check=True, capture_output=True)
+    crt, key = configs.bench_cert(ctx.tmp)
     up = ctx.upstream_port
     port = free_port()
     return Group("https", "scenario 7: HTTPS termination, same certificate", [

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import subprocess
 import sys
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -203,6 +204,17 @@ def nginx_user():
 
 def nginx_upstream(tmp, port):
     return template("nginx-upstream.conf", USER=nginx_user(), DIR=tmp, PORT=port)
+
+
+def bench_cert(tmp):
+    """The HTTPS scenario's certificate and key (RSA 2048, self-signed), made in tmp once and
+    served by both the gateway and nginx: (cert path, key path)."""
+    crt, key = os.path.join(tmp, "bench.crt"), os.path.join(tmp, "bench.key")
+    if not os.path.exists(crt):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                        "/CN=bench.test", "-days", "2", "-keyout", key, "-out", crt],
+                       check=True, capture_output=True)
+    return crt, key
 
 
 def nginx_peer(tmp, name, port, upstream_port, plugins=0, tls=None, callout=None):

@@ -156,11 +156,7 @@ def main():
             conf = os.path.join(tmp, name + ".conf")
             pems = None
             if tls:
-                # bench/run's HTTPS scenario: RSA 2048, self-signed, the same for both servers.
-                pems = (os.path.join(tmp, "bench.crt"), os.path.join(tmp, "bench.key"))
-                subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                                "-subj", "/CN=bench.test", "-days", "2", "-keyout", pems[1],
-                                "-out", pems[0]], check=True, capture_output=True)
+                pems = configs.bench_cert(tmp)  # bench/run's HTTPS scenario's
             with open(conf, "w") as f:
                 f.write(configs.nginx_peer(tmp, name, port, up_port, plugins, tls=pems))
             listen = ["--listen", "127.0.0.1:%d" % port, "--listen-tls", "off"]
