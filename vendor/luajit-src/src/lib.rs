@@ -227,7 +227,10 @@ impl Build {
             make.env("TARGET_STRIP", strip);
         }
 
-        let mut xcflags = vec!["-fPIC"];
+        // Compiled code checks at each trace's start and loop whether an instruction hook is
+        // set (from another thread: `luaJIT_sethook_async`) and leaves for the interpreter,
+        // which calls it. Without it a compiled loop cannot be interrupted.
+        let mut xcflags = vec!["-fPIC", "-DLUAJIT_ENABLE_CHECKHOOK"];
         if self.lua52compat {
             xcflags.push("-DLUAJIT_ENABLE_LUA52COMPAT");
         }

@@ -6,6 +6,9 @@
 #define lj_dispatch_c
 #define LUA_CORE
 
+#ifdef LUAJIT_ENABLE_CHECKHOOK
+#include <sched.h>
+#endif
 #include "lj_obj.h"
 #include "lj_err.h"
 #include "lj_buf.h"
@@ -103,10 +106,33 @@ void lj_dispatch_init_hotcount(global_State *g)
 #define DISPMODE_PROF	0x40	/* Profiling active. */
 
 /* Update dispatch table depending on various flags. */
+#ifdef LUAJIT_ENABLE_CHECKHOOK
+/* Serializes dispatch table updates of a VM's own thread with those of
+** luaJIT_sethook_async() from another thread. Held for one update only;
+** callers passing nolock (the profiler, possibly in a signal handler)
+** do not take it.
+*/
+static int dispatch_lock_word;
+
+static void dispatch_lock(void)
+{
+  while (__atomic_exchange_n(&dispatch_lock_word, 1, __ATOMIC_ACQUIRE))
+    sched_yield();  /* The holder may share this core. */
+}
+
+static void dispatch_unlock(void)
+{
+  __atomic_store_n(&dispatch_lock_word, 0, __ATOMIC_RELEASE);
+}
+#endif
+
 void LJ_FASTCALL lj_dispatch_update(global_State *g, int nolock)
 {
 #if LJ_HASPROFILE && !LJ_PROFILE_SIGPROF
   int profile_locked = nolock ? 0 : lj_profile_lock();
+#endif
+#ifdef LUAJIT_ENABLE_CHECKHOOK
+  if (!nolock) dispatch_lock();
 #endif
   uint8_t oldmode = g->dispatchmode;
   uint8_t mode = 0;
@@ -211,6 +237,9 @@ void LJ_FASTCALL lj_dispatch_update(global_State *g, int nolock)
       lj_dispatch_init_hotcount(g);
 #endif
   }
+#ifdef LUAJIT_ENABLE_CHECKHOOK
+  if (!nolock) dispatch_unlock();
+#endif
 #if LJ_HASPROFILE && !LJ_PROFILE_SIGPROF
   if (profile_locked) lj_profile_unlock();
 #else
@@ -346,6 +375,31 @@ LUA_API int lua_sethook(lua_State *L, lua_Hook func, int mask, int count)
   lj_dispatch_update(g, 0);
   return 1;
 }
+
+#ifdef LUAJIT_ENABLE_CHECKHOOK
+/* Set a count hook from another native thread while the VM runs, e.g. to
+** stop a runaway call. Compiled code leaves its trace at the next check
+** (LUAJIT_ENABLE_CHECKHOOK) and the interpreter calls the hook.
+**
+** Unlike lua_sethook() it does not abort a trace being recorded (the VM's
+** thread owns that state; the hook aborts the recording when it runs),
+** sets the mask bit with an atomic OR (never writing back other bits the
+** VM's thread may be changing) and updates the dispatch table under the
+** lock the VM's own updates take. The VM's thread may still lose the bit
+** to a concurrent update of its own (e.g. around a finalizer): callers
+** check lua_gethookmask() and set it again. Remove the hook with
+** lua_sethook() from the VM's thread.
+*/
+LUA_API int luaJIT_sethook_async(lua_State *L, lua_Hook func, int count)
+{
+  global_State *g = G(L);
+  g->hookf = func;
+  g->hookcount = g->hookcstart = (int32_t)count;
+  __atomic_fetch_or(&g->hookmask, (uint8_t)LUA_MASKCOUNT, __ATOMIC_SEQ_CST);
+  lj_dispatch_update(g, 0);
+  return 1;
+}
+#endif
 
 LUA_API lua_Hook lua_gethook(lua_State *L)
 {

@@ -799,7 +799,10 @@ void LJ_FASTCALL lj_trace_hot(jit_State *J, const BCIns *pc)
 static void trace_hotside(jit_State *J, const BCIns *pc)
 {
   SnapShot *snap = &traceref(J, J->parent)->snap[J->exitno];
-  if (!(J2G(J)->hookmask & (HOOK_GC|HOOK_VMEVENT)) &&
+  /* Not while an instruction hook is set: with LUAJIT_ENABLE_CHECKHOOK the
+  ** exits it causes must lead to the interpreter, not into a side trace.
+  */
+  if (!(J2G(J)->hookmask & (HOOK_GC|HOOK_VMEVENT|LUA_MASKLINE|LUA_MASKCOUNT)) &&
       isluafunc(curr_func(J->L)) &&
       snap->count != SNAPCOUNT_DONE &&
       ++snap->count >= J->param[JIT_P_hotexit]) {

@@ -64,6 +64,11 @@ enum {
 /* Control the JIT engine. */
 LUA_API int luaJIT_setmode(lua_State *L, int idx, int mode);
 
+#ifdef LUAJIT_ENABLE_CHECKHOOK
+/* Set a count hook from another thread (see lj_dispatch.c). */
+LUA_API int luaJIT_sethook_async(lua_State *L, lua_Hook func, int count);
+#endif
+
 /* Low-overhead profiling API. */
 typedef void (*luaJIT_profile_callback)(void *data, lua_State *L,
 					int samples, int vmstate);
