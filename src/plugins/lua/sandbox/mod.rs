@@ -2,11 +2,11 @@
 //! per VM, a CPU budget per call that plugin code cannot catch, and a bound on native
 //! recursion.
 //!
-//! CPU budget ([`budget`]): LuaJIT runs no instruction-count hooks inside compiled traces, so
-//! a tight `while true do end` would never be interrupted once compiled. The VM therefore runs
-//! with the JIT compiler off (`jit.off()`): plugin code is interpreted, and once a call has run
-//! past its time a count hook checks its budget every 1000 instructions ([`watchdog`] sets the
-//! hook only then: set all the time, it taxed every bytecode). C functions that can run long
+//! CPU budget ([`budget`]): once a call has run past its time, a count hook checks its budget
+//! every 1000 instructions ([`watchdog`] sets the hook only then: set all the time, it taxed
+//! every bytecode). LuaJIT calls hooks only from its interpreter, so the JIT is on only because
+//! our LuaJIT is built to leave compiled code for a hook (vendor/luajit-src: every trace checks
+//! at its start and in each loop iteration whether one is set). C functions that can run long
 //! without executing Lua are replaced or guarded: the pattern functions are Rust ([`strlib`])
 //! and check the budget while they backtrack; `string.rep` and `table.sort` check it on entry (a
 //! large sort gets a Lua comparator the hook sees). Other C functions do work proportional to
@@ -194,7 +194,6 @@ pub fn new_vm() -> mlua::Result<Vm> {
         | StdLib::IO
         | StdLib::JIT;
     let lua = Lua::new_with(libs, LuaOptions::default())?;
-    lua.load("jit.off(); jit.flush()").exec()?;
     let globals = lua.globals();
     // `("x"):dump()` reaches the real string table through the string metatable.
     let string: Table = globals.get("string")?;

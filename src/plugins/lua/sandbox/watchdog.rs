@@ -6,8 +6,9 @@
 //! the outermost budget of a call writes the wall-clock instant past which the call may have
 //! spent its budget (a relaxed store when the call starts and one when it ends). One watchdog
 //! thread per process looks at the running calls every [`tick`]; for a call still running past
-//! that instant it sets the hook on the VMs of the call's thread (`lua_sethook`, which LuaJIT
-//! allows asynchronously, as from a signal handler). The hook then checks the budget every
+//! that instant it sets the hook on the VMs of the call's thread (`luaJIT_sethook_async`, our
+//! LuaJIT's setter for another thread; compiled code leaves for the interpreter at its next
+//! check, where the hook runs). The hook then checks the budget every
 //! [`HOOK_EVERY`] instructions and raises the overrun (budget.rs), and the call that ends with
 //! the hook set removes it. A spinning call is stopped after at most twice its budget of CPU
 //! (budget.rs) plus one tick.
@@ -67,8 +68,9 @@ pub struct ThreadWatch {
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct VmState(*mut ffi::lua_State);
 
-// SAFETY: the pointer is used by another thread only for `lua_sethook`, which LuaJIT allows
-// asynchronously, and only while the VM is alive and a call runs on it (module documentation).
+// SAFETY: the pointer is used by another thread only for `luaJIT_sethook_async`, made for that,
+// and `lua_gethookmask`, and only while the VM is alive and a call runs on it (module
+// documentation).
 unsafe impl Send for VmState {}
 
 thread_local! {
@@ -190,11 +192,9 @@ impl ThreadWatch {
             unsafe {
                 if on {
                     // Only where the hook is not set (the first round, or a mask LuaJIT
-                    // restored over it): `lua_sethook` rewrites the whole hook mask, and done
-                    // again while the VM is inside the hook it could drop the mask's "hook
-                    // running" bit (LuaJIT's assertion `callhook: active hook flag removed`).
+                    // restored over it, as around a finalizer).
                     if ffi::lua_gethookmask(vm.0) & ffi::LUA_MASKCOUNT == 0 {
-                        ffi::lua_sethook(vm.0, Some(budget_hook), ffi::LUA_MASKCOUNT, HOOK_EVERY);
+                        luaJIT_sethook_async(vm.0, budget_hook, HOOK_EVERY);
                     }
                 } else {
                     ffi::lua_sethook(vm.0, None, 0, 0);
@@ -223,6 +223,12 @@ pub fn begin(deadline: Instant) {
 /// Marks the end of this thread's outermost call (removing the hook if the watchdog set it).
 pub fn end() {
     let _ = WATCH.try_with(|w| w.disarm());
+}
+
+unsafe extern "C-unwind" {
+    /// vendor/luajit-src: sets a count hook from another thread while the VM runs.
+    fn luaJIT_sethook_async(state: *mut ffi::lua_State, hook: ffi::lua_Hook, count: c_int)
+        -> c_int;
 }
 
 /// The instruction hook: raises the call's overrun once its budget is spent.
@@ -326,5 +332,26 @@ mod tests {
                     coroutine.wrap(function() while true do end end)()";
         let err = with_budget(|| vm.load(code).exec()).unwrap_err();
         assert!(err.to_string().contains("CPU budget"), "{err}");
+    }
+
+    /// The JIT is on, and a loop it has compiled (well past LuaJIT's 56 iterations to get hot)
+    /// is still stopped: vendor/luajit-src's traces leave for the hook. Run on a thread of its
+    /// own so that a loop that is not stopped fails the test instead of hanging it.
+    #[test]
+    fn a_compiled_loop_is_stopped_by_the_budget() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let vm = new_vm().unwrap();
+            let jit_on: bool = vm.load("return (jit.status())").eval().unwrap();
+            let code = "local n = 0 while true do n = n + 1 end";
+            let outcome = with_budget(|| vm.load(code).exec()).map_err(|e| e.to_string());
+            let _ = tx.send((jit_on, outcome));
+        });
+        let (jit_on, outcome) = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a compiled loop ran on past its budget");
+        assert!(jit_on, "plugin VMs run with the JIT on");
+        let err = outcome.unwrap_err();
+        assert!(err.contains("CPU budget"), "{err}");
     }
 }
