@@ -43,6 +43,8 @@ use authority::{raw_target_authority, RawTargetAuthority};
 
 mod case_header_name;
 use case_header_name::CaseHeaderName;
+mod case_map;
+use case_map::CaseMap;
 pub use case_header_name::IntoCaseHeaderName;
 
 pub mod prelude {
@@ -50,20 +52,22 @@ pub mod prelude {
     pub use crate::ResponseHeader;
 }
 
-/* an ordered header map to store the original case of each header name
-HMap({
-    "foo": ["Foo", "foO", "FoO"]
-})
-The order how HeaderMap iter over its items is "arbitrary, but consistent".
-Hopefully this property makes sure this map of header names always iterates in the
-same order of the map of header values.
-This idea is inspaired by hyper @nox
-*/
-type CaseMap = HMap<CaseHeaderName>;
+// The original case of each header name: `case_map`.
 
 pub enum HeaderNameVariant<'a> {
     Case(&'a CaseHeaderName),
     Titled(&'a str),
+}
+
+impl HeaderNameVariant<'_> {
+    /// Writes the name.
+    #[inline]
+    pub fn put(&self, buf: &mut impl BufMut) {
+        match self {
+            HeaderNameVariant::Case(case) => buf.put_slice(case.as_slice()),
+            HeaderNameVariant::Titled(text) => buf.put_slice(text.as_bytes()),
+        }
+    }
 }
 
 /// The HTTP request header type.
@@ -244,10 +248,11 @@ impl RequestHeader {
         let header_value = value
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
-        if let Some(name_map) = self.header_name_map.as_mut() {
-            name_map.insert(name.clone(), wire.clone().into_case_header_name());
+        let case = wire.clone().into_case_header_name();
+        match self.header_name_map.as_mut() {
+            Some(name_map) => name_map.insert(&mut self.base.headers, name, case, header_value),
+            None => drop(self.base.headers.insert(name.clone(), header_value)),
         }
-        self.base.headers.insert(name.clone(), header_value);
         Ok(())
     }
 
@@ -292,7 +297,7 @@ impl RequestHeader {
     }
 
     /// Remove all headers under the name
-    pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
+    pub fn remove_header<'a, N: ?Sized + AsRef<str>>(&mut self, name: &'a N) -> Option<HeaderValue>
     where
         &'a N: 'a + AsHeaderName,
     {
@@ -326,14 +331,9 @@ impl RequestHeader {
         let key_map = self.header_name_map.as_ref();
         let value_map = &self.base.headers;
 
-        if let Some(key_map) = key_map {
-            let iter = key_map.iter().zip(value_map.iter());
-            for ((header, case_header), (header2, val)) in iter {
-                if header != header2 {
-                    // in case the header iteration order changes in future versions of HMap
-                    panic!("header iter mismatch {}, {}", header, header2)
-                }
-                f(HeaderNameVariant::Case(case_header), val)?;
+        if let Some(cases) = key_map.and_then(|m| m.cases_of(value_map)) {
+            for ((header, val), case_header) in value_map.iter().zip(cases) {
+                f(name_variant(header, case_header), val)?;
             }
         } else {
             for (header, value) in value_map {
@@ -658,10 +658,11 @@ impl ResponseHeader {
         let header_value = value
             .try_into()
             .explain_err(InvalidHTTPHeader, |_| "invalid value while insert")?;
-        if let Some(name_map) = self.header_name_map.as_mut() {
-            name_map.insert(name.clone(), wire.clone().into_case_header_name());
+        let case = wire.clone().into_case_header_name();
+        match self.header_name_map.as_mut() {
+            Some(name_map) => name_map.insert(&mut self.base.headers, name, case, header_value),
+            None => drop(self.base.headers.insert(name.clone(), header_value)),
         }
-        self.base.headers.insert(name.clone(), header_value);
         Ok(())
     }
 
@@ -706,7 +707,7 @@ impl ResponseHeader {
     }
 
     /// Remove all headers under the name
-    pub fn remove_header<'a, N: ?Sized>(&mut self, name: &'a N) -> Option<HeaderValue>
+    pub fn remove_header<'a, N: ?Sized + AsRef<str>>(&mut self, name: &'a N) -> Option<HeaderValue>
     where
         &'a N: 'a + AsHeaderName,
     {
@@ -740,14 +741,9 @@ impl ResponseHeader {
         let key_map = self.header_name_map.as_ref();
         let value_map = &self.base.headers;
 
-        if let Some(key_map) = key_map {
-            let iter = key_map.iter().zip(value_map.iter());
-            for ((header, case_header), (header2, val)) in iter {
-                if header != header2 {
-                    // in case the header iteration order changes in future versions of HMap
-                    panic!("header iter mismatch {}, {}", header, header2)
-                }
-                f(HeaderNameVariant::Case(case_header), val)?;
+        if let Some(cases) = key_map.and_then(|m| m.cases_of(value_map)) {
+            for ((header, val), case_header) in value_map.iter().zip(cases) {
+                f(name_variant(header, case_header), val)?;
             }
         } else {
             for (header, value) in value_map {
@@ -978,20 +974,14 @@ fn append_header_value<T>(
         .try_into()
         .or_err(InvalidHTTPHeader, "invalid header name")?;
     // store the original case in the map
-    if let Some(name_map) = name_map {
-        // Use the non-panicking `try_append`: the infallible `append` calls
-        // `.expect("size overflows MAX_SIZE")` internally, which would abort the
-        // process if the case map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
-        name_map
-            .try_append(header_name.clone(), case_header_name)
-            .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
+    match name_map {
+        Some(name_map) => name_map.append(value_map, &header_name, case_header_name, value),
+        // Non-panicking `try_append`: `append` panics past the map's maximum size.
+        None => value_map.try_append(header_name, value).or_err(
+            InvalidHTTPHeader,
+            "header value map size overflows MAX_SIZE",
+        ),
     }
-
-    // Non-panicking `try_append` for the same reason as the case map above.
-    value_map.try_append(header_name, value).or_err(
-        InvalidHTTPHeader,
-        "header value map size overflows MAX_SIZE",
-    )
 }
 
 #[inline]
@@ -1006,18 +996,18 @@ fn insert_header_value<T>(
         .as_slice()
         .try_into()
         .or_err(InvalidHTTPHeader, "invalid header name")?;
-    if let Some(name_map) = name_map {
+    match name_map {
         // store the original case in the map
-        name_map.insert(header_name.clone(), case_header_name);
+        Some(name_map) => name_map.insert(value_map, &header_name, case_header_name, value),
+        None => drop(value_map.insert(header_name, value)),
     }
-    value_map.insert(header_name, value);
     Ok(())
 }
 
 fn reserve_headers<T>(name_map: Option<&mut CaseMap>, value_map: &mut HMap<T>, additional: usize) {
     let _ = value_map.try_reserve(additional);
     if let Some(name_map) = name_map {
-        let _ = name_map.try_reserve(additional);
+        name_map.reserve(additional);
     }
 }
 
@@ -1029,17 +1019,17 @@ fn insert_static_header_value<T>(
     wire: &'static str,
     value: T,
 ) -> Result<()> {
-    if let Some(name_map) = name_map {
+    match name_map {
         // The wire text is static too: the case map borrows it, as for any `&'static str`.
-        name_map.insert(name.clone(), wire.into_case_header_name());
+        Some(name_map) => name_map.insert(value_map, name, wire.into_case_header_name(), value),
+        None => drop(value_map.insert(name, value)),
     }
-    value_map.insert(name.clone(), value);
     Ok(())
 }
 
 // the &N here is to avoid clone(). None Copy type like String can impl AsHeaderName
 #[inline]
-fn remove_header<'a, T, N: ?Sized>(
+fn remove_header<'a, T, N: ?Sized + AsRef<str>>(
     name_map: Option<&mut CaseMap>,
     value_map: &mut HMap<T>,
     name: &'a N,
@@ -1047,13 +1037,10 @@ fn remove_header<'a, T, N: ?Sized>(
 where
     &'a N: 'a + AsHeaderName,
 {
-    let removed = value_map.remove(name);
-    if removed.is_some() {
-        if let Some(name_map) = name_map {
-            name_map.remove(name);
-        }
+    match name_map {
+        Some(name_map) => name_map.remove(value_map, name),
+        None => value_map.remove(name),
     }
-    removed
 }
 
 /// Build a [`HeaderValue`] from owned bytes, normalizing the value per RFC
@@ -1158,13 +1145,13 @@ fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl
     const CRLF: &[u8; 2] = b"\r\n";
     const HEADER_KV_DELIMITER: &[u8; 2] = b": ";
 
-    if let Some(key_map) = key_map {
-        case_header_iter(key_map.into(), value_map).for_each(|(case_header, val)| {
-            buf.put_slice(case_header.as_slice());
+    if let Some(cases) = key_map.and_then(|m| m.cases_of(value_map)) {
+        for ((name, value), case) in value_map.iter().zip(cases) {
+            name_variant(name, case).put(buf);
             buf.put_slice(HEADER_KV_DELIMITER);
-            buf.put_slice(val.as_ref());
+            buf.put_slice(value.as_ref());
             buf.put_slice(CRLF);
-        });
+        }
     } else {
         for (header, value) in value_map {
             let titled_header =
@@ -1182,16 +1169,28 @@ fn case_header_iter<'a>(
     name_map: Option<&'a CaseMap>,
     value_map: &'a HMap,
 ) -> impl Iterator<Item = (&'a CaseHeaderName, &'a HeaderValue)> + 'a {
-    name_map.into_iter().flat_map(|name_map| {
-        name_map
-            .iter()
-            .zip(value_map.iter())
-            .map(|((h1, name), (h2, value))| {
-                // in case the header iteration order changes in future versions of HMap
-                assert_eq!(h1, h2, "header iter mismatch {}, {}", h1, h2);
-                (name, value)
+    name_map
+        .and_then(|m| m.cases_of(value_map))
+        .into_iter()
+        .flat_map(move |cases| {
+            cases.zip(value_map.iter()).map(|(case, (name, value))| {
+                // The case map is kept in step with the value map (case_map.rs).
+                debug_assert!(case.as_slice().eq_ignore_ascii_case(name.as_str().as_bytes()));
+                (case, value)
             })
-    })
+        })
+}
+
+/// How `name` is written: as `case` says, unless `case` is not that name (never expected;
+/// the case map is kept in step with the value map: case_map.rs).
+#[inline]
+fn name_variant<'a>(name: &'a HeaderName, case: &'a CaseHeaderName) -> HeaderNameVariant<'a> {
+    if case.as_slice().eq_ignore_ascii_case(name.as_str().as_bytes()) {
+        HeaderNameVariant::Case(case)
+    } else {
+        debug_assert!(false, "case map out of step at {name}");
+        HeaderNameVariant::Titled(case_header_name::titled_header_name_str(name).unwrap_or(name.as_str()))
+    }
 }
 
 #[cfg(test)]
