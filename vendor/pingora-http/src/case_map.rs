@@ -20,7 +20,7 @@
 //! in the order they were added. [`CaseMap`] makes each change to the value map itself and
 //! mirrors it on a plain list: adding a field under a new name (nearly every field parsed or
 //! added) is one push, where a second map cost a hash and an insert. Changes to an existing
-//! name find its values' place by a walk over the map.
+//! name find its values' place by a walk over this list.
 
 use http::header::{AsHeaderName, HeaderName};
 use pingora_error::{ErrorType::*, OrErr, Result};
@@ -173,6 +173,16 @@ mod tests {
                     }
                     assert_eq!(wire.lines().count(), req.headers.len());
                 }
+                let mut mapped = Vec::new();
+                req.map(|name, value| {
+                    name.put(&mut mapped);
+                    mapped.extend_from_slice(b": ");
+                    mapped.extend_from_slice(value.as_bytes());
+                    mapped.extend_from_slice(b"\r\n");
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(mapped, wire_of(|b| req.header_to_h1_wire(b)).into_bytes());
             }
         }
     }

@@ -324,26 +324,8 @@ impl RequestHeader {
         self.header_name_map.is_some()
     }
 
-    pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
-        &self,
-        mut f: F,
-    ) -> Result<()> {
-        let key_map = self.header_name_map.as_ref();
-        let value_map = &self.base.headers;
-
-        if let Some(cases) = key_map.and_then(|m| m.cases_of(value_map)) {
-            for ((header, val), case_header) in value_map.iter().zip(cases) {
-                f(name_variant(header, case_header), val)?;
-            }
-        } else {
-            for (header, value) in value_map {
-                let titled_header =
-                    case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-                f(HeaderNameVariant::Titled(titled_header), value)?;
-            }
-        }
-
-        Ok(())
+    pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(&self, f: F) -> Result<()> {
+        for_each_field(self.header_name_map.as_ref(), &self.base.headers, f)
     }
 
     /// Return mutable access to the request extensions.
@@ -734,26 +716,8 @@ impl ResponseHeader {
         self.header_name_map.is_some()
     }
 
-    pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(
-        &self,
-        mut f: F,
-    ) -> Result<()> {
-        let key_map = self.header_name_map.as_ref();
-        let value_map = &self.base.headers;
-
-        if let Some(cases) = key_map.and_then(|m| m.cases_of(value_map)) {
-            for ((header, val), case_header) in value_map.iter().zip(cases) {
-                f(name_variant(header, case_header), val)?;
-            }
-        } else {
-            for (header, value) in value_map {
-                let titled_header =
-                    case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-                f(HeaderNameVariant::Titled(titled_header), value)?;
-            }
-        }
-
-        Ok(())
+    pub fn map<F: FnMut(HeaderNameVariant, &HeaderValue) -> Result<()>>(&self, f: F) -> Result<()> {
+        for_each_field(self.header_name_map.as_ref(), &self.base.headers, f)
     }
 
     /// Return mutable access to the response extensions.
@@ -1145,23 +1109,41 @@ fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl
     const CRLF: &[u8; 2] = b"\r\n";
     const HEADER_KV_DELIMITER: &[u8; 2] = b": ";
 
-    if let Some(cases) = key_map.and_then(|m| m.cases_of(value_map)) {
-        for ((name, value), case) in value_map.iter().zip(cases) {
-            name_variant(name, case).put(buf);
-            buf.put_slice(HEADER_KV_DELIMITER);
-            buf.put_slice(value.as_ref());
-            buf.put_slice(CRLF);
+    let _ = for_each_field::<std::convert::Infallible>(key_map, value_map, |name, value| {
+        name.put(buf);
+        buf.put_slice(HEADER_KV_DELIMITER);
+        buf.put_slice(value.as_ref());
+        buf.put_slice(CRLF);
+        Ok(())
+    });
+}
+
+/// Calls `f` with each field of `value_map` and how its name is written: as the case map has
+/// it, or, without one, titled (a few standard names) or as the name is.
+#[inline]
+fn for_each_field<E>(
+    key_map: Option<&CaseMap>,
+    value_map: &HMap,
+    mut f: impl FnMut(HeaderNameVariant, &HeaderValue) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    match key_map.and_then(|m| m.cases_of(value_map)) {
+        Some(cases) => {
+            for ((name, value), case) in value_map.iter().zip(cases) {
+                f(name_variant(name, case), value)?;
+            }
         }
-    } else {
-        for (header, value) in value_map {
-            let titled_header =
-                case_header_name::titled_header_name_str(header).unwrap_or(header.as_str());
-            buf.put_slice(titled_header.as_bytes());
-            buf.put_slice(HEADER_KV_DELIMITER);
-            buf.put_slice(value.as_ref());
-            buf.put_slice(CRLF);
+        None => {
+            for (name, value) in value_map {
+                f(titled(name), value)?;
+            }
         }
     }
+    Ok(())
+}
+
+/// `name` as Pingora writes a name it has no case for.
+fn titled(name: &HeaderName) -> HeaderNameVariant<'_> {
+    HeaderNameVariant::Titled(case_header_name::titled_header_name_str(name).unwrap_or(name.as_str()))
 }
 
 #[inline]
@@ -1189,7 +1171,7 @@ fn name_variant<'a>(name: &'a HeaderName, case: &'a CaseHeaderName) -> HeaderNam
         HeaderNameVariant::Case(case)
     } else {
         debug_assert!(false, "case map out of step at {name}");
-        HeaderNameVariant::Titled(case_header_name::titled_header_name_str(name).unwrap_or(name.as_str()))
+        titled(name)
     }
 }
 
