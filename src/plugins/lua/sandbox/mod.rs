@@ -4,10 +4,10 @@
 //!
 //! CPU budget ([`budget`]): once a call has run past its time, a count hook checks its budget
 //! every 1000 instructions ([`watchdog`] sets the hook only then: set all the time, it taxed
-//! every bytecode). LuaJIT calls hooks only from its interpreter, so the JIT is on only because
-//! our LuaJIT is built to leave compiled code for a hook (vendor/luajit-src: every trace checks
-//! at its start and in each loop iteration whether one is set). C functions that can run long
-//! without executing Lua are replaced or guarded: the pattern functions are Rust ([`strlib`])
+//! every bytecode). LuaJIT calls hooks only from its interpreter, so the JIT can be on only
+//! because our LuaJIT is built to leave compiled code for a hook (vendor/luajit-src: every trace
+//! checks at its start and in each loop iteration whether one is set). C functions that can run
+//! long without executing Lua are replaced or guarded: the pattern functions are Rust ([`strlib`])
 //! and check the budget while they backtrack; `string.rep` and `table.sort` check it on entry (a
 //! large sort gets a Lua comparator the hook sees). Other C functions do work proportional to
 //! their input, which the memory limit bounds.
