@@ -17,6 +17,7 @@ const ATTEMPTS: &[(&str, &str)] = &[
     ("os-remove", "os.remove('/tmp/x')"),
     ("require-os", "require('os')"),
     ("require-ffi", "require('ffi')"),
+    ("ffi-global", "ffi.C.abort()"),
     ("require-io", "require('io')"),
     ("load", "load('return 1')()"),
     ("loadstring", "loadstring('return 1')()"),

@@ -5,6 +5,7 @@
 mod client;
 mod current;
 mod entity_table;
+mod fast;
 mod header_table;
 mod names;
 mod ngx;
@@ -218,6 +219,7 @@ unsafe fn text_from_stack<T>(
 /// Helpers for surface.lua that no plugin sees.
 fn internal(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
+    t.raw_set("fast", fast::install(lua)?)?;
     set_fn(lua, &t, "pending_header", |_, name: String| {
         cur(|c, _, _| Ok(response::pending_header(c, &name)))
     })?;

@@ -55,7 +55,7 @@ pub(super) enum SetName {
 }
 
 impl SetName {
-    fn from_text(raw: &str) -> SetName {
+    pub(super) fn from_text(raw: &str) -> SetName {
         match named(raw) {
             Some(n) => SetName::Named(n),
             None => SetName::Text(HeaderKey::from_text(raw)),

@@ -141,6 +141,7 @@ do
   local get_header, get_headers, set_status = response.get_header, response.get_headers, response.set_status
   local set_header, add_header, clear_header, set_headers = response.set_header, response.add_header,
     response.clear_header, response.set_headers
+  set_header = internal.fast.response_set_header(set_header)
   local set_raw_body, exit = response.set_raw_body, response.exit
   local warn = kong.log.warn
 

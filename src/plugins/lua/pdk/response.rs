@@ -110,6 +110,18 @@ fn exit(
     Err(mlua::Error::runtime("kong.response.exit"))
 }
 
+/// `kong.response.set_header` once its arguments are checked: on the response once it exists,
+/// else recorded for it.
+pub(super) fn set_header(c: &mut PhaseCtx<'_>, name: SetName, value: String) {
+    match (name, c.resp.as_deref_mut()) {
+        // As `HeaderOp::apply_owned`: a value the header refuses is dropped.
+        (SetName::Named(n), Some(resp)) => {
+            let _ = resp.insert_header_named(&n.name, &n.wire, value);
+        }
+        (name, _) => header_op(c, HeaderOp::Set(name.into_string(), value)),
+    }
+}
+
 /// The value a response header will have, as far as the request knows now: the response's
 /// own (header_filter and later) or the last one set with `kong.response.set_header`/
 /// `add_header` before it exists. Used by the Lua layer of `kong.response.exit`.
@@ -190,13 +202,7 @@ pub(super) fn table(lua: &Lua) -> mlua::Result<Table> {
         "set_header",
         |_, (name, value): (SetName, HeaderText)| {
             cur(|c, _, _| {
-                match (name, c.resp.as_deref_mut()) {
-                    // As `HeaderOp::apply_owned`: a value the header refuses is dropped.
-                    (SetName::Named(n), Some(resp)) => {
-                        let _ = resp.insert_header_named(&n.name, &n.wire, value.0);
-                    }
-                    (name, _) => header_op(c, HeaderOp::Set(name.into_string(), value.0)),
-                }
+                set_header(c, name, value.0);
                 Ok(())
             })
         },

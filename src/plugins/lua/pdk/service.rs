@@ -26,7 +26,12 @@ pub(super) fn set_header(
 
 /// [`set_header`] with the name normalised already; the value's bytes become the header
 /// value's without a copy.
-fn set_key(c: &mut PhaseCtx<'_>, name: SetName, value: String, append: bool) -> mlua::Result<()> {
+pub(super) fn set_key(
+    c: &mut PhaseCtx<'_>,
+    name: SetName,
+    value: String,
+    append: bool,
+) -> mlua::Result<()> {
     let is_host = match &name {
         SetName::Named(n) => n.name == http::header::HOST,
         SetName::Text(k) => k.0.eq_ignore_ascii_case("host"),

@@ -79,6 +79,7 @@ do
   local get_header, get_headers, get_query, get_query_arg = request.get_header, request.get_headers,
     request.get_query, request.get_query_arg
   local get_raw_body = request.get_raw_body
+  get_header = internal.fast.request_get_header(get_header)
 
   function request.get_header(name)
     if type(name) ~= "string" then
@@ -197,6 +198,7 @@ do
   local set_query, clear_query_arg = srequest.set_raw_query, srequest.clear_query_arg
   local set_header, add_header, clear_header = srequest.set_header, srequest.add_header, srequest.clear_header
   local set_headers, set_raw_body = srequest.set_headers, srequest.set_raw_body
+  set_header = internal.fast.service_set_header(set_header)
 
   -- Kong offers these in the balancer phase only, which plugins here do not have: a call
   -- fails as Kong's phase check fails it anywhere else.

@@ -181,10 +181,11 @@ const LIBRARIES: &[(&str, &[&str])] = &[
 
 /// Creates a VM with the standard libraries loaded, the dangerous parts removed from the shared
 /// library tables (strings' metatable reaches the real `string` table), the guards installed
-/// over the library (they are what every plugin environment copies), the JIT off and the memory
-/// limit set; the watchdog sets the budget hook on it when a call overruns.
+/// over the library (they are what every plugin environment copies) and the memory limit set;
+/// the watchdog sets the budget hook on it when a call overruns.
 pub fn new_vm() -> mlua::Result<Vm> {
-    // SAFETY-relevant: no `debug`, `ffi` or `package` library is loaded (mlua's safe mode).
+    // SAFETY-relevant: no `debug`, `ffi` or `package` library is loaded (mlua's safe mode). The
+    // PDK opens `ffi` for its own fast paths only (pdk/fast.rs); no plugin can reach it.
     // (coroutine is part of LuaJIT's base library)
     let libs = StdLib::BIT
         | StdLib::MATH
