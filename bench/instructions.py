@@ -3,14 +3,15 @@
 move with this host's noise, next to bench/run's req/s ratios.
 
 Each server under test (the gateway, nginx, nginx+Lua, with bench/run's configs) runs under
-`valgrind --tool=callgrind` twice: once answering W requests, once W + N, both over one
-keep-alive connection, then stopped cleanly. Start-up, warm-up and shutdown cost the same in
-both runs, so (instructions of the second − of the first) / N is the cost of one request.
-Counted per thread: for the gateway, the worker thread (the one that runs Pingora's
-`process_new_http`); its other threads (config compile, file watch, Pingora's timer tick) do no
-per-request work, and the compile thread's release of its scratch memory 5 s after start fell
-into one run or the other (±5% before they were left out). nginx runs as one process
-(`master_process off`). The upstream (nginx answering `200 ok`) runs natively, not counted.
+`valgrind --tool=callgrind` and answers W requests over one keep-alive connection; then its
+counters are zeroed (`callgrind_control --zero`), it answers N more on the same connection, and
+its counters are dumped: the dump / N is the cost of one request. Start-up, warm-up (and the
+LuaJIT compiler's work, which differs from one process to the next with where the bytecode
+lands and the compiler's random back-off after an aborted trace) and shutdown are not counted,
+nor the TLS handshake. Counted per thread: for the gateway, the worker thread (the one that
+runs Pingora's `process_new_http`); its other threads (config compile, file watch, Pingora's
+timer tick) do no per-request work. nginx runs as one process (`master_process off`). The
+upstream (nginx answering `200 ok`) runs natively, not counted.
 
 Caveat: valgrind counts each iteration of `rep movsb` as one instruction, so large memcpy calls
 (a 7 KB future moved twice per request) weigh more here than in CPU time.
@@ -18,8 +19,8 @@ Caveat: valgrind counts each iteration of `rep movsb` as one instruction, so lar
 Usage: bench/instructions.py [--requests N] [--warmup W] [--only plain,lua1,lua10,https]
                              [--proxy target/dist/proxy] [--keep] [--no-results]
 Writes its table between the <!-- instructions --> markers of bench/RESULTS.md and prints it.
-With --keep, the callgrind files stay in the printed directory: `callgrind_annotate` on the
-W + N run minus the W run shows where a request's instructions go."""
+With --keep, the callgrind files stay in the printed directory: `callgrind_annotate` on a
+dump (`*.1-NN`) shows where N requests' instructions go."""
 
 import argparse
 import datetime
@@ -51,10 +52,10 @@ SCENARIOS = {
 }
 
 
-def requests(port, n, tls=False, limit=300.0):
-    """Sends n GETs over one keep-alive connection (waiting up to `limit` s for the server under
-    valgrind to listen); every answer must be 200 "ok", with the plugins' header when asked.
-    With tls, the connection is HTTPS (one handshake, in both runs, so it cancels out)."""
+def requests(port, n, tls=False, limit=300.0, warmup=0, after_warmup=None):
+    """Sends warmup + n GETs over one keep-alive connection (waiting up to `limit` s for the
+    server under valgrind to listen), calling after_warmup() between the two; every answer must
+    be 200 "ok". With tls, the connection is HTTPS (one handshake, before the warm-up)."""
     deadline = time.monotonic() + limit
     while True:
         try:
@@ -69,7 +70,9 @@ def requests(port, n, tls=False, limit=300.0):
             if time.monotonic() > deadline:
                 raise SystemExit("the server on port %d did not listen within %.0f s" % (port, limit))
             time.sleep(0.1)
-    for _ in range(n):
+    for i in range(warmup + n):
+        if i == warmup and after_warmup:
+            after_warmup()
         conn.request("GET", "/", headers={"x-in": "hello"})
         r = conn.getresponse()
         body = r.read()
@@ -78,9 +81,19 @@ def requests(port, n, tls=False, limit=300.0):
     conn.close()
 
 
-def counted(argv, port, n, out_prefix, stop_signal, log, marker, tls=False):
-    """Instructions of one run: the server started under callgrind, n requests, a clean stop.
-    Counts the threads that ran `marker` (a function of the request path), or all of them."""
+def control(pid, what, log):
+    """Runs `callgrind_control --<what> pid` (it returns once callgrind has done it)."""
+    with open(log, "a") as err:
+        r = subprocess.run(["callgrind_control", "--%s" % what, str(pid)], stdout=err,
+                           stderr=subprocess.STDOUT, timeout=120)
+    if r.returncode != 0:
+        raise SystemExit("callgrind_control --%s %d failed (see %s)" % (what, pid, log))
+
+
+def counted(argv, port, warmup, n, out_prefix, stop_signal, log, marker, tls=False):
+    """Instructions of n requests: the server started under callgrind, `warmup` requests, the
+    counters zeroed, n requests, the counters dumped, a clean stop. Counts the dumped threads
+    that ran `marker` (a function of the request path), or all of them."""
     for f in glob.glob(out_prefix + ".*"):
         os.remove(f)
     cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
@@ -88,7 +101,9 @@ def counted(argv, port, n, out_prefix, stop_signal, log, marker, tls=False):
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT)
     try:
-        requests(port, n, tls)
+        requests(port, n, tls, warmup=warmup,
+                 after_warmup=lambda: control(proc.pid, "zero", log + ".control"))
+        control(proc.pid, "dump", log + ".control")
     except BaseException:
         proc.kill()
         proc.wait()
@@ -100,7 +115,8 @@ def counted(argv, port, n, out_prefix, stop_signal, log, marker, tls=False):
         proc.kill()
         raise SystemExit("%s did not stop on signal %d (see %s)" % (argv[0], stop_signal, log))
     total = 0
-    files = glob.glob(out_prefix + ".*")
+    files = glob.glob("%s.%d.1-*" % (out_prefix, proc.pid)) or glob.glob(
+        "%s.%d.1" % (out_prefix, proc.pid))
     for path in files:
         with open(path, errors="replace") as f:
             text = f.read()
@@ -109,16 +125,16 @@ def counted(argv, port, n, out_prefix, stop_signal, log, marker, tls=False):
         m = re.search(r"^totals: (\d+)", text, flags=re.M)
         total += int(m.group(1)) if m else 0
     if not files or not total:
-        raise SystemExit("no callgrind totals in %s.* (see %s)" % (out_prefix, log))
+        raise SystemExit("no callgrind totals in %s.%d.1* (see %s)" % (out_prefix, proc.pid, log))
     return total
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=1000, help="N, the requests counted (1000)")
-    ap.add_argument("--warmup", type=int, default=200, help="W, requests in both runs (200)")
+    ap.add_argument("--warmup", type=int, default=200, help="W, requests before the count (200)")
     ap.add_argument("--repeat", type=int, default=3,
-                    help="pairs of runs per server; the median is reported (3)")
+                    help="runs per server; the median is reported (3)")
     ap.add_argument("--only", default="", help="comma-separated: " + ",".join(SCENARIOS))
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     ap.add_argument("--proxy", default=os.path.join(target, "dist", "proxy"))
@@ -176,12 +192,10 @@ def main():
             for who, argv, sig, marker in contenders:
                 samples = []
                 for r in range(max(1, args.repeat)):
-                    counts = []
-                    for n in (args.warmup, args.warmup + args.requests):
-                        prefix = os.path.join(tmp, "cg.%s.%s.%d.%d" % (key, who.replace("+", ""), n, r))
-                        counts.append(counted(argv, port, n, prefix, sig, prefix + ".log", marker,
-                                              tls))
-                    samples.append((counts[1] - counts[0]) / float(args.requests))
+                    prefix = os.path.join(tmp, "cg.%s.%s.%d" % (key, who.replace("+", ""), r))
+                    count = counted(argv, port, args.warmup, args.requests, prefix, sig,
+                                    prefix + ".log", marker, tls)
+                    samples.append(count / float(args.requests))
                 per[who] = statistics.median(samples)
                 spread[who] = (max(samples) - min(samples)) / per[who] * 100.0
                 print("%s, %s: %.0f instructions per request (runs: %s)"
@@ -203,13 +217,12 @@ def main():
         "## Instructions per request (issue 14)",
         "",
         "`bench/instructions.py --requests %d --warmup %d --repeat %d` on %s (%s, %s), %.0f s: each "
-        "server under `valgrind --tool=callgrind`, (instructions after W + N requests − after W) "
-        "/ N, one keep-alive connection, bench/run's configs; the gateway's worker thread, "
-        "nginx's one process; the median of %d such pairs, with their spread (max − min over "
-        "the median). Runs repeat within a few tenths of a percent (Lua runs moved by up to 10%% "
-        "before the mimalloc patch in vendor/, with the allocator freeing and re-initialising pages "
-        "per request depending on the process's layout). `rep movsb` counts once per byte, so "
-        "large copies weigh more here than in time."
+        "server under `valgrind --tool=callgrind`, W requests, the counters zeroed, N requests "
+        "on the same keep-alive connection, the counters dumped: instructions / N (start-up, "
+        "warm-up, the JIT compiler's work and the TLS handshake are not counted); bench/run's "
+        "configs; the gateway's worker thread, nginx's one process; the median of %d runs, with "
+        "their spread (max − min over the median). `rep movsb` counts once per byte, so large "
+        "copies weigh more here than in time."
         % (args.requests, args.warmup, args.repeat, datetime.date.today().isoformat(), cpu,
            version, time.monotonic() - started, args.repeat),
         "",
