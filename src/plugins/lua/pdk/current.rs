@@ -1,6 +1,12 @@
 //! The request and instance a PDK function is called for, reachable while a phase call runs.
+//!
+//! The call's [`Current`] lives on `with_current`'s stack; a thread-local holds its address.
+//! Both thread-locals are plain `Cell`s with constant initialisers and no destructor, so each
+//! access is a load from the thread's block (a `RefCell<Option<Current>>` needed a lazily
+//! registered destructor, checked on every access: ~100 instructions per PDK call).
 
-use std::cell::RefCell;
+use std::cell::Cell;
+use std::ptr;
 
 use super::RequestTables;
 use crate::plugins::lua::runtime::Batch;
@@ -18,7 +24,10 @@ struct Current {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+    /// The phase call in progress on this thread (null outside one).
+    static CURRENT: Cell<*mut Current> = const { Cell::new(ptr::null_mut()) };
+    /// A PDK function holds the request (`cur` is running).
+    static IN_CUR: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Runs `f` (a phase call) with `ctx` reachable by the PDK functions.
@@ -29,26 +38,26 @@ pub fn with_current<R>(
     tables: RequestTables,
     f: impl FnOnce() -> R,
 ) -> R {
-    struct Reset(Option<Current>);
+    struct Reset(*mut Current);
     impl Drop for Reset {
         fn drop(&mut self) {
-            let previous = self.0.take();
-            CURRENT.with(|c| *c.borrow_mut() = previous);
+            CURRENT.with(|c| c.set(self.0));
         }
     }
-    let current = Current {
+    let mut current = Current {
         // SAFETY (of the later dereference): the pointer is only dereferenced by PDK functions
         // called synchronously, on this thread, from inside `f`; `Reset` removes it before
         // `with_current` returns, so it never outlives the borrow of `ctx`.
-        ctx: std::ptr::from_mut(ctx).cast::<PhaseCtx<'static>>(),
+        ctx: ptr::from_mut(ctx).cast::<PhaseCtx<'static>>(),
         inst,
         tables,
         // SAFETY (of the later dereference in `enter_member`): as for `ctx`.
-        batch: batch.map_or(std::ptr::null_mut(), |b| {
-            std::ptr::from_mut(b).cast::<Batch<'static>>()
+        batch: batch.map_or(ptr::null_mut(), |b| {
+            ptr::from_mut(b).cast::<Batch<'static>>()
         }),
     };
-    let previous = CURRENT.with(|c| c.borrow_mut().replace(current));
+    // `current` is reached only through this pointer until `Reset` has run.
+    let previous = CURRENT.with(|c| c.replace(&raw mut current));
     let _reset = Reset(previous);
     f()
 }
@@ -57,70 +66,58 @@ pub fn with_current<R>(
 /// current instance. Called by the batch dispatcher between two plugins, never from inside a
 /// PDK function; does nothing outside a batch.
 pub fn enter_member(k: usize) {
-    CURRENT.with(|c| {
-        let Ok(mut guard) = c.try_borrow_mut() else {
-            return;
-        };
-        let Some(current) = guard.as_mut() else {
-            return;
-        };
-        if current.batch.is_null() || IN_CUR.with(|b| b.get()) {
-            return;
-        }
-        // SAFETY: see `with_current`: both pointees outlive the synchronous call this runs in,
-        // and no PDK function holds a reference to them now (`IN_CUR` is clear).
-        let (batch, ctx) = unsafe { (&mut *current.batch, &mut *current.ctx) };
-        if let Some(inst) = batch.enter(k, ctx) {
-            current.inst = inst;
-        }
-    });
+    let current = CURRENT.with(Cell::get);
+    if current.is_null() || IN_CUR.with(Cell::get) {
+        return;
+    }
+    // SAFETY: see `with_current`: `current` and its pointees outlive the synchronous call this
+    // runs in, and no PDK function holds a reference to them now (`IN_CUR` is clear).
+    let current = unsafe { &mut *current };
+    if current.batch.is_null() {
+        return;
+    }
+    let (batch, ctx) = unsafe { (&mut *current.batch, &mut *current.ctx) };
+    if let Some(inst) = batch.enter(k, ctx) {
+        current.inst = inst;
+    }
 }
 
 /// Calls `f` with the current request; an error when no phase call is in progress.
 pub(super) fn cur<R>(
     f: impl FnOnce(&mut PhaseCtx<'_>, &LuaInstance, &RequestTables) -> mlua::Result<R>,
 ) -> mlua::Result<R> {
-    CURRENT.with(|c| {
-        let guard = c.borrow();
-        let Some(current) = guard.as_ref() else {
-            return Err(mlua::Error::runtime(
-                "this function can only be called while a request is processed",
-            ));
-        };
-        // A PDK function whose work runs plugin code (a metamethod of an argument) must not
-        // reach the request again from there: that would be a second `&mut PhaseCtx`.
-        if IN_CUR.with(|b| b.replace(true)) {
-            return Err(mlua::Error::runtime(
-                "a PDK function cannot be called from a metamethod run by another PDK function",
-            ));
+    let current = CURRENT.with(Cell::get);
+    if current.is_null() {
+        return Err(mlua::Error::runtime(
+            "this function can only be called while a request is processed",
+        ));
+    }
+    // A PDK function whose work runs plugin code (a metamethod of an argument) must not
+    // reach the request again from there: that would be a second `&mut PhaseCtx`.
+    if IN_CUR.with(|b| b.replace(true)) {
+        return Err(mlua::Error::runtime(
+            "a PDK function cannot be called from a metamethod run by another PDK function",
+        ));
+    }
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            IN_CUR.with(|b| b.set(false));
         }
-        struct Leave;
-        impl Drop for Leave {
-            fn drop(&mut self) {
-                IN_CUR.with(|b| b.set(false));
-            }
-        }
-        let _leave = Leave;
-        // SAFETY: see `with_current`: the pointee outlives this synchronous call, and `IN_CUR`
-        // makes this the only reference to it while `f` runs.
-        let ctx = unsafe { &mut *current.ctx };
-        let inst = unsafe { &*current.inst };
-        f(ctx, inst, &current.tables)
-    })
-}
-
-thread_local! {
-    /// A PDK function holds the request (`cur` is running).
-    static IN_CUR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    let _leave = Leave;
+    // SAFETY: see `with_current`: the pointees outlive this synchronous call, and `IN_CUR`
+    // makes this the only reference to them while `f` runs.
+    let current = unsafe { &*current };
+    let ctx = unsafe { &mut *current.ctx };
+    let inst = unsafe { &*current.inst };
+    f(ctx, inst, &current.tables)
 }
 
 /// The phase of the call in progress, if one is.
 pub(super) fn phase() -> Option<crate::plugins::Phase> {
-    // SAFETY: as in `cur`: the pointee lives while the call is in progress; only a field is
+    let current = CURRENT.with(Cell::get);
+    // SAFETY: as in `cur`: the pointees live while the call is in progress; only a field is
     // read.
-    CURRENT.with(|c| {
-        c.borrow()
-            .as_ref()
-            .map(|current| unsafe { (*current.ctx).phase })
-    })
+    (!current.is_null()).then(|| unsafe { (*(*current).ctx).phase })
 }
