@@ -3,8 +3,12 @@
 //! mlua makes) ends the trace, exits to the interpreter and pays mlua's callback entry
 //! (argument conversion, error plumbing): ~1,000 instructions per call.
 //!
-//! Only the common case takes this path: valid UTF-8 text, a known header name, a phase call
-//! in progress. Everything else answers [`GENERAL`], and `fast.lua` then calls the general
+//! Header names are made once per VM: `fast.lua` keeps, by the name's text, the address of a
+//! [`Named`] this module made for it (in [`Names`], which the VM owns), and passes that, so a
+//! call neither normalises, parses nor hashes the name's text again.
+//!
+//! Only the common case takes this path: a valid header name, UTF-8 text, a phase call in
+//! progress. Everything else answers [`GENERAL`], and `fast.lua` then calls the general
 //! (mlua) function, which raises or converts exactly as before. These functions never run Lua
 //! code and never raise; a panic becomes [`GENERAL`] too.
 //!
@@ -17,21 +21,28 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlua::{ffi, Function, LightUserData, Lua, Table};
 
-use super::names::{named, SetName};
-use super::{cur, header_key};
+use super::cur;
+use super::names::{named, Named, SetName};
 
 /// The call is not for this path: take the general one.
 const GENERAL: c_int = -2;
 /// A getter found nothing.
 const ABSENT: c_int = -1;
 
-/// Bytes lent by Lua for the length of one call.
+/// Text lent by Lua for the length of one call.
 ///
 /// # Safety
 /// `ptr` points to `len` readable bytes (a Lua string's, anchored by the caller).
 unsafe fn text<'a>(ptr: *const c_char, len: usize) -> Option<&'a str> {
     // SAFETY: the caller's contract.
-    std::str::from_utf8(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }).ok()
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+    // Names and values are nearly always ASCII, checked inline (`from_utf8`'s call cost more
+    // than the check for the short text of a header).
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).ok()
 }
 
 /// Runs `f` unless it panics ([`GENERAL`] then: the general path reports what went wrong).
@@ -39,26 +50,55 @@ fn guarded(f: impl FnOnce() -> c_int) -> c_int {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(GENERAL)
 }
 
+/// Most names one VM makes handles for; past it, new names take the general path (a plugin
+/// that makes names up, `"x-" .. id`, cannot grow the VM without bound).
+const MAX_NAMES: usize = 256;
+
+/// The header names made for a VM's fast paths (its app data). Each is boxed, so its address
+/// stays put until the VM, and with it `fast.lua`'s table of addresses, is dropped.
+#[derive(Default)]
+#[expect(clippy::vec_box, reason = "a name's address must outlive the vector's growth")]
+struct Names(Vec<Box<Named>>);
+
+/// `register(name)`: the address of `name`'s [`Named`], made now, or nil (not a valid header
+/// name, or [`MAX_NAMES`] made already).
+fn register(lua: &Lua, name: mlua::LuaString) -> mlua::Result<Option<LightUserData>> {
+    let Ok(name) = name.to_str() else {
+        return Ok(None);
+    };
+    let Some(made) = named(&name) else {
+        return Ok(None);
+    };
+    if lua.app_data_ref::<Names>().is_none() {
+        lua.set_app_data(Names::default());
+    }
+    let Some(mut names) = lua.app_data_mut::<Names>() else {
+        return Ok(None);
+    };
+    if names.0.len() >= MAX_NAMES {
+        return Ok(None);
+    }
+    let boxed = Box::new(made);
+    let address = std::ptr::from_ref::<Named>(&boxed)
+        .cast_mut()
+        .cast::<c_void>();
+    names.0.push(boxed);
+    Ok(Some(LightUserData(address)))
+}
+
 /// `kong.request.get_header(name)`: the first value's length once it is copied into
 /// `buf` (`cap` bytes), [`ABSENT`], or [`GENERAL`] (no call in progress, a value that does not
-/// fit, a name that is not UTF-8).
+/// fit).
 ///
 /// # Safety
-/// `name` points to `name_len` bytes and `buf` to `cap` writable bytes, neither used by
-/// anything else during the call.
-unsafe extern "C" fn request_get_header(
-    name: *const c_char,
-    name_len: usize,
-    buf: *mut u8,
-    cap: usize,
-) -> c_int {
+/// `name` is an address [`register`] returned for this VM, and `buf` points to `cap` writable
+/// bytes nothing else uses during the call.
+unsafe extern "C" fn request_get_header(name: *const Named, buf: *mut u8, cap: usize) -> c_int {
     guarded(|| {
-        // SAFETY: the caller's contract.
-        let Some(name) = (unsafe { text(name, name_len) }) else {
-            return GENERAL;
-        };
+        // SAFETY: the caller's contract: the VM owns the name and outlives the call.
+        let name = unsafe { &*name };
         cur(|c, _, _| {
-            let Some(v) = c.req.headers.get(header_key(name).as_ref()) else {
+            let Some(v) = c.req.headers.get(&name.name) else {
                 return Ok(ABSENT);
             };
             let v = v.as_bytes();
@@ -76,35 +116,33 @@ unsafe extern "C" fn request_get_header(
     })
 }
 
-/// A header setter's arguments, when this path can take them: a known name and UTF-8 text.
+/// A header setter's arguments, when this path can take them: UTF-8 text.
 ///
 /// # Safety
-/// As [`text`], for both.
+/// `name` as in [`request_get_header`]; `value` points to `value_len` readable bytes.
 unsafe fn set_args(
-    name: *const c_char,
-    name_len: usize,
+    name: *const Named,
     value: *const c_char,
     value_len: usize,
 ) -> Option<(SetName, String)> {
     // SAFETY: the caller's contract.
-    let (name, value) = unsafe { (text(name, name_len)?, text(value, value_len)?) };
-    Some((SetName::Named(named(name)?), value.to_owned()))
+    let (name, value) = unsafe { (&*name, text(value, value_len)?) };
+    Some((SetName::Named(name.clone()), value.to_owned()))
 }
 
 /// `kong.service.request.set_header(name, value)`, checked by `surface.lua` already: 0, or
 /// [`GENERAL`].
 ///
 /// # Safety
-/// `name` and `value` point to `name_len` and `value_len` readable bytes.
+/// As [`set_args`].
 unsafe extern "C" fn service_set_header(
-    name: *const c_char,
-    name_len: usize,
+    name: *const Named,
     value: *const c_char,
     value_len: usize,
 ) -> c_int {
     guarded(|| {
         // SAFETY: the caller's contract.
-        let Some((name, value)) = (unsafe { set_args(name, name_len, value, value_len) }) else {
+        let Some((name, value)) = (unsafe { set_args(name, value, value_len) }) else {
             return GENERAL;
         };
         cur(|c, _, _| super::service::set_key(c, name, value, false)).map_or(GENERAL, |()| 0)
@@ -115,16 +153,15 @@ unsafe extern "C" fn service_set_header(
 /// [`GENERAL`].
 ///
 /// # Safety
-/// As [`service_set_header`].
+/// As [`set_args`].
 unsafe extern "C" fn response_set_header(
-    name: *const c_char,
-    name_len: usize,
+    name: *const Named,
     value: *const c_char,
     value_len: usize,
 ) -> c_int {
     guarded(|| {
         // SAFETY: the caller's contract.
-        let Some((name, value)) = (unsafe { set_args(name, name_len, value, value_len) }) else {
+        let Some((name, value)) = (unsafe { set_args(name, value, value_len) }) else {
             return GENERAL;
         };
         cur(|c, _, _| {
@@ -152,6 +189,7 @@ pub(super) fn install(lua: &Lua) -> mlua::Result<Table> {
         .into_function()?;
     chunk.call((
         lib,
+        crate::plugins::lua::util::support::function(lua, register)?,
         pointer(request_get_header as *const c_void),
         pointer(service_set_header as *const c_void),
         pointer(response_set_header as *const c_void),
