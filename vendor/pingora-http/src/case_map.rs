@@ -108,11 +108,18 @@ impl CaseMap {
 
     /// Where `name`'s values are: the position of the first and how many. A name's values
     /// are next to each other, and no other name is the same text in another case.
+    ///
+    /// The walk starts from the end: a name changed again is most often one added late (by a
+    /// proxy's own code, after the fields it parsed), and its last value is found first.
     fn block(&self, name: &str) -> Option<(usize, usize)> {
-        let is_name = |c: &CaseHeaderName| c.as_slice().eq_ignore_ascii_case(name.as_bytes());
-        let start = self.cases.iter().position(is_name)?;
-        let len = self.cases[start..].iter().take_while(|c| is_name(c)).count();
-        Some((start, len))
+        let name = name.as_bytes();
+        let is_name = |c: &CaseHeaderName| {
+            let c = c.as_slice();
+            c.len() == name.len() && c.eq_ignore_ascii_case(name)
+        };
+        let last = self.cases.iter().rposition(is_name)?;
+        let before = self.cases[..last].iter().rev().take_while(|c| is_name(c)).count();
+        Some((last - before, before + 1))
     }
 
     /// The wire text of each value of `values`, in its order; `None` if this list is out of
