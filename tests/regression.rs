@@ -132,3 +132,53 @@ async fn transparent_huge_pages_are_off_unless_asked_for() {
     let asked = Proxy::start_with_env(&cfg, &[], &[("MIMALLOC_ALLOW_THP", "1")]).await;
     assert_eq!(thp_enabled(asked.pid()), "1");
 }
+
+/// Guards a change, not a bug seen: the request-keyed entries in the worker's VM (kong.ctx,
+/// ngx.ctx) are dropped only for requests that made some (`RequestState::lua_keyed`). A
+/// request that made them and kept them would fill the VM: 400 requests of ~768 KB each are
+/// far past the 64 MB limit.
+#[tokio::test]
+async fn per_request_lua_tables_are_dropped_when_their_request_ends() {
+    let up = Upstream::start().await;
+    let handler = r#"local P = { PRIORITY = 1, VERSION = "1.0.0" }
+function P:access(conf)
+  local big = string.rep("x", 256 * 1024) .. ngx.var.request_uri
+  kong.ctx.shared.big = big .. "s"
+  kong.ctx.plugin.big = big .. "p"
+  ngx.ctx.big = big .. "n"
+end
+function P:header_filter(conf)
+  kong.response.set_header("x-sizes", #kong.ctx.shared.big + #kong.ctx.plugin.big + #ngx.ctx.big)
+end
+return P
+"#;
+    let mut cfg = String::from("_format_version: \"3.0\"\ncustom_plugins:\n");
+    cfg.push_str(&embed::render(
+        "keeper",
+        handler,
+        &common::empty_schema("keeper"),
+        false,
+    ));
+    cfg.push_str(&render(
+        "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/], plugins: [{name: keeper}]}\n",
+        &[&up],
+    ));
+    let proxy = Proxy::start_with(&cfg, &["--lua-memory-mb", "64"]).await;
+    for i in 0..400 {
+        let r = proxy.get(&format!("/{i}"), &[]).await;
+        assert_eq!(
+            r.status,
+            200,
+            "request {i}: {}\n{}",
+            r.text(),
+            proxy.stderr()
+        );
+        let uri = format!("/{i}").len();
+        assert_eq!(
+            r.header("x-sizes"),
+            Some((3 * (256 * 1024 + uri + 1)).to_string().as_str())
+        );
+    }
+    let log = proxy.stderr();
+    assert!(!log.contains("exhausted"), "{log}");
+}

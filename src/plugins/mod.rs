@@ -238,8 +238,11 @@ pub struct RequestState {
     /// A Lua plugin called `kong.client.authenticate`: its tables (in the request's Lua
     /// tables) are what `get_consumer`/`get_credential` return.
     pub lua_auth: bool,
-    /// The Lua worker holds per-request tables for this request.
+    /// The request ran Lua: the worker counts it among its generation's users until it ends.
     pub lua_tables: bool,
+    /// The Lua worker holds something under this request's id (its kong.ctx/ngx.ctx tables,
+    /// a call waiting for I/O, light threads' state), to drop when the request ends.
+    pub lua_keyed: bool,
     /// Generation of the snapshot the request runs on.
     pub generation: u64,
     /// What the log phase reports about the exchange (filled in by the proxy).
@@ -376,6 +379,7 @@ impl RequestState {
             service_response: None,
             plugin_data: PluginData::default(),
             lua_tables: false,
+            lua_keyed: false,
             lua_auth: false,
             response_body_complete: false,
             body_ended: false,

@@ -112,7 +112,11 @@ pub struct Ctx {
 impl Drop for Ctx {
     fn drop(&mut self) {
         if self.state.lua_tables {
-            crate::plugins::lua::runtime::release(self.state.id, self.state.generation);
+            crate::plugins::lua::runtime::release(
+                self.state.id,
+                self.state.generation,
+                self.state.lua_keyed,
+            );
         }
     }
 }

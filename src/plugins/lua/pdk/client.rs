@@ -105,7 +105,9 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     set_fn(lua, &client, "get_consumer", |lua, ()| {
         cur(|c, _, tables| {
             if c.state.lua_auth {
-                return tables.get(lua)?.raw_get::<Value>("consumer");
+                return tables
+                    .get(lua, &mut c.state.lua_keyed)?
+                    .raw_get::<Value>("consumer");
             }
             match c.state.consumer {
                 Some(i) => Ok(Value::Table(consumer_table(lua, &c.snap.config, i)?)),
@@ -116,7 +118,9 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     set_fn(lua, &client, "get_credential", |lua, ()| {
         cur(|c, _, tables| {
             if c.state.lua_auth {
-                return tables.get(lua)?.raw_get::<Value>("credential");
+                return tables
+                    .get(lua, &mut c.state.lua_keyed)?
+                    .raw_get::<Value>("credential");
             }
             match &c.state.credential {
                 Some(j) => super::super::util::json_to_lua(lua, j),
@@ -164,7 +168,7 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
                     Value::Table(_) => super::super::util::lua_to_json(&credential).ok(),
                     _ => None,
                 };
-                let t = tables.get(lua)?;
+                let t = tables.get(lua, &mut c.state.lua_keyed)?;
                 t.raw_set("consumer", consumer)?;
                 t.raw_set("credential", credential)?;
                 c.state.lua_auth = true;
@@ -180,10 +184,12 @@ pub(super) fn install(lua: &Lua, kong: &Table) -> mlua::Result<()> {
     let ctx = lua.create_table()?;
     let mt = lua.create_table()?;
     let make = function(lua, |lua, key: String| {
-        cur(|_, inst, tables| match key.as_str() {
-            "shared" => tables.get(lua)?.get::<Value>("shared"),
+        cur(|c, inst, tables| match key.as_str() {
+            "shared" => tables
+                .get(lua, &mut c.state.lua_keyed)?
+                .get::<Value>("shared"),
             "plugin" => {
-                let plugins: Table = tables.get(lua)?.get("plugin")?;
+                let plugins: Table = tables.get(lua, &mut c.state.lua_keyed)?.get("plugin")?;
                 let name = inst.plugin.name.as_str();
                 match plugins.get::<Value>(name)? {
                     Value::Table(t) => Ok(Value::Table(t)),

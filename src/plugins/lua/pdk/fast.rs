@@ -57,7 +57,10 @@ const MAX_NAMES: usize = 256;
 /// The header names made for a VM's fast paths (its app data). Each is boxed, so its address
 /// stays put until the VM, and with it `fast.lua`'s table of addresses, is dropped.
 #[derive(Default)]
-#[expect(clippy::vec_box, reason = "a name's address must outlive the vector's growth")]
+#[expect(
+    clippy::vec_box,
+    reason = "a name's address must outlive the vector's growth"
+)]
 struct Names(Vec<Box<Named>>);
 
 /// `register(name)`: the address of `name`'s [`Named`], made now, or nil (not a valid header

@@ -26,13 +26,15 @@ pub use tables::{RequestTables, REQUESTS};
 /// as coroutines (see `runtime`); None in other phases and outside calls.
 pub(crate) fn waitable_request() -> Option<u64> {
     cur(|c, _, _| {
-        Ok(matches!(
+        let waitable = matches!(
             c.phase,
             crate::plugins::Phase::Rewrite
                 | crate::plugins::Phase::Access
                 | crate::plugins::Phase::Response
-        )
-        .then_some(c.state.id))
+        );
+        // wait.lua keeps its light threads' state under this id.
+        c.state.lua_keyed |= waitable;
+        Ok(waitable.then_some(c.state.id))
     })
     .ok()
     .flatten()

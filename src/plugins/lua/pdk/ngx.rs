@@ -360,7 +360,7 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
     let slow =
         crate::plugins::lua::util::support::function(lua, |lua, (_t, k): (Table, String)| {
             cur(|c, _, tables| match k.as_str() {
-                "ctx" => tables.get(lua)?.get::<Value>("ngx"),
+                "ctx" => tables.get(lua, &mut c.state.lua_keyed)?.get::<Value>("ngx"),
                 "status" => Ok(Value::Integer(
                     c.resp
                         .as_ref()
@@ -407,7 +407,7 @@ pub(super) fn install(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
                 }
                 Ok(())
             }),
-            "ctx" => cur(|_, _, tables| tables.get(lua)?.set("ngx", v)),
+            "ctx" => cur(|c, _, tables| tables.get(lua, &mut c.state.lua_keyed)?.set("ngx", v)),
             _ => t.raw_set(k, v),
         },
     )?;

@@ -47,11 +47,13 @@ pub struct RequestTables {
 }
 
 impl RequestTables {
-    /// The request's tables, created if needed.
-    pub fn get(&self, lua: &Lua) -> mlua::Result<Table> {
+    /// The request's tables, created if needed; `keyed` is the request's
+    /// [`RequestState::lua_keyed`](crate::plugins::RequestState::lua_keyed).
+    pub fn get(&self, lua: &Lua, keyed: &mut bool) -> mlua::Result<Table> {
         if let Ok(t) = self.requests.raw_get::<Table>(self.id) {
             return Ok(t);
         }
+        *keyed = true;
         let t = lua.create_table()?;
         t.raw_set("shared", lua.create_table()?)?;
         t.raw_set("plugin", lua.create_table()?)?;

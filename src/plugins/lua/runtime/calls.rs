@@ -184,6 +184,7 @@ pub(super) fn step(
         worker
             .memory
             .store(worker.lua.used_memory(), Ordering::Relaxed);
+        ctx.state.lua_keyed = true;
         if let Err(e) = worker.waiting.raw_set(ctx.state.id, thread) {
             return Err(PluginError(who.describe(ctx.phase, &e)));
         }

@@ -48,13 +48,17 @@ struct Worker {
     requests: Rc<Table>,
     /// request id → the coroutine of its phase call that waits for I/O.
     waiting: Table,
-    /// wait.lua's `run` (the body of calls that may wait) and its light-thread states.
+    /// wait.lua's `run` (the body of calls that may wait).
     run: Function,
-    states: Table,
     /// `function(method, handler, conf) return method(handler, conf) end`: calls a phase that
     /// does not wait with its three values pushed from their registry keys. A tail call, so
     /// that `error(msg, 2)` in the method names no position, as when Rust called it directly.
     invoke: Function,
+    /// `forget(id)`: drops the request's entries in `requests`, `waiting` and wait.lua's
+    /// light-thread states. One
+    /// call into Lua: three `Table::raw_set`s cost ~530 instructions each (each a protected
+    /// call), on every request that ran Lua.
+    forget: Function,
     /// generation → instance index → what the batch dispatchers call (`batch::entry`).
     entries: Table,
     /// The batch dispatchers (batch.rs) for the phases that do not wait and those that may.
@@ -130,6 +134,14 @@ impl Worker {
             .set_name("=invoke")
             .set_mode(mlua::chunk::ChunkMode::Text)
             .into_function()?;
+        let forget: Function = lua
+            .load(
+                "local requests, waiting, states = ...\n\
+                 return function(id) requests[id] = nil waiting[id] = nil states[id] = nil end",
+            )
+            .set_name("=forget")
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .call((&*requests, &waiting, &states))?;
         let entries = lua.create_table()?;
         let (plain_dispatch, waiting_dispatch) = batch::dispatchers(&lua, &run, &entries)?;
         let memory = Arc::new(AtomicUsize::new(lua.used_memory()));
@@ -145,8 +157,8 @@ impl Worker {
             requests,
             waiting,
             run,
-            states,
             invoke,
+            forget,
             entries,
             plain_dispatch,
             waiting_dispatch,
@@ -366,10 +378,10 @@ impl Worker {
         }
     }
 
-    fn release(&mut self, id: u64, generation: u64) {
-        let _ = self.requests.raw_set(id, Value::Nil);
-        let _ = self.waiting.raw_set(id, Value::Nil);
-        let _ = self.states.raw_set(id, Value::Nil);
+    fn release(&mut self, id: u64, generation: u64, keyed: bool) {
+        if keyed {
+            let _ = self.forget.call::<()>(id);
+        }
         if let Some(n) = self.active.get_mut(&generation) {
             *n = n.saturating_sub(1);
         }
@@ -412,12 +424,13 @@ impl Worker {
     }
 }
 
-/// Frees a finished request's Lua tables (called when its context is dropped, on its thread).
-pub fn release(id: u64, generation: u64) {
+/// Frees a finished request's Lua tables (called when its context is dropped, on its thread);
+/// `keyed` is its [`RequestState::lua_keyed`](crate::plugins::RequestState::lua_keyed).
+pub fn release(id: u64, generation: u64, keyed: bool) {
     WORKER.with(|cell| {
         if let Ok(mut slot) = cell.try_borrow_mut() {
             if let Some(worker) = slot.as_mut() {
-                worker.release(id, generation);
+                worker.release(id, generation, keyed);
                 if worker.can_retire() {
                     tracing::warn!("replacing this worker's exhausted Lua VM with a fresh one");
                     *slot = None;
