@@ -24,6 +24,10 @@ use mlua::{ffi, Function, LightUserData, Lua, Table};
 use super::cur;
 use super::names::{named, Named, SetName};
 
+/// Named registry value: the `ffi` library, kept reachable (see [`install`]). No plugin reaches
+/// the registry.
+const FFI: &str = "sluice.ffi";
+
 /// The call is not for this path: take the general one.
 const GENERAL: c_int = -2;
 /// A getter found nothing.
@@ -184,6 +188,12 @@ pub(super) fn install(lua: &Lua) -> mlua::Result<Table> {
     // luaopen_ffi also records the library as loaded; nothing should find it there.
     let loaded: Table = lua.named_registry_value("_LOADED")?;
     loaded.raw_set("ffi", mlua::Value::Nil)?;
+    // But the library must stay reachable: LuaJIT keeps its internal table of C types'
+    // metatables and blacklisted functions (`miscmap`, read by the trace recorder at each
+    // compiled FFI call) alive only through the library's own functions. Unreachable, the
+    // collector freed it, and recording the next FFI call read freed memory (a segfault
+    // under load, in `lj_tab_get` from `recff_cdata_call`).
+    lua.set_named_registry_value(FFI, &lib)?;
     let pointer = |f: *const c_void| LightUserData(f.cast_mut());
     let chunk: Function = lua
         .load(include_str!("fast.lua"))
@@ -197,4 +207,42 @@ pub(super) fn install(lua: &Lua) -> mlua::Result<Table> {
         pointer(service_set_header as *const c_void),
         pointer(response_set_header as *const c_void),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Regression: the `ffi` library was reachable from nothing once `fast.lua` had run, and a
+    /// full collection freed LuaJIT's table of C type metatables, which the trace recorder
+    /// reads at every FFI call it compiles.
+    #[test]
+    fn compiled_ffi_calls_after_full_collections_find_the_library_alive() {
+        let vm = crate::plugins::lua::sandbox::new_vm().unwrap();
+        let lua: &mlua::Lua = &vm;
+        let globals = super::super::install(lua).unwrap();
+        let kong = globals
+            .into_iter()
+            .find(|(name, _)| *name == "kong")
+            .map(|(_, v)| v)
+            .unwrap();
+        lua.gc_collect().unwrap();
+        lua.gc_collect().unwrap();
+        // New tables take the freed memory; a compiled loop then records the FFI call.
+        let answered: i64 = lua
+            .load(
+                r#"
+                local kong = ...
+                local keep = {}
+                for i = 1, 20000 do keep[i % 500 + 1] = { i, tostring(i) } end
+                local get, n = kong.request.get_header, 0
+                for _ = 1, 2000 do
+                  if not pcall(get, "x-a") then n = n + 1 end
+                end
+                return n
+                "#,
+            )
+            .call(kong)
+            .unwrap();
+        // Outside a request, every call is handed to the general path, which raises.
+        assert_eq!(answered, 2000);
+    }
 }
