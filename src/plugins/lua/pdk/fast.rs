@@ -12,9 +12,9 @@
 //! (mlua) function, which raises or converts exactly as before. These functions never run Lua
 //! code and never raise; a panic becomes [`GENERAL`] too.
 //!
-//! The `ffi` library is opened for `fast.lua` alone: no plugin environment, `require` or
-//! registry entry reaches it, and the function pointers and buffer it makes are upvalues of
-//! the PDK's own closures.
+//! The `ffi` library is opened for `fast.lua` alone: no plugin environment or `require`
+//! reaches it (it is kept in the registry, which plugins cannot reach, and not in `_LOADED`),
+//! and the function pointers and buffer it makes are upvalues of the PDK's own closures.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
