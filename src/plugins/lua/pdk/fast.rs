@@ -23,6 +23,7 @@ use mlua::{ffi, Function, LightUserData, Lua, Table};
 
 use super::cur;
 use super::names::{named, Named, SetName};
+use crate::plugins::PhaseCtx;
 
 /// Named registry value: the `ffi` library, kept reachable (see [`install`]). No plugin reaches
 /// the registry.
@@ -137,6 +138,26 @@ unsafe fn set_args(
     Some((SetName::Named(name.clone()), value.to_owned()))
 }
 
+/// A header setter's call: `apply` with the arguments [`set_args`] takes, on the current
+/// request; 0, or [`GENERAL`].
+///
+/// # Safety
+/// As [`set_args`].
+unsafe fn set_with(
+    name: *const Named,
+    value: *const c_char,
+    value_len: usize,
+    apply: impl FnOnce(&mut PhaseCtx<'_>, SetName, String) -> mlua::Result<()>,
+) -> c_int {
+    guarded(|| {
+        // SAFETY: the caller's contract.
+        let Some((name, value)) = (unsafe { set_args(name, value, value_len) }) else {
+            return GENERAL;
+        };
+        cur(|c, _, _| apply(c, name, value)).map_or(GENERAL, |()| 0)
+    })
+}
+
 /// `kong.service.request.set_header(name, value)`, checked by `surface.lua` already: 0, or
 /// [`GENERAL`].
 ///
@@ -147,13 +168,12 @@ unsafe extern "C" fn service_set_header(
     value: *const c_char,
     value_len: usize,
 ) -> c_int {
-    guarded(|| {
-        // SAFETY: the caller's contract.
-        let Some((name, value)) = (unsafe { set_args(name, value, value_len) }) else {
-            return GENERAL;
-        };
-        cur(|c, _, _| super::service::set_key(c, name, value, false)).map_or(GENERAL, |()| 0)
-    })
+    // SAFETY: the caller's contract.
+    unsafe {
+        set_with(name, value, value_len, |c, name, value| {
+            super::service::set_key(c, name, value, false)
+        })
+    }
 }
 
 /// `kong.response.set_header(name, value)`, checked by `response.lua` already: 0, or
@@ -166,17 +186,13 @@ unsafe extern "C" fn response_set_header(
     value: *const c_char,
     value_len: usize,
 ) -> c_int {
-    guarded(|| {
-        // SAFETY: the caller's contract.
-        let Some((name, value)) = (unsafe { set_args(name, value, value_len) }) else {
-            return GENERAL;
-        };
-        cur(|c, _, _| {
+    // SAFETY: the caller's contract.
+    unsafe {
+        set_with(name, value, value_len, |c, name, value| {
             super::response::set_header(c, name, value);
-            Ok(0)
+            Ok(())
         })
-        .unwrap_or(GENERAL)
-    })
+    }
 }
 
 /// Builds the fast paths (`fast.lua`): a table of constructors that take a general function
