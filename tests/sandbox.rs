@@ -117,3 +117,68 @@ async fn escape_attempts_are_denied_and_the_proxy_keeps_serving() {
     assert!(log.contains("CPU budget"), "{log}");
     assert!(log.contains("not enough memory"), "{log}");
 }
+
+/// The coroutine a phase call runs in is kept for the next call (runtime/threads.rs). A plugin
+/// that keeps a handle to it (`coroutine.running()`) and resumes it between calls must not be
+/// able to slip its own code in front of a later request's plugins: the resume fails, and
+/// every later call runs its plugins in full.
+#[tokio::test]
+async fn a_kept_phase_coroutine_cannot_be_hijacked_between_calls() {
+    let up = Upstream::start().await;
+    let stash = r#"local saved
+local P = { PRIORITY = 2000, VERSION = "1.0.0" }
+function P:access(conf)
+  local mode = kong.request.get_header("x-mode") or "none"
+  if mode == "stash" then
+    saved = coroutine.running()
+  end
+  kong.service.request.set_header("x-stash", "ran-" .. mode)
+end
+function P:header_filter(conf)
+  if kong.request.get_header("x-mode") == "tamper" and saved then
+    -- Shaped as the call loop's arguments (marker, id, method, handler, conf), with a
+    -- forged marker; the method would wait inside the kept coroutine, to be resumed by the
+    -- next request's call in place of that call's plugins.
+    local ok, err = coroutine.resume(saved, nil, 1, function() coroutine.yield() end, {}, {})
+    kong.response.set_header("x-tamper", tostring(ok) .. " " .. tostring(err))
+  end
+end
+return P
+"#;
+    let guard = "local P = { PRIORITY = 1000, VERSION = \"1.0.0\" }\nfunction P:access(conf)\n  kong.service.request.set_header('x-guard', 'ran')\nend\nreturn P\n";
+    let mut cfg = String::from("_format_version: \"3.0\"\ncustom_plugins:\n");
+    cfg.push_str(&embed::render("stash", stash, &schema("stash"), false));
+    cfg.push_str(&embed::render("guard", guard, &schema("guard"), false));
+    cfg.push_str(&render(
+        "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: one, paths: [/one], plugins: [{name: stash}]}\n      - {name: batch, paths: [/batch], plugins: [{name: stash}, {name: guard}]}\n",
+        &[&up],
+    ));
+    // One worker: the plugin's `saved` lives in that worker's VM.
+    let proxy = Proxy::start_with(&cfg, &["--workers", "1"]).await;
+
+    // One instance's call (wait.lua's loop), then a batch's (the dispatcher's loop).
+    for path in ["/one", "/batch"] {
+        let r = proxy.get(path, &[("x-mode", "stash")]).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let r = proxy.get(path, &[("x-mode", "tamper")]).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let tamper = r.header("x-tamper").unwrap_or_default().to_string();
+        assert!(
+            tamper.starts_with("false"),
+            "{path}: resuming the kept coroutine was not refused: {tamper}"
+        );
+        for i in 0..3 {
+            let r = proxy.get(path, &[("x-mode", "check")]).await;
+            assert_eq!(r.status, 200, "{path}, check {i}: {}", r.text());
+            let seen = up.last();
+            assert_eq!(
+                seen.header("x-stash"),
+                Some("ran-check"),
+                "{path}, check {i}"
+            );
+            if path == "/batch" {
+                assert_eq!(seen.header("x-guard"), Some("ran"), "{path}, check {i}");
+            }
+        }
+    }
+}

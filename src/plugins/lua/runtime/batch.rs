@@ -11,9 +11,11 @@
 use std::ffi::c_int;
 use std::time::{Duration, Instant};
 
-use mlua::{ffi, Function, Lua, MultiValue, Table, Value};
+use mlua::{ffi, Function, Lua, Table, Value};
 
-use super::calls::{describe, finish, may_wait, step, with_worker, Who};
+use super::calls::{describe, finish, may_wait, step, with_worker, Resume, Who};
+use super::raw::Arg;
+use super::threads::{self, Body};
 use crate::plugins::lua::{pdk, sandbox, LuaInstance};
 use crate::plugins::{Flow, PhaseCtx, PluginError};
 
@@ -208,33 +210,48 @@ pub fn call(batch: &mut Batch<'_>, ctx: &mut PhaseCtx<'_>) -> Result<Flow, Plugi
                 break;
             }
         }
-        let generation = first.generation;
-        let mut args = MultiValue::with_capacity(batch.len + 4);
-        if may_wait(phase) {
-            args.push_back(Value::Number(ctx.state.id as f64));
+        // [marker, id,] phase, generation, count, the members' instance indexes.
+        let mut args = [Arg::Int(0); MAX + 5];
+        let mut n = 0;
+        let mut push = |a: Arg<'static>| {
+            args[n] = a;
+            n += 1;
+        };
+        let waits = may_wait(phase);
+        if waits {
+            push(Arg::Ptr(threads::done().0));
+            push(Arg::Num(ctx.state.id as f64));
         }
-        args.push_back(Value::Integer(phase.index() as i64 + 1));
-        args.push_back(Value::Number(generation as f64));
-        args.push_back(Value::Integer(batch.len as i64));
+        push(Arg::Int(phase.index() as i64 + 1));
+        push(Arg::Num(first.generation as f64));
+        push(Arg::Int(batch.len as i64));
         for inst in batch.insts[..batch.len].iter().flatten() {
-            args.push_back(Value::Integer(inst.index as i64));
+            push(Arg::Int(inst.index as i64));
         }
         ctx.state.exit = None;
         batch.pos = 0;
         batch.member_started = None;
-        if may_wait(phase) {
+        if waits {
             ctx.state.lua_spent = Duration::ZERO;
             let thread = worker
-                .thread_running(worker.waiting_dispatch.clone())
+                .threads
+                .take(&worker.lua, Body::Batch)
                 .map_err(|e| PluginError(describe(first, phase, &e)))?;
-            return step(worker, Who::Batch(batch), ctx, thread, args, false);
+            return step(
+                worker,
+                Who::Batch(batch),
+                ctx,
+                thread,
+                Resume::Start(&args[..n]),
+            );
         }
         let tables = worker.tables(ctx);
         let started = ctx.started;
-        let plain = worker.plain_dispatch.clone();
         let result = pdk::with_current(ctx, first, Some(&mut *batch), tables, || {
             sandbox::with_budget_left(started, sandbox::limits().cpu_budget, || {
-                plain.call::<()>(args)
+                worker
+                    .entry
+                    .pcall(&worker.lua, &worker.plain_dispatch, &args[..n])
             })
         });
         finish(worker, Who::Batch(batch), ctx, result)

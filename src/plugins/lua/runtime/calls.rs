@@ -4,9 +4,11 @@
 use std::sync::atomic::Ordering;
 
 use mlua::thread::ThreadStatus;
-use mlua::{IntoLuaMulti, Thread, Value};
+use mlua::{Thread, Value};
 
 use super::handlers::Call;
+use super::raw::{self, Arg};
+use super::threads::{self, Body};
 use super::{Batch, Worker, WORKER};
 use crate::plugins::lua::{io, pdk, sandbox, LuaInstance};
 use crate::plugins::{Flow, Phase, PhaseCtx, PluginError};
@@ -24,6 +26,14 @@ impl<'a> Who<'_, 'a> {
         match self {
             Who::One(inst) => Some(inst),
             Who::Batch(b) => b.current(),
+        }
+    }
+
+    /// Which body its coroutine runs.
+    fn body(&self) -> Body {
+        match self {
+            Who::One(_) => Body::One,
+            Who::Batch(_) => Body::Batch,
         }
     }
 
@@ -75,23 +85,27 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
         if may_wait(phase) {
             ctx.state.lua_spent = std::time::Duration::ZERO;
             let thread = worker
-                .thread()
+                .threads
+                .take(&worker.lua, Body::One)
                 .map_err(|e| PluginError(describe(inst, phase, &e)))?;
-            let id = ctx.state.id as f64;
-            return step(
-                worker,
-                Who::One(inst),
-                ctx,
-                thread,
-                (id, &*method, &*handler, &*conf),
-                false,
-            );
+            let args = [
+                Arg::Ptr(threads::done().0),
+                Arg::Num(ctx.state.id as f64),
+                Arg::Key(&method),
+                Arg::Key(&handler),
+                Arg::Key(&conf),
+            ];
+            return step(worker, Who::One(inst), ctx, thread, Resume::Start(&args));
         }
         let tables = worker.tables(ctx);
         let started = ctx.started;
         let result = pdk::with_current(ctx, inst, None, tables, || {
             sandbox::with_budget_left(started, sandbox::limits().cpu_budget, || {
-                worker.invoke.call::<()>((&*method, &*handler, &*conf))
+                // From C, as mlua would call it: `error(msg, 2)` in the method names no
+                // position.
+                worker
+                    .entry
+                    .pcall(&worker.lua, &method, &[Arg::Key(&handler), Arg::Key(&conf)])
             })
         });
         finish(worker, Who::One(inst), ctx, result)
@@ -124,8 +138,16 @@ pub(super) fn resume_who(who: Who<'_, '_>, ctx: &mut PhaseCtx<'_>) -> Result<Flo
             v
         });
         let args = args.map_err(|e| PluginError(who.describe(ctx.phase, &e)))?;
-        step(worker, who, ctx, thread, args, true)
+        step(worker, who, ctx, thread, Resume::After(args))
     })
+}
+
+/// How [`step`] resumes a call's coroutine.
+pub(super) enum Resume<'x> {
+    /// The call's first resume, with these arguments.
+    Start(&'x [Arg<'x>]),
+    /// After a wait, with the ticket and outcome of the operation that finished.
+    After(mlua::MultiValue),
 }
 
 /// Whether plugin code may wait in `phase` (OpenResty's yieldable contexts; Kong runs
@@ -143,9 +165,9 @@ pub(super) fn step(
     mut who: Who<'_, '_>,
     ctx: &mut PhaseCtx<'_>,
     thread: Thread,
-    args: impl IntoLuaMulti,
-    after_wait: bool,
+    args: Resume<'_>,
 ) -> Result<Flow, PluginError> {
+    let after_wait = matches!(args, Resume::After(_));
     let left = sandbox::limits()
         .cpu_budget
         .saturating_sub(ctx.state.lua_spent);
@@ -157,18 +179,32 @@ pub(super) fn step(
         ctx.started
     };
     let cpu_started = after_wait.then(sandbox::budget::thread_cpu_time);
+    // Whether the coroutine yielded `threads::done()`: the call ended (threads.rs); anything
+    // else it yields is a wait.
+    let (lua, entry) = (&worker.lua, &worker.entry);
+    let go = || match args {
+        Resume::Start(a) => entry
+            .resume(lua, &thread, a)
+            .map(|r| matches!(r, raw::Resumed::Yielded(p) if p == threads::done().0)),
+        Resume::After(v) => thread.resume::<Value>(v).map(|v| threads::is_done(&v)),
+    };
     let result = match &mut who {
         Who::One(inst) => pdk::with_current(ctx, inst, None, tables, || {
-            sandbox::with_budget_left(started, left, || thread.resume::<()>(args))
+            sandbox::with_budget_left(started, left, go)
         }),
         Who::Batch(batch) => match batch.current() {
             Some(inst) => pdk::with_current(ctx, inst, Some(&mut **batch), tables, || {
-                sandbox::with_budget_left(started, left, || thread.resume::<()>(args))
+                sandbox::with_budget_left(started, left, go)
             }),
             None => Err(mlua::Error::runtime("an empty batch")),
         },
     };
-    if result.is_ok() && thread.status() == ThreadStatus::Resumable && ctx.state.exit.is_none() {
+    let ended = matches!(result, Ok(true));
+    if !ended
+        && result.is_ok()
+        && thread.status() == ThreadStatus::Resumable
+        && ctx.state.exit.is_none()
+    {
         // Only a call that waits needs what it has spent (its budget after the wait). A batch
         // member that began during this resume has spent the wall time since (its budget was
         // set then).
@@ -194,8 +230,8 @@ pub(super) fn step(
     if let Some(io) = ctx.state.io.as_mut() {
         io.cancel_all();
     }
-    if result.is_ok() {
-        worker.recycle(thread);
+    if ended {
+        worker.threads.keep(who.body(), thread);
     }
     finish(worker, who, ctx, result.map(|_| ()))
 }

@@ -12,13 +12,14 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mlua::thread::ThreadStatus;
-use mlua::{Function, RegistryKey, Table, Thread, Value};
+use mlua::{Function, RegistryKey, Table, Value};
 use rustc_hash::FxHashMap;
 
 mod batch;
 mod calls;
 mod handlers;
+mod raw;
+mod threads;
 
 use super::{io, pdk, sandbox, LuaInstance, LuaPlugin};
 use crate::plugins::{Phase, PhaseCtx};
@@ -48,12 +49,6 @@ struct Worker {
     requests: Rc<Table>,
     /// request id → the coroutine of its phase call that waits for I/O.
     waiting: Table,
-    /// wait.lua's `run` (the body of calls that may wait).
-    run: Function,
-    /// `function(method, handler, conf) return method(handler, conf) end`: calls a phase that
-    /// does not wait with its three values pushed from their registry keys. A tail call, so
-    /// that `error(msg, 2)` in the method names no position, as when Rust called it directly.
-    invoke: Function,
     /// `forget(id)`: drops the request's entries in `requests`, `waiting` and wait.lua's
     /// light-thread states. One
     /// call into Lua: three `Table::raw_set`s cost ~530 instructions each (each a protected
@@ -61,11 +56,13 @@ struct Worker {
     forget: Function,
     /// generation → instance index → what the batch dispatchers call (`batch::entry`).
     entries: Table,
-    /// The batch dispatchers (batch.rs) for the phases that do not wait and those that may.
-    plain_dispatch: Function,
-    waiting_dispatch: Function,
-    /// Finished coroutines, reset and reused for the next calls that may wait.
-    spare: Vec<Thread>,
+    /// The batch dispatcher (batch.rs) for the phases that do not wait (the one for those that
+    /// may runs in `threads`' coroutines).
+    plain_dispatch: RegistryKey,
+    /// Raw entries into phase calls (raw.rs).
+    entry: raw::Entry,
+    /// The coroutines of calls that may wait (threads.rs).
+    threads: threads::Threads,
     /// The instances of one generation (the newest that called) already resolved, by instance
     /// index: a call of them finds its handler, methods and conf without hashing.
     resolved: Vec<Option<Resolved>>,
@@ -87,9 +84,6 @@ impl Drop for Worker {
         }
     }
 }
-
-/// Finished coroutines a worker keeps for reuse.
-const SPARE_THREADS: usize = 16;
 
 /// Share of the memory limit a VM may still use after a full collection before it is replaced.
 const EXHAUSTED_PERCENT: usize = 80;
@@ -129,11 +123,6 @@ impl Worker {
         let waiting = lua.create_table()?;
         let run: Function = lua.named_registry_value(io::RUN)?;
         let states: Table = lua.named_registry_value(io::STATES)?;
-        let invoke: Function = lua
-            .load("local method, handler, conf = ... return method(handler, conf)")
-            .set_name("=invoke")
-            .set_mode(mlua::chunk::ChunkMode::Text)
-            .into_function()?;
         let forget: Function = lua
             .load(
                 "local requests, waiting, states = ...\n\
@@ -144,6 +133,9 @@ impl Worker {
             .call((&*requests, &waiting, &states))?;
         let entries = lua.create_table()?;
         let (plain_dispatch, waiting_dispatch) = batch::dispatchers(&lua, &run, &entries)?;
+        let threads = threads::Threads::new(&lua, &run, &waiting_dispatch)?;
+        let plain_dispatch = lua.create_registry_value(plain_dispatch)?;
+        let entry = raw::Entry::new(&lua)?;
         let memory = Arc::new(AtomicUsize::new(lua.used_memory()));
         if let Ok(mut all) = VM_MEMORY.lock() {
             all.push(memory.clone());
@@ -156,13 +148,11 @@ impl Worker {
             confs: FxHashMap::default(),
             requests,
             waiting,
-            run,
-            invoke,
             forget,
             entries,
             plain_dispatch,
-            waiting_dispatch,
-            spare: Vec::new(),
+            threads,
+            entry,
             resolved: Vec::new(),
             resolved_generation: 0,
             active: FxHashMap::default(),
@@ -354,27 +344,6 @@ impl Worker {
         *self.active.entry(gen).or_default() += 1;
         if gen > self.newest {
             self.newest = gen;
-        }
-    }
-
-    /// A coroutine for a phase call that may wait, running wait.lua's scheduler.
-    fn thread(&mut self) -> mlua::Result<Thread> {
-        self.thread_running(self.run.clone())
-    }
-
-    /// A coroutine (a spare one reset, or a new one) that runs `body`.
-    fn thread_running(&mut self, body: Function) -> mlua::Result<Thread> {
-        if let Some(t) = self.spare.pop() {
-            t.reset(body)?;
-            return Ok(t);
-        }
-        self.lua.create_thread(body)
-    }
-
-    /// Keeps a finished coroutine for reuse (a few per worker).
-    fn recycle(&mut self, thread: Thread) {
-        if self.spare.len() < SPARE_THREADS && thread.status() == ThreadStatus::Finished {
-            self.spare.push(thread);
         }
     }
 

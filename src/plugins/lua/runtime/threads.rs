@@ -1,0 +1,97 @@
+//! The coroutines of the phase calls that may wait, kept suspended between calls.
+//!
+//! A call that may wait runs as a coroutine (wait.lua). Each coroutine runs a loop: it runs
+//! one call's body, then yields [`DONE`] and waits there for the next call's arguments. A
+//! call that ended without waiting leaves its coroutine at that yield, ready for the next
+//! call: no reset and no new coroutine per call (the reset, the status checks around it and
+//! the recycling cost ~500 instructions per call).
+//!
+//! The loop resumes only with the marker as its first argument, which plugin code cannot
+//! make (a light userdata; no `ffi` or `debug` in the sandbox). A plugin that kept a handle
+//! to its coroutine (`coroutine.running()`) and resumes it between calls ends that coroutine
+//! with an error instead of slipping code in front of the next call; a coroutine not left at
+//! the loop's yield is never reused.
+
+use std::ffi::c_void;
+
+use mlua::{ffi, Function, LightUserData, Lua, Thread, Value};
+
+/// The address behind the marker: unique in the process, never dereferenced.
+static MARKER: u8 = 0;
+
+/// What a coroutine yields when its call ended, and what it must be resumed with.
+pub(super) fn done() -> LightUserData {
+    LightUserData(std::ptr::from_ref(&MARKER).cast::<c_void>().cast_mut())
+}
+
+/// Whether a value a coroutine yielded says that its call ended.
+pub(super) fn is_done(v: &Value) -> bool {
+    matches!(v, Value::LightUserData(p) if *p == done())
+}
+
+/// Finished calls' coroutines a worker keeps per body.
+const SPARE: usize = 16;
+
+/// Which body a coroutine runs: one instance's call (wait.lua's `run`) or a batch's.
+#[derive(Clone, Copy)]
+pub(super) enum Body {
+    One = 0,
+    Batch = 1,
+}
+
+/// The loops, and the coroutines left at their yield.
+pub(super) struct Threads {
+    loops: [Function; 2],
+    spare: [Vec<Thread>; 2],
+}
+
+impl Threads {
+    /// Builds the loops over wait.lua's `run` and the batch dispatcher that may wait.
+    pub(super) fn new(lua: &Lua, run: &Function, batch: &Function) -> mlua::Result<Threads> {
+        let make = |body: &Function| -> mlua::Result<Function> {
+            lua.load(
+                "local body, DONE, yield, error = ...\n\
+                 local function go(token, ...)\n  \
+                 if token ~= DONE then error('not a phase call', 0) end\n  \
+                 body(...)\n  return go(yield(DONE))\nend\nreturn go",
+            )
+            .set_name("=sluice/call")
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .call((
+                body.clone(),
+                done(),
+                lua.globals()
+                    .get::<mlua::Table>("coroutine")?
+                    .get::<Function>("yield")?,
+                lua.globals().get::<Function>("error")?,
+            ))
+        };
+        Ok(Threads {
+            loops: [make(run)?, make(batch)?],
+            spare: [Vec::new(), Vec::new()],
+        })
+    }
+
+    /// A coroutine for a call of `body`: one left at the loop's yield, or a new one.
+    pub(super) fn take(&mut self, lua: &Lua, body: Body) -> mlua::Result<Thread> {
+        let b = body as usize;
+        while let Some(t) = self.spare[b].pop() {
+            // Still at the loop's yield, unless plugin code resumed it since (it then failed
+            // the marker check and is dead).
+            // SAFETY: mlua's handle keeps the coroutine alive; reading its status is all.
+            if unsafe { ffi::lua_status(t.state()) } == ffi::LUA_YIELD {
+                return Ok(t);
+            }
+        }
+        lua.create_thread(self.loops[b].clone())
+    }
+
+    /// Keeps the coroutine of a call that ended by yielding [`done`] (so it is suspended at
+    /// the loop's yield) for the next call.
+    pub(super) fn keep(&mut self, body: Body, thread: Thread) {
+        let b = body as usize;
+        if self.spare[b].len() < SPARE {
+            self.spare[b].push(thread);
+        }
+    }
+}
