@@ -182,3 +182,91 @@ return P
         }
     }
 }
+
+/// A plugin that keeps the coroutine a call waits in (`coroutine.running()` while it waits on
+/// a socket) cannot resume it from another request's call: that would run the first
+/// request's plugin code on the second request, and hand the waiting call forged results. As
+/// OpenResty refuses a coroutine of another request, the sandbox's `coroutine.resume` refuses
+/// the gateway's own coroutines (phase calls, light threads).
+#[tokio::test]
+async fn a_waiting_call_cannot_be_resumed_from_another_request() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let up = Upstream::start().await;
+    let hold = r#"local saved
+local P = { PRIORITY = 2000, VERSION = "1.0.0" }
+function P:access(conf)
+  local mode = kong.request.get_header("x-mode")
+  if mode == "hold" then
+    local sock = ngx.socket.tcp()
+    sock:settimeout(10000)
+    assert(sock:connect("127.0.0.1", tonumber(kong.request.get_header("x-port"))))
+    saved = coroutine.running()
+    assert(sock:send("ready\n"))
+    local line = sock:receive("*l")
+    kong.service.request.set_header("x-held", line or "none")
+  elseif mode == "poke" then
+    local ok, err = coroutine.resume(saved, 1, "forged")
+    kong.service.request.set_header("x-poke", tostring(ok) .. " " .. tostring(err))
+    local t = ngx.thread.spawn(function() end)
+    local ok2, err2 = coroutine.resume(t)
+    kong.service.request.set_header("x-poke-thread", tostring(ok2) .. " " .. tostring(err2))
+  end
+end
+return P
+"#;
+    let mut cfg = String::from("_format_version: \"3.0\"\ncustom_plugins:\n");
+    cfg.push_str(&embed::render("hold", hold, &schema("hold"), false));
+    cfg.push_str(&render(
+        "services:\n  - name: s\n    url: http://{upstream}\n    routes:\n      - {name: r, paths: [/r], plugins: [{name: hold}]}\n",
+        &[&up],
+    ));
+    // One worker: both requests share its VM, where the plugin keeps `saved`.
+    let proxy = Proxy::start_with(&cfg, &["--workers", "1"]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+
+    let held = {
+        let (addr, port) = (proxy.addr, port.clone());
+        tokio::spawn(async move {
+            common::send(
+                addr,
+                "GET",
+                "/r",
+                &[("x-mode", "hold"), ("x-port", &port)],
+                bytes::Bytes::new(),
+            )
+            .await
+        })
+    };
+    // The first call has kept its coroutine and waits on the socket once "ready" arrives
+    // (the send and the wait run in one go on the worker's thread).
+    let (sock, _) = tokio::time::timeout(std::time::Duration::from_secs(10), listener.accept())
+        .await
+        .expect("the plugin did not connect")
+        .unwrap();
+    let (rd, mut wr) = sock.into_split();
+    let mut line = String::new();
+    BufReader::new(rd).read_line(&mut line).await.unwrap();
+    assert_eq!(line, "ready\n");
+
+    let poke = proxy.get("/r", &[("x-mode", "poke")]).await;
+    assert_eq!(poke.status, 200, "{}", poke.text());
+    let seen = up.last();
+    assert_eq!(seen.header("x-mode"), Some("poke"));
+    for name in ["x-poke", "x-poke-thread"] {
+        let v = seen.header(name).unwrap_or_default();
+        assert!(
+            v.starts_with("false"),
+            "{name}: the resume was not refused: {v}"
+        );
+    }
+    assert_eq!(seen.header("x-held"), None, "the held call ran on the poke");
+
+    wr.write_all(b"go\n").await.unwrap();
+    let r = held.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.header("x-mode"), Some("hold"));
+    assert_eq!(seen.header("x-held"), Some("go"), "{}", proxy.stderr());
+}

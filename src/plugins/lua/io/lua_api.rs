@@ -413,6 +413,7 @@ pub fn install(lua: &Lua, kong: &Table, ngx: &Table) -> mlua::Result<Vec<(&'stat
             overrun,
             stopped,
             log_err,
+            lua.named_registry_value::<Table>(crate::plugins::lua::sandbox::SYSTEM_THREADS)?,
         ))?;
     let socket: Table = lua
         .load(include_str!("socket.lua"))

@@ -11,7 +11,7 @@
 -- handler waits is handed to it (`dispatch`), and the call ends when the handler and all its
 -- threads have. Plugin coroutines pass WAIT yields up (sandbox/guards.lua), so waiting works
 -- at any depth, as in OpenResty.
-local rs, WAIT, resume, check, expired, overrun, stopped, log_err = ...
+local rs, WAIT, resume, check, expired, overrun, stopped, log_err, system = ...
 
 local create, yield, status = coroutine.create, coroutine.yield, coroutine.status
 local type, error, tostring, tonumber, select, pairs = type, error, tostring, tonumber, select,
@@ -190,6 +190,7 @@ function thread.spawn(fn, ...)
   end
   local state = state_of(waitable(2))
   local rec = { co = create(fn), parent = state.running }
+  system[rec.co] = true
   state.recs[rec.co] = rec
   -- The new thread runs first, until it waits or ends, as in OpenResty.
   step(state, rec, ...)

@@ -43,6 +43,8 @@ pub(super) enum Body {
 pub(super) struct Threads {
     loops: [Function; 2],
     spare: [Vec<Thread>; 2],
+    /// The sandbox's table of the gateway's coroutines (`sandbox::SYSTEM_THREADS`).
+    system: mlua::Table,
 }
 
 impl Threads {
@@ -69,6 +71,7 @@ impl Threads {
         Ok(Threads {
             loops: [make(run)?, make(batch)?],
             spare: [Vec::new(), Vec::new()],
+            system: lua.named_registry_value(crate::plugins::lua::sandbox::SYSTEM_THREADS)?,
         })
     }
 
@@ -83,7 +86,10 @@ impl Threads {
                 return Ok(t);
             }
         }
-        lua.create_thread(self.loops[b].clone())
+        let t = lua.create_thread(self.loops[b].clone())?;
+        // Plugin code that keeps a handle to it cannot resume it (sandbox/guards.lua).
+        self.system.raw_set(&t, true)?;
+        Ok(t)
     }
 
     /// Keeps the coroutine of a call that ended by yielding [`done`] (so it is suspended at

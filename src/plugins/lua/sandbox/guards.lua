@@ -7,7 +7,7 @@
 -- check the native stack first; string.rep and table.sort check the budget as well. A sort of
 -- a large table without a comparator gets a Lua one, so the instruction hook sees its work.
 local pcall, xpcall, resume, format, sort, rep, expired, overrun, check, stopped, WAIT, yield,
-  status = ...
+  status, system = ...
 local type, error = type, error
 
 local function after(ok, ...)
@@ -45,8 +45,15 @@ local function forward(co, ok, tag, ...)
   return ok, tag, ...
 end
 
+-- The gateway's own coroutines (a phase call's, a light thread's) are resumed by the gateway
+-- only: plugin code that kept one (coroutine.running(), ngx.thread.spawn) could otherwise run
+-- a waiting call on another request or hand it forged results. OpenResty refuses a
+-- coroutine of another request the same way.
 function guards.resume(co, ...)
   check()
+  if system[co] then
+    return false, "cannot resume a coroutine the gateway runs (a phase call or a light thread)"
+  end
   return after(forward(co, resume(co, ...)))
 end
 

@@ -100,6 +100,9 @@ pub const RAW_PCALL: &str = "sluice.raw_pcall";
 /// Named registry value: the native stack and budget check the guards run before calling
 /// back into Lua.
 pub const CHECK: &str = "sluice.check";
+/// Named registry value: the gateway's own coroutines (phase calls, light threads) as keys of
+/// a weak table; the sandbox's `coroutine.resume` refuses them.
+pub const SYSTEM_THREADS: &str = "sluice.system_threads";
 
 /// Ends the handler of the call in progress as Kong's `kong.response.exit` does (Kong yields
 /// the handler's coroutine): the error that unwinds it is re-raised by `pcall`, `xpcall` and
@@ -229,6 +232,11 @@ fn install_guards(lua: &Lua, globals: &Table) -> mlua::Result<()> {
     lua.set_named_registry_value(RAW_RESUME, coroutine.get::<Function>("resume")?)?;
     lua.set_named_registry_value(RAW_PCALL, globals.get::<Function>("pcall")?)?;
     lua.set_named_registry_value(CHECK, check.clone())?;
+    let system = lua.create_table()?;
+    let weak_keys = lua.create_table()?;
+    weak_keys.raw_set("__mode", "k")?;
+    system.set_metatable(Some(weak_keys))?;
+    lua.set_named_registry_value(SYSTEM_THREADS, system.clone())?;
     let guards: Table = lua
         .load(include_str!("guards.lua"))
         .set_name("=sandbox")
@@ -247,6 +255,7 @@ fn install_guards(lua: &Lua, globals: &Table) -> mlua::Result<()> {
             wait,
             coroutine.get::<Function>("yield")?,
             coroutine.get::<Function>("status")?,
+            system,
         ))?;
     globals.set("pcall", guards.get::<Function>("pcall")?)?;
     globals.set("xpcall", guards.get::<Function>("xpcall")?)?;
