@@ -1,16 +1,18 @@
 //! The coroutines of the phase calls that may wait, kept suspended between calls.
 //!
 //! A call that may wait runs as a coroutine (wait.lua). Each coroutine runs a loop: it runs
-//! one call's body, then yields [`DONE`] and waits there for the next call's arguments. A
-//! call that ended without waiting leaves its coroutine at that yield, ready for the next
-//! call: no reset and no new coroutine per call (the reset, the status checks around it and
-//! the recycling cost ~500 instructions per call).
+//! one call's body, then yields the marker ([`done`]) and waits there for the next call's
+//! arguments. A call that ended leaves its coroutine at that yield, ready for the next call:
+//! no reset and no new coroutine per call (the reset, the status checks around it and the
+//! recycling cost ~500 instructions per call).
 //!
-//! The loop resumes only with the marker as its first argument, which plugin code cannot
-//! make (a light userdata; no `ffi` or `debug` in the sandbox). A plugin that kept a handle
-//! to its coroutine (`coroutine.running()`) and resumes it between calls ends that coroutine
-//! with an error instead of slipping code in front of the next call; a coroutine not left at
-//! the loop's yield is never reused.
+//! Plugin code may keep a handle to its coroutine (`coroutine.running()`). The sandbox's
+//! `coroutine.resume` refuses the coroutines made here (`sandbox::SYSTEM_THREADS`), so it
+//! cannot resume one between calls and slip its code in front of a later call. Behind that,
+//! the loop goes on only when resumed with the marker as its first argument, which plugin
+//! code cannot make (a light userdata; no `ffi` or `debug` in the sandbox): a coroutine
+//! resumed otherwise ends with an error, and one not left at the loop's yield is never
+//! reused.
 
 use std::ffi::c_void;
 
@@ -99,5 +101,46 @@ impl Threads {
         if self.spare[b].len() < SPARE {
             self.spare[b].push(thread);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Behind the sandbox's resume guard: a kept coroutine resumed without the marker (as
+    /// plugin code would, had it a raw `coroutine.resume`) does not run its body again, ends,
+    /// and is not handed out for the next call.
+    #[test]
+    fn a_loop_resumed_without_the_marker_ends_and_is_not_reused() {
+        let lua = Lua::new();
+        lua.set_named_registry_value(
+            crate::plugins::lua::sandbox::SYSTEM_THREADS,
+            lua.create_table().unwrap(),
+        )
+        .unwrap();
+        let body: Function = lua
+            .load("return function(x) calls = (calls or 0) + 1 last = x end")
+            .eval()
+            .unwrap();
+        let mut threads = Threads::new(&lua, &body, &body).unwrap();
+        let t = threads.take(&lua, Body::One).unwrap();
+        let v: Value = t.resume((done(), 1)).unwrap();
+        assert!(is_done(&v));
+        threads.keep(Body::One, t.clone());
+
+        // A second call with the marker reuses it.
+        let again = threads.take(&lua, Body::One).unwrap();
+        assert_eq!(again.to_pointer(), t.to_pointer());
+        let v: Value = again.resume((done(), 2)).unwrap();
+        assert!(is_done(&v));
+        threads.keep(Body::One, again);
+
+        // Forged arguments: refused by the loop, the body does not run.
+        assert!(t.resume::<Value>((Value::Nil, 3)).is_err());
+        assert_eq!(lua.globals().get::<i64>("calls").unwrap(), 2);
+        assert_eq!(lua.globals().get::<i64>("last").unwrap(), 2);
+        let fresh = threads.take(&lua, Body::One).unwrap();
+        assert_ne!(fresh.to_pointer(), t.to_pointer());
     }
 }
