@@ -185,7 +185,7 @@ pub(super) fn step(
     let go = || match args {
         Resume::Start(a) => entry
             .resume(lua, &thread, a)
-            .map(|r| matches!(r, raw::Resumed::Yielded(p) if p == threads::done().0)),
+            .map(|r| matches!(r, raw::Resumed::Yielded(p) if threads::is_marker(p))),
         Resume::After(v) => thread.resume::<Value>(v).map(|v| threads::is_done(&v)),
     };
     let result = match &mut who {

@@ -26,9 +26,14 @@ pub(super) fn done() -> LightUserData {
     LightUserData(std::ptr::from_ref(&MARKER).cast::<c_void>().cast_mut())
 }
 
+/// Whether a light userdata a coroutine yielded is the marker: its call ended.
+pub(super) fn is_marker(p: *mut c_void) -> bool {
+    p == done().0
+}
+
 /// Whether a value a coroutine yielded says that its call ended.
 pub(super) fn is_done(v: &Value) -> bool {
-    matches!(v, Value::LightUserData(p) if *p == done())
+    matches!(v, Value::LightUserData(p) if is_marker(p.0))
 }
 
 /// Finished calls' coroutines a worker keeps per body.
