@@ -17,10 +17,12 @@ Caveat: valgrind counts each iteration of `rep movsb` as one instruction, so lar
 (a 7 KB future moved twice per request) weigh more here than in CPU time.
 
 Usage: bench/instructions.py [--requests N] [--warmup W] [--only plain,lua1,lua10,https]
-                             [--proxy target/dist/proxy] [--keep] [--no-results]
+                             [--proxy target/dist/proxy] [--keep] [--no-results] [--cache]
 Writes its table between the <!-- instructions --> markers of bench/RESULTS.md and prints it.
 With --keep, the callgrind files stay in the printed directory: `callgrind_annotate` on a
-dump (`*.1-NN`) shows where N requests' instructions go."""
+dump (`*.1-NN`) shows where N requests' instructions go. With --cache, callgrind also simulates
+the caches and the branch predictor and a second table gives L1 misses and mispredicted branches
+per request: where a server spends time that its instruction count does not show."""
 
 import argparse
 import datetime
@@ -90,14 +92,23 @@ def control(pid, what, log):
         raise SystemExit("callgrind_control --%s %d failed (see %s)" % (what, pid, log))
 
 
-def counted(argv, port, warmup, n, out_prefix, stop_signal, log, marker, tls=False):
-    """Instructions of n requests: the server started under callgrind, `warmup` requests, the
+# With --cache, callgrind also simulates the caches and the branch predictor (valgrind's model
+# of this machine's L1 and last-level caches): what an instruction count does not show.
+CACHE_ARGS = ["--cache-sim=yes", "--branch-sim=yes"]
+# The simulated events reported per request: name, the callgrind events added together.
+CACHE_EVENTS = [("L1 data misses", ("D1mr", "D1mw")), ("L1 instruction misses", ("I1mr",)),
+                ("mispredicted branches", ("Bcm", "Bim"))]
+
+
+def counted(argv, port, warmup, n, out_prefix, stop_signal, log, marker, tls=False, cache=False):
+    """Events of n requests: the server started under callgrind, `warmup` requests, the
     counters zeroed, n requests, the counters dumped, a clean stop. Counts the dumped threads
-    that ran `marker` (a function of the request path), or all of them."""
+    that ran `marker` (a function of the request path), or all of them. Returns {event: total}
+    ("Ir", the instructions, and with `cache` the simulated misses)."""
     for f in glob.glob(out_prefix + ".*"):
         os.remove(f)
     cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
-           "--callgrind-out-file=%s.%%p" % out_prefix] + argv
+           "--callgrind-out-file=%s.%%p" % out_prefix] + (CACHE_ARGS if cache else []) + argv
     with open(log, "w") as err:
         proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT)
     try:
@@ -114,7 +125,7 @@ def counted(argv, port, warmup, n, out_prefix, stop_signal, log, marker, tls=Fal
     except subprocess.TimeoutExpired:
         proc.kill()
         raise SystemExit("%s did not stop on signal %d (see %s)" % (argv[0], stop_signal, log))
-    total = 0
+    totals = {}
     files = glob.glob("%s.%d.1-*" % (out_prefix, proc.pid)) or glob.glob(
         "%s.%d.1" % (out_prefix, proc.pid))
     for path in files:
@@ -122,11 +133,14 @@ def counted(argv, port, warmup, n, out_prefix, stop_signal, log, marker, tls=Fal
             text = f.read()
         if marker and marker not in text:
             continue
-        m = re.search(r"^totals: (\d+)", text, flags=re.M)
-        total += int(m.group(1)) if m else 0
-    if not files or not total:
+        events = re.search(r"^events: (.+)$", text, flags=re.M)
+        values = re.search(r"^totals: (.+)$", text, flags=re.M)
+        if events and values:
+            for name, v in zip(events.group(1).split(), values.group(1).split()):
+                totals[name] = totals.get(name, 0) + int(v)
+    if not files or not totals.get("Ir"):
         raise SystemExit("no callgrind totals in %s.%d.1* (see %s)" % (out_prefix, proc.pid, log))
-    return total
+    return totals
 
 
 def main():
@@ -140,6 +154,9 @@ def main():
     ap.add_argument("--proxy", default=os.path.join(target, "dist", "proxy"))
     ap.add_argument("--keep", action="store_true", help="keep the callgrind files")
     ap.add_argument("--no-results", action="store_true", help="do not rewrite bench/RESULTS.md")
+    ap.add_argument("--cache", action="store_true",
+                    help="also simulate the caches and branch predictor (~3x slower): L1 misses "
+                         "and mispredicted branches per request, in a second table")
     args = ap.parse_args()
     for tool in ("valgrind", "nginx"):
         if not shutil.which(tool):
@@ -188,19 +205,22 @@ def main():
                  ["nginx", "-p", tmp, "-c", conf, "-e", os.path.join(tmp, name + ".err"),
                   "-g", "master_process off;"], signal.SIGQUIT, None),
             ]
-            per, spread = {}, {}
+            per, spread, sim = {}, {}, {}
             for who, argv, sig, marker in contenders:
-                samples = []
+                samples, sims = [], []
                 for r in range(max(1, args.repeat)):
                     prefix = os.path.join(tmp, "cg.%s.%s.%d" % (key, who.replace("+", ""), r))
                     count = counted(argv, port, args.warmup, args.requests, prefix, sig,
-                                    prefix + ".log", marker, tls)
-                    samples.append(count / float(args.requests))
+                                    prefix + ".log", marker, tls, args.cache)
+                    samples.append(count["Ir"] / float(args.requests))
+                    sims.append([sum(count.get(e, 0) for e in evs) / float(args.requests)
+                                 for _, evs in CACHE_EVENTS])
                 per[who] = statistics.median(samples)
+                sim[who] = [statistics.median(col) for col in zip(*sims)]
                 spread[who] = (max(samples) - min(samples)) / per[who] * 100.0
                 print("%s, %s: %.0f instructions per request (runs: %s)"
                       % (title, who, per[who], ", ".join("%.0f" % x for x in samples)), flush=True)
-            rows.append((key, title, plugins, per, spread))
+            rows.append((key, title, plugins, per, spread, sim))
     finally:
         upstream.send_signal(signal.SIGQUIT)
         upstream.wait(timeout=30)
@@ -229,13 +249,13 @@ def main():
         "| scenario | sluice | nginx (+Lua) | sluice / nginx | spread of the runs (sluice / peer) |",
         "|---|--:|--:|--:|--:|",
     ]
-    for key, title, plugins, per, spread in rows:
+    for key, title, plugins, per, spread, _ in rows:
         peer_key = "nginx+Lua" if plugins else "nginx"
         peer = per[peer_key]
         lines.append("| %s | %s | %s | %.2f× | %.1f%% / %.1f%% |" % (
             title, "{:,.0f}".format(per["sluice"]), "{:,.0f}".format(peer), per["sluice"] / peer,
             spread["sluice"], spread[peer_key]))
-    by = {k: per for k, _, _, per, _ in rows}
+    by = {k: per for k, _, _, per, _, _ in rows}
     num = "{:,.0f}".format
     if "plain" in by and "lua1" in by:
         text = "Derived: the first Lua plugin costs %s instructions (nginx+Lua: %s)" % (
@@ -246,6 +266,15 @@ def main():
                 num((by["lua10"]["sluice"] - by["lua1"]["sluice"]) / 9),
                 num((by["lua10"]["nginx+Lua"] - by["lua1"]["nginx+Lua"]) / 9))
         lines += ["", text + "."]
+    if args.cache:
+        lines += ["", "With `--cache` (valgrind's simulated caches and branch predictor), per "
+                  "request, sluice / nginx (+Lua):", "",
+                  "| scenario | " + " | ".join(name for name, _ in CACHE_EVENTS) + " |",
+                  "|---|" + "--:|" * len(CACHE_EVENTS)]
+        for key, title, plugins, _, _, sim in rows:
+            peer = sim["nginx+Lua" if plugins else "nginx"]
+            lines.append("| %s | %s |" % (title, " | ".join(
+                "{:,.0f} / {:,.0f}".format(a, b) for a, b in zip(sim["sluice"], peer))))
     lines += ["", "<!-- /instructions -->"]
     text = "\n".join(lines) + "\n"
     print(text)
