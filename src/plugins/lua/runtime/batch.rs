@@ -213,7 +213,7 @@ pub fn call(batch: &mut Batch<'_>, ctx: &mut PhaseCtx<'_>) -> Result<Flow, Plugi
         // [marker, id,] phase, generation, count, the members' instance indexes.
         let mut args = [Arg::Int(0); MAX + 5];
         let mut n = 0;
-        let mut push = |a: Arg<'static>| {
+        let mut push = |a: Arg| {
             args[n] = a;
             n += 1;
         };
@@ -251,7 +251,7 @@ pub fn call(batch: &mut Batch<'_>, ctx: &mut PhaseCtx<'_>) -> Result<Flow, Plugi
             sandbox::with_budget_left(started, sandbox::limits().cpu_budget, || {
                 worker
                     .entry
-                    .pcall(&worker.lua, &worker.plain_dispatch, &args[..n])
+                    .pcall(&worker.lua, worker.plain_dispatch.id(), &args[..n])
             })
         });
         finish(worker, Who::Batch(batch), ctx, result)

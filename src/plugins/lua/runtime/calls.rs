@@ -91,9 +91,9 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
             let args = [
                 Arg::Ptr(threads::done().0),
                 Arg::Num(ctx.state.id as f64),
-                Arg::Key(&method),
-                Arg::Key(&handler),
-                Arg::Key(&conf),
+                Arg::Slot(method),
+                Arg::Slot(handler),
+                Arg::Slot(conf),
             ];
             return step(worker, Who::One(inst), ctx, thread, Resume::Start(&args));
         }
@@ -105,7 +105,7 @@ pub fn call(inst: &LuaInstance, ctx: &mut PhaseCtx<'_>) -> Result<Flow, PluginEr
                 // position.
                 worker
                     .entry
-                    .pcall(&worker.lua, &method, &[Arg::Key(&handler), Arg::Key(&conf)])
+                    .pcall(&worker.lua, method, &[Arg::Slot(handler), Arg::Slot(conf)])
             })
         });
         finish(worker, Who::One(inst), ctx, result)
@@ -145,7 +145,7 @@ pub(super) fn resume_who(who: Who<'_, '_>, ctx: &mut PhaseCtx<'_>) -> Result<Flo
 /// How [`step`] resumes a call's coroutine.
 pub(super) enum Resume<'x> {
     /// The call's first resume, with these arguments.
-    Start(&'x [Arg<'x>]),
+    Start(&'x [Arg]),
     /// After a wait, with the ticket and outcome of the operation that finished.
     After(mlua::MultiValue),
 }

@@ -1,6 +1,7 @@
 //! What a worker loads and finds for a phase call: a handler's table and phase methods, an
 //! instance's conf, and the chunk loading itself.
 
+use std::ffi::c_int;
 use std::rc::Rc;
 
 use mlua::{Lua, RegistryKey, Table, Value};
@@ -11,31 +12,58 @@ use crate::plugins::Phase;
 /// A handler's phase methods, by [`Phase::index`] (None where it lacks one).
 pub(super) type Methods = [Option<Rc<RegistryKey>>; Phase::ALL.len()];
 
-/// An instance's handler table, its phase methods and its conf table.
+/// An instance's handler table, its phase methods and its conf table: the keys, which keep
+/// the registry slots alive, and the slots' numbers, which a call reads without following a
+/// pointer per key.
 #[derive(Clone)]
 pub(super) struct Resolved {
+    slots: Slots,
     pub(super) handler: Rc<RegistryKey>,
     pub(super) methods: Methods,
     pub(super) conf: Rc<RegistryKey>,
 }
 
+/// The registry slots of a [`Resolved`].
+#[derive(Clone, Copy)]
+struct Slots {
+    handler: c_int,
+    conf: c_int,
+    methods: [Option<c_int>; Phase::ALL.len()],
+}
+
 impl Resolved {
+    pub(super) fn new(handler: Rc<RegistryKey>, methods: Methods, conf: Rc<RegistryKey>) -> Self {
+        let slots = Slots {
+            handler: handler.id(),
+            conf: conf.id(),
+            methods: std::array::from_fn(|i| methods[i].as_deref().map(RegistryKey::id)),
+        };
+        Resolved {
+            slots,
+            handler,
+            methods,
+            conf,
+        }
+    }
+
     /// What a call of `phase` needs.
     pub(super) fn call(&self, phase: Phase) -> Call {
         Call {
-            handler: self.handler.clone(),
-            method: self.methods[phase.index()].clone(),
-            conf: self.conf.clone(),
+            handler: self.slots.handler,
+            method: self.slots.methods[phase.index()],
+            conf: self.slots.conf,
         }
     }
 }
 
-/// An instance's handler table, the method of one phase (None if the handler lacks it) and
-/// the instance's conf table.
+/// The registry slots of an instance's handler table, of the method of one phase (None if the
+/// handler lacks it) and of the instance's conf table. A call holds no key: the worker's
+/// handler and conf maps hold them until its `collect`, which never runs during a call.
+#[derive(Clone, Copy)]
 pub(super) struct Call {
-    pub(super) handler: Rc<RegistryKey>,
-    pub(super) method: Option<Rc<RegistryKey>>,
-    pub(super) conf: Rc<RegistryKey>,
+    pub(super) handler: c_int,
+    pub(super) method: Option<c_int>,
+    pub(super) conf: c_int,
 }
 
 /// A handler loaded in a worker's VM.

@@ -209,11 +209,7 @@ impl Worker {
         }
         let (handler, methods) = self.handler(&inst.plugin, inst.generation)?;
         let conf = self.conf(inst)?;
-        let r = Resolved {
-            handler,
-            methods,
-            conf,
-        };
+        let r = Resolved::new(handler, methods, conf);
         self.publish(inst, &r)?;
         if inst.generation >= self.resolved_generation {
             if inst.generation > self.resolved_generation {

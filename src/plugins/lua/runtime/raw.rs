@@ -15,9 +15,9 @@ use mlua::{ffi, Function, Lua, RegistryKey, Thread};
 
 /// An argument of a raw call.
 #[derive(Clone, Copy)]
-pub(super) enum Arg<'a> {
-    /// The value in this registry slot.
-    Key(&'a RegistryKey),
+pub(super) enum Arg {
+    /// The value in this registry slot (a [`RegistryKey::id`] whose key is alive).
+    Slot(c_int),
     Num(f64),
     Int(i64),
     /// A light userdata (the marker of threads.rs).
@@ -54,7 +54,7 @@ impl Entry {
 
     /// Calls the function in registry slot `f` with `args` on the VM's main state, without
     /// results.
-    pub(super) fn pcall(&self, lua: &Lua, f: &RegistryKey, args: &[Arg<'_>]) -> mlua::Result<()> {
+    pub(super) fn pcall(&self, lua: &Lua, f: c_int, args: &[Arg]) -> mlua::Result<()> {
         let n = args.len() as c_int;
         // SAFETY: the stack is checked for room before the pushes; the call leaves the stack
         // as it found it (no results; the error value is moved to the registry).
@@ -64,7 +64,7 @@ impl Entry {
                 return Err(mlua::Error::runtime("out of Lua stack"));
             }
             let top = ffi::lua_gettop(state);
-            ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, f.id().into());
+            ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, f.into());
             push(state, args);
             if ffi::lua_pcall(state, n, 0, 0) == ffi::LUA_OK {
                 return Ok(true);
@@ -80,12 +80,7 @@ impl Entry {
     }
 
     /// Resumes `thread` with `args` (its first resume, or at a yield that takes them).
-    pub(super) fn resume(
-        &self,
-        lua: &Lua,
-        thread: &Thread,
-        args: &[Arg<'_>],
-    ) -> mlua::Result<Resumed> {
+    pub(super) fn resume(&self, lua: &Lua, thread: &Thread, args: &[Arg]) -> mlua::Result<Resumed> {
         let co = thread.state();
         let n = args.len() as c_int;
         // SAFETY: `co` is a live coroutine of this VM (mlua's handle keeps it), not running
@@ -154,13 +149,13 @@ impl Entry {
 ///
 /// # Safety
 /// `state` has room for them.
-unsafe fn push(state: *mut ffi::lua_State, args: &[Arg<'_>]) {
+unsafe fn push(state: *mut ffi::lua_State, args: &[Arg]) {
     for a in args {
         // SAFETY: the caller's contract; registry slots are integer keys of the registry.
         unsafe {
             match a {
-                Arg::Key(k) => {
-                    ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, k.id().into());
+                Arg::Slot(k) => {
+                    ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, (*k).into());
                 }
                 Arg::Num(x) => ffi::lua_pushnumber(state, *x),
                 Arg::Int(i) => ffi::lua_pushinteger(state, *i as ffi::lua_Integer),
