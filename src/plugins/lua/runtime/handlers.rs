@@ -32,6 +32,7 @@ struct Slots {
 }
 
 impl Resolved {
+    /// The keys, with their slot numbers read once.
     pub(super) fn new(handler: Rc<RegistryKey>, methods: Methods, conf: Rc<RegistryKey>) -> Self {
         let slots = Slots {
             handler: handler.id(),
